@@ -1,0 +1,77 @@
+"""First arrival wins across redundant connections of one stream.
+
+Each update has a key that is identical on every connection carrying the same
+stream (the venue's sequence id; the trade id for trades). The first
+connection to deliver a key wins it; later copies are duplicates. Keys are
+remembered in a bounded LRU (so memory is flat) for at most `ttl_ns` (so a
+sequence reset can reuse a key later).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ArbiterStats:
+    unique: int = 0
+    duplicates: int = 0
+    wins: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "connections": len(self.wins),
+            "unique": self.unique,
+            "duplicates": self.duplicates,
+            "wins": dict(sorted(self.wins.items())),
+        }
+
+
+class Arbiter:
+    """Dedup by key across connections; counts wins per connection.
+
+    Args:
+        capacity: keys remembered (oldest evicted first).
+        ttl_ns: a key older than this is forgotten (0: no expiry).
+    """
+
+    def __init__(self, capacity: int = 200_000, ttl_ns: int = 60_000_000_000) -> None:
+        self.capacity = capacity
+        self.ttl_ns = ttl_ns
+        self.seen: OrderedDict[Hashable, int] = OrderedDict()
+        self.stats = ArbiterStats()
+
+    def register(self, connection: str) -> None:
+        """Make a connection known (it shows in `wins` even before it wins anything)."""
+        self.stats.wins.setdefault(connection, 0)
+
+    def offer(self, connection: str, key: Hashable, now_ns: int = 0) -> bool:
+        """True when `connection` is first to deliver `key` (keep it); False for a duplicate."""
+        wins = self.stats.wins
+        if connection not in wins:
+            wins[connection] = 0
+        seen = self.seen
+        first_ns = seen.get(key)
+        if first_ns is not None and (not self.ttl_ns or now_ns - first_ns <= self.ttl_ns):
+            self.stats.duplicates += 1
+            return False
+        seen[key] = now_ns
+        seen.move_to_end(key)
+        if len(seen) > self.capacity:
+            seen.popitem(last=False)
+        self.stats.unique += 1
+        wins[connection] += 1
+        return True
+
+    def least_winning(self) -> str | None:
+        """The connection with the fewest wins (the rotation candidate), if there are two or more."""
+        wins = self.stats.wins
+        if len(wins) < 2:
+            return None
+        return min(wins, key=lambda c: (wins[c], c))
+
+    def forget(self, connection: str) -> None:
+        """Drop a replaced connection from the win table."""
+        self.stats.wins.pop(connection, None)

@@ -1,0 +1,379 @@
+"""Book-sync state machines: per venue, each book message is Apply, Drop, Buffer or Gap.
+
+The rules work on the normalized l2 message header (seq, prev_seq, first_seq,
+is_snapshot, checksum) that every venue parser fills, so no wire names appear
+here. Each rule quotes the venue's documented step (see EXCHANGES.md).
+
+`BookSync` holds one book with its rules, buffer and counters; `Books` keeps
+one BookSync per (connection, symbol) and feeds them from Arrow batches.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
+from typing import NamedTuple
+
+from xtrader.book import Book, TextLevel
+
+#: f(top bids text, top asks text) -> venue checksum (OKX crc32 over original strings)
+Checksum = Callable[[list[TextLevel], list[TextLevel]], int]
+
+#: Binance buffers diffs while the REST snapshot is fetched; past this many the
+#: oldest are dropped and the sync restarts (a snapshot that never comes).
+MAX_BUFFERED = 10_000
+
+
+class Verdict(enum.Enum):
+    APPLY = "apply"  # levels applied (a snapshot replaced the book)
+    DROP = "drop"  # stale, duplicate, or no book yet: nothing applied, nothing wrong
+    BUFFER = "buffer"  # kept until the REST snapshot arrives (Binance)
+    GAP = "gap"  # sequence broken or checksum failed: book discarded, resync requested
+    STALE = "stale"  # a REST snapshot older than the buffered stream: fetch again
+
+
+class Message(NamedTuple):
+    """The sync-relevant header of one l2 message."""
+
+    seq: int
+    prev_seq: int | None
+    first_seq: int | None
+    is_snapshot: bool
+    checksum: int | None = None
+
+
+class Levels(NamedTuple):
+    """One message's levels: bids then asks, as floats (text only for checksum venues)."""
+
+    bid_prices: Sequence[float]
+    bid_sizes: Sequence[float]
+    ask_prices: Sequence[float]
+    ask_sizes: Sequence[float]
+    bid_price_text: Sequence[str | None] | None = None
+    bid_size_text: Sequence[str | None] | None = None
+    ask_price_text: Sequence[str | None] | None = None
+    ask_size_text: Sequence[str | None] | None = None
+
+
+EMPTY = Levels((), (), (), ())
+
+
+@dataclass
+class SyncCounters:
+    """What happened to one book (summed across books by `Books.counters`)."""
+
+    messages: int = 0
+    updates_applied: int = 0
+    snapshots: int = 0
+    dropped: int = 0
+    buffered: int = 0
+    gaps: int = 0
+    resyncs: int = 0
+    stale_snapshots: int = 0
+    checksum_ok: int = 0
+    checksum_failed: int = 0
+    checksum_skipped: int = 0
+    crossed: int = 0
+
+    def add(self, other: SyncCounters) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class Rules:
+    """Base: one venue's sequencing rules; `last` is the seq of the last applied message."""
+
+    #: the book starts from a REST snapshot, and diffs are buffered until then
+    rest_snapshot = False
+
+    def update(self, last: int, msg: Message, bridging: bool) -> Verdict:
+        raise NotImplementedError
+
+    def snapshot_stale(self, snapshot_seq: int, first_buffered: Message | None) -> bool:
+        return False
+
+
+class BinanceSpotRules(Rules):
+    """Binance spot diff depth (EXCHANGES.md 1.6, revised Nov 2025)."""
+
+    rest_snapshot = True
+
+    def snapshot_stale(self, snapshot_seq: int, first_buffered: Message | None) -> bool:
+        # 2. "If lastUpdateId is below that first U, the snapshot is too old: fetch again."
+        return first_buffered is not None and first_buffered.first_seq is not None and (
+            snapshot_seq < first_buffered.first_seq
+        )
+
+    def update(self, last: int, msg: Message, bridging: bool) -> Verdict:
+        first = msg.first_seq if msg.first_seq is not None else msg.seq
+        # 5. "u < book_id: ignore. Treating u <= book_id as ignorable is equivalent and safe."
+        if msg.seq <= last:
+            return Verdict.DROP
+        # 5. "U > book_id + 1: a gap." (this also checks the bridge of step 3:
+        #    the first kept event must have lastUpdateId inside [U, u])
+        if first > last + 1:
+            return Verdict.GAP
+        return Verdict.APPLY
+
+
+class BinanceFuturesRules(Rules):
+    """Binance USD-M / COIN-M diff depth (EXCHANGES.md 2.5)."""
+
+    rest_snapshot = True
+
+    def snapshot_stale(self, snapshot_seq: int, first_buffered: Message | None) -> bool:
+        # A snapshot older than the first buffered event cannot be bridged (step 4 would fail).
+        return first_buffered is not None and first_buffered.first_seq is not None and (
+            snapshot_seq < first_buffered.first_seq
+        )
+
+    def update(self, last: int, msg: Message, bridging: bool) -> Verdict:
+        if bridging:
+            # 3. "Drop events with u < lastUpdateId."
+            if msg.seq < last:
+                return Verdict.DROP
+            # 4. "The first processed event must satisfy U <= lastUpdateId AND u >= lastUpdateId."
+            first = msg.first_seq if msg.first_seq is not None else msg.seq
+            return Verdict.APPLY if first <= last else Verdict.GAP
+        if msg.seq <= last:
+            return Verdict.DROP  # a duplicate or an older copy
+        # 5. "Every later event must satisfy pu == previous event's u."
+        return Verdict.APPLY if msg.prev_seq == last else Verdict.GAP
+
+
+class OkxRules(Rules):
+    """OKX v5 books seqId / prevSeqId (EXCHANGES.md 3.5)."""
+
+    def update(self, last: int, msg: Message, bridging: bool) -> Verdict:
+        if msg.prev_seq is None:
+            return Verdict.APPLY  # legacy messages carry no seqId: only the checksum can check them
+        # "accept a message exactly when prevSeqId == last_seqId" (this covers the no-change
+        # heartbeat prevSeqId == seqId == last, and a reset: seqId < prevSeqId == last)
+        if msg.prev_seq == last:
+            return Verdict.APPLY
+        if msg.seq <= last and msg.seq >= msg.prev_seq:
+            return Verdict.DROP  # an older copy of an already applied update
+        return Verdict.GAP
+
+
+class DeribitRules(Rules):
+    """Deribit book change_id / prev_change_id (EXCHANGES.md 4.3)."""
+
+    def update(self, last: int, msg: Message, bridging: bool) -> Verdict:
+        # "a message follows on correctly when its prev_change_id equals the previous change_id"
+        if msg.prev_seq == last:
+            return Verdict.APPLY
+        if msg.seq <= last:
+            return Verdict.DROP
+        return Verdict.GAP
+
+
+RULES: dict[str, type[Rules]] = {
+    "binance_spot": BinanceSpotRules,
+    "binance_futures": BinanceFuturesRules,
+    "okx": OkxRules,
+    "deribit": DeribitRules,
+}
+
+
+class BookSync:
+    """One book and its sync state.
+
+    Args:
+        kind: a key of RULES (the venue's `sync_kind`).
+        checksum: the venue's checksum over the top `checksum_depth` text levels, if any.
+    """
+
+    def __init__(self, kind: str, keep_text: bool = False, checksum: Checksum | None = None, checksum_depth: int = 25):
+        self.rules = RULES[kind]()
+        self.book = Book(keep_text=keep_text)
+        self.checksum = checksum
+        self.checksum_depth = checksum_depth
+        self.counters = SyncCounters()
+        #: seq of the last applied message; None while there is no valid book
+        self.last: int | None = None
+        self.bridging = False
+        self.buffer: deque[tuple[Message, Levels]] = deque()
+        #: a snapshot (REST) or resubscription is needed; the owner acts and clears it
+        self.needs_resync = self.rules.rest_snapshot
+        self.last_gap: str | None = None
+
+    @property
+    def valid(self) -> bool:
+        """True when the book is synced: safe to read and emit."""
+        return self.last is not None
+
+    def on_message(self, msg: Message, levels: Levels = EMPTY) -> Verdict:
+        """Feed one websocket book message."""
+        self.counters.messages += 1
+        if msg.is_snapshot:
+            return self._load_snapshot(msg, levels)
+        if self.last is None:
+            if self.rules.rest_snapshot:
+                # Binance step 1: buffer while the snapshot is fetched.
+                self.buffer.append((msg, levels))
+                self.counters.buffered += 1
+                if len(self.buffer) > MAX_BUFFERED:
+                    self.buffer.popleft()
+                return Verdict.BUFFER
+            self.counters.dropped += 1
+            return Verdict.DROP
+        return self._update(msg, levels)
+
+    def on_rest_snapshot(self, msg: Message, levels: Levels) -> Verdict:
+        """Feed a REST snapshot (Binance); replays the buffered diffs over it."""
+        first = self.buffer[0][0] if self.buffer else None
+        if self.rules.snapshot_stale(msg.seq, first):
+            self.counters.stale_snapshots += 1
+            self.needs_resync = True
+            return Verdict.STALE
+        self._load_snapshot(msg, levels)
+        self.bridging = True
+        pending = list(self.buffer)
+        self.buffer.clear()
+        verdict = Verdict.APPLY
+        for index, (buffered, buffered_levels) in enumerate(pending):
+            verdict = self._update(buffered, buffered_levels)
+            if verdict is Verdict.GAP:
+                # the rest waits for the next snapshot, with the gap event first
+                self.buffer.extend(pending[index:])
+                return Verdict.GAP
+        return Verdict.APPLY if verdict is not Verdict.GAP else verdict
+
+    def _load_snapshot(self, msg: Message, levels: Levels) -> Verdict:
+        self.book.clear()
+        self._apply_levels(levels)
+        self.last = msg.seq
+        self.bridging = self.rules.rest_snapshot
+        self.needs_resync = False
+        self.counters.snapshots += 1
+        return self._after_apply(msg)
+
+    def _update(self, msg: Message, levels: Levels) -> Verdict:
+        assert self.last is not None
+        verdict = self.rules.update(self.last, msg, self.bridging)
+        if verdict is Verdict.DROP:
+            self.counters.dropped += 1
+            return verdict
+        if verdict is Verdict.GAP:
+            self._gap(f"seq {msg.seq} prev {msg.prev_seq} first {msg.first_seq} after {self.last}")
+            if self.rules.rest_snapshot:
+                self.buffer.append((msg, levels))
+            return verdict
+        self._apply_levels(levels)
+        self.last = msg.seq
+        self.bridging = False
+        self.counters.updates_applied += 1
+        return self._after_apply(msg)
+
+    def _after_apply(self, msg: Message) -> Verdict:
+        if msg.checksum is None or msg.checksum == 0 or self.checksum is None:
+            # OKX sends checksum 0 since 2026-06-23: skip, do not fail.
+            self.counters.checksum_skipped += 1
+        else:
+            bids, asks = self.book.top_text(self.checksum_depth)
+            if self.checksum(bids, asks) == msg.checksum:
+                self.counters.checksum_ok += 1
+            else:
+                self.counters.checksum_failed += 1
+                self._gap(f"checksum mismatch at seq {msg.seq}", kind="checksum_fail")
+                return Verdict.GAP
+        if self.book.crossed():
+            self.counters.crossed += 1
+        return Verdict.APPLY
+
+    def _apply_levels(self, levels: Levels) -> None:
+        book = self.book
+        book.apply(True, levels.bid_prices, levels.bid_sizes, levels.bid_price_text, levels.bid_size_text)
+        book.apply(False, levels.ask_prices, levels.ask_sizes, levels.ask_price_text, levels.ask_size_text)
+
+    def _gap(self, detail: str, kind: str = "gap") -> None:
+        """Discard the book and ask for a resync; a book known to be wrong is never emitted."""
+        self.counters.gaps += 1
+        self.counters.resyncs += 1
+        self.last = None
+        self.bridging = False
+        self.book.clear()
+        self.needs_resync = True
+        self.last_gap = f"{kind}: {detail}"
+
+
+@dataclass
+class SyncEvent:
+    """A gap / checksum failure / stale snapshot to record in the `events` table."""
+
+    symbol: str
+    kind: str
+    detail: str
+
+
+@dataclass
+class Books:
+    """One BookSync per (connection, symbol), fed from Arrow l2 batches.
+
+    Args:
+        kind: the venue's sync_kind.
+        keep_text: keep original strings (checksum venues).
+        checksum: the venue's checksum function, if any.
+    """
+
+    kind: str
+    keep_text: bool = False
+    checksum: Checksum | None = None
+    books: dict[tuple[str, str], BookSync] = field(default_factory=dict)
+
+    def get(self, connection: str, symbol: str) -> BookSync:
+        key = (connection, symbol)
+        sync = self.books.get(key)
+        if sync is None:
+            sync = self.books[key] = BookSync(self.kind, self.keep_text, self.checksum)
+        return sync
+
+    def counters(self) -> SyncCounters:
+        total = SyncCounters()
+        for sync in self.books.values():
+            total.add(sync.counters)
+        return total
+
+    def apply_batch(
+        self, connection: str, l2: object, messages: object, rest: bool = False
+    ) -> list[tuple[str, Message, Verdict, BookSync]]:
+        """Feed one l2 wire batch and its message batch (from `Columns.flush`).
+
+        Returns (symbol, message, verdict, sync) per message, in order; gaps
+        leave `sync.needs_resync` set for the owner to act on.
+        """
+        import pyarrow as pa
+
+        assert isinstance(l2, pa.RecordBatch) and isinstance(messages, pa.RecordBatch)
+        m = messages.to_pydict()
+        prices = l2.column("price").to_pylist()
+        sizes = l2.column("size").to_pylist()
+        ptext = l2.column("price_text").to_pylist() if self.keep_text else None
+        stext = l2.column("size_text").to_pylist() if self.keep_text else None
+        out = []
+        start = 0
+        for i, symbol in enumerate(m["symbol"]):
+            nb, na = m["bid_rows"][i], m["ask_rows"][i]
+            mid, end = start + nb, start + nb + na
+            levels = Levels(
+                prices[start:mid],
+                sizes[start:mid],
+                prices[mid:end],
+                sizes[mid:end],
+                ptext[start:mid] if ptext is not None else None,
+                stext[start:mid] if stext is not None else None,
+                ptext[mid:end] if ptext is not None else None,
+                stext[mid:end] if stext is not None else None,
+            )
+            msg = Message(m["seq"][i], m["prev_seq"][i], m["first_seq"][i], m["is_snapshot"][i], m["checksum"][i])
+            sync = self.get(connection, symbol)
+            verdict = sync.on_rest_snapshot(msg, levels) if rest else sync.on_message(msg, levels)
+            out.append((symbol, msg, verdict, sync))
+            start = end
+        return out

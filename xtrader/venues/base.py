@@ -1,0 +1,176 @@
+"""The Venue interface: everything xtrader needs to know about an exchange, with no I/O.
+
+A venue turns subscriptions into websocket URLs and messages, says how to keep
+a connection alive, how to ask for a REST book snapshot, and parses frames
+into column buffers (`xtrader.batch.Columns`). The connector (the only place
+with sockets) drives it; tests drive it with recorded frames.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Literal, NamedTuple
+
+from xtrader.batch import Columns
+from xtrader.clock import Receipt
+
+Table = Literal["trades", "l2", "bbo"]
+
+
+@dataclass(frozen=True, order=True)
+class Subscription:
+    """One stream of one instrument.
+
+    Attributes:
+        table: the normalized table the stream feeds.
+        symbol: the venue-native instrument id as it appears in payloads
+            (`BTCUSDT`, `BTC-USDT-SWAP`, `BTC-PERPETUAL`).
+        channel: a venue-native channel variant (e.g. Binance `depth@100ms`,
+            OKX `books-l2-tbt`, Deribit `100ms`); None picks the venue default.
+    """
+
+    table: Table
+    symbol: str
+    channel: str | None = None
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A planned websocket connection: its URL and what it carries."""
+
+    url: str
+    subscriptions: tuple[Subscription, ...]
+
+
+class Control(NamedTuple):
+    """A non-data frame, returned by `Venue.parse` for the session to act on.
+
+    kind is one of: ack (subscription confirmed), error (venue error reply),
+    pong, heartbeat, test_request (must be answered: `Venue.reply`),
+    shutdown (venue will close: reconnect now), notice, unknown (valid JSON
+    we do not route; counted, not fatal).
+    """
+
+    kind: str
+    detail: str = ""
+    request_id: object = None
+
+
+NO_CONTROL: tuple[Control, ...] = ()
+
+
+@dataclass(frozen=True)
+class Keepalive:
+    """How the client keeps a connection alive.
+
+    Attributes:
+        ping: payload the client sends when idle for `idle_s` (OKX text `ping`);
+            None when the server pings and the websocket library answers.
+        idle_s: seconds of silence before the client pings.
+        stale_s: seconds of silence after which the connection is presumed dead.
+    """
+
+    ping: bytes | None
+    idle_s: float
+    stale_s: float
+
+
+@dataclass(frozen=True)
+class SnapshotRequest:
+    """A REST book snapshot to fetch (GET)."""
+
+    symbol: str
+    url: str
+
+
+class Venue(ABC):
+    """One exchange's protocol. Instances are cheap and hold only configuration.
+
+    Args:
+        ws_base: websocket base replacing the official one (e.g. a simulator's).
+        rest_base: REST base replacing the official one.
+    """
+
+    #: registry name, also the value of every row's `exchange` column
+    name: ClassVar[str]
+    #: official bases; a simulator or mirror replaces them
+    official_ws_base: ClassVar[str]
+    official_rest_base: ClassVar[str]
+    #: which sync rules `xtrader.sync` applies to this venue's books
+    sync_kind: ClassVar[str]
+    #: l2 batches must carry the exact price/size strings (checksum input)
+    keep_text: ClassVar[bool] = False
+    #: the book is initialised from a REST snapshot (else from a websocket snapshot)
+    needs_snapshot: ClassVar[bool] = False
+    #: streams (subscriptions) per connection this client stays under
+    max_streams_per_connection: ClassVar[int] = 200
+    #: the venue's book checksum over the top (price, size) text levels, best first
+    #: (OKX's crc32); None when the venue publishes none
+    book_checksum: ClassVar[Callable[[list[tuple[str, str]], list[tuple[str, str]]], int] | None] = None
+
+    def __init__(self, ws_base: str | None = None, rest_base: str | None = None) -> None:
+        self.ws_base = (ws_base or self.official_ws_base).rstrip("/")
+        self.rest_base = (rest_base or self.official_rest_base).rstrip("/")
+
+    def columns(self) -> Columns:
+        """Fresh column buffers for one connection of this venue."""
+        return Columns(self.name, keep_text=self.keep_text)
+
+    @abstractmethod
+    def connections(self, subscriptions: Sequence[Subscription]) -> list[Connection]:
+        """Split subscriptions into websocket connections (URL routing, stream caps)."""
+
+    @abstractmethod
+    def initial_messages(self, connection: Connection, request_id: int) -> list[bytes]:
+        """Frames to send right after connecting (subscribe requests not in the URL, heartbeat setup)."""
+
+    @abstractmethod
+    def subscribe_messages(self, subscriptions: Sequence[Subscription], request_id: int) -> list[bytes]:
+        """Frames that add subscriptions to an open connection."""
+
+    @abstractmethod
+    def unsubscribe_messages(self, subscriptions: Sequence[Subscription], request_id: int) -> list[bytes]:
+        """Frames that remove subscriptions from an open connection."""
+
+    @abstractmethod
+    def keepalive(self) -> Keepalive:
+        """The keepalive rule of this venue."""
+
+    def reply(self, control: Control, request_id: int) -> bytes | None:
+        """A frame answering a control event (Deribit test_request), or None."""
+        return None
+
+    def snapshot_request(self, symbol: str, depth: int | None = None) -> SnapshotRequest | None:
+        """The REST book snapshot for `symbol`, or None when the venue needs none."""
+        return None
+
+    def parse_snapshot(self, body: bytes, symbol: str, receipt: Receipt, out: Columns) -> int:
+        """Append a REST snapshot's levels as `is_snapshot` l2 rows; return its sequence id.
+
+        Raises:
+            ParseError: the body is not a snapshot.
+        """
+        raise NotImplementedError(f"{self.name} has no REST snapshot")
+
+    def instruments_request(self) -> list[str]:
+        """REST URLs listing the venue's instruments (for start-up symbol validation)."""
+        return []
+
+    def parse_instruments(self, body: bytes) -> set[str]:
+        """Instrument ids in one instruments response.
+
+        Raises:
+            ParseError: the body is not an instrument list.
+        """
+        return set()
+
+    @abstractmethod
+    def parse(self, frame: bytes | str, receipt: Receipt, out: Columns) -> Sequence[Control]:
+        """Append the frame's rows to `out`; return control events (usually none).
+
+        Raises:
+            ParseError: the frame is malformed or not what the venue sends;
+                nothing of it was appended.
+        """

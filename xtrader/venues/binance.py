@@ -1,0 +1,492 @@
+"""Binance spot (`binance`) and USD-M futures (`binance_futures`); COIN-M frames parse with the futures venue.
+
+Subscriptions travel in the URL of combined-stream connections
+(`/stream?streams=btcusdt@aggTrade/btcusdt@depth@100ms`), so nothing is sent
+after connecting. Every event then arrives wrapped as `{"stream": .., "data": ..}`;
+raw `/ws/<stream>` framing parses too, except spot partial depth, which names
+its symbol only in the stream name. USD-M must route by path since 2026-04-23:
+book streams on `/public`, everything else on `/market` (a stream on the wrong
+path goes silent without an error), so its subscriptions split by route first.
+
+Wire names (glossed once here; they appear nowhere outside this module):
+    stream        combined-stream name (`nknusdt@depth@100ms`); data: the event
+    e             event type: trade, aggTrade, depthUpdate, bookTicker (futures
+                  only; the spot bookTicker has no `e`), serverShutdown, kline, ...
+    E             event (output) time; T: trade / transaction time (ms, or µs
+                  with `timeUnit=MICROSECOND` on spot)
+    s             symbol, uppercase (stream names are lowercase)
+    a             aggregate trade id (aggTrade); t: trade id (trade)
+    p, q          trade price and quantity (decimal strings)
+    m             buyer is the maker: true means the taker sold
+    U, u          first and last book update id of a depthUpdate
+    pu            futures only: the previous depthUpdate's `u`
+    b, a          depthUpdate bid / ask levels `[["price", "qty"], ..]`, qty "0" deletes
+    u b B a A     bookTicker: update id, best bid price / qty, best ask price / qty
+    lastUpdateId  book update id of a REST snapshot or spot partial depth;
+                  bids, asks: its levels
+    result, id    reply to SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS;
+    error         `{"code": 2, "msg": ".."}` reply to a bad request
+
+Real payloads (shared captures binance.jsonl, binance_futures.jsonl):
+    {"stream":"nknusdt@aggTrade","data":{"e":"aggTrade","E":1633998523963,"s":"NKNUSDT","a":15683430,
+     "p":"0.35280000","q":"58.00000000","f":19862790,"l":19862790,"T":1633998523963,"m":false,"M":true}}
+    {"stream":"nknusdt@bookTicker","data":{"u":499869768,"s":"NKNUSDT","b":"0.35210000",
+     "B":"672.00000000","a":"0.35260000","A":"3199.00000000"}}
+    {"stream":"sushiusdt@depth@100ms","data":{"e":"depthUpdate","E":1626992741037,"T":1626992741024,
+     "s":"SUSHIUSDT","U":600859599090,"u":600859600917,"pu":600859598061,"b":[["7.5040","813"]],"a":[]}}
+    REST /fapi/v1/depth: {"lastUpdateId":600859605926,"E":1626992741264,"T":1626992741261,
+     "bids":[["7.6110","6"],..],"asks":[..]}
+
+Docs: https://developers.binance.com/docs/binance-spot-api-docs/web-socket-streams ·
+https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams ·
+https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams/Important-WebSocket-Change-Notice
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import orjson
+
+from xtrader.batch import Columns
+from xtrader.clock import Receipt
+from xtrader.errors import ConfigError, ParseError
+from xtrader.venues import register
+from xtrader.venues.base import NO_CONTROL, Connection, Control, Keepalive, SnapshotRequest, Subscription, Venue
+
+_MS = 1_000_000  # ns per ms
+_US = 1_000  # ns per µs
+
+#: default stream per table, and the channel variants a Subscription may ask for
+_DEFAULT_CHANNEL = {"trades": "aggTrade", "l2": "depth@100ms", "bbo": "bookTicker"}
+_CHANNELS = {
+    "trades": re.compile(r"aggTrade|trade"),
+    "l2": re.compile(r"depth(?:5|10|20)?(?:@\d+ms)?"),
+    "bbo": re.compile(r"bookTicker"),
+}
+_SYMBOL = re.compile(r"[A-Za-z0-9_\-]+")
+
+_LIST = {list}
+_STR = {str}
+
+#: (data, stream name or None, ns per wire time unit, receive_ts, out) -> controls
+Handler = Callable[[dict[str, Any], str | None, int, int, Columns], Sequence[Control]]
+
+
+def _bad(what: str) -> ParseError:
+    return ParseError(f"binance: bad {what}")
+
+
+def _levels(levels: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """`[["price", "qty"], ..]` -> (prices, quantities), strings kept as sent."""
+    if type(levels) is not list:
+        raise _bad("levels")
+    if not levels:
+        return (), ()
+    if {*map(type, levels)} != _LIST:
+        raise _bad("level")
+    prices, sizes, *_ = zip(*levels, strict=False)  # ValueError when a level has < 2 entries
+    # all strings: Arrow then casts the whole column at once (a number among strings would fail the batch)
+    if {*map(type, prices), *map(type, sizes)} != _STR:
+        raise _bad("level value")
+    return prices, sizes
+
+
+def _append_book(
+    out: Columns,
+    symbol: Any,
+    bids: Any,
+    asks: Any,
+    *,
+    exchange_ts: int | None,
+    receive_ts: int,
+    seq: Any,
+    prev_seq: Any = None,
+    first_seq: Any = None,
+    is_snapshot: bool,
+) -> None:
+    """Validate, then append one l2 message (header, then bids, then asks)."""
+    if type(symbol) is not str or type(seq) is not int:
+        raise _bad("book message")
+    if (prev_seq is not None and type(prev_seq) is not int) or (first_seq is not None and type(first_seq) is not int):
+        raise _bad("book update id")
+    bid_prices, bid_sizes = _levels(bids)
+    ask_prices, ask_sizes = _levels(asks)
+    l2 = out.l2
+    l2.message(
+        symbol, exchange_ts, receive_ts, seq, prev_seq, first_seq, is_snapshot, None, len(bid_prices), len(ask_prices)
+    )
+    l2.price.extend(bid_prices)
+    l2.price.extend(ask_prices)
+    l2.size.extend(bid_sizes)
+    l2.size.extend(ask_sizes)
+
+
+def _append_trade(data: dict[str, Any], trade_id: Any, scale: int, now: int, out: Columns) -> Sequence[Control]:
+    symbol, ts, price, size, maker = data["s"], data["T"], data["p"], data["q"], data["m"]
+    if (
+        type(symbol) is not str
+        or type(ts) is not int
+        or type(trade_id) is not int
+        or type(price) is not str
+        or type(size) is not str
+        or type(maker) is not bool
+    ):
+        raise _bad("trade")
+    trades = out.trades
+    trades.symbol.append(symbol)
+    trades.exchange_ts.append(ts * scale)
+    trades.receive_ts.append(now)
+    trades.trade_id.append(trade_id)
+    trades.side.append("sell" if maker else "buy")  # m: the buyer made, so the taker sold
+    trades.price.append(price)
+    trades.size.append(size)
+    return NO_CONTROL
+
+
+def _agg_trade(data: dict[str, Any], stream: str | None, scale: int, now: int, out: Columns) -> Sequence[Control]:
+    return _append_trade(data, data["a"], scale, now, out)
+
+
+def _trade(data: dict[str, Any], stream: str | None, scale: int, now: int, out: Columns) -> Sequence[Control]:
+    return _append_trade(data, data["t"], scale, now, out)
+
+
+def _book_ticker(data: dict[str, Any], stream: str | None, scale: int, now: int, out: Columns) -> Sequence[Control]:
+    symbol, seq, bid, bid_size, ask, ask_size = data["s"], data["u"], data["b"], data["B"], data["a"], data["A"]
+    ts = data.get("T")  # futures transaction time; the spot bookTicker carries no time at all
+    if (
+        type(symbol) is not str
+        or type(seq) is not int
+        or (ts is not None and type(ts) is not int)
+        or {type(bid), type(bid_size), type(ask), type(ask_size)} != _STR
+    ):
+        raise _bad("bookTicker")
+    bbo = out.bbo
+    bbo.symbol.append(symbol)
+    bbo.exchange_ts.append(None if ts is None else ts * scale)
+    bbo.receive_ts.append(now)
+    bbo.seq.append(seq)
+    bbo.bid_price.append(bid)
+    bbo.bid_size.append(bid_size)
+    bbo.ask_price.append(ask)
+    bbo.ask_size.append(ask_size)
+    return NO_CONTROL
+
+
+def _is_partial(stream: str) -> bool:
+    """`btcusdt@depth5@100ms` (a complete top N) as opposed to `btcusdt@depth@100ms` (a diff)."""
+    at = stream.find("@depth")
+    return at >= 0 and stream[at + 6 : at + 7].isdigit()
+
+
+def _depth_update(data: dict[str, Any], stream: str | None, scale: int, now: int, out: Columns) -> Sequence[Control]:
+    # futures: T (transaction time) is shared with the bookTicker of the same u; spot has only E
+    ts = data.get("T")
+    if ts is None:
+        ts = data["E"]
+    if type(ts) is not int:
+        raise _bad("depthUpdate time")
+    _append_book(
+        out,
+        data["s"],
+        data["b"],
+        data["a"],
+        exchange_ts=ts * scale,
+        receive_ts=now,
+        seq=data["u"],
+        prev_seq=data.get("pu"),
+        first_seq=data["U"],
+        # a futures partial depth (@depth5/10/20) is depthUpdate-shaped: only the stream name tells it apart
+        is_snapshot=stream is not None and _is_partial(stream),
+    )
+    return NO_CONTROL
+
+
+def _spot_partial(data: dict[str, Any], stream: str | None, scale: int, now: int, out: Columns) -> Sequence[Control]:
+    if stream is None:
+        raise ParseError("binance: spot partial depth outside a combined stream has no symbol")
+    symbol = stream[: stream.index("@")].upper()
+    if not symbol:
+        raise _bad("stream name")
+    _append_book(
+        out,
+        symbol,
+        data["bids"],
+        data["asks"],
+        exchange_ts=None,
+        receive_ts=now,
+        seq=data["lastUpdateId"],
+        is_snapshot=True,
+    )
+    return NO_CONTROL
+
+
+def _request_id(data: dict[str, Any]) -> Any:
+    rid = data.get("id")
+    if rid is not None and type(rid) is not int and type(rid) is not str:
+        raise _bad("request id")
+    return rid
+
+
+def _result(data: dict[str, Any], stream: str | None, scale: int, now: int, out: Columns) -> Sequence[Control]:
+    # null for (UN)SUBSCRIBE, the stream list for LIST_SUBSCRIPTIONS, a value for GET_PROPERTY
+    result = data["result"]
+    detail = "" if result is None else orjson.dumps(result).decode()
+    return (Control("ack", detail, _request_id(data)),)
+
+
+def _error(data: dict[str, Any], stream: str | None, scale: int, now: int, out: Columns) -> Sequence[Control]:
+    error = data["error"]
+    code, message = error["code"], error.get("msg", "")
+    if type(code) is not int or type(message) is not str:
+        raise _bad("error reply")
+    return (Control("error", f"{code}: {message}", _request_id(data)),)
+
+
+def _shutdown(data: dict[str, Any], stream: str | None, scale: int, now: int, out: Columns) -> Sequence[Control]:
+    return (Control("shutdown", "serverShutdown"),)
+
+
+def _unknown(data: dict[str, Any], stream: str | None, scale: int, now: int, out: Columns) -> Sequence[Control]:
+    if stream is not None:
+        return (Control("unknown", stream),)
+    kind = data.get("e")
+    return (Control("unknown", str(kind) if kind is not None else "keys=" + ",".join(list(data)[:5])),)
+
+
+#: frames without `e`, told apart by the one key their shape is known by (checked in this order)
+_KEYLESS: tuple[tuple[str, Handler], ...] = (
+    ("u", _book_ticker),
+    ("lastUpdateId", _spot_partial),
+    ("result", _result),
+    ("error", _error),
+)
+
+
+def _keyless(data: dict[str, Any], stream: str | None, scale: int, now: int, out: Columns) -> Sequence[Control]:
+    for key, handler in _KEYLESS:
+        if key in data:
+            return handler(data, stream, scale, now, out)
+    return _unknown(data, stream, scale, now, out)
+
+
+#: event type `e` -> handler; anything else (kline, markPriceUpdate, 24hrTicker, ...) is unknown
+_EVENTS: dict[Any, Handler] = {
+    "aggTrade": _agg_trade,
+    "trade": _trade,
+    "depthUpdate": _depth_update,
+    "bookTicker": _book_ticker,
+    "serverShutdown": _shutdown,
+    None: _keyless,
+}
+
+_ERRORS = (KeyError, TypeError, IndexError, ValueError, AttributeError, orjson.JSONDecodeError)
+
+
+class _Binance(Venue):
+    """What Binance spot and futures share: stream names, framing, event parsing, REST shapes.
+
+    Args:
+        ws_base: websocket base replacing the official one.
+        rest_base: REST base replacing the official one.
+        microseconds: ask for µs timestamps (`timeUnit=MICROSECOND` in the URL)
+            and scale wire times accordingly; spot only.
+    """
+
+    needs_snapshot = True
+    #: URL path prefixes a stream may be routed to, in connection order
+    routes: ClassVar[tuple[str, ...]] = ("",)
+    #: REST paths of the depth snapshot and the instrument list
+    depth_path: ClassVar[str]
+    instruments_path: ClassVar[str]
+    #: snapshot depth asked for when the caller gives none
+    default_depth: ClassVar[int]
+    #: seconds between the server's websocket pings
+    server_ping_s: ClassVar[float]
+    supports_microseconds: ClassVar[bool] = False
+
+    def __init__(self, ws_base: str | None = None, rest_base: str | None = None, *, microseconds: bool = False) -> None:
+        super().__init__(ws_base, rest_base)
+        if microseconds and not self.supports_microseconds:
+            raise ConfigError(f"{self.name}: microseconds=True, but the venue has no timeUnit=MICROSECOND option")
+        self.microseconds = microseconds
+        self._scale = _US if microseconds else _MS
+        self._query = "&timeUnit=MICROSECOND" if microseconds else ""
+
+    def stream(self, subscription: Subscription) -> str:
+        """The stream name of a subscription: `<lowercase symbol>@<channel>`.
+
+        Raises:
+            ConfigError: unknown table, channel not a stream of that table, or a malformed symbol.
+        """
+        table, symbol, channel = subscription.table, subscription.symbol, subscription.channel
+        pattern = _CHANNELS.get(table)
+        if pattern is None:
+            raise ConfigError(f"{self.name}: table={table!r} is not one of {sorted(_CHANNELS)}")
+        channel = _DEFAULT_CHANNEL[table] if channel is None else channel
+        if not pattern.fullmatch(channel):
+            raise ConfigError(f"{self.name}: channel={channel!r} is not a {table} stream")
+        if not _SYMBOL.fullmatch(symbol):
+            raise ConfigError(f"{self.name}: symbol={symbol!r} is not a Binance symbol")
+        return f"{symbol.lower()}@{channel}"
+
+    def route(self, stream: str) -> str:
+        """The URL path prefix serving `stream` (spot: none)."""
+        return ""
+
+    def connections(self, subscriptions: Sequence[Subscription]) -> list[Connection]:
+        by_route: dict[str, dict[str, list[Subscription]]] = {route: {} for route in self.routes}
+        for subscription in subscriptions:
+            stream = self.stream(subscription)
+            by_route[self.route(stream)].setdefault(stream, []).append(subscription)
+        connections = []
+        cap = self.max_streams_per_connection
+        for route, streams in by_route.items():
+            names = list(streams)
+            for start in range(0, len(names), cap):
+                chunk = names[start : start + cap]
+                url = f"{self.ws_base}{route}/stream?streams={'/'.join(chunk)}{self._query}"
+                connections.append(Connection(url, tuple(s for name in chunk for s in streams[name])))
+        return connections
+
+    def initial_messages(self, connection: Connection, request_id: int) -> list[bytes]:
+        return []  # subscribed by the URL
+
+    def subscribe_messages(self, subscriptions: Sequence[Subscription], request_id: int) -> list[bytes]:
+        return self._request("SUBSCRIBE", subscriptions, request_id)
+
+    def unsubscribe_messages(self, subscriptions: Sequence[Subscription], request_id: int) -> list[bytes]:
+        return self._request("UNSUBSCRIBE", subscriptions, request_id)
+
+    def _request(self, method: str, subscriptions: Sequence[Subscription], request_id: int) -> list[bytes]:
+        streams = list(dict.fromkeys(self.stream(s) for s in subscriptions))
+        if not streams:
+            return []
+        return [orjson.dumps({"method": method, "params": streams, "id": request_id})]
+
+    def keepalive(self) -> Keepalive:
+        """The server pings; the websocket library pongs. Three missed pings mean the link is dead.
+
+        Spot pings every 20 s (stale after 60 s, when the server itself gives up on
+        a silent client); USD-M every 3 min (stale after 9 min, inside its 10 min cut-off).
+        """
+        return Keepalive(ping=None, idle_s=self.server_ping_s, stale_s=3 * self.server_ping_s)
+
+    def snapshot_limit(self, depth: int | None) -> int:
+        """The `limit` parameter for a snapshot of at least `depth` levels (capped by the venue)."""
+        return self.default_depth if depth is None else max(1, min(depth, self.default_depth))
+
+    def snapshot_request(self, symbol: str, depth: int | None = None) -> SnapshotRequest:
+        url = f"{self.rest_base}{self.depth_path}?symbol={symbol.upper()}&limit={self.snapshot_limit(depth)}"
+        return SnapshotRequest(symbol, url)
+
+    def parse_snapshot(self, body: bytes, symbol: str, receipt: Receipt, out: Columns) -> int:
+        """Append the snapshot as is_snapshot rows; return its lastUpdateId. Futures time: T (REST is always ms)."""
+        mark = out.mark()
+        try:
+            snapshot = orjson.loads(body)
+            seq, ts = snapshot["lastUpdateId"], snapshot.get("T")
+            if ts is not None and type(ts) is not int:
+                raise _bad("snapshot time")
+            exchange_ts = None if ts is None else ts * _MS
+            _append_book(
+                out,
+                symbol,
+                snapshot["bids"],
+                snapshot["asks"],
+                exchange_ts=exchange_ts,
+                receive_ts=receipt.wall_ns,
+                seq=seq,
+                is_snapshot=True,
+            )
+            return int(seq)
+        except ParseError:
+            out.rollback(mark)
+            raise
+        except _ERRORS as exc:
+            out.rollback(mark)
+            raise ParseError(f"{self.name}: not a depth snapshot: {exc!r}") from exc
+
+    def instruments_request(self) -> list[str]:
+        return [f"{self.rest_base}{self.instruments_path}"]
+
+    def parse_instruments(self, body: bytes) -> set[str]:
+        """Every listed symbol (whatever its status: a halted symbol still exists)."""
+        try:
+            symbols = {entry["symbol"] for entry in orjson.loads(body)["symbols"]}
+        except _ERRORS as exc:
+            raise ParseError(f"{self.name}: not an exchangeInfo body: {exc!r}") from exc
+        if {*map(type, symbols)} - _STR:
+            raise ParseError(f"{self.name}: exchangeInfo symbol is not a string")
+        return symbols
+
+    def parse(self, frame: bytes | str, receipt: Receipt, out: Columns) -> Sequence[Control]:
+        mark = out.mark()
+        try:
+            message: Any = orjson.loads(frame)
+            if type(message) is dict:
+                stream = message.get("stream")
+                data: Any
+                if stream is None:  # raw /ws framing, or a reply
+                    data = message
+                elif type(stream) is str:
+                    data = message["data"]
+                else:
+                    raise _bad("stream name")
+                if type(data) is dict:
+                    return _EVENTS.get(data.get("e"), _unknown)(data, stream, self._scale, receipt.wall_ns, out)
+                if type(data) is list:  # all-market arrays (`!ticker@arr`): not routed
+                    return (Control("unknown", str(stream)),)
+            elif type(message) is list:
+                return (Control("unknown", "array"),)
+            raise _bad("frame")
+        except ParseError:
+            out.rollback(mark)
+            raise
+        except _ERRORS as exc:
+            out.rollback(mark)
+            raise ParseError(f"{self.name}: malformed frame: {exc!r}") from exc
+
+
+@register
+class BinanceSpot(_Binance):
+    """Binance spot: `wss://stream.binance.com:9443/stream?streams=..`, REST `/api/v3`."""
+
+    name = "binance"
+    official_ws_base = "wss://stream.binance.com:9443"
+    official_rest_base = "https://api.binance.com"
+    sync_kind = "binance_spot"
+    depth_path = "/api/v3/depth"
+    instruments_path = "/api/v3/exchangeInfo"
+    default_depth = 5000  # the maximum; the documented local-book procedure asks for it
+    server_ping_s = 20.0
+    supports_microseconds = True
+
+
+@register
+class BinanceFutures(_Binance):
+    """Binance USD-M futures: streams routed to `/public` (book) or `/market` (the rest), REST `/fapi/v1`."""
+
+    name = "binance_futures"
+    official_ws_base = "wss://fstream.binance.com"
+    official_rest_base = "https://fapi.binance.com"
+    sync_kind = "binance_futures"
+    routes = ("/public", "/market")
+    depth_path = "/fapi/v1/depth"
+    instruments_path = "/fapi/v1/exchangeInfo"
+    default_depth = 1000
+    server_ping_s = 180.0
+    #: the only snapshot sizes /fapi/v1/depth accepts
+    depth_limits: ClassVar[tuple[int, ...]] = (5, 10, 20, 50, 100, 500, 1000)
+
+    def route(self, stream: str) -> str:
+        channel = stream.partition("@")[2]
+        return "/public" if channel.startswith("depth") or channel == "bookTicker" else "/market"
+
+    def snapshot_limit(self, depth: int | None) -> int:
+        if depth is None:
+            return self.default_depth
+        return next((limit for limit in self.depth_limits if limit >= depth), self.depth_limits[-1])
