@@ -38,7 +38,8 @@ def _is_number(value: Any) -> bool:
         except ValueError:
             return False
         return True
-    return type(value) is float or _is_int(value)
+    # Arrow refuses ints beyond 2**53 as float64 (they would lose precision)
+    return type(value) is float or (type(value) is int and -(1 << 53) <= value <= (1 << 53))
 
 
 def _is_opt_number(value: Any) -> bool:
@@ -154,6 +155,10 @@ class TradeColumns(_Table):
 
     def records(self) -> int:
         return len(self.symbol)
+
+    def _normalize(self) -> None:
+        super()._normalize()
+        self.trade_id[:] = [str(v) for v in self.trade_id]
 
     def build(self, exchange: str) -> pa.RecordBatch:
         ids = pa.array(self.trade_id)
