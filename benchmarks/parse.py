@@ -22,11 +22,15 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from xtrader.clock import Receipt  # noqa: E402
-from xtrader.errors import ParseError  # noqa: E402
-from xtrader.venues import venue  # noqa: E402
+import contextlib
 
-CAPTURES = Path(os.environ.get("XTRADER_CAPTURES", Path(__file__).resolve().parents[2] / "shared/data/exchange-captures"))
+from xtrader.clock import Receipt
+from xtrader.errors import ParseError
+from xtrader.venues import venue
+
+CAPTURES = Path(
+    os.environ.get("XTRADER_CAPTURES", Path(__file__).resolve().parents[2] / "shared/data/exchange-captures")
+)
 
 
 def frames(name: str, only: str | None = None) -> list[bytes]:
@@ -57,10 +61,8 @@ def parsed(name: str, data: list[bytes], seconds: float, batch_rows: int) -> tup
     n, batches, start = 0, 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         for frame in data:
-            try:
+            with contextlib.suppress(ParseError):
                 parse(frame, receipt, out)
-            except ParseError:
-                pass
             if out.rows() >= batch_rows:
                 out.flush()
                 batches += 1
@@ -75,10 +77,14 @@ def main() -> None:
     parser.add_argument("--batch-rows", type=int, default=1000)
     args = parser.parse_args()
     cases = [
-        ("binance", None), ("binance", "depthUpdate"), ("binance_futures", None), ("binance_futures", "depthUpdate"),
-        ("okx", None), ("deribit", None),
+        ("binance", None),
+        ("binance", "depthUpdate"),
+        ("binance_futures", None),
+        ("binance_futures", "depthUpdate"),
+        ("okx", None),
+        ("deribit", None),
     ]
-    print(f"| capture | frames | bare orjson.loads msg/s | parse+batch msg/s | ratio |")
+    print("| capture | frames | bare orjson.loads msg/s | parse+batch msg/s | ratio |")
     print("|---|---|---|---|---|")
     for name, only in cases:
         data = frames(name, only)

@@ -82,9 +82,7 @@ def dictionary(values: Sequence[str | None], index_type: pa.DataType) -> pa.Arra
 
 def constant_dictionary(value: str, length: int) -> pa.Array:
     """A dictionary<int8, string> column holding one value `length` times."""
-    return pa.DictionaryArray.from_arrays(
-        pa.array(np.zeros(length, dtype=np.int8)), pa.array([value], pa.string())
-    )
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(length, dtype=np.int8)), pa.array([value], pa.string()))
 
 
 class _Table:
@@ -133,7 +131,7 @@ class _Table:
 class TradeColumns(_Table):
     """One entry per trade."""
 
-    __slots__ = ("symbol", "exchange_ts", "receive_ts", "trade_id", "side", "price", "size")
+    __slots__ = ("exchange_ts", "price", "receive_ts", "side", "size", "symbol", "trade_id")
     _checks = (
         ("symbol", _is_str),
         ("exchange_ts", _is_opt_int),
@@ -184,14 +182,14 @@ class BboColumns(_Table):
     """One entry per top-of-book update as the venue publishes it."""
 
     __slots__ = (
-        "symbol",
+        "ask_price",
+        "ask_size",
+        "bid_price",
+        "bid_size",
         "exchange_ts",
         "receive_ts",
         "seq",
-        "bid_price",
-        "bid_size",
-        "ask_price",
-        "ask_size",
+        "symbol",
     )
     _checks = (
         ("symbol", _is_str),
@@ -246,7 +244,7 @@ def _opt_floats(values: Sequence[Any]) -> pa.Array:
 class EventColumns(_Table):
     """One entry per event (connect, gap, reject, ...)."""
 
-    __slots__ = ("symbol", "ts", "kind", "detail")
+    __slots__ = ("detail", "kind", "symbol", "ts")
     _checks = (
         ("symbol", _is_opt_str),
         ("ts", _is_int),
@@ -291,19 +289,19 @@ class L2Columns(_Table):
     """
 
     __slots__ = (
-        "symbol",
+        "ask_rows",
+        "bid_rows",
+        "checksum",
         "exchange_ts",
-        "receive_ts",
-        "seq",
-        "prev_seq",
         "first_seq",
         "is_snapshot",
-        "checksum",
-        "bid_rows",
-        "ask_rows",
-        "price",
-        "size",
         "keep_text",
+        "prev_seq",
+        "price",
+        "receive_ts",
+        "seq",
+        "size",
+        "symbol",
     )
     _checks = (
         ("symbol", _is_str),
@@ -513,9 +511,7 @@ class Columns:
 
     def __post_init__(self) -> None:
         self.l2.keep_text = self.keep_text
-        self._all_lists: tuple[list[Any], ...] = tuple(
-            getattr(t, n) for t in self._tables() for n in t._lists()
-        )
+        self._all_lists: tuple[list[Any], ...] = tuple(getattr(t, n) for t in self._tables() for n in t._lists())
 
     def mark(self) -> tuple[int, ...]:
         """Lengths of every list, for `rollback` when a frame fails half-way."""

@@ -17,7 +17,7 @@ TextLevel = tuple[str, str]
 class Book:
     """Bids and asks as price -> size dicts; size 0 deletes a level."""
 
-    __slots__ = ("asks", "ask_text", "bids", "bid_text", "keep_text")
+    __slots__ = ("ask_text", "asks", "bid_text", "bids", "keep_text")
 
     def __init__(self, keep_text: bool = False) -> None:
         self.keep_text = keep_text

@@ -120,8 +120,8 @@ TABLES: dict[str, pa.Schema] = {
 #: l2 between actors: the stored columns plus the venue's exact price/size text
 #: (kept only by venues with a checksum over the original strings, i.e. OKX).
 L2_WIRE = pa.schema(
-    list(L2)
-    + [
+    [
+        *list(L2),
         _field("price_text", pa.string(), True, "price exactly as the venue sent it (OKX checksum input)"),
         _field("size_text", pa.string(), True, "size exactly as the venue sent it (OKX checksum input)"),
     ]

@@ -105,8 +105,10 @@ class BinanceSpotRules(Rules):
 
     def snapshot_stale(self, snapshot_seq: int, first_buffered: Message | None) -> bool:
         # 2. "If lastUpdateId is below that first U, the snapshot is too old: fetch again."
-        return first_buffered is not None and first_buffered.first_seq is not None and (
-            snapshot_seq < first_buffered.first_seq
+        return (
+            first_buffered is not None
+            and first_buffered.first_seq is not None
+            and (snapshot_seq < first_buffered.first_seq)
         )
 
     def update(self, last: int, msg: Message, bridging: bool) -> Verdict:
@@ -128,8 +130,10 @@ class BinanceFuturesRules(Rules):
 
     def snapshot_stale(self, snapshot_seq: int, first_buffered: Message | None) -> bool:
         # A snapshot older than the first buffered event cannot be bridged (step 4 would fail).
-        return first_buffered is not None and first_buffered.first_seq is not None and (
-            snapshot_seq < first_buffered.first_seq
+        return (
+            first_buffered is not None
+            and first_buffered.first_seq is not None
+            and (snapshot_seq < first_buffered.first_seq)
         )
 
     def update(self, last: int, msg: Message, bridging: bool) -> Verdict:

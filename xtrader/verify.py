@@ -180,8 +180,16 @@ class _Replay:
         b = bbo.to_pydict()
         for i, sym in enumerate(b["symbol"]):
             seq = b["seq"][i]
-            key = ("bbo", sym, seq, b["exchange_ts"][i], b["bid_price"][i], b["bid_size"][i], b["ask_price"][i],
-                   b["ask_size"][i])
+            key = (
+                "bbo",
+                sym,
+                seq,
+                b["exchange_ts"][i],
+                b["bid_price"][i],
+                b["bid_size"][i],
+                b["ask_price"][i],
+                b["ask_size"][i],
+            )
             self.result.arbiter.offer(conn, key)
             if seq is not None:
                 top = ((b["bid_price"][i], b["bid_size"][i]), (b["ask_price"][i], b["ask_size"][i]))
@@ -235,7 +243,7 @@ def verify(path: str | Path, venue_name: str | None = None) -> VerifyResult:
     path = Path(path)
     name = venue_name
     if name is None:
-        for number, record in _records(path):
+        for _number, record in _records(path):
             name = detect_venue(record["url"])
             if name is not None:
                 break
@@ -247,7 +255,7 @@ def verify(path: str | Path, venue_name: str | None = None) -> VerifyResult:
         raise VerifyInputError(str(exc.args[0])) from None
     result = VerifyResult(venue=name)
     replay = _Replay(v, result)
-    for number, record in _records(path):
+    for _number, record in _records(path):
         if record["dir"] != "recv" or record.get("msg") is None:
             continue
         if record["kind"] == "ws":

@@ -33,22 +33,34 @@ def run(kind: str, steps: list[tuple[str, Message]]) -> tuple[list[Verdict], Boo
 
 BINANCE_SPOT = {
     # buffered diffs bridged by the snapshot (lastUpdateId inside [U, u] of the first kept event)
-    "in_order": ([("ws", diff(100, 105)), ("ws", diff(106, 110)), ("rest", snap(107)), ("ws", diff(111, 115))],
-                 [B, B, A, A], 115),
+    "in_order": (
+        [("ws", diff(100, 105)), ("ws", diff(106, 110)), ("rest", snap(107)), ("ws", diff(111, 115))],
+        [B, B, A, A],
+        115,
+    ),
     "stale_events_dropped": ([("ws", diff(100, 105)), ("rest", snap(105)), ("ws", diff(106, 108))], [B, A, A], 108),
     "duplicate": ([("ws", diff(100, 105)), ("rest", snap(100)), ("ws", diff(101, 105))], [B, A, D], 105),
     "stale_snapshot": ([("ws", diff(100, 105)), ("rest", snap(98)), ("rest", snap(103))], [B, S, A], 105),
     "gap": ([("ws", diff(100, 105)), ("rest", snap(101)), ("ws", diff(107, 109))], [B, A, G], None),
     "gap_in_bridge": ([("ws", diff(110, 115)), ("rest", snap(112)), ("ws", diff(120, 121))], [B, A, G], None),
-    "out_of_order": ([("ws", diff(1, 5)), ("rest", snap(4)), ("ws", diff(10, 12)), ("ws", diff(6, 9))],
-                     [B, A, G, B], None),
-    "resync_after_gap": ([("ws", diff(1, 5)), ("rest", snap(4)), ("ws", diff(10, 12)), ("ws", diff(13, 14)),
-                          ("rest", snap(11))], [B, A, G, B, A], 14),
+    "out_of_order": (
+        [("ws", diff(1, 5)), ("rest", snap(4)), ("ws", diff(10, 12)), ("ws", diff(6, 9))],
+        [B, A, G, B],
+        None,
+    ),
+    "resync_after_gap": (
+        [("ws", diff(1, 5)), ("rest", snap(4)), ("ws", diff(10, 12)), ("ws", diff(13, 14)), ("rest", snap(11))],
+        [B, A, G, B, A],
+        14,
+    ),
 }
 
 BINANCE_FUTURES = {
-    "in_order": ([("ws", diff(100, 105, 99)), ("ws", diff(106, 110, 105)), ("rest", snap(107)),
-                  ("ws", diff(111, 120, 110))], [B, B, A, A], 120),
+    "in_order": (
+        [("ws", diff(100, 105, 99)), ("ws", diff(106, 110, 105)), ("rest", snap(107)), ("ws", diff(111, 120, 110))],
+        [B, B, A, A],
+        120,
+    ),
     # 3. drop u < lastUpdateId; 4. the first processed event has U <= lastUpdateId <= u
     "bridge_equal": ([("ws", diff(90, 100, 89)), ("ws", diff(101, 104, 100)), ("rest", snap(100))], [B, B, A], 104),
     "duplicate": ([("rest", snap(50)), ("ws", diff(45, 55, 44)), ("ws", diff(45, 55, 44))], [A, A, D], 55),
@@ -57,22 +69,31 @@ BINANCE_FUTURES = {
     "bridge_gap": ([("rest", snap(50)), ("ws", diff(60, 70, 59))], [A, G], None),
     # futures ids are not contiguous: only pu == previous u counts
     "non_contiguous_ids": ([("rest", snap(50)), ("ws", diff(45, 55, 44)), ("ws", diff(80, 90, 55))], [A, A, A], 90),
-    "out_of_order": ([("rest", snap(50)), ("ws", diff(45, 55, 44)), ("ws", diff(70, 80, 60)), ("ws", diff(56, 60, 55))],
-                     [A, A, G, B], None),
+    "out_of_order": (
+        [("rest", snap(50)), ("ws", diff(45, 55, 44)), ("ws", diff(70, 80, 60)), ("ws", diff(56, 60, 55))],
+        [A, A, G, B],
+        None,
+    ),
 }
 
 OKX = {
     "in_order": ([("ws", snap(10)), ("ws", upd(10, 15)), ("ws", upd(15, 22))], [A, A, A], 22),
     "no_change_heartbeat": ([("ws", snap(10)), ("ws", upd(10, 15)), ("ws", upd(15, 15))], [A, A, A], 15),
     # documented example: snapshot (-1, 10) -> (10, 15) -> (15, 15) -> reset (15, 3) -> (3, 5)
-    "sequence_reset": ([("ws", snap(10)), ("ws", upd(10, 15)), ("ws", upd(15, 15)), ("ws", upd(15, 3)),
-                        ("ws", upd(3, 5))], [A, A, A, A, A], 5),
+    "sequence_reset": (
+        [("ws", snap(10)), ("ws", upd(10, 15)), ("ws", upd(15, 15)), ("ws", upd(15, 3)), ("ws", upd(3, 5))],
+        [A, A, A, A, A],
+        5,
+    ),
     "duplicate": ([("ws", snap(10)), ("ws", upd(10, 15)), ("ws", upd(10, 15))], [A, A, D], 15),
     "gap": ([("ws", snap(10)), ("ws", upd(12, 15))], [A, G], None),
     "out_of_order": ([("ws", snap(10)), ("ws", upd(15, 20)), ("ws", upd(10, 15))], [A, G, D], None),
     "update_before_snapshot": ([("ws", upd(3, 4)), ("ws", snap(10)), ("ws", upd(10, 11))], [D, A, A], 11),
-    "resubscribe_after_gap": ([("ws", snap(10)), ("ws", upd(12, 15)), ("ws", upd(15, 16)), ("ws", snap(20)),
-                               ("ws", upd(20, 21))], [A, G, D, A, A], 21),
+    "resubscribe_after_gap": (
+        [("ws", snap(10)), ("ws", upd(12, 15)), ("ws", upd(15, 16)), ("ws", snap(20)), ("ws", upd(20, 21))],
+        [A, G, D, A, A],
+        21,
+    ),
 }
 
 DERIBIT = {
@@ -80,15 +101,26 @@ DERIBIT = {
     "duplicate": ([("ws", snap(100)), ("ws", upd(100, 101)), ("ws", upd(100, 101))], [A, A, D], 101),
     "gap": ([("ws", snap(100)), ("ws", upd(101, 102))], [A, G], None),
     "out_of_order": ([("ws", snap(100)), ("ws", upd(101, 102)), ("ws", upd(100, 101))], [A, G, D], None),
-    "resubscribe_after_gap": ([("ws", snap(100)), ("ws", upd(101, 102)), ("ws", snap(200)), ("ws", upd(200, 201))],
-                              [A, G, A, A], 201),
+    "resubscribe_after_gap": (
+        [("ws", snap(100)), ("ws", upd(101, 102)), ("ws", snap(200)), ("ws", upd(200, 201))],
+        [A, G, A, A],
+        201,
+    ),
 }
 
 
 @pytest.mark.parametrize(
     ("kind", "case"),
-    [(k, c) for k, table in [("binance_spot", BINANCE_SPOT), ("binance_futures", BINANCE_FUTURES),
-                             ("okx", OKX), ("deribit", DERIBIT)] for c in table],
+    [
+        (k, c)
+        for k, table in [
+            ("binance_spot", BINANCE_SPOT),
+            ("binance_futures", BINANCE_FUTURES),
+            ("okx", OKX),
+            ("deribit", DERIBIT),
+        ]
+        for c in table
+    ],
 )
 def test_sync_table(kind: str, case: str) -> None:
     table = {"binance_spot": BINANCE_SPOT, "binance_futures": BINANCE_FUTURES, "okx": OKX, "deribit": DERIBIT}[kind]
@@ -138,8 +170,13 @@ def _crc(bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> int:
 
 def _okx(bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> Levels:
     return Levels(
-        [float(p) for p, _ in bids], [float(s) for _, s in bids], [float(p) for p, _ in asks],
-        [float(s) for _, s in asks], [p for p, _ in bids], [s for _, s in bids], [p for p, _ in asks],
+        [float(p) for p, _ in bids],
+        [float(s) for _, s in bids],
+        [float(p) for p, _ in asks],
+        [float(s) for _, s in asks],
+        [p for p, _ in bids],
+        [s for _, s in bids],
+        [p for p, _ in asks],
         [s for _, s in asks],
     )
 

@@ -156,10 +156,14 @@ def test_verify_is_clean(venue: str) -> None:
 
 @pytest.mark.parametrize(
     ("venue", "applied", "cross_checks", "symbols"),
-    [("binance", 172, 26, {"NKNUSDT", "BLZETH", "LRCBTC", "RUNEEUR"}),
-     ("binance_futures", 752, 50, {"SUSHIUSDT", "AKROUSDT", "KEEPUSDT", "CTKUSDT"})],
+    [
+        ("binance", 172, 26, {"NKNUSDT", "BLZETH", "LRCBTC", "RUNEEUR"}),
+        ("binance_futures", 752, 50, {"SUSHIUSDT", "AKROUSDT", "KEEPUSDT", "CTKUSDT"}),
+    ],
 )
-def test_binance_snapshot_bridged_for_every_symbol(venue: str, applied: int, cross_checks: int, symbols: set[str]) -> None:
+def test_binance_snapshot_bridged_for_every_symbol(
+    venue: str, applied: int, cross_checks: int, symbols: set[str]
+) -> None:
     result = verify(capture_path(venue))
     summary = result.summary()
     expected_tops, counts = reference_binance(venue)
@@ -203,8 +207,9 @@ def test_deribit_every_chain_link_accepted() -> None:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "xtrader.cli", "verify", *args], capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "xtrader.cli", "verify", *args], capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def test_cli_json_is_one_object_and_exit_zero() -> None:
@@ -214,8 +219,17 @@ def test_cli_json_is_one_object_and_exit_zero() -> None:
     assert len(lines) == 1
     summary = json.loads(lines[0])
     assert list(summary) == ["venue", "files", "messages", "rejects", "rows", "books", "arbiter"]
-    assert list(summary["books"]) == ["updates_applied", "gaps", "resyncs", "checksum_ok", "checksum_failed",
-                                      "checksum_skipped", "bbo_cross_checks", "bbo_mismatches", "crossed"]
+    assert list(summary["books"]) == [
+        "updates_applied",
+        "gaps",
+        "resyncs",
+        "checksum_ok",
+        "checksum_failed",
+        "checksum_skipped",
+        "bbo_cross_checks",
+        "bbo_mismatches",
+        "crossed",
+    ]
     assert list(summary["arbiter"]) == ["connections", "unique", "duplicates", "wins"]
     assert summary["rows"]["trades"] == 2
 
@@ -248,9 +262,12 @@ def test_coin_m_style_capture_works_with_venue_override(tmp_path: Path) -> None:
     # COIN-M uses the USD-M rules; its hosts (dstream/dapi) are passed explicitly
     text = capture_path("binance_futures").read_text(encoding="utf-8")
     coin_m = tmp_path / "coinm.jsonl"
-    coin_m.write_text(text.replace("fstream.binance.com", "dstream.binance.com").replace("fapi.binance.com/fapi",
-                                                                                         "dapi.binance.com/dapi"),
-                      encoding="utf-8")
+    coin_m.write_text(
+        text.replace("fstream.binance.com", "dstream.binance.com").replace(
+            "fapi.binance.com/fapi", "dapi.binance.com/dapi"
+        ),
+        encoding="utf-8",
+    )
     proc = _cli(str(coin_m), "--venue", "binance_futures", "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["books"]["updates_applied"] == 752

@@ -39,4 +39,14 @@ def _load() -> None:
                 raise
 
 
-__all__ = ["VENUES", "Connection", "Control", "Keepalive", "SnapshotRequest", "Subscription", "Venue", "register", "venue"]
+__all__ = [
+    "VENUES",
+    "Connection",
+    "Control",
+    "Keepalive",
+    "SnapshotRequest",
+    "Subscription",
+    "Venue",
+    "register",
+    "venue",
+]
