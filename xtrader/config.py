@@ -1,0 +1,555 @@
+"""The capture configuration: frozen pydantic models, validated as a whole before any actor starts.
+
+A `Capture` names the streams to record (venue, tables, symbols, redundancy),
+the pipeline settings (batching, flow control, placement, book sync, arbiter,
+reconnects), the sinks, the Ray cluster, the metrics endpoint and an optional
+local simulator. Endpoints left at None mean the venue's official live
+endpoint, so the only difference between a simulated and a live capture is
+`simulator.enabled`.
+
+`load_config` reads YAML or JSON; environment variables (XTRADER_<NAME>, see
+`ENV_OVERRIDES`) beat the file and command-line values beat both. docs/config.md
+is generated from these models (`python -m xtrader.docs config`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, NamedTuple, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
+
+from xtrader.errors import ConfigError
+from xtrader.venues.base import Subscription, Table
+
+LatencyMode = Literal["realtime", "archival"]
+Policy = Literal["block", "lossy"]
+PlacementStrategy = Literal["PACK", "SPREAD", "STRICT_SPREAD"]
+
+Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+Symbol = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9_./:-]{0,63}$")]
+Channel = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+WsBase = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^wss?://\S+$")]
+RestBase = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^https?://\S+$")]
+Host = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+Port = Annotated[int, Field(ge=0, le=65535)]
+
+#: Values the latency mode sets for every preset field the configuration leaves out
+#: (the field defaults are the realtime values).
+PRESETS: dict[str, dict[str, int | float]] = {
+    "realtime": {"batch_rows": 500, "batch_ms": 20, "flush_interval_s": 1.0, "row_group_rows": 65_536},
+    "archival": {"batch_rows": 10_000, "batch_ms": 1_000, "flush_interval_s": 30.0, "row_group_rows": 1_048_576},
+}
+
+#: Parquet file rotation per latency mode (rows, bytes, seconds): realtime closes small files often.
+ROTATION_PRESETS: dict[str, dict[str, int | float]] = {
+    "realtime": {"rotation_rows": 1_000_000, "rotation_bytes": 64 * 2**20, "rotation_seconds": 60.0},
+    "archival": {"rotation_rows": 50_000_000, "rotation_bytes": 2**30, "rotation_seconds": 3600.0},
+}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Stream(_Model):
+    """One venue's subscriptions: the same tables for every symbol, captured over `redundancy` copies."""
+
+    name: Name | None = Field(
+        default=None, description="Stream id used in actor names and metrics; null: the venue name."
+    )
+    venue: str = Field(description="Venue name: binance, binance_futures (USD-M), okx or deribit.")
+    tables: tuple[Table, ...] = Field(
+        default=("trades", "l2", "bbo"), description="Tables to capture: any of trades, l2, bbo."
+    )
+    symbols: tuple[Symbol, ...] = Field(
+        description="Venue-native instrument ids (BTCUSDT, BTC-USDT, BTC-USDT-SWAP, BTC-PERPETUAL)."
+    )
+    channels: dict[Table, Channel] = Field(
+        default_factory=dict,
+        description="Venue channel per table replacing the venue default (e.g. l2: depth@0ms, books-l2-tbt, 100ms).",
+    )
+    redundancy: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="Identical connections per stream; above 1 an arbiter keeps the first arrival.",
+    )
+    ws_base: WsBase | None = Field(
+        default=None, description="Websocket base URL; null: the official endpoint (or the simulator's)."
+    )
+    rest_base: RestBase | None = Field(
+        default=None, description="REST base URL; null: the official endpoint (or the simulator's)."
+    )
+    simulated: bool | None = Field(
+        default=None,
+        description="Connect to the local simulator; null: when `simulator.enabled`; false: live even then.",
+    )
+
+    @field_validator("venue")
+    @classmethod
+    def _known_venue(cls, value: str) -> str:
+        from xtrader.venues import venue
+
+        try:
+            venue(value)
+        except KeyError as exc:
+            raise ValueError(exc.args[0]) from None
+        return value
+
+    @field_validator("tables", "symbols")
+    @classmethod
+    def _some_and_no_repeats(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        if not values:
+            raise ValueError("must list at least one")
+        repeated = sorted(value for value, count in Counter(values).items() if count > 1)
+        if repeated:
+            raise ValueError(f"listed more than once: {', '.join(map(repr, repeated))}")
+        return values
+
+    @model_validator(mode="after")
+    def _channels_of_captured_tables(self) -> Stream:
+        extra = sorted(set(self.channels) - set(self.tables))
+        if extra:
+            raise ValueError(f"channels: override for {', '.join(map(repr, extra))}, which is not in tables")
+        return self
+
+    @property
+    def id(self) -> str:
+        """The stream id: `name`, or the venue name."""
+        return self.name or self.venue
+
+    def subscriptions(self) -> list[Subscription]:
+        """One subscription per (table, symbol), in configuration order."""
+        return [
+            Subscription(table, symbol, self.channels.get(table)) for table in self.tables for symbol in self.symbols
+        ]
+
+
+class Pipeline(_Model):
+    """Batching, flow control, placement, book sync, arbiter and reconnect settings (env: XTRADER_<NAME>)."""
+
+    latency_mode: LatencyMode = Field(
+        default="realtime",
+        description="Preset for the batch_rows, batch_ms, flush_interval_s and row_group_rows left out.",
+    )
+    batch_rows: int = Field(default=500, ge=1, le=1_000_000, description="Rows per batch.")
+    batch_ms: int = Field(default=20, ge=1, le=60_000, description="Longest a row waits for its batch, ms.")
+    flush_interval_s: float = Field(default=1.0, gt=0, le=3600, description="Longest a sink holds rows before writing.")
+    row_group_rows: int = Field(default=65_536, ge=1_000, le=64_000_000, description="Parquet row-group size, rows.")
+    max_inflight: int = Field(
+        default=4, ge=1, le=1024, description="Batches a producer may have unacknowledged downstream."
+    )
+    policy: Policy = Field(
+        default="block",
+        description="When max_inflight is reached: block (lossless) or lossy (drop the batch and count it).",
+    )
+    connector_cpus: float = Field(
+        default=1.0, gt=0, le=64, description="CPUs of each connector's placement-group bundle."
+    )
+    service_cpus: float = Field(
+        default=0.0, ge=0, le=64, description="CPUs reserved per arbiter, order-book and sink actor."
+    )
+    placement_strategy: PlacementStrategy = Field(
+        default="PACK",
+        description="Placement of the redundant copies of a connection; STRICT_SPREAD needs `redundancy` nodes.",
+    )
+    snapshot_interval_s: float = Field(
+        default=1.0, gt=0, le=3600, description="Period of book_snapshots rows per book."
+    )
+    book_snapshot_depth: int = Field(default=20, ge=1, le=1000, description="Levels per side in book_snapshots.")
+    arbiter_capacity: int = Field(default=200_000, ge=1_000, description="Update keys an arbiter remembers (LRU).")
+    arbiter_ttl_s: float = Field(default=60.0, gt=0, description="Seconds an arbiter remembers an update key.")
+    rotation_interval_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="Every this many seconds replace the redundant connection winning least; 0: never.",
+    )
+    rotation_min_win_share: float = Field(
+        default=0.1, ge=0, le=1, description="Rotate a connection only when its share of wins is below this."
+    )
+    reconnect_backoff_base_s: float = Field(
+        default=0.5, gt=0, le=60, description="First reconnect delay (then doubled)."
+    )
+    reconnect_backoff_cap_s: float = Field(
+        default=30.0, gt=0, le=3600, description="Longest reconnect delay (jittered)."
+    )
+    connection_lifetime_s: float = Field(
+        default=84_600.0,
+        ge=0,
+        description="Replace a connection (new one first) after this long; Binance closes them at 24 h. 0: never.",
+    )
+    validate_symbols: bool = Field(
+        default=True, description="Check symbols against the venue's instrument list at start."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        mode = data.get("latency_mode", "realtime")
+        preset = PRESETS.get(mode) if isinstance(mode, str) else None
+        if preset is None:
+            return data  # the latency_mode field reports it
+        explicit = {key: value for key, value in data.items() if not (key in preset and value is None)}
+        return {**preset, **explicit}
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> Pipeline:
+        if self.reconnect_backoff_cap_s < self.reconnect_backoff_base_s:
+            raise ValueError(
+                f"reconnect_backoff_cap_s={self.reconnect_backoff_cap_s:g} is below "
+                f"reconnect_backoff_base_s={self.reconnect_backoff_base_s:g}"
+            )
+        return self
+
+
+class Rotation(NamedTuple):
+    """When a Parquet writer closes its file and starts the next (whichever comes first)."""
+
+    rows: int
+    bytes: int
+    seconds: float
+
+
+class ParquetSink(_Model):
+    """Hive-partitioned Parquet files: ROOT/<table>/exchange=<x>/date=<YYYY-MM-DD>/part-<writer>-<n>.parquet."""
+
+    enabled: bool = Field(default=True, description="Write Parquet.")
+    root: str = Field(default="./xtrader-data", min_length=1, description="Dataset root directory.")
+    mode: LatencyMode | None = Field(
+        default=None, description="realtime (small files, frequent close) or archival; null: pipeline.latency_mode."
+    )
+    compression: Literal["zstd", "snappy", "lz4", "none"] = Field(
+        default="zstd", description="Parquet compression codec."
+    )
+    rotation_rows: int | None = Field(
+        default=None, ge=1, description="Close a file at this many rows; null: mode preset."
+    )
+    rotation_bytes: int | None = Field(
+        default=None, ge=1024, description="Close a file at about this many bytes; null: mode preset."
+    )
+    rotation_seconds: float | None = Field(
+        default=None, gt=0, description="Close a file this long after opening; null: mode preset."
+    )
+
+    def rotation(self, latency_mode: LatencyMode) -> Rotation:
+        """The rotation thresholds, presets filled in from `mode` (or the pipeline's `latency_mode`)."""
+        preset = ROTATION_PRESETS[self.mode or latency_mode]
+        return Rotation(
+            rows=int(self.rotation_rows or preset["rotation_rows"]),
+            bytes=int(self.rotation_bytes or preset["rotation_bytes"]),
+            seconds=float(self.rotation_seconds or preset["rotation_seconds"]),
+        )
+
+
+class QuestDBSink(_Model):
+    """QuestDB through the official client (ILP over HTTP), with a local spill while it is unreachable."""
+
+    enabled: bool = Field(default=False, description="Write to QuestDB.")
+    conf: str = Field(
+        default="http::addr=localhost:9000;protocol_version=1;",
+        description="questdb client configuration string (`http::addr=HOST:PORT;protocol_version=1;`).",
+    )
+    spill_dir: str = Field(
+        default="./xtrader-spill", min_length=1, description="Batches wait here (Parquet) while QuestDB is down."
+    )
+
+    @field_validator("conf")
+    @classmethod
+    def _conf_shape(cls, value: str) -> str:
+        schema, sep, rest = value.partition("::")
+        if not sep or schema not in ("http", "https", "tcp", "tcps"):
+            raise ValueError("must start with http::, https::, tcp:: or tcps::")
+        if "addr=" not in rest:
+            raise ValueError("must name the server: addr=HOST:PORT;")
+        return value
+
+
+class Sinks(_Model):
+    """Where rows are written; at least one sink must be enabled."""
+
+    parquet: ParquetSink = Field(default=ParquetSink(), description="Parquet archive.")
+    questdb: QuestDBSink = Field(default=QuestDBSink(), description="QuestDB for live queries.")
+
+
+class Cluster(_Model):
+    """The Ray cluster the capture runs on."""
+
+    address: str | None = Field(
+        default=None,
+        description="Ray address: null starts a local Ray; `auto` joins the running cluster; or `ray://HOST:PORT`.",
+    )
+    num_cpus: int | None = Field(default=None, ge=1, description="CPUs of a local Ray; null: the machine's.")
+    namespace: Name = Field(default="xtrader", description="Ray namespace of the named actors.")
+    placement_timeout_s: float = Field(
+        default=120.0, gt=0, description="Seconds to wait for placement groups before reporting them unsatisfiable."
+    )
+
+
+class Metrics(_Model):
+    """Prometheus endpoint and live table of the driver."""
+
+    enabled: bool = Field(default=True, description="Serve Prometheus /metrics.")
+    host: Host = Field(default="127.0.0.1", description="Bind address of /metrics; 0.0.0.0 exposes it to the network.")
+    port: Port = Field(default=9188, description="Port of /metrics; 0: any free port.")
+    interval_s: float = Field(default=1.0, gt=0, le=60, description="Seconds between stats aggregations.")
+    live_table: bool = Field(default=True, description="Show a live table when attached to a terminal.")
+
+
+class Simulator(_Model):
+    """A local exchange simulator started by the driver (real websocket and REST servers on loopback)."""
+
+    enabled: bool = Field(default=True, description="Start the simulator; false: streams go to the live venues.")
+    host: Host = Field(default="127.0.0.1", description="Bind address of the simulator.")
+    port: Port = Field(
+        default=0, description="First port; each venue takes two in a row (plain, TLS); 0: any free ports."
+    )
+    symbols: int = Field(
+        default=3, ge=1, le=10_000, description="Instruments generated per venue (BTC, ETH, SOL, ...)."
+    )
+    rate: float = Field(default=100.0, gt=0, le=1_000_000, description="Market updates per second per venue.")
+    depth: int = Field(default=200, ge=1, le=10_000, description="Book levels per side.")
+    seed: int = Field(default=1, description="Random seed: the same seed generates the same markets.")
+    faults: str = Field(
+        default="", description="Fault switches, `name=value,...` (e.g. drop_rate=0.01,disconnect_after_s=5)."
+    )
+    replay: tuple[str, ...] = Field(
+        default=(), description="Capture files (.jsonl) to replay instead of generating, for the venues they hold."
+    )
+    speed: float | None = Field(
+        default=None, gt=0, description="Replay speed factor (1: real time); null: as fast as possible."
+    )
+    tls: bool = Field(default=False, description="Serve wss:// and https:// (with a throwaway CA) instead of ws/http.")
+
+    @field_validator("faults")
+    @classmethod
+    def _faults_parse(cls, value: str) -> str:
+        from xtrader.simulator.faults import parse_faults
+
+        parse_faults(value)  # ValueError names the switch
+        return value
+
+
+class Capture(_Model):
+    """A whole capture: streams, pipeline, sinks, cluster, metrics and an optional simulator."""
+
+    name: Name = Field(default="xtrader", description="Capture name (actor names, summary).")
+    streams: tuple[Stream, ...] = Field(description="What to capture (at least one stream).")
+    pipeline: Pipeline = Field(default=Pipeline(), description="Pipeline settings.")
+    sinks: Sinks = Field(default=Sinks(), description="Where rows go.")
+    cluster: Cluster = Field(default=Cluster(), description="Ray cluster.")
+    metrics: Metrics = Field(default=Metrics(), description="Metrics endpoint.")
+    simulator: Simulator | None = Field(default=None, description="Local exchange simulator; null: none.")
+
+    @field_validator("streams")
+    @classmethod
+    def _some_streams(cls, streams: tuple[Stream, ...]) -> tuple[Stream, ...]:
+        if not streams:
+            raise ValueError("must list at least one stream")
+        return streams
+
+    @model_validator(mode="after")
+    def _whole_plan(self) -> Capture:
+        _check_unique_streams(self.streams)
+        _check_unique_subscriptions(self.streams)
+        simulator_on = self.simulator is not None and self.simulator.enabled
+        for index, stream in enumerate(self.streams):
+            if stream.simulated and not simulator_on:
+                raise ValueError(f"streams[{index}].simulated: true, but the simulator is not enabled")
+        if not (self.sinks.parquet.enabled or self.sinks.questdb.enabled):
+            raise ValueError("sinks: no sink is enabled (set sinks.parquet.enabled or sinks.questdb.enabled)")
+        return self
+
+    def is_simulated(self, stream: Stream) -> bool:
+        """True when `stream` connects to the local simulator."""
+        simulator_on = self.simulator is not None and self.simulator.enabled
+        return simulator_on if stream.simulated is None else stream.simulated
+
+
+def _check_unique_streams(streams: tuple[Stream, ...]) -> None:
+    first: dict[str, int] = {}
+    for index, stream in enumerate(streams):
+        if stream.id in first:
+            raise ValueError(
+                f"streams[{index}].name: duplicate stream id {stream.id!r} (also streams[{first[stream.id]}]); "
+                "give each stream of one venue a distinct name"
+            )
+        first[stream.id] = index
+
+
+def _check_unique_subscriptions(streams: tuple[Stream, ...]) -> None:
+    owner: dict[tuple[str, str, str], int] = {}
+    for index, stream in enumerate(streams):
+        for table in stream.tables:
+            for symbol in stream.symbols:
+                key = (stream.venue, table, symbol)
+                if key in owner:
+                    raise ValueError(
+                        f"streams[{index}].symbols: {stream.venue} {table} {symbol!r} is already captured by "
+                        f"streams[{owner[key]}]; use redundancy for duplicate connections"
+                    )
+                owner[key] = index
+
+
+#: Every configuration model, in documentation order, with its path in a Capture.
+MODELS: tuple[tuple[str, type[BaseModel]], ...] = (
+    ("", Capture),
+    ("streams[]", Stream),
+    ("pipeline", Pipeline),
+    ("sinks", Sinks),
+    ("sinks.parquet", ParquetSink),
+    ("sinks.questdb", QuestDBSink),
+    ("cluster", Cluster),
+    ("metrics", Metrics),
+    ("simulator", Simulator),
+)
+
+
+# -- where values come from: file < environment < command line ---------------------------------
+
+#: Environment variables beyond the pipeline's own XTRADER_<FIELD>: name -> path in the capture.
+_EXTRA_ENV: dict[str, tuple[str, ...]] = {
+    "XTRADER_PARQUET_ROOT": ("sinks", "parquet", "root"),
+    "XTRADER_QUESTDB_ENABLED": ("sinks", "questdb", "enabled"),
+    "XTRADER_QUESTDB_CONF": ("sinks", "questdb", "conf"),
+    "XTRADER_METRICS_HOST": ("metrics", "host"),
+    "XTRADER_METRICS_PORT": ("metrics", "port"),
+    "XTRADER_CLUSTER_ADDRESS": ("cluster", "address"),
+}
+
+#: Every environment override: variable name -> path of the field it sets.
+ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
+    **{f"XTRADER_{name.upper()}": ("pipeline", name) for name in Pipeline.model_fields},
+    **_EXTRA_ENV,
+}
+
+
+def env_var(path: tuple[str, ...]) -> str | None:
+    """The environment variable overriding the field at `path`, or None."""
+    return next((name for name, target in ENV_OVERRIDES.items() if target == path), None)
+
+
+def load_config(
+    path: str | Path, *, environ: Mapping[str, str] | None = None, overrides: Mapping[str, object] | None = None
+) -> Capture:
+    """Read a capture from YAML (.yaml, .yml) or JSON (.json), then apply environment and CLI overrides.
+
+    Args:
+        path: the configuration file.
+        environ: environment to read XTRADER_* overrides from (default: os.environ).
+        overrides: command-line values by dotted path (`pipeline.policy`, `sinks.parquet.root`; a bare pipeline
+            field name such as `policy` means `pipeline.policy`); they beat the environment, which beats the file.
+
+    Raises:
+        ConfigError: unreadable file, malformed YAML/JSON, or an invalid value (the message names the field).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of capture fields, not {type(data).__name__}")
+    return parse_config(data, environ=environ, overrides=overrides, source=str(path))
+
+
+def parse_config(
+    data: Mapping[str, Any],
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+    source: str = "configuration",
+) -> Capture:
+    """Validate a capture given as plain data, applying environment and CLI overrides (see `load_config`).
+
+    Raises:
+        ConfigError: an invalid value; the message names the field, the value and where it came from.
+    """
+    merged: dict[str, Any] = copy.deepcopy(dict(data))
+    origins: dict[tuple[str, ...], str] = {}
+    for name, target in ENV_OVERRIDES.items():
+        value = (os.environ if environ is None else environ).get(name)
+        if value is not None:
+            _set(merged, target, value)
+            origins[target] = f"environment {name}"
+    for dotted, override in (overrides or {}).items():
+        target = tuple(dotted.split("."))
+        if len(target) == 1 and target[0] in Pipeline.model_fields:
+            target = ("pipeline", target[0])  # a bare pipeline setting, as the CLI flags name them
+        if target[0] not in Capture.model_fields:
+            raise ConfigError(f"override {dotted!r}: unknown field {target[0]!r}")
+        _set(merged, target, override)
+        origins[target] = "command line"
+    try:
+        return Capture.model_validate(merged)
+    except ValidationError as exc:
+        lines = [_describe(error, origins) for error in exc.errors()]
+        raise ConfigError(f"{source}: invalid configuration:\n  " + "\n  ".join(lines)) from None
+
+
+def _set(data: dict[str, Any], path: tuple[str, ...], value: object) -> None:
+    for key in path[:-1]:
+        inner = data.setdefault(key, {})
+        if not isinstance(inner, dict):
+            return  # the file's own value is malformed; validation reports it
+        data = inner
+    data[path[-1]] = value
+
+
+def _describe(error: ErrorDetails, origins: Mapping[tuple[str, ...], str]) -> str:
+    """One error as `field.path: message (got value) [from source]`."""
+    loc = error["loc"]
+    where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
+    kind, message = error["type"], error["msg"]
+    if kind == "extra_forbidden":
+        allowed = _fields_at(loc[:-1])
+        message = "unknown field" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+    elif kind == "value_error":
+        message = message.removeprefix("Value error, ")
+    if kind not in ("missing", "value_error") and not isinstance(error["input"], dict):
+        message += f" (got {_short(error['input'])})"
+    origin = origins.get(tuple(str(part) for part in loc))
+    if origin:
+        message += f" [from {origin}]"
+    return f"{where}: {message}" if where else message
+
+
+def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
+    """Field names of the model found at `loc` inside a Capture (empty when it is not a model)."""
+    model: Any = Capture
+    for part in loc:
+        if isinstance(part, int):
+            continue  # an element of a tuple: the model is the tuple's item type, found below
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return []
+        model = _model_in(field.annotation)
+    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+
+
+def _model_in(annotation: Any) -> Any:
+    """The pydantic model inside `Model`, `Model | None` or `tuple[Model, ...]`, else the annotation."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return annotation
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
