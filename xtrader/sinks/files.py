@@ -1,0 +1,303 @@
+"""The files of one Parquet writer: per partition, a row-group buffer and one open file, published by rename.
+
+Used only from the ParquetSink writer thread. Counters are updated under the
+lock the sink passes in, so `stats()` can read them from another thread.
+
+A file is written as `ROOT/.tmp/<writer>/<table>/exchange=<x>/date=<d>/part-<writer>-<n>.parquet.tmp`
+and renamed to `ROOT/<table>/exchange=<x>/date=<d>/part-<writer>-<n>.parquet`
+when complete. Rows leave the buffer only once they are in the file, so a
+failed write leaves them buffered for the next attempt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from xtrader.sinks.common import add_counts
+from xtrader.sinks.partition import FILE_SCHEMAS, Piece
+
+#: after a failed write, a partition waits this long before the next try (unless flushed)
+RETRY_AFTER_ERROR_S = 1.0
+
+
+@dataclass
+class Limits:
+    """When a file is closed (any of the first three) and how big its row groups are."""
+
+    max_rows: int
+    max_bytes: int
+    max_seconds: float
+    row_group_rows: int
+
+
+@dataclass
+class _OpenFile:
+    handle: BinaryIO
+    writer: pq.ParquetWriter
+    temporary: Path
+    final: Path
+    rows: int = 0
+    bytes: int = 0
+
+
+@dataclass
+class _Partition:
+    """One (table, exchange, date): rows waiting for a row group, and the file being written."""
+
+    table: str
+    exchange: str
+    directory: Path
+    pending: list[pa.RecordBatch] = field(default_factory=list)
+    pending_rows: int = 0
+    #: clock time of the first row of the current file (pending or written)
+    started: float | None = None
+    file: _OpenFile | None = None
+    retry_at: float = 0.0
+
+
+class PartitionFiles:
+    """Row groups and files of every partition one writer has open.
+
+    Args:
+        root: dataset root.
+        writer_id: the writer's name in file names.
+        limits: rotation and row-group sizes.
+        compression: Parquet codec.
+        fsync: fsync each file and its directory when publishing.
+        lock: held while counters change.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        writer_id: str,
+        limits: Limits,
+        compression: str,
+        fsync: bool,
+        lock: threading.Condition,
+    ) -> None:
+        self.root = root
+        self.writer_id = writer_id
+        self.limits = limits
+        self.compression = compression
+        self.fsync = fsync
+        self.lock = lock
+        self.temporary_root = root / ".tmp" / writer_id
+        #: rows written to files, per table and exchange
+        self.rows: dict[str, dict[str, int]] = {}
+        self.counters = dict.fromkeys(
+            ("files", "bytes", "lost_rows", "recovered_files", "discarded_temporary_files"), 0
+        )
+        self._partitions: dict[tuple[str, str, str], _Partition] = {}
+        self._next_number: dict[Path, int] = {}
+        self._name = re.compile(rf"^part-{re.escape(writer_id)}-(\d+)\.parquet$")
+
+    # what the sink asks -----------------------------------------------------------------
+
+    def add(self, pieces: list[Piece], now: float) -> None:
+        """Buffer pieces in their partitions (memory only)."""
+        for piece in pieces:
+            key = (piece.table, piece.exchange, piece.date)
+            part = self._partitions.get(key)
+            if part is None:
+                part = self._partitions[key] = _Partition(piece.table, piece.exchange, piece.directory(self.root))
+            part.pending.append(piece.batch)
+            part.pending_rows += piece.batch.num_rows
+            if part.started is None:
+                part.started = now
+
+    def write(self, now: float, publish_all: bool) -> BaseException | None:
+        """Write full row groups and publish files due; everything with `publish_all`. Returns the first error."""
+        first_error: BaseException | None = None
+        for key, part in list(self._partitions.items()):
+            if not publish_all and now < part.retry_at:
+                continue
+            expired = part.started is not None and now - part.started >= self.limits.max_seconds
+            try:
+                self._drain(part, publish_all or expired, now)
+            except Exception as exc:  # handed to the caller's thread by the sink
+                part.retry_at = now + RETRY_AFTER_ERROR_S
+                first_error = first_error or exc
+                continue
+            part.retry_at = 0.0
+            if part.file is None and not part.pending:
+                del self._partitions[key]
+        return first_error
+
+    def deadline(self) -> float | None:
+        """When `write` must run again without new data: a file's max_seconds, or a retry."""
+        deadlines = [
+            part.retry_at or part.started + self.limits.max_seconds
+            for part in self._partitions.values()
+            if part.started is not None
+        ]
+        return min(deadlines, default=None)
+
+    def open_files(self) -> int:
+        return sum(1 for part in self._partitions.values() if part.file is not None)
+
+    def pending_rows(self) -> int:
+        return sum(part.pending_rows for part in self._partitions.values())
+
+    def recover(self) -> None:
+        """Files left by a crash of this writer: publish the complete ones, delete the torn ones."""
+        if not self.temporary_root.is_dir():
+            return
+        for temporary in sorted(self.temporary_root.rglob("*.parquet.tmp")):
+            directory = self.root / temporary.relative_to(self.temporary_root).parent
+            try:
+                complete = pq.ParquetFile(temporary).metadata.num_rows > 0
+            except Exception:  # no footer: torn by the crash
+                complete = False
+            if not complete:
+                temporary.unlink()
+                self.counters["discarded_temporary_files"] += 1
+                continue
+            final = directory / temporary.name.removesuffix(".tmp")
+            if final.exists():
+                final = directory / f"part-{self.writer_id}-{self._allocate_number(directory)}.parquet"
+            directory.mkdir(parents=True, exist_ok=True)
+            os.replace(temporary, final)
+            self.counters["recovered_files"] += 1
+        self._next_number.clear()  # numbering restarts from what is now on disk
+
+    def remove_empty_directories(self) -> None:
+        """Leave no empty `.tmp` tree behind a closed writer (other writers' files are never touched)."""
+        for directory in sorted(self.temporary_root.rglob("*"), key=lambda path: len(path.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        for directory in (self.temporary_root, self.temporary_root.parent):
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+
+    # row groups and files -----------------------------------------------------------------
+
+    def _drain(self, part: _Partition, publish: bool, now: float) -> None:
+        """Write full row groups; with `publish`, also the rest, and close the file."""
+        limits = self.limits
+        while part.pending_rows and (
+            publish
+            or part.pending_rows >= limits.row_group_rows
+            or (part.file.rows if part.file else 0) + part.pending_rows >= limits.max_rows
+        ):
+            room = limits.max_rows - (part.file.rows if part.file else 0)
+            self._write_row_group(part, min(part.pending_rows, limits.row_group_rows, room))
+            assert part.file is not None
+            if part.file.rows >= limits.max_rows or part.file.bytes >= limits.max_bytes:
+                self._publish(part)
+                # the rest starts a new file, with a new age
+                part.started = now if part.pending else None
+        if publish and part.file is not None:
+            self._publish(part)
+        if part.file is None and not part.pending:
+            part.started = None
+
+    def _write_row_group(self, part: _Partition, rows: int) -> None:
+        pending = pa.Table.from_batches(part.pending, schema=FILE_SCHEMAS[part.table])
+        if part.file is None:
+            part.file = self._open(part)
+        try:
+            part.file.writer.write_table(pending.slice(0, rows), row_group_size=rows)
+        except Exception:
+            self._abandon(part)
+            raise
+        part.file.rows += rows
+        part.file.bytes = part.file.handle.tell()
+        # only now, with the rows in the file, do they leave the buffer
+        part.pending = pending.slice(rows).to_batches()
+        part.pending_rows -= rows
+        with self.lock:
+            add_counts(self.rows, part.table, {part.exchange: rows})
+
+    def _open(self, part: _Partition) -> _OpenFile:
+        number = self._allocate_number(part.directory)
+        final = part.directory / f"part-{self.writer_id}-{number}.parquet"
+        temporary = self.temporary_root / final.relative_to(self.root).parent / (final.name + ".tmp")
+        temporary.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(temporary, "wb")  # noqa: SIM115 - closed in _publish / _abandon
+        try:
+            writer = pq.ParquetWriter(handle, FILE_SCHEMAS[part.table], compression=self.compression)
+        except Exception:
+            handle.close()
+            raise
+        return _OpenFile(handle, writer, temporary, final)
+
+    def _allocate_number(self, directory: Path) -> int:
+        """The next free `n` of `part-<writer>-<n>.parquet` in `directory`; never one already published."""
+        if directory not in self._next_number:
+            used = [
+                int(match.group(1))
+                for path in (directory.iterdir() if directory.is_dir() else ())
+                if (match := self._name.match(path.name))
+            ]
+            self._next_number[directory] = max(used, default=-1) + 1
+        number = self._next_number[directory]
+        self._next_number[directory] = number + 1
+        return number
+
+    def _publish(self, part: _Partition) -> None:
+        """Close the file and rename it into the table tree."""
+        open_file, part.file = part.file, None
+        assert open_file is not None
+        try:
+            open_file.writer.close()
+            open_file.handle.flush()
+            if self.fsync:
+                os.fsync(open_file.handle.fileno())
+            open_file.handle.close()
+            size = open_file.temporary.stat().st_size
+            open_file.final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(open_file.temporary, open_file.final)
+            self._sync_directory(open_file.final.parent)
+        except Exception:
+            part.file = open_file
+            self._abandon(part)
+            raise
+        with self.lock:
+            self.counters["files"] += 1
+            self.counters["bytes"] += size
+
+    def _abandon(self, part: _Partition) -> None:
+        """After a write error: publish the file if it holds exactly the rows known written, else drop it.
+
+        The rows of the failed write are still pending and go to a new file, so
+        publishing a file with any other row count could duplicate them.
+        """
+        open_file, part.file = part.file, None
+        if open_file is None:
+            return
+        try:
+            open_file.writer.close()
+            open_file.handle.close()
+            intact = pq.ParquetFile(open_file.temporary).metadata.num_rows == open_file.rows
+        except Exception:  # the file is beyond use; its rows are counted lost below
+            intact = False
+        if intact and open_file.rows:
+            open_file.final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(open_file.temporary, open_file.final)
+            with self.lock:
+                self.counters["files"] += 1
+                self.counters["bytes"] += open_file.final.stat().st_size
+            return
+        with self.lock:
+            self.counters["lost_rows"] += open_file.rows
+        open_file.temporary.unlink(missing_ok=True)
+
+    def _sync_directory(self, directory: Path) -> None:
+        # the rename is only durable once the directory entry is on disk
+        if not self.fsync:
+            return
+        descriptor = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)

@@ -1,0 +1,284 @@
+"""Parquet sink: hive-partitioned zstd files written by a background thread, published by rename.
+
+`write()` never touches the disk: it validates and splits the batch by
+partition (`xtrader.sinks.partition`) and appends it to the current buffer.
+A writer thread swaps that buffer for an empty one and writes what it took
+while the caller keeps appending (double buffering). When the writer falls
+behind and the current buffer is full, `write()` waits rather than drop data
+or grow without bound; the wait is counted in `stats()`.
+
+Files: `ROOT/<table>/exchange=<x>/date=<YYYY-MM-DD>/part-<writer>-<n>.parquet`,
+written under `ROOT/.tmp/<writer>/...parquet.tmp` and renamed into place when
+closed: readers never see a torn file, and nothing but finished `.parquet`
+files ever sits in the table tree (Polars refuses a directory that mixes
+extensions). A file is closed at `max_rows`, `max_bytes` (compressed, on
+disk) or `max_seconds` after its first row, and on `flush()` / `close()`.
+Rows reach the file in row groups of `row_group_rows`.
+
+Modes set the defaults: `realtime` (small row groups, files published within a
+minute, so data is readable soon) and `archival` (large row groups, hourly
+files); the numbers follow `xtrader.config.ROTATION_PRESETS`.
+
+A write error in the thread is raised by the next call (`SinkError`); the rows
+that failed stay buffered and are retried on the next flush or after a second.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from xtrader.sinks.common import Durations, SinkError, conform
+from xtrader.sinks.files import Limits, PartitionFiles
+from xtrader.sinks.partition import Piece, split
+
+MODES: dict[str, dict[str, Any]] = {
+    "realtime": {
+        "max_rows": 1_000_000,
+        "max_bytes": 64 << 20,
+        "max_seconds": 60.0,
+        "row_group_rows": 10_000,
+        "buffer_bytes": 16 << 20,
+    },
+    "archival": {
+        "max_rows": 50_000_000,
+        "max_bytes": 1 << 30,
+        "max_seconds": 3600.0,
+        "row_group_rows": 500_000,
+        "buffer_bytes": 64 << 20,
+    },
+}
+_WRITER_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+class ParquetSink:
+    """Hive-partitioned Parquet files of every stored table, written off the caller's thread.
+
+    Args:
+        root: dataset root directory.
+        writer_id: this writer's name in file names (`[A-Za-z0-9_-]+`), unique among
+            writers sharing `root`.
+        mode: `realtime` or `archival`: defaults for the limits below.
+        max_rows, max_bytes, max_seconds: close (publish) a file at any of these.
+        row_group_rows: rows per row group.
+        compression: Parquet codec.
+        buffer_bytes: size of the caller's buffer; `write()` waits beyond it while the
+            writer is busy.
+        fsync: fsync files and directories when publishing.
+        clock: monotonic seconds, for `max_seconds`.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        writer_id: str,
+        mode: str = "realtime",
+        *,
+        max_rows: int | None = None,
+        max_bytes: int | None = None,
+        max_seconds: float | None = None,
+        row_group_rows: int | None = None,
+        compression: str = "zstd",
+        buffer_bytes: int | None = None,
+        fsync: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {sorted(MODES)}, got {mode!r}")
+        if not _WRITER_ID.match(writer_id):
+            raise ValueError(f"writer_id must match [A-Za-z0-9_-]+, got {writer_id!r}")
+        defaults = MODES[mode]
+        self.root = Path(root)
+        self.writer_id = writer_id
+        self.mode = mode
+        max_rows = max_rows or defaults["max_rows"]
+        self.limits = Limits(
+            max_rows=max_rows,
+            max_bytes=max_bytes or defaults["max_bytes"],
+            max_seconds=max_seconds or defaults["max_seconds"],
+            row_group_rows=min(row_group_rows or defaults["row_group_rows"], max_rows),
+        )
+        self.buffer_bytes: int = buffer_bytes or defaults["buffer_bytes"]
+        self._clock = clock
+        self._cond = threading.Condition()
+        # caller side, under _cond
+        self._filling: list[Piece] = []
+        self._filling_bytes = 0
+        self._writing_bytes = 0
+        self._flush_requested = 0
+        self._flush_done = 0
+        self._closing = False
+        self._closed = False
+        self._error: BaseException | None = None
+        self._counters = dict.fromkeys(("blocked_writes", "errors"), 0)
+        self._blocked_s = 0.0
+        self._queue_high_water_bytes = 0
+        self._durations = Durations()
+        self._last_error: str | None = None
+        self._open_files = 0
+        self._pending_rows = 0
+        # writer-thread side
+        self._files = PartitionFiles(self.root, writer_id, self.limits, compression, fsync, self._cond)
+        self._files.recover()
+        self._thread = threading.Thread(target=self._run, name=f"parquet-sink-{writer_id}", daemon=True)
+        self._thread.start()
+
+    # caller API -----------------------------------------------------------------------
+
+    def write(self, table: str, batch: pa.RecordBatch) -> None:
+        """Queue one batch of stored table `table`; waits only if the writer is a full buffer behind.
+
+        Raises:
+            ValueError: unknown table or a batch that does not fit its schema.
+            SinkError: the writer failed since the last call (this batch was not taken), or closed.
+        """
+        pieces = split(table, conform(table, batch)) if batch.num_rows else []
+        size = sum(piece.batch.nbytes for piece in pieces)
+        with self._cond:
+            self._raise_failure()
+            if self._closed or self._closing:
+                raise SinkError("ParquetSink is closed")
+            if self._filling and self._filling_bytes + size > self.buffer_bytes:
+                self._counters["blocked_writes"] += 1
+                started = time.perf_counter()
+                while (
+                    self._filling
+                    and self._filling_bytes + size > self.buffer_bytes
+                    and self._error is None
+                    and self._thread.is_alive()
+                ):
+                    self._cond.wait()
+                self._blocked_s += time.perf_counter() - started
+                self._raise_failure()
+            self._filling.extend(pieces)
+            self._filling_bytes += size
+            depth = self._filling_bytes + self._writing_bytes
+            self._queue_high_water_bytes = max(self._queue_high_water_bytes, depth)
+            self._cond.notify_all()
+
+    def flush(self) -> None:
+        """Write and publish everything written so far; returns when it is readable.
+
+        Raises:
+            SinkError: the writer failed (the rows stay buffered; call again to retry).
+        """
+        with self._cond:
+            self._raise_failure()
+            if self._closed:
+                return
+            self._flush_requested += 1
+            target = self._flush_requested
+            self._cond.notify_all()
+            while self._flush_done < target and self._thread.is_alive():
+                self._cond.wait()
+            self._raise_failure()
+
+    def close(self) -> None:
+        """Flush everything and stop the writer thread. Raises like `flush()`; may then be called again."""
+        with self._cond:
+            if self._closed:
+                return
+            self._raise_failure()
+            self._closing = True
+            self._flush_requested += 1
+            target = self._flush_requested
+            self._cond.notify_all()
+            while self._flush_done < target and self._thread.is_alive():
+                self._cond.wait()
+            self._raise_failure()
+        self._thread.join()
+        with self._cond:
+            self._closed = True
+
+    def stats(self) -> dict[str, Any]:
+        """Counters and gauges.
+
+        Keys: `rows` (written to files, per table and exchange), `files` / `bytes` (published),
+        `open_files`, `pending_rows` (waiting for a row group), `queue_bytes` (buffered, not yet
+        taken or being written) and `queue_high_water_bytes`, `blocked_writes` / `blocked_seconds`
+        (writes that waited for the writer), `flush_p50_ms` / `flush_p99_ms` (one writer pass),
+        `errors`, `last_error`, `lost_rows` (in a file that a write error left unreadable),
+        `recovered_files` / `discarded_temporary_files` (left by a crash).
+        """
+        with self._cond:
+            return {
+                "rows": {table: dict(per) for table, per in self._files.rows.items()},
+                **self._files.counters,
+                **self._counters,
+                "open_files": self._open_files,
+                "pending_rows": self._pending_rows,
+                "queue_bytes": self._filling_bytes + self._writing_bytes,
+                "queue_high_water_bytes": self._queue_high_water_bytes,
+                "blocked_seconds": self._blocked_s,
+                "flush_p50_ms": self._durations.percentile_ms(0.50),
+                "flush_p99_ms": self._durations.percentile_ms(0.99),
+                "last_error": self._last_error,
+            }
+
+    def _raise_failure(self) -> None:
+        """Raise (once) what the writer thread stored; call with _cond held."""
+        error, self._error = self._error, None
+        if error is not None:
+            raise SinkError(f"Parquet writer failed: {error!r}; the failed rows are kept for retry") from error
+        if not self._thread.is_alive() and not self._closed and not self._closing:
+            raise SinkError("Parquet writer thread is not running")
+
+    # writer thread ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while self._cycle():
+                pass
+        except BaseException as exc:  # a dead writer must be reported, not silent
+            with self._cond:
+                self._error = exc
+                self._counters["errors"] += 1
+                self._last_error = repr(exc)
+                self._cond.notify_all()
+
+    def _cycle(self) -> bool:
+        """Take the caller's buffer, write it; False when the sink is closed."""
+        with self._cond:
+            while not (self._filling or self._closing or self._flush_requested > self._flush_done):
+                deadline = self._files.deadline()
+                timeout = None if deadline is None else deadline - self._clock()
+                if timeout is not None and timeout <= 0:
+                    break
+                self._cond.wait(timeout)
+            pieces, self._filling = self._filling, []
+            self._writing_bytes, self._filling_bytes = self._filling_bytes, 0
+            flush_target, closing = self._flush_requested, self._closing
+            self._cond.notify_all()  # callers waiting for room
+        force = flush_target > self._flush_done or closing
+        started = time.perf_counter()
+        error = self._process(pieces, force)
+        elapsed = time.perf_counter() - started
+        with self._cond:
+            self._writing_bytes = 0
+            if pieces or force:
+                self._durations.add(elapsed)
+            if error is not None:
+                self._error = error
+                self._counters["errors"] += 1
+                self._last_error = repr(error)
+                self._closing = False  # close() raises; the sink stays usable and close() may be retried
+            self._flush_done = max(self._flush_done, flush_target)
+            if closing and error is None:
+                self._files.remove_empty_directories()
+            self._open_files = self._files.open_files()
+            self._pending_rows = self._files.pending_rows()
+            self._cond.notify_all()
+            return not (closing and error is None)
+
+    def _process(self, pieces: list[Piece], force: bool) -> BaseException | None:
+        """Hand what was taken to the files; with `force`, publish everything."""
+        now = self._clock()
+        self._files.add(pieces, now)
+        return self._files.write(now, publish_all=force)
