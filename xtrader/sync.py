@@ -231,6 +231,11 @@ class BookSync:
 
     def on_rest_snapshot(self, msg: Message, levels: Levels) -> Verdict:
         """Feed a REST snapshot (Binance); replays the buffered diffs over it."""
+        if self.last is not None and msg.seq <= self.last:
+            # the book is valid and already past this snapshot (a resync raced a healthy
+            # stream): loading it would step the book back in time
+            self.counters.dropped += 1
+            return Verdict.DROP
         first = self.buffer[0][0] if self.buffer else None
         if self.rules.snapshot_stale(msg.seq, first):
             self.counters.stale_snapshots += 1

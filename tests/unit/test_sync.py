@@ -204,3 +204,11 @@ def test_binance_buffer_is_bounded() -> None:
     for i in range(sync_module.MAX_BUFFERED + 5):
         assert sync.on_message(diff(i * 2 + 1, i * 2 + 2)) is B
     assert len(sync.buffer) == sync_module.MAX_BUFFERED
+
+
+def test_rest_snapshot_older_than_a_valid_book_is_ignored() -> None:
+    sync = BookSync("binance_futures")
+    sync.on_rest_snapshot(snap(50), Levels([10.0], [1.0], [11.0], [2.0]))
+    assert sync.on_message(diff(45, 60, 44), Levels([10.0], [3.0], [], [])) is A
+    assert sync.on_rest_snapshot(snap(55), Levels([9.0], [1.0], [12.0], [1.0])) is D
+    assert sync.last == 60 and sync.book.best_bid() == (10.0, 3.0) and sync.counters.gaps == 0

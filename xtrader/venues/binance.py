@@ -285,6 +285,61 @@ _EVENTS: dict[Any, Handler] = {
 
 _ERRORS = (KeyError, TypeError, IndexError, ValueError, AttributeError, orjson.JSONDecodeError)
 
+#: Where each stored column comes from, per table (docs/tables.md is generated from this; keep it true to the
+#: handlers above). `exchange` and `receive_ts` are not wire fields and are documented once for every venue.
+SPOT_FIELD_SOURCES: dict[str, dict[str, str]] = {
+    "trades": {
+        "symbol": "`s`",
+        "exchange_ts": "`T` (trade time; ms, or µs with `timeUnit=MICROSECOND`)",
+        "trade_id": "`a` (aggTrade) / `t` (trade)",
+        "side": "`m`: true (buyer is maker) → sell, false → buy",
+        "price": "`p`",
+        "size": "`q`",
+    },
+    "l2": {
+        "symbol": "`s` (depthUpdate); partial depth: the stream name's symbol, uppercased; REST: the request's",
+        "exchange_ts": "`E` (depthUpdate event time); null for partial depth and the REST snapshot (no time sent)",
+        "seq": "`u` (depthUpdate); `lastUpdateId` (partial depth, REST `/api/v3/depth`)",
+        "prev_seq": "null (spot sends no `pu`)",
+        "first_seq": "`U` (depthUpdate); null otherwise",
+        "side": "`b` / `bids` → bid, `a` / `asks` → ask",
+        "price": "level `[price, qty]`: price",
+        "size": 'level `[price, qty]`: qty ("0" deletes)',
+        "is_snapshot": "false for depthUpdate; true for partial depth (`depth5/10/20`) and the REST snapshot",
+    },
+    "bbo": {
+        "symbol": "`s`",
+        "exchange_ts": "null (the spot bookTicker carries no time)",
+        "seq": "`u`",
+        "bid_price": "`b`",
+        "bid_size": "`B`",
+        "ask_price": "`a`",
+        "ask_size": "`A`",
+    },
+}
+
+FUTURES_FIELD_SOURCES: dict[str, dict[str, str]] = {
+    "trades": {
+        **SPOT_FIELD_SOURCES["trades"],
+        "exchange_ts": "`T` (trade time, ms)",
+    },
+    "l2": {
+        "symbol": "`s` (depthUpdate, also partial depth); REST: the request's",
+        "exchange_ts": "`T` (transaction time; `E` only when `T` is absent); REST `/fapi/v1/depth`: `T`",
+        "seq": "`u` (depthUpdate, also partial depth); `lastUpdateId` (REST snapshot)",
+        "prev_seq": "`pu` (depthUpdate); null for the REST snapshot",
+        "first_seq": "`U` (depthUpdate); null for the REST snapshot",
+        "side": "`b` / `bids` → bid, `a` / `asks` → ask",
+        "price": "level `[price, qty]`: price",
+        "size": 'level `[price, qty]`: qty ("0" deletes)',
+        "is_snapshot": "true for partial depth (stream `@depth5/10/20`) and the REST snapshot; false for diffs",
+    },
+    "bbo": {
+        **SPOT_FIELD_SOURCES["bbo"],
+        "exchange_ts": "`T` (transaction time, shared with the depthUpdate of the same `u`)",
+    },
+}
+
 
 class _Binance(Venue):
     """What Binance spot and futures share: stream names, framing, event parsing, REST shapes.
@@ -424,7 +479,8 @@ class _Binance(Venue):
         return symbols
 
     def parse(self, frame: bytes | str, receipt: Receipt, out: Columns) -> Sequence[Control]:
-        mark = out.mark()
+        # Every handler validates a whole event before appending any of it (one event per
+        # frame), so a rejected frame leaves nothing behind without a mark()/rollback().
         try:
             message: Any = orjson.loads(frame)
             if type(message) is dict:
@@ -443,11 +499,7 @@ class _Binance(Venue):
             elif type(message) is list:
                 return (Control("unknown", "array"),)
             raise _bad("frame")
-        except ParseError:
-            out.rollback(mark)
-            raise
         except _ERRORS as exc:
-            out.rollback(mark)
             raise ParseError(f"{self.name}: malformed frame: {exc!r}") from exc
 
 
@@ -459,6 +511,7 @@ class BinanceSpot(_Binance):
     official_ws_base = "wss://stream.binance.com:9443"
     official_rest_base = "https://api.binance.com"
     sync_kind = "binance_spot"
+    field_sources = SPOT_FIELD_SOURCES
     depth_path = "/api/v3/depth"
     instruments_path = "/api/v3/exchangeInfo"
     default_depth = 5000  # the maximum; the documented local-book procedure asks for it
@@ -474,6 +527,7 @@ class BinanceFutures(_Binance):
     official_ws_base = "wss://fstream.binance.com"
     official_rest_base = "https://fapi.binance.com"
     sync_kind = "binance_futures"
+    field_sources = FUTURES_FIELD_SOURCES
     routes = ("/public", "/market")
     depth_path = "/fapi/v1/depth"
     instruments_path = "/fapi/v1/exchangeInfo"

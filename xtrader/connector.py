@@ -1,0 +1,727 @@
+"""The asyncio shell around one planned websocket connection: read, parse, batch, emit; reconnect.
+
+Per frame: take both clocks once (`clock.now()`), `venue.parse()` into the
+column buffers, count a `ParseError` as a reject (events row, never a crash).
+Buffers flush at `FlushPolicy` rows or age (a timer flushes an idle buffer)
+into `emit(batches)`, bounded by a `FlowGate`. The `Session` decides what to
+send and when the link is dead; links are replaced with capped, jittered
+backoff, and rotated make-before-break before a venue's lifetime limit or on
+a shutdown notice: the old link is retired only once a frame arrived on both
+(proof that the streams overlap: the old one has delivered everything sent
+before the new one subscribed), plus a margin. Duplicates are counted; the
+arbiter dedupes them.
+
+REST snapshots (venues with `needs_snapshot`) are fetched by `SnapshotFetcher`
+while diffs keep flowing. Each is emitted, in stream order, as its own
+`SnapshotBatches`: every diff received before it was flushed first, every
+later one follows in later batches. Downstream feeds it to
+`BookSync.on_rest_snapshot` (`Books.apply_batch(..., rest=True)`), everything
+else to `on_message`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import ssl
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
+from websockets.protocol import Event
+
+from xtrader.batch import Batches, FlushPolicy
+from xtrader.clock import Receipt, now
+from xtrader.errors import ParseError
+from xtrader.flow import FlowGate, Policy
+from xtrader.handover import Handover
+from xtrader.rest import RestStats, SnapshotFetcher
+from xtrader.retry import Jitter, backoff, classify
+from xtrader.session import Action, Reconnect, Record, Refused, Send, Session, SessionStats
+from xtrader.venues.base import Connection, Keepalive, Subscription, Venue
+
+Emit = Callable[[Batches], Awaitable[object]]
+
+_NS = 1_000_000_000
+_DETAIL = 500  # longest events detail
+#: venues with a documented maximum connection lifetime, until `Venue` declares `max_lifetime_s`
+_LIFETIMES_S = {"binance": 86_400.0, "binance_futures": 86_400.0}
+#: rotate this long before a venue's lifetime limit
+_ROTATION_MARGIN_S = 600.0
+
+
+@dataclass
+class SnapshotBatches(Batches):
+    """One REST book snapshot (l2 `is_snapshot` rows of `symbol`, sequence `seq`).
+
+    Feed it to `BookSync.on_rest_snapshot`, not `on_message`: a REST snapshot
+    bridges buffered diffs, a websocket snapshot replaces the book.
+    """
+
+    symbol: str = ""
+    seq: int = 0
+
+
+@dataclass
+class ConnectorStats:
+    """Counters of one connector (`Connector.stats()` adds session, flow and REST counters)."""
+
+    messages: int = 0
+    bytes: int = 0
+    rows: int = 0
+    events: int = 0
+    rejects: int = 0
+    batches: int = 0
+    emit_errors: int = 0
+    connects: int = 0
+    connect_failures: int = 0
+    reconnects: int = 0
+    rotations: int = 0
+    overlap_duplicates: int = 0
+    resyncs: int = 0
+    refused: int = 0
+
+
+class _Socket(ClientConnection):
+    """websockets' client connection, telling the connector about server pings (liveness without data)."""
+
+    on_ping: Callable[[], None] | None = None
+
+    def process_event(self, event: Event) -> None:
+        if self.on_ping is not None and isinstance(event, Frame) and event.opcode is Opcode.PING:
+            self.on_ping()
+        super().process_event(event)
+
+
+class _Link:
+    """One open websocket and its session."""
+
+    def __init__(self, number: int, ws: _Socket, session: Session, opened_ns: int) -> None:
+        self.number = number
+        self.ws = ws
+        self.session = session
+        self.opened_ns = opened_ns
+        self.reader: asyncio.Task[None] | None = None
+        self.first_data_ns: int | None = None
+        self.handover: Handover | None = None  # set while this link replaces, or is replaced by, another
+        self.replaces: _Link | None = None  # the old link, while this one takes over
+        self.replaced_by: _Link | None = None  # the new link, while it takes over
+        self.rotate: str | None = None  # why it should be replaced (make-before-break)
+        self.rotating = False
+        self.retired = False  # closed on purpose after a rotation
+        self.close_reason: str | None = None
+
+
+class Connector:
+    """Captures one connection of one venue into `emit`.
+
+    Args:
+        venue: the venue spoken.
+        connection: the planned connection (URL and subscriptions).
+        emit: called with each flushed Batches, in order; its awaitable
+            resolves when downstream acknowledged (frees an in-flight slot).
+        flush_policy: when buffers flush (rows or age).
+        max_inflight: unacknowledged batches allowed.
+        flow_policy: "block" (stop reading when full) or "lossy" (drop, counted).
+        ca_file: CA bundle trusted for wss / https (e.g. a simulator's).
+        keepalive: overrides the venue's keepalive rule (tests: short timeouts).
+        backoff_base_s, backoff_cap_s, jitter, seed: reconnect backoff (seed: reproducible jitter).
+        rotate_after_s: replace the link after this long, make-before-break
+            ("auto": before the venue's lifetime limit; None: never).
+        rotate_overlap_s: how long both links run once their streams overlap.
+        snapshot_depth: REST snapshot levels (None: the venue's default).
+        snapshot_concurrency: REST snapshot requests at once.
+        ban_wait_s: pause after HTTP 418 without Retry-After.
+        open_timeout_s, close_timeout_s: websocket handshake and close timeouts.
+        max_size: largest frame accepted (bytes).
+        max_queue: frames buffered by websockets before TCP backpressure.
+        ws_ping_interval_s: websocket-level client pings (None: off; they count
+            against Binance's inbound message limit).
+        ack_timeout_s: a request unanswered this long is reported.
+        drain_timeout_s: on stop, how long to wait for the last flush and the acks.
+        clock: the receipt clock (tests inject a fake one).
+    """
+
+    def __init__(
+        self,
+        venue: Venue,
+        connection: Connection,
+        emit: Emit,
+        flush_policy: FlushPolicy | None = None,
+        *,
+        max_inflight: int = 4,
+        flow_policy: Policy = "block",
+        ca_file: str | None = None,
+        keepalive: Keepalive | None = None,
+        backoff_base_s: float = 0.5,
+        backoff_cap_s: float = 30.0,
+        jitter: Jitter = "full",
+        seed: int | None = None,
+        rotate_after_s: float | Literal["auto"] | None = "auto",
+        rotate_overlap_s: float = 5.0,
+        snapshot_depth: int | None = None,
+        snapshot_concurrency: int = 2,
+        ban_wait_s: float = 60.0,
+        open_timeout_s: float = 10.0,
+        close_timeout_s: float = 2.0,
+        max_size: int = 64 * 1024 * 1024,
+        max_queue: int = 1024,
+        ws_ping_interval_s: float | None = None,
+        ack_timeout_s: float = 10.0,
+        drain_timeout_s: float = 10.0,
+        clock: Callable[[], Receipt] = now,
+    ) -> None:
+        self.venue = venue
+        self.connection = connection
+        self._emit = emit
+        self._policy = flush_policy or FlushPolicy()
+        self._gate = FlowGate(max_inflight, flow_policy)
+        self._keepalive = keepalive
+        self._rng = random.Random(seed)
+        self._backoff: tuple[float, float, Jitter] = (backoff_base_s, backoff_cap_s, jitter)
+        self._rotate_ns = _rotation_ns(venue, rotate_after_s)
+        self._overlap_s = rotate_overlap_s
+        self._ack_timeout_s = ack_timeout_s
+        self._clock = clock
+        self._ssl = ssl.create_default_context(cafile=ca_file)
+        self._open_timeout_s = open_timeout_s
+        self._close_timeout_s = close_timeout_s
+        self._max_size = max_size
+        self._max_queue = max_queue
+        self._ws_ping_interval_s = ws_ping_interval_s
+        self._snapshot_depth = snapshot_depth
+        self._snapshot_concurrency = snapshot_concurrency
+        self._ban_wait_s = ban_wait_s
+        self._columns = venue.columns()
+        self._stats = ConnectorStats()
+        self._session_stats = SessionStats()
+        self.refused: dict[Subscription, str] = {}
+        self._links: list[_Link] = []
+        self._numbers = 0
+        self._last_frame_ns: int | None = None
+        self._awaiting_diff: set[str] = set()  # symbols whose REST snapshot waits for a first diff
+        self._flush_lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._acks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._fatal: BaseException | None = None
+        self._fetcher: SnapshotFetcher | None = None
+        self._rest_stats: RestStats | None = None
+        self._running = False
+        self._finished = asyncio.Event()
+        self._drain_timeout_s = drain_timeout_s
+        self._opening: set[asyncio.Future[object]] = set()  # replacement links being opened
+
+    # -- public ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Capture until `stop()`; reconnects on its own.
+
+        Raises:
+            SubscriptionError: the venue refused every subscription.
+            Exception: a fatal error (see `retry.classify`), e.g. a refused certificate.
+        """
+        if self._running:
+            raise RuntimeError("connector is already running")
+        self._running = True
+        self._stop.clear()
+        self._finished.clear()
+        if self.venue.needs_snapshot:
+            self._fetcher = SnapshotFetcher(
+                self.venue,
+                self._deliver_snapshot,
+                self._record,
+                depth=self._snapshot_depth,
+                concurrency=self._snapshot_concurrency,
+                ssl_context=self._ssl,
+                ban_wait_s=self._ban_wait_s,
+                backoff_base_s=self._backoff[0],
+                backoff_cap_s=self._backoff[1],
+                jitter=self._backoff[2],
+                rng=random.Random(self._rng.random()),
+                clock=self._clock,
+            )
+            self._fetcher.stats = self._rest_stats = self._rest_stats or RestStats()
+        tick = asyncio.get_running_loop().create_task(self._tick(), name="connector tick")
+        try:
+            await self._connect_loop()
+        finally:
+            self._stop.set()
+            tick.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await tick
+            await self._shutdown()
+            self._running = False
+            self._finished.set()
+
+    async def stop(self) -> None:
+        """Stop capturing: close the links, flush, wait for the acks; returns when `run()` has."""
+        self._stop.set()
+        self._wake.set()
+        for link in list(self._links):
+            await self._close(link, abort=False)
+        if self._running:
+            await self._finished.wait()
+
+    async def resync(self, symbol: str) -> None:
+        """Fetch `symbol`'s book again: a new REST snapshot, or a resubscription (websocket snapshot)."""
+        self._stats.resyncs += 1
+        if self._fetcher is not None:
+            if self._fetcher.request(symbol):
+                self._record("resync", "rest snapshot requested", symbol)
+            return
+        for link in list(self._links):
+            await self._apply(link, link.session.resubscribe(symbol, self._clock().mono_ns))
+
+    async def subscribe(self, subscriptions: Sequence[Subscription]) -> None:
+        """Add subscriptions at run time (sent now if connected; kept across reconnects).
+
+        Raises:
+            ConfigError: they do not fit this connection (another URL route, the stream cap).
+        """
+        await self._change(subscriptions, add=True)
+        if self._fetcher is not None and self._links:
+            self._awaiting_diff |= {s.symbol for s in subscriptions if s.table == "l2"}
+
+    async def unsubscribe(self, subscriptions: Sequence[Subscription]) -> None:
+        """Remove subscriptions at run time."""
+        await self._change(subscriptions, add=False)
+
+    async def _change(self, subscriptions: Sequence[Subscription], add: bool) -> None:
+        mono = self._clock().mono_ns
+        sessions = [link.session for link in self._links] or [Session(self.venue, self.connection, self._keepalive)]
+        for index, session in enumerate(sessions):
+            actions = session.subscribe(subscriptions, mono) if add else session.unsubscribe(subscriptions, mono)
+            if index < len(self._links):
+                await self._apply(self._links[index], actions)
+        self.connection = sessions[-1].connection
+
+    def stats(self) -> dict[str, float | int | None]:
+        """Counters, the flow window, session and REST counters, and the age of the last message (s)."""
+        out: dict[str, float | int | None] = dict(asdict(self._stats))
+        out.update({f"session_{k}": v for k, v in self._session_stats.as_dict().items()})
+        out.update({f"flow_{k}": v for k, v in self._gate.stats.as_dict().items()})
+        if self._rest_stats is not None:
+            out.update({f"snapshot_{k}": v for k, v in self._rest_stats.as_dict().items()})
+        last = self._last_frame_ns
+        out["last_message_age_s"] = None if last is None else (self._clock().mono_ns - last) / _NS
+        out["connected"] = len(self._links)
+        return out
+
+    # -- connecting -----------------------------------------------------------------------
+
+    def _delays(self) -> Iterator[float]:
+        base_s, cap_s, jitter = self._backoff
+        return backoff(base_s, cap_s, jitter=jitter, rng=self._rng)
+
+    async def _connect_loop(self) -> None:
+        delays = self._delays()
+        while not self._stop.is_set():
+            try:
+                await self._open(fresh=True)
+            except Exception as exc:
+                if classify(exc) == "fatal":
+                    raise
+                self._stats.connect_failures += 1
+                self._record("error", f"connect failed: {exc!r}")
+                await self._sleep(next(delays))
+                continue
+            healthy = await self._serve()
+            if self._fatal is not None:
+                raise self._fatal
+            if healthy:
+                delays = self._delays()
+            if not self._stop.is_set():
+                await self._sleep(next(delays))
+
+    async def _open(self, fresh: bool, reason: str = "", replacing: _Link | None = None) -> _Link:
+        """Open a websocket, start its reader and send the session's first frames.
+
+        fresh: the stream starts over (not a make-before-break replacement): books need new snapshots.
+        replacing: the live link this one takes over from (their frames are compared).
+        """
+        session = Session(self.venue, self.connection, self._keepalive, self._ack_timeout_s, stats=self._session_stats)
+        session.refused = self.refused
+        url = session.connection.url
+        ws = await connect(
+            url,
+            ssl=self._ssl if url.startswith("wss:") else None,
+            compression=None,
+            proxy=None,
+            create_connection=_Socket,
+            user_agent_header="xtrader",
+            open_timeout=self._open_timeout_s,
+            close_timeout=self._close_timeout_s,
+            max_size=self._max_size,
+            max_queue=self._max_queue,
+            ping_interval=self._ws_ping_interval_s,
+        )
+        assert isinstance(ws, _Socket)
+        receipt = self._clock()
+        self._numbers += 1
+        link = _Link(self._numbers, ws, session, receipt.mono_ns)
+        if replacing is not None and replacing in self._links:
+            link.handover = replacing.handover = Handover()
+            link.replaces, replacing.replaced_by = replacing, link
+        ws.on_ping = lambda: session.on_server_ping(self._clock().mono_ns)
+        stats = self._stats
+        stats.connects += 1
+        if fresh and stats.connects > 1:
+            stats.reconnects += 1
+        if fresh and self._fetcher is not None:
+            self._awaiting_diff = {s.symbol for s in session.subscriptions if s.table == "l2"}
+        self._links.append(link)
+        self._record("connect", f"link {link.number} open{reason}: {_short(url)}", wall_ns=receipt.wall_ns)
+        link.reader = asyncio.get_running_loop().create_task(self._read(link), name=f"reader {link.number}")
+        await self._apply(link, session.open(receipt.mono_ns))
+        return link
+
+    async def _serve(self) -> bool:
+        """Until no link is left nor being opened (rotations hand over). True when any link delivered data."""
+        healthy = False
+        while self._links or self._opening:
+            waiting: set[asyncio.Future[Any]] = {lk.reader for lk in self._links if lk.reader is not None}
+            waiting |= self._opening
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            for finished in [lk for lk in self._links if lk.reader in done]:
+                healthy |= finished.first_data_ns is not None
+                self._closed(finished)
+                exc = finished.reader.exception() if finished.reader is not None else None
+                if exc is not None and self._fatal is None:
+                    self._fatal = exc
+                    for other in list(self._links):
+                        await self._close(other, abort=True)
+        return healthy
+
+    def _closed(self, link: _Link) -> None:
+        self._links.remove(link)
+        link.session.closed()
+        handover, replaced, successor = link.handover, link.replaces, link.replaced_by
+        if handover is not None:
+            _end_handover(link)
+            if replaced is not None:
+                replaced.rotating = False  # the replacement died: try again later
+            elif successor is not None and not handover.proven and self._fetcher is not None:
+                # the old link died before the streams were seen to overlap: frames may be missing
+                self._awaiting_diff = {s.symbol for s in successor.session.subscriptions if s.table == "l2"}
+        if self._stop.is_set():
+            detail = f"link {link.number} closed: connector stopped"
+        elif link.retired:
+            duplicates = handover.duplicates if handover is not None else 0
+            detail = f"link {link.number} retired after the handover: {duplicates} duplicate frame(s)"
+        else:
+            detail = f"link {link.number} lost: {link.close_reason or 'closed'}"
+        self._record("disconnect", detail)
+
+    async def _close(self, link: _Link, abort: bool) -> None:
+        """Close a link: a clean close, or drop TCP when it is dead (a close handshake would hang)."""
+        if abort:
+            link.ws.transport.abort()
+            return
+        with contextlib.suppress(Exception):
+            await link.ws.close()
+
+    # -- reading --------------------------------------------------------------------------
+
+    async def _read(self, link: _Link) -> None:
+        ws, policy, columns = link.ws, self._policy, self._columns
+        try:
+            while True:
+                frame = await ws.recv(decode=False)
+                actions = self._on_frame(link, frame)
+                if actions:
+                    await self._apply(link, actions)
+                if policy.due(columns.rows(), self._last_frame_ns or 0):
+                    await self._flush()
+        except ConnectionClosed as exc:
+            if link.close_reason is None:
+                link.close_reason = str(exc) or type(exc).__name__
+
+    def _on_frame(self, link: _Link, frame: bytes) -> list[Action] | None:
+        """The hot path: clocks, parse into columns, bookkeeping. Returns the session's actions, if any."""
+        receipt = self._clock()
+        mono = receipt.mono_ns
+        stats = self._stats
+        stats.messages += 1
+        stats.bytes += len(frame)
+        self._last_frame_ns = mono
+        link.session.on_frame(mono)
+        columns = self._columns
+        books_before = len(columns.l2.symbol)
+        try:
+            controls = self.venue.parse(frame, receipt, columns)
+        except ParseError as exc:
+            stats.rejects += 1
+            columns.events.add(None, receipt.wall_ns, "reject", str(exc)[:_DETAIL])
+            controls = None
+        handover = link.handover
+        if handover is not None and handover.observe("new" if link.replaces else "old", frame, mono):
+            stats.overlap_duplicates += 1
+        if self._awaiting_diff and len(columns.l2.symbol) > books_before:
+            self._first_diffs(books_before)
+        if self._policy.oldest_mono_ns is None and columns.pending():
+            self._policy.noted(mono)
+            self._wake.set()
+        if controls:
+            return link.session.on_controls(controls, mono)
+        if controls is not None and link.first_data_ns is None:
+            link.first_data_ns = mono
+        return None
+
+    def _first_diffs(self, start: int) -> None:
+        """Ask for the REST snapshot of each book whose first diff just arrived (Binance step 1 -> 2)."""
+        l2 = self._columns.l2
+        assert self._fetcher is not None
+        for symbol, is_snapshot in zip(l2.symbol[start:], l2.is_snapshot[start:], strict=True):
+            if symbol in self._awaiting_diff:
+                self._awaiting_diff.discard(symbol)
+                if not is_snapshot:  # a partial-depth stream carries whole books: no REST needed
+                    self._fetcher.request(symbol)
+
+    # -- session actions ------------------------------------------------------------------
+
+    async def _apply(self, link: _Link, actions: Sequence[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Send):
+                try:
+                    await link.ws.send(action.frame, text=True)
+                except ConnectionClosed:
+                    return
+            elif isinstance(action, Record):
+                self._record(action.kind, action.detail, action.symbol)
+            elif isinstance(action, Reconnect):
+                if action.graceful:
+                    link.rotate = action.reason
+                    self._wake.set()
+                else:
+                    link.close_reason = action.reason
+                    await self._close(link, abort=True)
+            elif isinstance(action, Refused):
+                self._refused(link, action)
+
+    def _refused(self, link: _Link, refused: Refused) -> None:
+        self._stats.refused += len(refused.subscriptions)
+        gone = set(refused.subscriptions)
+        self.connection = Connection(
+            link.session.connection.url, tuple(s for s in self.connection.subscriptions if s not in gone)
+        )
+        if link.session.failed is not None and self._fatal is None:
+            self._fatal = link.session.failed
+            for other in list(self._links):
+                other.close_reason = "every subscription was refused"
+                other.ws.transport.abort()
+
+    def _record(self, kind: str, detail: str, symbol: str | None = None, wall_ns: int | None = None) -> None:
+        """Write an events row into the buffers (it ships with the next flush)."""
+        ts = self._clock().wall_ns if wall_ns is None else wall_ns
+        self._columns.events.add(symbol, ts, kind, detail[:_DETAIL])
+        if self._policy.oldest_mono_ns is None:
+            self._policy.noted(self._clock().mono_ns)
+            self._wake.set()
+
+    # -- the timer ------------------------------------------------------------------------
+
+    async def _tick(self) -> None:
+        """Flush idle buffers, run keepalive and rotations on time. A failure here is fatal."""
+        try:
+            while True:
+                mono = self._clock().mono_ns
+                for link in list(self._links):
+                    await self._apply(link, link.session.poll(mono))
+                    self._maybe_rotate(link, mono)
+                if self._policy.due(self._columns.rows(), mono):
+                    await self._flush()
+                await self._wait(self._next_wake(self._clock().mono_ns))
+        except Exception as exc:
+            self._fatal = self._fatal or exc
+            for link in list(self._links):
+                await self._close(link, abort=True)
+
+    def _next_wake(self, mono: int) -> float:
+        deadlines = [mono + _NS]
+        if self._policy.oldest_mono_ns is not None:
+            deadlines.append(self._policy.oldest_mono_ns + self._policy.batch_ns)
+        for link in self._links:
+            deadline = link.session.next_deadline_ns()
+            if deadline is not None:
+                deadlines.append(deadline)
+            if self._rotate_ns is not None and not (link.rotating or link.retired or link.handover):
+                deadlines.append(link.opened_ns + self._rotate_ns)
+        return max(0.0, (min(deadlines) - mono) / _NS)
+
+    async def _wait(self, seconds: float) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, but wake at once on stop()."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stop.wait()
+
+    # -- rotation (make-before-break) -----------------------------------------------------
+
+    def _maybe_rotate(self, link: _Link, mono: int) -> None:
+        if link.rotating or link.retired or link.handover is not None or self._stop.is_set():
+            return
+        if link.rotate is None and self._rotate_ns is not None and mono - link.opened_ns >= self._rotate_ns:
+            link.rotate = f"lifetime {self._rotate_ns / _NS:g} s reached"
+        if link.rotate is not None:
+            link.rotating = True
+            self._spawn(self._rotate(link, link.rotate))
+
+    async def _rotate(self, old: _Link, reason: str) -> None:
+        """Open the replacement, run both until a frame arrives on both, then (after a margin) retire the old."""
+        opening: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._opening.add(opening)  # _serve() must not give up while the replacement is on its way
+        try:
+            new = await self._open(
+                fresh=old not in self._links, reason=f" (replacing link {old.number}: {reason})", replacing=old
+            )
+        except Exception as exc:
+            self._record("error", f"replacing link {old.number} failed: {exc!r}")
+            await self._sleep(next(self._delays()))
+            old.rotating = False
+            return
+        finally:
+            self._opening.discard(opening)
+            opening.set_result(None)
+        handover = new.handover
+        if handover is None:
+            return  # the old link was gone before the new one opened: a plain reconnect
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + max(4 * self._overlap_s, 10.0)
+        while not handover.proven and new.handover is handover and loop.time() < give_up:
+            await asyncio.sleep(0.01)
+        if new not in self._links:
+            return  # the replacement died; _closed() re-armed the old link
+        if not handover.proven and old in self._links:
+            self._record("error", f"link {old.number} retired without a proven overlap with link {new.number}")
+        await self._sleep(self._overlap_s)
+        if old in self._links:
+            old.retired = True
+            self._stats.rotations += 1
+            await self._close(old, abort=False)  # _closed() ends the handover
+        else:
+            _end_handover(new)
+
+    def _spawn(self, coroutine: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- flushing and emitting ------------------------------------------------------------
+
+    async def _flush(self) -> None:
+        async with self._flush_lock:
+            await self._flush_locked()
+
+    async def _flush_locked(self) -> None:
+        columns = self._columns
+        self._policy.reset()
+        if not columns.pending():
+            return
+        batches = columns.flush(self._clock().wall_ns)
+        self._count(batches)
+        await self._ship(batches)
+
+    def _count(self, batches: Batches) -> None:
+        stats = self._stats
+        events = batches.events.num_rows if batches.events is not None else 0
+        stats.events += events
+        stats.rows += batches.rows() - events
+        stats.rejects += batches.rejects
+
+    async def _ship(self, batches: Batches, precious: bool = False) -> None:
+        rows = batches.rows()
+        if not await self._gate.acquire(rows, precious):
+            self._record("drop", f"flow window full: dropped a batch of {rows} rows")
+            return
+        try:
+            ack = self._emit(batches)
+        except Exception as exc:
+            self._gate.release(ok=False)
+            self._stats.emit_errors += 1
+            self._record("error", f"emit failed: {exc!r}")
+            return
+        self._stats.batches += 1
+        task = asyncio.ensure_future(self._acknowledged(ack))
+        self._acks.add(task)
+        task.add_done_callback(self._acks.discard)
+
+    async def _acknowledged(self, ack: Awaitable[object]) -> None:
+        try:
+            await ack
+        except Exception as exc:
+            self._gate.release(ok=False)
+            self._stats.emit_errors += 1
+            self._record("error", f"downstream failed a batch: {exc!r}")
+        else:
+            self._gate.release(ok=True)
+
+    async def _deliver_snapshot(self, symbol: str, body: bytes, receipt: Receipt) -> bool:
+        """Emit a fetched REST snapshot in stream order: diffs received before it are flushed first."""
+        async with self._flush_lock:
+            await self._flush_locked()
+            columns = self.venue.columns()
+            try:
+                seq = self.venue.parse_snapshot(body, symbol, receipt, columns)
+            except ParseError as exc:
+                self._stats.rejects += 1
+                self._record("reject", f"rest snapshot: {exc}", symbol, receipt.wall_ns)
+                return False
+            flushed = columns.flush(receipt.wall_ns)
+            snapshot = SnapshotBatches(
+                flushed.exchange, l2=flushed.l2, l2_messages=flushed.l2_messages, symbol=symbol, seq=seq
+            )
+            self._count(snapshot)
+            self._record("resync", f"rest snapshot seq {seq}: {snapshot.rows()} levels", symbol, receipt.wall_ns)
+            await self._ship(snapshot, precious=True)
+            return True
+
+    # -- shutting down --------------------------------------------------------------------
+
+    async def _shutdown(self) -> None:
+        """Cancel helpers, drop the links, flush what is buffered and wait (bounded) for the acks."""
+        for task in list(self._tasks):
+            task.cancel()
+        for link in list(self._links):
+            await self._close(link, abort=True)
+        if self._fetcher is not None:
+            await self._fetcher.aclose()
+            self._fetcher = None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._drain_timeout_s):
+                await self._flush()
+                await self._gate.drain()
+
+
+def _rotation_ns(venue: Venue, rotate_after_s: float | Literal["auto"] | None) -> int | None:
+    if rotate_after_s == "auto":
+        lifetime = getattr(venue, "max_lifetime_s", None) or _LIFETIMES_S.get(venue.name)
+        if lifetime is None:
+            return None
+        rotate_after_s = max(lifetime - _ROTATION_MARGIN_S, lifetime / 2)
+    return None if rotate_after_s is None else int(float(rotate_after_s) * _NS)
+
+
+def _end_handover(link: _Link) -> None:
+    """Detach a link and its partner from their handover."""
+    for partner in (link.replaces, link.replaced_by):
+        if partner is not None:
+            partner.handover = partner.replaces = partner.replaced_by = None
+    link.handover = link.replaces = link.replaced_by = None
+
+
+def _short(url: str, limit: int = 200) -> str:
+    return url if len(url) <= limit else url[: limit - 3] + "..."
+
+
+__all__ = ["Connector", "ConnectorStats", "Emit", "SnapshotBatches"]

@@ -1,0 +1,126 @@
+"""In-flight window of a producer: at most `max_inflight` batches unacknowledged downstream.
+
+`Window` is the pure accounting; `FlowGate` is its asyncio face. Policy
+`block` makes the producer wait for a slot (it stops reading: nothing lost);
+`lossy` drops the batch instead and counts its rows. A batch marked
+`precious` (a REST book snapshot) always waits, whatever the policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+Policy = Literal["block", "lossy"]
+Admit = Literal["send", "wait", "drop"]
+
+
+@dataclass
+class FlowStats:
+    """Counters of one window; `high_water` is the largest in-flight count seen."""
+
+    inflight: int = 0
+    high_water: int = 0
+    sent_batches: int = 0
+    acked_batches: int = 0
+    failed_batches: int = 0
+    dropped_batches: int = 0
+    dropped_rows: int = 0
+    waits: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class Window:
+    """Pure in-flight accounting.
+
+    Args:
+        max_inflight: unacknowledged batches allowed (>= 1).
+        policy: "block" or "lossy".
+
+    Raises:
+        ValueError: max_inflight < 1 or an unknown policy.
+    """
+
+    def __init__(self, max_inflight: int = 4, policy: Policy = "block") -> None:
+        if max_inflight < 1:
+            raise ValueError(f"max_inflight must be >= 1, got {max_inflight}")
+        if policy not in ("block", "lossy"):
+            raise ValueError(f"flow policy must be 'block' or 'lossy', got {policy!r}")
+        self.max_inflight = max_inflight
+        self.policy: Policy = policy
+        self.stats = FlowStats()
+
+    @property
+    def full(self) -> bool:
+        return self.stats.inflight >= self.max_inflight
+
+    def admit(self, rows: int, precious: bool = False) -> Admit:
+        """Decide the fate of a batch of `rows` rows: send now, wait for a slot, or drop it (counted)."""
+        if not self.full:
+            return "send"
+        if self.policy == "lossy" and not precious:
+            self.stats.dropped_batches += 1
+            self.stats.dropped_rows += rows
+            return "drop"
+        self.stats.waits += 1
+        return "wait"
+
+    def sent(self) -> None:
+        """A batch went out: it occupies a slot until `acked`."""
+        stats = self.stats
+        stats.inflight += 1
+        stats.sent_batches += 1
+        stats.high_water = max(stats.high_water, stats.inflight)
+
+    def acked(self, ok: bool = True) -> None:
+        """Downstream acknowledged (or failed) a batch: its slot is free."""
+        if self.stats.inflight <= 0:
+            raise RuntimeError("acked() without a batch in flight")
+        self.stats.inflight -= 1
+        if ok:
+            self.stats.acked_batches += 1
+        else:
+            self.stats.failed_batches += 1
+
+
+class FlowGate:
+    """`Window` for asyncio: `await acquire(rows)` before sending, `release()` on the ack."""
+
+    def __init__(self, max_inflight: int = 4, policy: Policy = "block") -> None:
+        self.window = Window(max_inflight, policy)
+        self._changed = asyncio.Condition()
+
+    @property
+    def stats(self) -> FlowStats:
+        return self.window.stats
+
+    async def acquire(self, rows: int, precious: bool = False) -> bool:
+        """Take a slot for a batch; False when the lossy policy dropped it (already counted)."""
+        window = self.window
+        verdict = window.admit(rows, precious)
+        if verdict == "drop":
+            return False
+        if verdict == "wait":
+            async with self._changed:
+                await self._changed.wait_for(lambda: not window.full)
+                window.sent()
+            return True
+        window.sent()
+        return True
+
+    def release(self, ok: bool = True) -> None:
+        """Free the slot of an acknowledged (or failed) batch."""
+        self.window.acked(ok)
+        asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def drain(self) -> None:
+        """Wait until no batch is in flight."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.window.stats.inflight == 0)

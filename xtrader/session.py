@@ -1,0 +1,372 @@
+"""Sans-I/O state of one websocket connection: what to send, what was confirmed, when to ping or give up.
+
+The connector feeds in what happened (the link opened, a frame or a server
+ping arrived, the venue's control events, the time) and carries out the
+actions it gets back: `Send` a frame, `Reconnect`, `Record` an events row,
+handle `Refused` subscriptions. No sockets, no clock reads: tests drive it
+with a fake monotonic time.
+
+Request ids: each request is given the next free id; a venue that splits one
+request into several frames may number them on from it (Deribit) or reuse it
+(OKX), so every id in [id, id + frames) maps back to the request. A request
+counts as confirmed on its first ack and as refused on any error reply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
+
+from xtrader.errors import ConfigError, SubscriptionError
+from xtrader.retry import Watchdog
+from xtrader.venues.base import Connection, Control, Keepalive, Subscription, Venue
+
+_NS = 1_000_000_000
+_FAR = 1 << 62  # a deadline that never comes
+
+
+class Send(NamedTuple):
+    """Send this frame on the connection."""
+
+    frame: bytes
+
+
+class Reconnect(NamedTuple):
+    """Replace the connection. graceful: it still works (a shutdown notice), so open the new one first."""
+
+    reason: str
+    graceful: bool
+
+
+class Record(NamedTuple):
+    """Write an events row (kind is one of schema.EVENT_KINDS)."""
+
+    kind: str
+    detail: str
+    symbol: str | None = None
+
+
+class Refused(NamedTuple):
+    """The venue refused these subscriptions; they were dropped from the connection."""
+
+    subscriptions: tuple[Subscription, ...]
+    error: SubscriptionError
+
+
+Action = Send | Reconnect | Record | Refused
+
+
+@dataclass
+class SessionStats:
+    """Control traffic of one session (kept across reconnects)."""
+
+    opens: int = 0
+    requests: int = 0
+    acks: int = 0
+    errors: int = 0
+    refused: int = 0
+    pongs: int = 0
+    heartbeats: int = 0
+    test_requests: int = 0
+    pings_sent: int = 0
+    shutdowns: int = 0
+    notices: int = 0
+    unknown: int = 0
+    stale: int = 0
+    unanswered: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass
+class _Request:
+    request_id: int
+    op: str  # open, subscribe, unsubscribe, reply
+    subscriptions: tuple[Subscription, ...]
+    sent_ns: int
+    confirmed: bool = False
+    reported: bool = False
+
+
+@dataclass
+class Session:
+    """One websocket connection's protocol state.
+
+    Args:
+        venue: the venue spoken.
+        connection: the planned connection; runtime (un)subscriptions replace it.
+        keepalive: overrides `venue.keepalive()` (tests use short timeouts).
+        ack_timeout_s: a request unanswered this long is reported (once) as an error event.
+    """
+
+    venue: Venue
+    connection: Connection
+    keepalive: Keepalive | None = None
+    ack_timeout_s: float = 10.0
+    stats: SessionStats = field(default_factory=SessionStats)
+    #: subscriptions the venue confirmed on the current link
+    acked: set[Subscription] = field(default_factory=set)
+    #: refused subscriptions and the venue's reason (never retried)
+    refused: dict[Subscription, str] = field(default_factory=dict)
+    #: set when every subscription was refused: the connection has no purpose
+    failed: SubscriptionError | None = None
+
+    def __post_init__(self) -> None:
+        self.rules: Keepalive = self.keepalive or self.venue.keepalive()
+        self.is_open = False
+        self._pending: dict[int, _Request] = {}
+        self._next_id = 1
+        self._watchdog = Watchdog(self.rules.stale_s)
+        self._ping_outstanding = False
+        self._stale_reported = False
+
+    @property
+    def subscriptions(self) -> tuple[Subscription, ...]:
+        return self.connection.subscriptions
+
+    def pending(self) -> int:
+        """Requests sent and not yet confirmed or refused."""
+        return len({id(r) for r in self._pending.values() if not r.confirmed})
+
+    # -- link lifecycle -------------------------------------------------------------
+
+    def open(self, now_ns: int) -> list[Action]:
+        """The websocket is open: the frames to send first (subscriptions not in the URL, heartbeat setup)."""
+        self.is_open = True
+        self.stats.opens += 1
+        self.acked = set()
+        self._pending.clear()
+        self._watchdog = Watchdog(self.rules.stale_s, now_ns)
+        self._ping_outstanding = False
+        self._stale_reported = False
+        connection = self.connection
+        actions = self._request("open", connection.subscriptions, now_ns, self._initial)
+        if not actions:  # subscribed by the URL: live as soon as the link is
+            self.acked = set(connection.subscriptions)
+        return actions
+
+    def _initial(self, request_id: int) -> list[bytes]:
+        return self.venue.initial_messages(self.connection, request_id)
+
+    def closed(self) -> None:
+        """The websocket closed; unanswered requests die with it."""
+        self.is_open = False
+        self.acked = set()
+        self._pending.clear()
+
+    # -- what arrived ---------------------------------------------------------------
+
+    def on_frame(self, now_ns: int) -> None:
+        """Any frame arrived (data or control): the link is alive. Hot path."""
+        self._watchdog.feed(now_ns)
+        self._ping_outstanding = False
+
+    def on_server_ping(self, now_ns: int) -> None:
+        """A websocket ping from the server (the library answers it): alive, no data."""
+        self._watchdog.feed(now_ns)
+
+    def on_controls(self, controls: Sequence[Control], now_ns: int) -> list[Action]:
+        """React to the venue's control events from one frame."""
+        actions: list[Action] = []
+        for control in controls:
+            actions.extend(self._on_control(control, now_ns))
+        return actions
+
+    def _on_control(self, control: Control, now_ns: int) -> list[Action]:
+        kind, stats = control.kind, self.stats
+        if kind == "ack":
+            stats.acks += 1
+            return self._confirm(control)
+        if kind == "error":
+            stats.errors += 1
+            return self._error(control)
+        if kind == "pong":
+            stats.pongs += 1
+        elif kind == "heartbeat":
+            stats.heartbeats += 1
+        elif kind == "test_request":
+            stats.test_requests += 1
+            return self._request("reply", (), now_ns, lambda rid: _some(self.venue.reply(control, rid)))
+        elif kind == "shutdown":
+            stats.shutdowns += 1
+            return [Reconnect(f"venue shutdown notice: {control.detail}", graceful=True)]
+        elif kind == "notice":
+            stats.notices += 1
+            return [Record("unknown", f"notice: {control.detail}"[:500])]
+        else:
+            stats.unknown += 1
+        return []
+
+    def _confirm(self, control: Control) -> list[Action]:
+        request = self._pending.get(_as_id(control.request_id))
+        if request is None or request.confirmed:
+            return []
+        request.confirmed = True
+        if request.op == "unsubscribe":
+            self.acked.difference_update(request.subscriptions)
+            return []
+        if not request.subscriptions:
+            return []
+        self.acked.update(s for s in request.subscriptions if s in self.connection.subscriptions)
+        detail = f"request {request.request_id} confirmed: {len(request.subscriptions)} subscription(s)"
+        return [Record("subscribe", detail)]
+
+    def _error(self, control: Control) -> list[Action]:
+        request = self._pending.get(_as_id(control.request_id))
+        if request is None or request.op not in ("open", "subscribe") or not request.subscriptions:
+            what = f" (request {request.request_id} {request.op})" if request is not None else ""
+            return [Record("error", f"venue error{what}: {control.detail}"[:500])]
+        refused = tuple(s for s in request.subscriptions if s in self.connection.subscriptions)
+        self._forget(request)
+        if not refused:
+            return []
+        self.stats.refused += len(refused)
+        for subscription in refused:
+            self.refused[subscription] = control.detail
+        self.acked.difference_update(refused)
+        remaining = tuple(s for s in self.connection.subscriptions if s not in self.refused)
+        self.connection = Connection(self.connection.url, remaining)
+        error = SubscriptionError(f"{self.venue.name} refused {len(refused)} subscription(s): {control.detail}")
+        if not remaining:
+            self.failed = error
+        actions: list[Action] = [
+            Record("error", f"subscription refused ({s.table} {s.channel or ''}): {control.detail}"[:500], s.symbol)
+            for s in refused
+        ]
+        actions.append(Refused(refused, error))
+        return actions
+
+    def _forget(self, request: _Request) -> None:
+        for request_id in [k for k, v in self._pending.items() if v is request]:
+            del self._pending[request_id]
+
+    # -- the clock ------------------------------------------------------------------
+
+    def poll(self, now_ns: int) -> list[Action]:
+        """Time-driven actions: a client ping when idle, a reconnect when stale, unanswered requests."""
+        if not self.is_open:
+            return []
+        rules, dog = self.rules, self._watchdog
+        if dog.expired(now_ns):
+            if self._stale_reported:
+                return []
+            self._stale_reported = True
+            self.stats.stale += 1
+            return [Reconnect(f"stale: no message for {dog.silent_ns(now_ns) / _NS:.1f} s", graceful=False)]
+        actions: list[Action] = []
+        if rules.ping is not None and not self._ping_outstanding and dog.silent_ns(now_ns) >= rules.idle_s * _NS:
+            self._ping_outstanding = True
+            self.stats.pings_sent += 1
+            actions.append(Send(rules.ping))
+        timeout_ns = int(self.ack_timeout_s * _NS)
+        for request in {id(r): r for r in self._pending.values()}.values():
+            if request.confirmed:
+                if now_ns - request.sent_ns >= timeout_ns:
+                    self._forget(request)  # late duplicate acks no longer matter
+            elif not request.reported and now_ns - request.sent_ns >= timeout_ns:
+                request.reported = True
+                self.stats.unanswered += 1
+                actions.append(
+                    Record(
+                        "error",
+                        f"no reply to request {request.request_id} ({request.op}) within {self.ack_timeout_s:g} s",
+                    )
+                )
+        return actions
+
+    def next_deadline_ns(self) -> int | None:
+        """The monotonic time at which `poll` may next have something to do (None: closed)."""
+        if not self.is_open:
+            return None
+        # once reported stale, the watchdog has nothing more to say (the link is being replaced)
+        deadline = _FAR if self._stale_reported else self._watchdog.deadline_ns()
+        if self.rules.ping is not None and not self._ping_outstanding:
+            deadline = min(deadline, self._watchdog.last_ns + int(self.rules.idle_s * _NS))
+        timeout_ns = int(self.ack_timeout_s * _NS)
+        for request in self._pending.values():
+            if not request.confirmed and not request.reported:
+                deadline = min(deadline, request.sent_ns + timeout_ns)
+        return deadline
+
+    # -- runtime changes ------------------------------------------------------------
+
+    def subscribe(self, subscriptions: Sequence[Subscription], now_ns: int) -> list[Action]:
+        """Add subscriptions: frames now if open, and they are part of every later open.
+
+        Raises:
+            ConfigError: the subscriptions would not fit this one connection (URL route, stream cap).
+        """
+        new = tuple(dict.fromkeys(s for s in subscriptions if s not in self.connection.subscriptions))
+        if not new:
+            return []
+        for subscription in new:
+            self.refused.pop(subscription, None)
+        self._replan((*self.connection.subscriptions, *new))
+        if not self.is_open:
+            return []
+        return self._request("subscribe", new, now_ns, lambda rid: self.venue.subscribe_messages(new, rid))
+
+    def unsubscribe(self, subscriptions: Sequence[Subscription], now_ns: int) -> list[Action]:
+        """Remove subscriptions: frames now if open; later opens leave them out."""
+        gone = tuple(s for s in self.connection.subscriptions if s in set(subscriptions))
+        if not gone:
+            return []
+        remaining = tuple(s for s in self.connection.subscriptions if s not in set(gone))
+        if remaining:
+            self._replan(remaining)
+        else:
+            self.connection = Connection(self.connection.url, ())
+        if not self.is_open:
+            return []
+        return self._request("unsubscribe", gone, now_ns, lambda rid: self.venue.unsubscribe_messages(gone, rid))
+
+    def resubscribe(self, symbol: str, now_ns: int) -> list[Action]:
+        """Unsubscribe and subscribe `symbol`'s book again: the venue then sends a fresh snapshot."""
+        books = tuple(s for s in self.connection.subscriptions if s.symbol == symbol and s.table == "l2")
+        if not books or not self.is_open:
+            return []
+        actions: list[Action] = [Record("resync", "resubscribe", symbol)]
+        actions += self._request("unsubscribe", books, now_ns, lambda rid: self.venue.unsubscribe_messages(books, rid))
+        actions += self._request("subscribe", books, now_ns, lambda rid: self.venue.subscribe_messages(books, rid))
+        return actions
+
+    def _replan(self, subscriptions: tuple[Subscription, ...]) -> None:
+        """Re-plan the URL (it carries the streams on some venues) for a new subscription set."""
+        planned = self.venue.connections(subscriptions)
+        if len(planned) != 1:
+            raise ConfigError(
+                f"{self.venue.name}: {len(subscriptions)} subscriptions need {len(planned)} connections; "
+                "subscribe the extra ones on another connection"
+            )
+        self.connection = Connection(planned[0].url, subscriptions)
+
+    # -- requests -------------------------------------------------------------------
+
+    def _request(
+        self, op: str, subscriptions: tuple[Subscription, ...], now_ns: int, make: Callable[[int], list[bytes]]
+    ) -> list[Action]:
+        request_id = self._next_id
+        frames = make(request_id)
+        self._next_id += max(1, len(frames))
+        if not frames:
+            return []
+        self.stats.requests += 1
+        request = _Request(request_id, op, subscriptions, now_ns)
+        for offset in range(len(frames)):
+            self._pending[request_id + offset] = request
+        return [Send(frame) for frame in frames]
+
+
+def _some(frame: bytes | None) -> list[bytes]:
+    return [] if frame is None else [frame]
+
+
+def _as_id(request_id: object) -> int:
+    """A reply's id as our int (venues echo ids as ints or digit strings); -1 when it is none of ours."""
+    if type(request_id) is int:
+        return request_id
+    if type(request_id) is str and request_id.isascii() and request_id.isdigit():
+        return int(request_id)
+    return -1
