@@ -54,6 +54,8 @@ def test_cli_announces_urls_and_stops_on_sigterm() -> None:
             proc.kill()
 
 
-def test_cli_rejects_unimplemented_venue_and_bad_faults() -> None:
-    assert main(["--venues", "okx"]) == 2
+def test_cli_rejects_unknown_venue_bad_faults_and_bad_venue_options() -> None:
+    assert main(["--venues", "kraken"]) == 2
     assert main(["--venues", "binance", "--faults", "drop_rate=7"]) == 2
+    assert main(["--venues", "okx", "--venue-option", "okx.frobnicate=1"]) == 2
+    assert main(["--venues", "okx", "--venue-option", "checksum=1"]) == 2

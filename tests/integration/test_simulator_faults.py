@@ -209,5 +209,5 @@ async def test_bad_fault_in_url_is_a_clear_400() -> None:
 async def test_global_spec_errors_name_the_fault() -> None:
     with pytest.raises(ValueError, match="stall_after_s"):
         Simulator(venues=["binance"], faults="stall_after_s=-1")
-    with pytest.raises(ValueError, match="'okx' is not implemented"):
-        Simulator(venues=["okx"])
+    with pytest.raises(ValueError, match="unknown venue 'kraken'"):
+        Simulator(venues=["kraken"])

@@ -28,7 +28,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--ping-interval", type=float, default=None, help="override server ping interval (s)")
     p.add_argument("--pong-timeout", type=float, default=None, help="override pong timeout (s)")
+    p.add_argument(
+        "--venue-option",
+        action="append",
+        default=[],
+        metavar="VENUE.NAME=VALUE",
+        help="a venue-specific option (repeatable), e.g. okx.checksum=1",
+    )
     return p
+
+
+def _venue_options(items: list[str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        venue, dot, name = key.strip().partition(".")
+        if not (sep and dot and venue and name):
+            raise ValueError(f"--venue-option {item!r}: expected VENUE.NAME=VALUE")
+        out.setdefault(venue, {})[name] = value.strip()
+    return out
 
 
 def main(argv: list[str]) -> int:
@@ -40,6 +58,7 @@ def main(argv: list[str]) -> int:
         else [v.strip() for v in args.venues.split(",") if v.strip()]
     )
     try:
+        venue_options = _venue_options(args.venue_option)
         sim = Simulator(
             venues=venues,
             symbols=args.symbols,
@@ -52,6 +71,7 @@ def main(argv: list[str]) -> int:
             port=args.port,
             ping_interval_s=args.ping_interval,
             pong_timeout_s=args.pong_timeout,
+            venue_options=venue_options,
         )
     except (ValueError, OSError) as exc:
         print(f"xtrader simulate: {exc}", file=sys.stderr)

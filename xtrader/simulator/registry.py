@@ -9,8 +9,10 @@ from .venue import Venue
 VENUES: dict[str, str] = {
     "binance": "xtrader.simulator.binance:BinanceSpot",
     "binance_futures": "xtrader.simulator.binance:BinanceFutures",
+    "deribit": "xtrader.simulator.deribit:Deribit",
+    "okx": "xtrader.simulator.okx:Okx",
 }
-PLANNED = ("okx", "deribit")  # named by the CLI, not simulated yet
+PLANNED: tuple[str, ...] = ()  # named by the CLI, not simulated yet (none left)
 
 
 def venue_class(name: str) -> type[Venue]:

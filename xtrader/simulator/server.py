@@ -11,8 +11,8 @@ import contextlib
 import os
 import ssl
 import tempfile
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from http import HTTPStatus
 from pathlib import Path
 from types import TracebackType
@@ -58,6 +58,8 @@ class Simulator:
         ping_interval_s, pong_timeout_s, inbound_per_s, max_lifetime_s: override the venues'
             documented keepalive and limits (tests use short ones).
         depth: book levels per side.
+        venue_options: venue-specific options by venue name, e.g. ``{"okx": {"checksum": True}}``
+            (each venue's ``settings_help`` lists its own; unknown names raise ValueError).
     """
 
     def __init__(
@@ -77,6 +79,7 @@ class Simulator:
         inbound_per_s: int | None = None,
         max_lifetime_s: float | None = None,
         depth: int = 200,
+        venue_options: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -93,17 +96,25 @@ class Simulator:
             max_lifetime_s=max_lifetime_s,
             inbound_per_s=inbound_per_s,
         )
+        per_venue = dict(venue_options or {})
+
+        def make(name: str) -> Venue:
+            return registry.venue_class(name)(replace(options, settings=dict(per_venue.get(name, {}))))
+
         self.venues: dict[str, Venue] = {}
         for name in venues:
-            self.venues[name] = registry.venue_class(name)(options)
+            self.venues[name] = make(name)
         self.replayers: dict[str, Replayer] = {}
         files = [] if replay is None else [replay] if isinstance(replay, (str, Path)) else list(replay)
         for path in files:
             prefixes = {p: n for n in registry.VENUES for p in registry.venue_class(n).capture_names}
             for name, recording in load(path, prefixes).items():
                 if name not in self.venues:
-                    self.venues[name] = registry.venue_class(name)(options)
+                    self.venues[name] = make(name)
                 self.replayers[name] = Replayer(self.venues[name], recording, speed)
+        stray = sorted(set(per_venue) - set(self.venues))
+        if stray:
+            raise ValueError(f"venue_options names {stray[0]!r}, which is not simulated here")
         self.urls: dict[str, dict[str, str]] = {}
         self.stats_url = ""
         self.ca_file = ""

@@ -12,8 +12,9 @@ import itertools
 import random
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import orjson
 
@@ -23,6 +24,8 @@ from .generate import Instrument, Market, Snapshot, Step, instruments
 from .truth import Frame, VenueTruth
 
 MAX_STEPS_PER_TURN = 200
+_T = TypeVar("_T", bool, int, float, str)
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class VenueOptions:
     pong_timeout_s: float | None = None
     max_lifetime_s: float | None = None
     inbound_per_s: int | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)  # venue-specific (Simulator venue_options)
 
 
 @dataclass(frozen=True)
@@ -82,8 +86,13 @@ class Venue(ABC):
     default_keepalive: ClassVar[Keepalive] = Keepalive()
     first_update_id: ClassVar[int] = 1_000_000
     update_id_gap: ClassVar[int] = 1  # >1: non-contiguous update ids
+    settings_help: ClassVar[dict[str, str]] = {}  # venue-specific option name -> what it does
 
     def __init__(self, options: VenueOptions) -> None:
+        unknown = sorted(set(options.settings) - set(self.settings_help))
+        if unknown:
+            known = ", ".join(sorted(self.settings_help)) or "none"
+            raise ValueError(f"venue {self.name!r} has no option {unknown[0]!r} (known: {known})")
         self.options = options
         self.seed = options.seed
         self.faults = options.faults
@@ -119,6 +128,26 @@ class Venue(ABC):
     @property
     def symbols(self) -> list[str]:
         return list(self.markets)
+
+    def setting(self, name: str, default: _T) -> _T:
+        """A venue-specific option (`settings_help`), coerced to the type of `default`.
+
+        Raises:
+            ValueError: naming the option and the bad value.
+        """
+        raw = self.options.settings.get(name, default)
+        try:
+            if isinstance(default, bool):
+                text = str(raw).strip().lower()
+                if text not in _TRUE + _FALSE:
+                    raise ValueError
+                return type(default)(text in _TRUE)
+            value = type(default)(raw)
+        except (TypeError, ValueError):
+            raise ValueError(f"venue {self.name!r} option {name}={raw!r}: expected {type(default).__name__}") from None
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+            raise ValueError(f"venue {self.name!r} option {name}={raw!r}: must be >= 0")
+        return value
 
     # -- protocol: implemented by each venue -------------------------------------
 
