@@ -30,6 +30,33 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     simulate.add_argument("args", nargs=argparse.REMAINDER, help="simulator options (see xtrader simulate --help)")
+
+    from jobs.capture import add_capture_arguments
+
+    capture = commands.add_parser(
+        "capture",
+        help="run a capture from a configuration file on Ray",
+        description="Validate the configuration, start the actors on a local Ray (or cluster.address), "
+        "capture until --duration or SIGINT/SIGTERM, drain, flush and print the summary. "
+        "Exit 0: done; 2: invalid configuration; 3: placement groups could not be placed.",
+    )
+    capture.add_argument("config", metavar="FILE", help="capture configuration (YAML or JSON)")
+    add_capture_arguments(capture)
+
+    demo = commands.add_parser(
+        "demo",
+        help="capture the local simulator's markets into Parquet (no network, no config)",
+        description="Start the simulator (every simulated venue, a few symbols each) and a local Ray, capture "
+        "trades, l2 and bbo into Parquet, print the summary (written vs sent, books vs the simulator) and a query.",
+    )
+    demo.add_argument("--duration", type=float, default=20.0, help="seconds to capture (default 20)")
+    demo.add_argument("--out", default="./xtrader-data", help="Parquet dataset root (default ./xtrader-data)")
+    demo.add_argument("--summary-json", default=None, help="also write the summary to this file")
+    demo.add_argument("--faults", default="", help="simulator fault SPEC, e.g. drop_rate=0.001")
+    demo.add_argument("--questdb", default=None, metavar="CONF", help="also write to QuestDB (client conf string)")
+    demo.add_argument("--symbols", type=int, default=3, help="symbols per venue (default 3)")
+    demo.add_argument("--rate", type=float, default=50.0, help="market updates per second per venue (default 50)")
+    demo.add_argument("--verbose", action="store_true", help="log actor output and details")
     return parser
 
 
@@ -42,6 +69,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "verify":
         return _verify(args)
+    if args.command == "capture":
+        from jobs.capture import run_file
+
+        return run_file(args.config, args)
+    if args.command == "demo":
+        from jobs.demo import run_demo
+
+        return run_demo(args)
     return 2
 
 
@@ -58,7 +93,9 @@ def _verify(args: argparse.Namespace) -> int:
         print(json.dumps(summary, separators=(",", ":")))
     else:
         books = summary["books"]
-        print(f"{summary['venue']}: {summary['messages']} messages, {summary['rejects']} rejects, rows {summary['rows']}")
+        print(
+            f"{summary['venue']}: {summary['messages']} messages, {summary['rejects']} rejects, rows {summary['rows']}"
+        )
         print(
             f"books: {books['updates_applied']} updates applied, {books['gaps']} gaps, "
             f"checksums {books['checksum_ok']} ok / {books['checksum_failed']} failed / "

@@ -1,0 +1,110 @@
+"""OrderBookActor: hosts `xtrader.bookservice.BookService` for one stream."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from actors._route import Outputs
+from xtrader.batch import Batches
+from xtrader.bookservice import BookService
+from xtrader.flow import Policy
+from xtrader.venues import venue
+
+
+class OrderBookActor:
+    """Books of one stream: forwards l2 rows and events to the sinks, asks connectors to resync.
+
+    Args:
+        stream: stream id; venue_name: the venue; sinks: SinkActor handles.
+        depth / snapshot_interval_s: the book_snapshots table.
+    """
+
+    def __init__(
+        self,
+        stream: str,
+        venue_name: str,
+        sinks: list[Any],
+        *,
+        depth: int = 20,
+        snapshot_interval_s: float = 1.0,
+        max_inflight: int = 4,
+        policy: Policy = "block",
+    ) -> None:
+        v = venue(venue_name)
+        self.service = BookService(
+            venue_name,
+            v.sync_kind,
+            keep_text=v.keep_text,
+            checksum=getattr(v, "book_checksum", None),
+            depth=depth,
+            snapshot_interval_s=snapshot_interval_s,
+        )
+        self.outputs = Outputs(f"book:{stream}", sinks, max_inflight=max_inflight, policy=policy)
+        self.connectors: dict[str, Any] = {}
+        self.resync_failures = 0
+        self.ticker: asyncio.Task[None] | None = None
+
+    async def set_connectors(self, connectors: dict[str, Any]) -> None:
+        """connection id -> ConnectorActor handle (where resync requests go); warms the sink connections."""
+        self.connectors = dict(connectors)
+        await self.outputs.warm()
+
+    async def on_batch(self, connection: str, batches: Batches, rest: bool = False) -> None:
+        out = self.service.on_batch(connection, batches, rest=rest)  # synchronous: books see calls in order
+        self._resync(out.resyncs)
+        if out.l2_rest is not None:
+            await self.outputs.write_soon({"l2": out.l2_rest}, origin="rest")
+        tables = {"l2": out.l2} if out.l2 is not None else {}
+        if out.events is not None:
+            tables["events"] = out.events
+        if tables:
+            await self.outputs.write_soon(tables)
+        self._start_ticker()
+
+    def _resync(self, requests: list[tuple[str, str]]) -> None:
+        for connection, symbol in requests:
+            handle = self.connectors.get(connection) or next(iter(self.connectors.values()), None)
+            if handle is not None:
+                handle.resync.remote(symbol)
+            else:
+                self.resync_failures += 1
+
+    def _start_ticker(self) -> None:
+        if self.ticker is None:
+            self.ticker = asyncio.get_running_loop().create_task(self._tick_forever())
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(min(1.0, self.service.snapshot_interval_ns / 1e9 or 1.0))
+            await self.tick()
+
+    async def tick(self, force: bool = False) -> None:
+        snapshots, events, resyncs = self.service.tick(force)
+        self._resync(resyncs)
+        tables = {
+            name: batch for name, batch in (("book_snapshots", snapshots), ("events", events)) if batch is not None
+        }
+        if tables:
+            await self.outputs.write(tables)
+
+    async def drain(self) -> None:
+        """Stop the periodic snapshots, write a last one, wait for every sink ack."""
+        if self.ticker is not None:
+            self.ticker.cancel()
+            self.ticker = None
+        await self.tick(force=True)
+        await self.outputs.drain()
+
+    def tops(self, depth: int = 20) -> dict[str, Any]:
+        return self.service.tops(depth)
+
+    def stats(self) -> dict[str, Any]:
+        self.outputs.count_drops(self.service.metrics, self.service.exchange)
+        return {
+            **self.service.stats(),
+            "flow": self.outputs.stats(),
+            "resync_failures": self.resync_failures,
+            "ts": time.time(),
+        }

@@ -1,0 +1,154 @@
+"""ConnectorActor: one websocket connection (`xtrader.connector.Connector`) in a placement-group bundle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from actors._route import Outputs
+from xtrader import metrics
+from xtrader.arbiter_batches import BatchArbiter
+from xtrader.batch import Batches, FlushPolicy
+from xtrader.config import Pipeline
+from xtrader.gc_tuning import tune_gc
+from xtrader.plan import ConnectorSpec
+from xtrader.venues import venue
+from xtrader.venues.base import Connection, Subscription
+
+log = logging.getLogger(__name__)
+
+
+class ConnectorActor:
+    """Runs one connection; its batches go to the arbiter (redundant streams) or to the book and sinks.
+
+    The connector bounds its own in-flight batches (`max_inflight`, block | lossy):
+    `emit` starts the downstream calls and hands back their acknowledgement.
+    Without an arbiter (redundancy 1), a `BatchArbiter` of its own still drops
+    repeated updates on this connection (a venue's duplicate frames, the overlap
+    of a make-before-break reconnect).
+    """
+
+    def __init__(
+        self,
+        spec: ConnectorSpec,
+        sinks: list[Any],
+        book: Any,
+        arbiter: Any,
+        *,
+        pipeline: Pipeline,
+        ca_file: str | None = None,
+    ) -> None:
+        from xtrader.connector import Connector
+
+        self.spec = spec
+        self.outputs = Outputs(spec.id, sinks, book, arbiter)
+        self.connector = Connector(
+            venue(spec.venue, spec.ws_base, spec.rest_base),
+            Connection(spec.url, spec.subscriptions),
+            self.emit,
+            FlushPolicy(pipeline.batch_rows, pipeline.batch_ms),
+            max_inflight=pipeline.max_inflight,
+            flow_policy=pipeline.policy,
+            ca_file=ca_file,
+            backoff_base_s=pipeline.reconnect_backoff_base_s,
+            backoff_cap_s=pipeline.reconnect_backoff_cap_s,
+            rotate_after_s=pipeline.connection_lifetime_s or None,
+        )
+        self.task: asyncio.Task[None] | None = None
+        self.error: str | None = None
+        self.metrics = metrics.Stats(spec.id)
+        self.dedup = (
+            BatchArbiter(capacity=pipeline.arbiter_capacity, ttl_ns=int(pipeline.arbiter_ttl_s * 1e9))
+            if arbiter is None
+            else None
+        )
+        self.reported: dict[str, int] = {}
+
+    def emit(self, batches: Batches) -> Any:
+        from xtrader.connector import SnapshotBatches
+
+        rest = isinstance(batches, SnapshotBatches)
+        if self.dedup is not None and not rest:
+            batches = self.dedup.filter(self.spec.id, batches, time.monotonic_ns())
+        return _all(self.outputs.submit(batches, rest=rest))
+
+    async def start(self) -> None:
+        await self.outputs.warm()
+        if self.task is None:
+            tune_gc()  # the actor owns its worker process: start-up objects frozen, gen-0 collections rarer
+            self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        try:
+            await self.connector.run()
+        except Exception as exc:  # a fatal error: reported in stats, the actor stays up for the driver
+            self.error = repr(exc)
+            log.exception("connector %s stopped", self.spec.id)
+
+    async def resync(self, symbol: str) -> None:
+        await self.connector.resync(symbol)
+
+    async def subscribe(self, symbols: list[str], tables: list[str]) -> None:
+        await self.connector.subscribe([Subscription(t, s) for t in tables for s in symbols])  # type: ignore[arg-type]
+
+    async def unsubscribe(self, symbols: list[str], tables: list[str]) -> None:
+        await self.connector.unsubscribe([Subscription(t, s) for t in tables for s in symbols])  # type: ignore[arg-type]
+
+    async def rotate(self, reason: str) -> bool:
+        """Replace this connection (make-before-break) because it wins least; False when unsupported."""
+        rotate = getattr(self.connector, "rotate", None)  # a public Connector.rotate(reason), once it has one
+        if rotate is None:
+            log.warning("%s: rotation asked (%s), but the connector cannot rotate on request", self.spec.id, reason)
+            return False
+        await rotate(reason)
+        return True
+
+    async def stop(self) -> dict[str, Any]:
+        """Close the connection; `run` flushes what is buffered and waits for every downstream ack."""
+        await self.connector.stop()
+        if self.task is not None:
+            with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+                await asyncio.wait_for(self.task, 60)
+        return self.stats()
+
+    def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.connector.stats())
+        out["id"] = self.spec.id
+        out["venue"] = self.spec.venue
+        out["error"] = self.error
+        out["started"] = self.task is not None
+        out["duplicates"] = self.dedup.arbiter.stats.duplicates if self.dedup is not None else 0
+        out["metrics"] = self._snapshot(out)
+        return out
+
+    def _snapshot(self, stats: dict[str, Any]) -> dict[str, Any]:
+        """The connector's counters as an `xtrader.metrics` snapshot (counters advance by their increase)."""
+        venue_name = self.spec.venue
+        for name, key in _COUNTERS:
+            value = int(stats.get(key) or 0)
+            increase = value - self.reported.get(key, 0)
+            if increase > 0:
+                self.metrics.count(name, increase, venue_name)
+                self.reported[key] = value
+        self.metrics.queue(int(stats.get("flow_inflight") or 0), venue_name)
+        self.metrics.gauge(metrics.QUEUE_HIGH_WATER, int(stats.get("flow_high_water") or 0), venue_name)
+        return self.metrics.snapshot()
+
+
+_COUNTERS = (
+    (metrics.MESSAGES, "messages"),
+    (metrics.BYTES, "bytes"),
+    (metrics.ROWS, "rows"),
+    (metrics.REJECTS, "rejects"),
+    (metrics.RECONNECTS, "reconnects"),
+    (metrics.DROPPED_ROWS, "flow_dropped_rows"),
+    (metrics.DUPLICATES, "duplicates"),
+)
+
+
+async def _all(refs: list[Any]) -> None:
+    for ref in refs:
+        await ref

@@ -1,0 +1,58 @@
+"""SinkActor: hosts a ParquetSink or QuestDBSink behind an idempotent `xtrader.sinkfront.SinkFront`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+from xtrader.plan import SinkSpec
+from xtrader.sinkfront import SinkFront
+
+
+def open_sink(spec: SinkSpec, name: str = "0") -> Any:
+    """The sink object a SinkSpec describes."""
+    from xtrader.config import ParquetSink as ParquetConfig
+    from xtrader.config import QuestDBSink as QuestDBConfig
+
+    config = spec.config
+    if isinstance(config, QuestDBConfig):
+        from xtrader.sinks.questdb import QuestDBSink
+
+        return QuestDBSink(config.conf, config.spill_dir)
+    assert isinstance(config, ParquetConfig)
+    from xtrader.sinks.parquet import ParquetSink
+
+    rotation = spec.rotation
+    return ParquetSink(
+        config.root,
+        name,
+        mode=config.mode or "realtime",
+        max_rows=rotation.rows if rotation else None,
+        max_bytes=rotation.bytes if rotation else None,
+        max_seconds=rotation.seconds if rotation else None,
+        row_group_rows=spec.row_group_rows,
+        compression=config.compression,
+    )
+
+
+class SinkActor:
+    """One sink: `write(source_id, batch_seq, tables)` stores each batch once."""
+
+    def __init__(self, spec: SinkSpec, writer_id: str = "0") -> None:
+        self.front = SinkFront(open_sink(spec, writer_id), spec.kind, actor=spec.id)
+
+    def write(self, source_id: str, batch_seq: int, tables: dict[str, pa.RecordBatch], origin: str = "") -> bool:
+        return self.front.write(source_id, batch_seq, tables, origin)
+
+    def flush(self) -> None:
+        self.front.flush()
+
+    def close(self) -> dict[str, Any]:
+        """Flush and close the sink; returns the final stats."""
+        self.front.close()
+        return self.stats()
+
+    def stats(self) -> dict[str, Any]:
+        inner = getattr(self.front.writer, "stats", None)
+        return {**self.front.stats(), "writer": inner() if callable(inner) else None}

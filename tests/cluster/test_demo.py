@@ -1,0 +1,65 @@
+"""`xtrader demo` as a user runs it: its own local Ray, a summary with written == sent."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_demo_writes_everything_the_simulator_sent(tmp_path: Path) -> None:
+    summary_path = tmp_path / "summary.json"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "xtrader.cli",
+            "demo",
+            "--duration",
+            "10",
+            "--out",
+            str(tmp_path / "data"),
+            "--summary-json",
+            str(summary_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("xtrader-summary: ")]
+    assert len(lines) == 1
+    summary = json.loads(lines[0].removeprefix("xtrader-summary: "))
+    assert summary == json.loads(summary_path.read_text())
+    assert set(summary) == {
+        "duration_s",
+        "tables",
+        "events",
+        "books",
+        "latency_ms",
+        "throughput_msgs_per_s",
+        "unknown_symbols",
+    }
+    for venues in summary["tables"].values():
+        for entry in venues.values():
+            assert entry["sent"] > 0
+            assert entry["written"]["parquet"] == entry["sent"]
+            assert entry["written"]["questdb"] is None
+    assert summary["books"]["matched"] == summary["books"]["checked"] > 0
+    query = done.stdout.split("query the trades:\n", 1)[1].strip()
+    shown = subprocess.run(
+        query,
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**env, "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}"},
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "price_count" in shown.stdout

@@ -1,0 +1,99 @@
+"""The driver's pure parts: config loading, stats aggregation, the summary shape, simulator book shapes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from jobs.capture import _levels, aggregate, load_config, summary
+from xtrader import metrics
+from xtrader.config import Capture
+from xtrader.errors import ConfigError
+
+
+def capture() -> Capture:
+    return Capture.model_validate(
+        {"streams": [{"venue": "binance", "tables": ["trades", "l2"], "symbols": ["BTCUSDT"]}]}
+    )
+
+
+def _stats() -> dict[str, object]:
+    connector = metrics.Stats("binance/c0/r0")
+    connector.count(metrics.MESSAGES, 100, "binance")
+    connector.count(metrics.REJECTS, 1, "binance")
+    connector.count(metrics.RECONNECTS, 2, "binance")
+    book = metrics.Stats("book/binance")
+    book.count(metrics.GAPS, 1, "binance", "l2")
+    book.count(metrics.RESYNCS, 1, "binance", "l2")
+    arbiter = metrics.Stats("binance/arbiter")
+    arbiter.count(metrics.DUPLICATES, 7, "binance", "trades")
+    sink = metrics.Stats("sink/parquet")
+    sink.histogram(metrics.CODE_LATENCY, "binance", "trades").record_many([5_000_000] * 10)
+    return {
+        "binance/c0/r0": {"messages": 100, "error": None, "metrics": connector.snapshot()},
+        "book/binance": {"exchange": "binance", "metrics": book.snapshot()},
+        "binance/arbiter": {"duplicates": 7, "metrics": arbiter.snapshot()},
+        "sink/parquet": {
+            "sink": "parquet",
+            "rows": {"trades": {"binance": 10}, "l2": {"binance": 50}},
+            "origins": {"rest": {"l2": {"binance": 20}}},
+            "metrics": sink.snapshot(),
+        },
+        "sink/questdb": {"error": "RayActorError"},
+    }
+
+
+def test_summary_has_the_documented_shape_and_leaves_rest_snapshot_rows_out() -> None:
+    totals = aggregate(_stats())
+    sim = {"venues": {"binance": {"unique": {"trades": {"BTCUSDT": 10}, "l2": {"BTCUSDT": 30}}}}}
+    out = summary(capture(), 10.0, totals=totals, sim_stats=sim, books=(1, 1), unknown_symbols=[])
+    assert set(out) == {
+        "duration_s",
+        "tables",
+        "events",
+        "books",
+        "latency_ms",
+        "throughput_msgs_per_s",
+        "unknown_symbols",
+    }
+    assert out["tables"] == {
+        "trades": {"binance": {"sent": 10, "written": {"parquet": 10, "questdb": None}}},
+        "l2": {"binance": {"sent": 30, "written": {"parquet": 30, "questdb": None}}},
+    }
+    assert out["events"] == {"gaps": 1, "resyncs": 1, "reconnects": 2, "rejects": 1, "duplicates": 7, "drops": 0}
+    assert out["books"] == {"checked": 1, "matched": 1}
+    assert out["throughput_msgs_per_s"] == 10.0
+    assert out["latency_ms"]["p50"] == pytest.approx(5.0, rel=0.01)
+
+
+def test_without_a_simulator_sent_is_null() -> None:
+    out = summary(capture(), 1.0, totals=aggregate({}), sim_stats=None, books=(0, 0), unknown_symbols=["binance:X"])
+    assert out["tables"]["trades"]["binance"]["sent"] is None
+    assert out["unknown_symbols"] == ["binance:X"]
+
+
+@pytest.mark.parametrize(
+    ("book", "levels"),
+    [
+        ({"lastUpdateId": 1, "bids": [["1.5", "2"]], "asks": [["2.5", "1"]]}, ([(1.5, 2.0)], [(2.5, 1.0)])),
+        ({"data": [{"bids": [["1.5", "2", "0", "3"]], "asks": []}]}, ([(1.5, 2.0)], [])),
+        ({"result": {"bids": [[1.5, 2.0]], "asks": [[2.5, 1.0]]}}, ([(1.5, 2.0)], [(2.5, 1.0)])),
+    ],
+)
+def test_simulator_books_are_read_in_every_venue_shape(book: object, levels: object) -> None:
+    assert _levels(book) == levels
+
+
+def test_load_config_applies_environment_overrides_and_names_bad_fields(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"streams": [{"venue": "binance", "symbols": ["BTCUSDT"]}]}))
+    monkeypatch.setenv("XTRADER_MAX_INFLIGHT", "9")
+    assert load_config(path).pipeline.max_inflight == 9
+    assert load_config(path, {"policy": "lossy"}).pipeline.policy == "lossy"
+    monkeypatch.setenv("XTRADER_MAX_INFLIGHT", "0")
+    with pytest.raises(ConfigError, match="max_inflight"):
+        load_config(path)

@@ -1,0 +1,68 @@
+"""actors/_route.py without Ray: where a producer's batches go, and their (source_id, batch_seq)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from actors._route import Outputs
+from tests.unit.test_services import l2_batch, trades_batch
+from xtrader.batch import Batches
+
+
+class Method:
+    def __init__(self, calls: list[tuple[Any, ...]], name: str) -> None:
+        self.calls = calls
+        self.name = name
+
+    def remote(self, *args: Any) -> Any:
+        self.calls.append((self.name, *args))
+        future = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
+
+
+class Handle:
+    def __init__(self, name: str) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.write = Method(self.calls, f"{name}.write")
+        self.on_batch = Method(self.calls, f"{name}.on_batch")
+
+
+def both(a: Batches, b: Batches) -> Batches:
+    return Batches(a.exchange, trades=a.trades, l2=b.l2, l2_messages=b.l2_messages)
+
+
+async def test_trades_go_to_every_sink_and_l2_to_the_book_with_numbered_batches() -> None:
+    sinks, book = [Handle("parquet"), Handle("questdb")], Handle("book")
+    outputs = Outputs("binance/c0/r0", sinks, book)
+    batch = both(trades_batch("binance", [("X", "1")]), l2_batch("binance", [("X", 5, None, 5, False, [], [])]))
+    refs = outputs.submit(batch) + outputs.submit(batch)
+    await asyncio.gather(*refs)
+    seqs = [call[2] for call in sinks[0].calls]
+    assert seqs == [0, 1]
+    assert sinks[0].calls[0][1] == sinks[1].calls[0][1] == outputs.source_id
+    assert set(sinks[0].calls[0][3]) == {"trades"}
+    assert [call[0] for call in book.calls] == ["book.on_batch", "book.on_batch"]
+    assert book.calls[0][1] == "binance/c0/r0" and book.calls[0][3] is False
+
+
+async def test_with_an_arbiter_everything_but_rest_snapshots_goes_there() -> None:
+    sink, book, arbiter = Handle("parquet"), Handle("book"), Handle("arbiter")
+    outputs = Outputs("okx/c0/r1", [sink], book, arbiter)
+    await asyncio.gather(*outputs.submit(trades_batch("okx", [("X", "1")])))
+    snapshot = l2_batch("binance", [("X", 5, None, None, True, [(1.0, 1.0)], [])])
+    await asyncio.gather(*outputs.submit(snapshot, rest=True))
+    assert [c[0] for c in arbiter.calls] == ["arbiter.on_batch"]
+    assert [c[0] for c in book.calls] == ["book.on_batch"] and book.calls[0][3] is True
+    assert sink.calls == []
+
+
+async def test_windowed_writes_wait_for_acks_and_drain() -> None:
+    sink = Handle("parquet")
+    outputs = Outputs("book:binance", [sink], max_inflight=1)
+    for _ in range(3):
+        await outputs.write({"trades": trades_batch("binance", [("X", "1")]).trades})
+    await outputs.drain()
+    assert [c[2] for c in sink.calls] == [0, 1, 2]
+    assert outputs.stats()["acked_batches"] == 3

@@ -1,0 +1,195 @@
+"""Whole-batch arbitration for a stream captured over several connections.
+
+`xtrader.arbiter.Arbiter` decides per key; `BatchArbiter` applies it to the
+batches a connector emits (`xtrader.batch.Batches`) and returns the rows that
+won. Keys are the same on every connection carrying the stream:
+
+- l2: one key per message, (symbol, seq, prev_seq, first_seq, checksum); a
+  duplicate message loses all of its level rows, so `l2` and `l2_messages`
+  stay consistent (row i of a message batch owns bid_rows + ask_rows rows);
+- trades: (symbol, trade_id);
+- bbo: (symbol, seq) when the venue publishes a sequence, else
+  (symbol, exchange_ts, bid, bid size, ask, ask size).
+
+Events are per connection and always kept. Rotation: every `rotation_s`
+seconds the connection that won least is reported (the caller replaces it).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from xtrader import metrics
+from xtrader.arbiter import Arbiter
+from xtrader.batch import Batches
+
+
+@dataclass
+class BatchArbiterStats:
+    """Rows kept and dropped per table, and message wins / duplicates per connection."""
+
+    kept_rows: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    duplicate_rows: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    duplicates_by_connection: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    rotations: int = 0
+
+
+class BatchArbiter:
+    """First arrival wins, per key, across the connections of one stream.
+
+    Args:
+        capacity: keys remembered per table kind (LRU).
+        ttl_ns: a key older than this is forgotten (0: never).
+        rotation_s: report the least-winning connection this often (None: never).
+        min_win_share: ... only when its share of the period's wins is below this.
+    """
+
+    def __init__(
+        self,
+        capacity: int = 500_000,
+        ttl_ns: int = 60_000_000_000,
+        rotation_s: float | None = None,
+        *,
+        min_win_share: float = 1.0,
+        exchange: str = "",
+        actor: str = "arbiter",
+    ) -> None:
+        self.exchange = exchange
+        self.metrics = metrics.Stats(actor)
+        self.arbiter = Arbiter(capacity=capacity, ttl_ns=ttl_ns)
+        self.rotation_ns = int(rotation_s * 1e9) if rotation_s else 0
+        self.min_win_share = min_win_share
+        self.wins_at_rotation: dict[str, int] = {}
+        self.last_rotation_ns: int | None = None
+        self.stats = BatchArbiterStats()
+
+    def register(self, connection: str) -> None:
+        """Make a connection known (it shows in the win table with 0 wins)."""
+        self.arbiter.register(connection)
+
+    def forget(self, connection: str) -> None:
+        """Drop a replaced connection from the win table."""
+        self.arbiter.forget(connection)
+
+    def filter(self, connection: str, batches: Batches, now_ns: int = 0) -> Batches:
+        """The rows of `batches` that `connection` delivered first (a new Batches; tables may become None)."""
+        out = replace(batches)
+        if batches.trades is not None:
+            t = batches.trades
+            keys = _zip_keys("trades", t.column("symbol"), t.column("trade_id"))
+            out.trades = self._keep(connection, "trades", t, keys, now_ns)
+        if batches.bbo is not None:
+            out.bbo = self._keep(connection, "bbo", batches.bbo, _bbo_keys(batches.bbo), now_ns)
+        if batches.l2 is not None and batches.l2_messages is not None:
+            out.l2, out.l2_messages = self._keep_l2(connection, batches.l2, batches.l2_messages, now_ns)
+        return out
+
+    def _offer_all(self, connection: str, keys: Iterable[Hashable], now_ns: int) -> list[bool]:
+        offer = self.arbiter.offer
+        return [offer(connection, key, now_ns) for key in keys]
+
+    def _keep(
+        self, connection: str, table: str, batch: pa.RecordBatch, keys: Iterable[Hashable], now_ns: int
+    ) -> pa.RecordBatch | None:
+        mask = self._offer_all(connection, keys, now_ns)
+        kept = sum(mask)
+        self._count(connection, table, kept, len(mask) - kept)
+        if kept == len(mask):
+            return batch
+        if not kept:
+            return None
+        return batch.filter(pa.array(mask, pa.bool_()))
+
+    def _keep_l2(
+        self, connection: str, l2: pa.RecordBatch, messages: pa.RecordBatch, now_ns: int
+    ) -> tuple[pa.RecordBatch | None, pa.RecordBatch | None]:
+        m = messages
+        keys = _zip_keys(
+            "l2", m.column("symbol"), m.column("seq"), m.column("prev_seq"), m.column("first_seq"), m.column("checksum")
+        )
+        mask = self._offer_all(connection, keys, now_ns)
+        if all(mask):
+            self._count(connection, "l2", l2.num_rows, 0)
+            return l2, messages
+        per_message = np.asarray(m.column("bid_rows"), dtype=np.int64) + np.asarray(m.column("ask_rows"), np.int64)
+        row_mask = np.repeat(np.asarray(mask, dtype=bool), per_message)
+        kept_rows = int(row_mask.sum())
+        self._count(connection, "l2", kept_rows, l2.num_rows - kept_rows, messages=len(mask) - sum(mask))
+        if not any(mask):
+            return None, None
+        return l2.filter(pa.array(row_mask)), messages.filter(pa.array(mask, pa.bool_()))
+
+    def _count(self, connection: str, table: str, kept: int, dropped: int, messages: int | None = None) -> None:
+        stats = self.stats
+        stats.kept_rows[table] += kept
+        if dropped:
+            stats.duplicate_rows[table] += dropped
+        duplicates = dropped if messages is None else messages
+        if duplicates:
+            stats.duplicates_by_connection[connection] += duplicates
+            self.metrics.count(metrics.DUPLICATES, duplicates, self.exchange, table)
+
+    def rotation_due(self, now_ns: int) -> str | None:
+        """The connection to replace when a rotation period has passed, else None."""
+        if not self.rotation_ns:
+            return None
+        if self.last_rotation_ns is None:
+            self.last_rotation_ns = now_ns
+            return None
+        if now_ns - self.last_rotation_ns < self.rotation_ns:
+            return None
+        self.last_rotation_ns = now_ns
+        wins = self.arbiter.stats.wins
+        period = {c: n - self.wins_at_rotation.get(c, 0) for c, n in wins.items()}  # wins in this period
+        self.wins_at_rotation = dict(wins)
+        total = sum(period.values())
+        if len(period) < 2 or not total:
+            return None
+        loser = min(period, key=lambda c: (period[c], c))
+        if period[loser] / total >= self.min_win_share:
+            return None  # every connection pulls its weight
+        self.stats.rotations += 1
+        return loser
+
+    def snapshot(self) -> dict[str, Any]:
+        """Plain-data stats: unique keys, duplicates, wins and duplicates per connection, rows per table."""
+        out = self.arbiter.stats.as_dict()
+        out["duplicates_by_connection"] = dict(self.stats.duplicates_by_connection)
+        out["kept_rows"] = dict(self.stats.kept_rows)
+        out["duplicate_rows"] = dict(self.stats.duplicate_rows)
+        out["rotations"] = self.stats.rotations
+        out["metrics"] = self.metrics.snapshot()
+        return out
+
+
+def _zip_keys(table: str, *columns: pa.Array) -> Iterable[tuple[Any, ...]]:
+    lists = [_pylist(c) for c in columns]
+    return ((table, *values) for values in zip(*lists, strict=True))
+
+
+def _pylist(column: pa.Array | pa.ChunkedArray) -> list[Any]:
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    return column.to_pylist()  # type: ignore[no-any-return]
+
+
+def _bbo_keys(bbo: pa.RecordBatch) -> list[tuple[Any, ...]]:
+    symbols = _pylist(bbo.column("symbol"))
+    seqs = bbo.column("seq").to_pylist()
+    if all(seq is not None for seq in seqs):
+        return [("bbo", s, q) for s, q in zip(symbols, seqs, strict=True)]
+    rest = [bbo.column("exchange_ts").cast(pa.int64()).to_pylist()]
+    rest += [bbo.column(n).to_pylist() for n in ("bid_price", "bid_size", "ask_price", "ask_size")]
+    keys: list[tuple[Any, ...]] = []
+    for i, (symbol, seq) in enumerate(zip(symbols, seqs, strict=True)):
+        if seq is not None:
+            keys.append(("bbo", symbol, seq))
+        else:
+            keys.append(("bbo", symbol, None, *(column[i] for column in rest)))
+    return keys

@@ -1,0 +1,342 @@
+"""The order-book service of one stream: books, resync requests, events and book snapshots.
+
+It is fed the (deduplicated) l2 batches of a stream, message by message
+through `xtrader.sync`, and returns what the pipeline does next:
+
+- the l2 rows to write (everything the venue sent, REST snapshots included as
+  `is_snapshot` groups; a book verdict never hides a row);
+- `events` rows for gaps, checksum failures, stale snapshots and resyncs;
+- resync requests (connection, symbol) for the connector: a REST snapshot for
+  Binance, a resubscription elsewhere;
+- every `snapshot_interval_s`, the `book_snapshots` rows: the top N levels of
+  each VALID book (a book known to be wrong is never emitted).
+
+REST snapshots: a message with `is_snapshot` on a venue whose books start from
+a REST snapshot (Binance) is treated as one, whether the connector sends it in
+a batch of its own (`on_batch(..., rest=True)`) or mixed with diffs.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from xtrader import metrics, schema
+from xtrader.batch import Batches, EventColumns, constant_dictionary, dictionary
+from xtrader.book import Level
+from xtrader.sync import RULES, Books, BookSync, Checksum, Levels, Message, Verdict
+
+#: a resync request not answered within this many seconds is sent again
+RESYNC_RETRY_S = 5.0
+
+
+@dataclass
+class SymbolStats:
+    """Book-sync instrumentation of one symbol."""
+
+    first_seen_ns: int | None = None
+    unsynced_since_ns: int | None = None
+    syncs: int = 0
+    time_to_sync_ms: list[float] = field(default_factory=list)
+    buffered_applied: int = 0
+    gaps: int = 0
+    checksum_failures: int = 0
+    resyncs_requested: int = 0
+    stale_snapshots: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        times = self.time_to_sync_ms
+        return {
+            "syncs": self.syncs,
+            "time_to_sync_ms_first": times[0] if times else None,
+            "time_to_sync_ms_max": max(times) if times else None,
+            "buffered_applied": self.buffered_applied,
+            "gaps": self.gaps,
+            "checksum_failures": self.checksum_failures,
+            "resyncs": self.resyncs_requested,
+            "stale_snapshots": self.stale_snapshots,
+        }
+
+
+@dataclass
+class BookOutput:
+    """What one fed batch produced."""
+
+    l2: pa.RecordBatch | None = None  # rows the venue sent on the websocket
+    l2_rest: pa.RecordBatch | None = None  # REST snapshot rows (is_snapshot groups), written apart
+    events: pa.RecordBatch | None = None
+    resyncs: list[tuple[str, str]] = field(default_factory=list)
+
+
+class BookService:
+    """Books of one venue (one per symbol, merged across the stream's connections).
+
+    Args:
+        exchange: venue name (the `exchange` column).
+        sync_kind: the venue's `sync_kind` (a key of `xtrader.sync.RULES`).
+        keep_text: the venue checksums its original strings.
+        checksum: the venue's checksum function, if any.
+        depth: levels per side in `book_snapshots`.
+        snapshot_interval_s: how often `tick` emits book_snapshots (0: never).
+        clock: wall clock in ns (injected for tests).
+    """
+
+    def __init__(
+        self,
+        exchange: str,
+        sync_kind: str,
+        *,
+        keep_text: bool = False,
+        checksum: Checksum | None = None,
+        depth: int = 20,
+        snapshot_interval_s: float = 1.0,
+        clock: Callable[[], int] | None = None,
+    ) -> None:
+        import time
+
+        self.exchange = exchange
+        self.books = Books(sync_kind, keep_text=keep_text, checksum=checksum)
+        self.rest_snapshot = RULES[sync_kind].rest_snapshot
+        self.keep_text = keep_text
+        self.depth = depth
+        self.snapshot_interval_ns = int(snapshot_interval_s * 1e9)
+        self.clock = clock or time.time_ns
+        self.last_snapshot_ns: int | None = None
+        self.symbols: defaultdict[str, SymbolStats] = defaultdict(SymbolStats)
+        self.pending: dict[str, int] = {}  # symbol -> when a resync was requested
+        self.last_connection: dict[str, str] = {}
+        self.connections: set[str] = set()
+        self.rows_forwarded = 0
+        self.metrics = metrics.Stats(f"book/{exchange}")
+
+    def sync(self, symbol: str) -> BookSync:
+        """The book of `symbol` (merged across connections)."""
+        return self.books.get("*", symbol)
+
+    # -- feeding ---------------------------------------------------------------------------------------------
+
+    def on_batch(self, connection: str, batches: Batches, rest: bool = False) -> BookOutput:
+        """Feed the l2 part of one (deduplicated) batch; REST snapshots with `rest=True` or as is_snapshot rows."""
+        out = BookOutput()
+        if batches.l2 is None or batches.l2_messages is None:
+            return out
+        now = self.clock()
+        self.connections.add(connection)
+        if not rest:  # receipt -> book (the sink measures receipt -> write): where l2 time goes
+            receive = np.asarray(batches.l2_messages.column("receive_ts").cast(pa.int64()), dtype=np.int64)
+            self.metrics.histogram(metrics.CODE_LATENCY, self.exchange, "l2@book").record_many(now - receive)
+        events = EventColumns()
+        self._feed(connection, batches.l2, batches.l2_messages, rest=rest, now=now, events=events)
+        out.l2, out.l2_rest = self._split_rest(schema.stored(batches.l2, "l2"), batches.l2_messages, rest)
+        self.rows_forwarded += batches.l2.num_rows
+        out.resyncs = self._resyncs(now, events)
+        out.events = events.build(self.exchange) if events.records() else None
+        return out
+
+    def _split_rest(
+        self, l2: pa.RecordBatch, messages: pa.RecordBatch, rest: bool
+    ) -> tuple[pa.RecordBatch | None, pa.RecordBatch | None]:
+        """(websocket rows, REST snapshot rows) of one l2 batch."""
+        if rest:
+            return None, l2
+        if not self.rest_snapshot:
+            return l2, None
+        snapshot = np.asarray(messages.column("is_snapshot"), dtype=bool)
+        if not snapshot.any():
+            return l2, None
+        per_message = np.asarray(messages.column("bid_rows"), np.int64) + np.asarray(
+            messages.column("ask_rows"), np.int64
+        )
+        rows = np.repeat(snapshot, per_message)
+        ws = l2.filter(pa.array(~rows)) if not rows.all() else None
+        return ws, l2.filter(pa.array(rows))
+
+    def _feed(
+        self,
+        connection: str,
+        l2: pa.RecordBatch,
+        messages: pa.RecordBatch,
+        *,
+        rest: bool,
+        now: int,
+        events: EventColumns,
+    ) -> None:
+        m = messages.to_pydict()
+        prices = l2.column("price").to_pylist()
+        sizes = l2.column("size").to_pylist()
+        keep = self.keep_text
+        ptext = l2.column("price_text").to_pylist() if keep else None
+        stext = l2.column("size_text").to_pylist() if keep else None
+        start = 0
+        for i, symbol in enumerate(m["symbol"]):
+            mid = start + m["bid_rows"][i]
+            end = mid + m["ask_rows"][i]
+            levels = Levels(
+                prices[start:mid],
+                sizes[start:mid],
+                prices[mid:end],
+                sizes[mid:end],
+                ptext[start:mid] if ptext is not None else None,
+                stext[start:mid] if stext is not None else None,
+                ptext[mid:end] if ptext is not None else None,
+                stext[mid:end] if stext is not None else None,
+            )
+            start = end
+            msg = Message(m["seq"][i], m["prev_seq"][i], m["first_seq"][i], m["is_snapshot"][i], m["checksum"][i])
+            self._message(connection, symbol, msg, levels, rest=rest, now=now, events=events)
+
+    def _message(
+        self, connection: str, symbol: str, msg: Message, levels: Levels, *, rest: bool, now: int, events: EventColumns
+    ) -> None:
+        sync = self.sync(symbol)
+        stats = self.symbols[symbol]
+        if stats.first_seen_ns is None:
+            stats.first_seen_ns = stats.unsynced_since_ns = now
+        self.last_connection[symbol] = connection
+        was_valid = sync.valid
+        gaps_before = sync.counters.gaps
+        if (
+            msg.is_snapshot
+            and (rest or self.rest_snapshot)
+            and was_valid
+            and sync.last is not None
+            and (msg.seq <= sync.last)
+        ):
+            # an extra REST snapshot (a redundant connection's, or an answer to a resync that
+            # was not needed) no newer than the book: loading it would move the book back
+            sync.counters.dropped += 1
+            return
+        if msg.is_snapshot and (rest or self.rest_snapshot):
+            applied_before = sync.counters.updates_applied
+            verdict = sync.on_rest_snapshot(msg, levels)
+            self.pending.pop(symbol, None)
+            if verdict is Verdict.STALE:
+                stats.stale_snapshots += 1
+                events.add(symbol, now, "resync", f"stale snapshot {msg.seq}: fetching again")
+            else:
+                stats.buffered_applied += sync.counters.updates_applied - applied_before
+        elif (
+            msg.is_snapshot
+            and was_valid
+            and len(self.connections) > 1
+            and sync.last is not None
+            and (msg.seq <= sync.last)
+        ):
+            # a lagging redundant connection's (re)subscription snapshot: the book is already past it
+            sync.counters.dropped += 1
+            return
+        else:
+            verdict = sync.on_message(msg, levels)
+        if sync.counters.gaps > gaps_before:
+            detail = sync.last_gap or "gap"
+            kind = "checksum_fail" if detail.startswith("checksum_fail") else "gap"
+            if kind == "checksum_fail":
+                stats.checksum_failures += 1
+            stats.gaps += 1
+            stats.unsynced_since_ns = now
+            self.metrics.count(metrics.GAPS, 1, self.exchange, "l2")
+            events.add(symbol, now, kind, detail)
+        if sync.valid and not was_valid:
+            stats.syncs += 1
+            if stats.unsynced_since_ns is not None:
+                stats.time_to_sync_ms.append((now - stats.unsynced_since_ns) / 1e6)
+                self.metrics.histogram(metrics.BOOK_SYNC, self.exchange, "l2").record(now - stats.unsynced_since_ns)
+            stats.unsynced_since_ns = None
+            self.pending.pop(symbol, None)
+
+    def _resyncs(self, now: int, events: EventColumns) -> list[tuple[str, str]]:
+        """Symbols whose book is not valid and has no request outstanding (or an unanswered one).
+
+        A book broken by a gap (or a stale snapshot) asks at once. A book waiting for its
+        first snapshot (the connector fetches it, or the venue sends it on subscribing) asks
+        only when none came within RESYNC_RETRY_S, e.g. after this actor restarted mid-stream.
+        """
+        out = []
+        retry_ns = int(RESYNC_RETRY_S * 1e9)
+        for (_, symbol), sync in self.books.books.items():
+            if sync.valid:
+                continue
+            asked = self.pending.get(symbol)
+            stats = self.symbols[symbol]
+            waiting = not (stats.gaps or stats.stale_snapshots or stats.syncs) or not sync.needs_resync
+            if asked is None and waiting:
+                asked = stats.unsynced_since_ns  # the snapshot should be on its way
+            if asked is not None and now - asked < retry_ns:
+                continue
+            self.pending[symbol] = now
+            stats.resyncs_requested += 1
+            self.metrics.count(metrics.RESYNCS, 1, self.exchange, "l2")
+            connection = self.last_connection.get(symbol, "")
+            out.append((connection, symbol))
+            events.add(symbol, now, "resync", "requested" if asked is None else "requested again (no answer)")
+        return out
+
+    # -- periodic ----------------------------------------------------------------------------------------------
+
+    def tick(self, force: bool = False) -> tuple[pa.RecordBatch | None, pa.RecordBatch | None, list[tuple[str, str]]]:
+        """(book_snapshots when due, events, resync retries); call about once a second."""
+        now = self.clock()
+        events = EventColumns()
+        resyncs = self._resyncs(now, events)
+        snapshots = None
+        if self.snapshot_interval_ns and (
+            force or self.last_snapshot_ns is None or now - self.last_snapshot_ns >= self.snapshot_interval_ns
+        ):
+            self.last_snapshot_ns = now
+            snapshots = self.book_snapshots(now)
+        return snapshots, (events.build(self.exchange) if events.records() else None), resyncs
+
+    def book_snapshots(self, now: int) -> pa.RecordBatch | None:
+        """Top `depth` levels of every valid book as schema.BOOK_SNAPSHOTS rows (None when there is none)."""
+        symbols: list[str] = []
+        levels: list[int] = []
+        columns: list[list[float | None]] = [[], [], [], []]
+        for (_, symbol), sync in sorted(self.books.books.items()):
+            if not sync.valid:
+                continue
+            bids, asks = sync.book.top(self.depth)
+            for level in range(max(len(bids), len(asks))):
+                symbols.append(symbol)
+                levels.append(level)
+                for offset, side in ((0, bids), (2, asks)):
+                    price, size = side[level] if level < len(side) else (None, None)
+                    columns[offset].append(price)
+                    columns[offset + 1].append(size)
+        if not symbols:
+            return None
+        n = len(symbols)
+        return pa.RecordBatch.from_arrays(
+            [
+                constant_dictionary(self.exchange, n),
+                dictionary(symbols, pa.int32()),
+                pa.array([now] * n, pa.int64()).cast(schema.TS),
+                pa.array(levels, pa.int16()),
+                *(pa.array(c, pa.float64()) for c in columns),
+            ],
+            schema=schema.BOOK_SNAPSHOTS,
+        )
+
+    # -- read-outs ---------------------------------------------------------------------------------------------
+
+    def tops(self, depth: int | None = None) -> dict[str, tuple[list[Level], list[Level]]]:
+        """symbol -> (top bids, top asks) of every valid book."""
+        depth = depth or self.depth
+        return {symbol: sync.book.top(depth) for (_, symbol), sync in self.books.books.items() if sync.valid}
+
+    def stats(self) -> dict[str, Any]:
+        """Counters summed over books, per-symbol instrumentation, and how many books are valid."""
+        books = self.books.books
+        return {
+            "exchange": self.exchange,
+            "books": len(books),
+            "valid": sum(1 for s in books.values() if s.valid),
+            "rows_forwarded": self.rows_forwarded,
+            "counters": self.books.counters().as_dict(),
+            "symbols": {symbol: s.as_dict() for symbol, s in sorted(self.symbols.items())},
+            "metrics": self.metrics.snapshot(),
+        }
