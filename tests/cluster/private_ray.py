@@ -1,0 +1,203 @@
+"""A Ray head of the test's own: its own temp dir and ports, and a teardown that stops only its processes.
+
+`ray.cluster_utils.AutoscalingCluster.start()` and `.shutdown()` run `ray stop --force`, which kills
+every Ray on the machine (other engineers' and the test session's). `PrivateHead` runs
+`ray start --head --block` in a new session with a private `--temp-dir` and free ports, and stops it
+by process id: the `ray start` process and every descendant it has (GCS, raylets, workers, and the
+fake nodes the autoscaler launched), plus any process still naming the private temp dir.
+
+`FakeAutoscalingCluster` is an `AutoscalingCluster` whose config is built here (the 2.60 wheel lacks
+the `fake_multi_node/example.yaml` the stock class loads) and whose head is a `PrivateHead`. Its
+worker nodes are real raylets on this machine, launched and terminated by the Ray autoscaler.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+from ray.cluster_utils import AutoscalingCluster
+
+RAY = str(Path(sys.executable).with_name("ray"))
+HEAD_TYPE = "ray.head.default"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def private_env(address: str | None = None) -> dict[str, str]:
+    """The environment of a process that must talk to this head only (and no other Ray on the machine)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
+    env["RAY_AUTH_MODE"] = "token"  # the same mode on the head, its nodes and every client (docs/guide.md)
+    env["PYTHONUNBUFFERED"] = "1"
+    if address is not None:
+        env["RAY_ADDRESS"] = address
+    return env
+
+
+class PrivateHead:
+    """`ray start --head --block` of our own; `address` is its GCS address (host:port)."""
+
+    def __init__(self, num_cpus: float, autoscaling_config: dict[str, Any] | None = None) -> None:
+        self.num_cpus = num_cpus
+        self.autoscaling_config = autoscaling_config
+        # short: Ray puts unix sockets under it (108-byte path limit)
+        self.temp_dir = tempfile.mkdtemp(prefix="xtr-", dir="/tmp")
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = Path(self.temp_dir) / "head.log"
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        command = [
+            RAY,
+            "start",
+            "--head",
+            "--block",
+            "--disable-usage-stats",
+            f"--temp-dir={self.temp_dir}",
+            "--node-ip-address=127.0.0.1",
+            f"--port={self.port}",
+            f"--num-cpus={self.num_cpus:g}",
+            "--include-dashboard=false",
+            f"--ray-client-server-port={free_port()}",
+            f"--dashboard-agent-listen-port={free_port()}",
+            f"--dashboard-agent-grpc-port={free_port()}",
+            f"--metrics-export-port={free_port()}",
+            f"--runtime-env-agent-port={free_port()}",
+            f"--node-manager-port={free_port()}",
+            f"--object-manager-port={free_port()}",
+        ]
+        env = private_env()
+        if self.autoscaling_config is not None:
+            config = {**self.autoscaling_config}
+            # the fake nodes join this head's GCS (the provider defaults to port 6379)
+            config["provider"] = {**config["provider"], "gcs_address": self.address}
+            path = Path(self.temp_dir) / "autoscaling.json"
+            path.write_text(json.dumps(config), encoding="utf-8")
+            command.append(f"--autoscaling-config={path}")
+            env.update({"AUTOSCALER_UPDATE_INTERVAL_S": "1", "RAY_FAKE_CLUSTER": "1"})
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=self.temp_dir
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"ray start exited {self.process.returncode}: {self.log.read_text()[-3000:]}")
+            if b"Ray runtime started" in self.log.read_bytes():
+                return
+            time.sleep(0.2)
+        self.stop()
+        raise TimeoutError(f"ray start not up after {timeout_s:g} s: {self.log.read_text()[-3000:]}")
+
+    def processes(self) -> list[psutil.Process]:
+        """Every process of this head: the `ray start` process, its descendants, anything naming our temp dir."""
+        found: dict[int, psutil.Process] = {}
+        if self.process is not None:
+            with contextlib.suppress(psutil.Error):
+                root = psutil.Process(self.process.pid)
+                found[root.pid] = root
+                found.update((p.pid, p) for p in root.children(recursive=True))
+        for process in psutil.process_iter(["cmdline"]):
+            with contextlib.suppress(psutil.Error):
+                if any(self.temp_dir in part for part in process.info["cmdline"] or ()):
+                    found[process.pid] = process
+        found.pop(os.getpid(), None)
+        return list(found.values())
+
+    def stop(self) -> None:
+        """Stop this head's processes only (SIGTERM, then SIGKILL after 10 s), and remove its temp dir."""
+        processes = self.processes()
+        for process in processes:
+            with contextlib.suppress(psutil.Error):
+                process.send_signal(signal.SIGTERM)
+        _, alive = psutil.wait_procs(processes, timeout=10)
+        for process in alive:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        psutil.wait_procs(alive, timeout=5)
+        if self.process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(5)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+class FakeAutoscalingCluster(AutoscalingCluster):
+    """`AutoscalingCluster` on the fake multinode provider, started as a `PrivateHead` (no `ray stop --force`)."""
+
+    def __init__(self, head_resources: dict[str, Any], worker_node_types: dict[str, Any], **config: Any) -> None:
+        super().__init__(head_resources, worker_node_types, **config)
+        self.head: PrivateHead | None = None
+
+    def _generate_config(
+        self,
+        head_resources: dict[str, Any],
+        worker_node_types: dict[str, Any],
+        autoscaler_v2: bool = False,
+        **config: Any,
+    ) -> dict[str, Any]:
+        if autoscaler_v2:
+            raise NotImplementedError("autoscaler v2 is not set up here")
+        types = {
+            **worker_node_types,
+            HEAD_TYPE: {"resources": dict(head_resources), "node_config": {}, "max_workers": 0},
+        }
+        base: dict[str, Any] = {
+            "cluster_name": "xtrader-fake",
+            "max_workers": sum(t.get("max_workers", 0) for t in worker_node_types.values()),
+            "upscaling_speed": 1.0,
+            "idle_timeout_minutes": 0.1,
+            "provider": {
+                "type": "fake_multinode",
+                "use_node_id_as_ip": True,
+                "disable_node_updaters": True,
+                "disable_launch_config_check": True,
+            },
+            "available_node_types": types,
+            "head_node_type": HEAD_TYPE,
+            "auth": {"ssh_user": "ubuntu"},
+            "docker": {},
+            "file_mounts": {},
+            "cluster_synced_files": [],
+            "file_mounts_sync_continuously": False,
+            "rsync_exclude": [],
+            "rsync_filter": [],
+            "initialization_commands": [],
+            "setup_commands": [],
+            "head_setup_commands": [],
+            "worker_setup_commands": [],
+            "head_start_ray_commands": [],
+            "worker_start_ray_commands": [],
+        }
+        base.update(config)
+        return base
+
+    @property
+    def address(self) -> str:
+        assert self.head is not None, "not started"
+        return self.head.address
+
+    def start(self, _system_config: Any = None, override_env: Any = None) -> None:
+        if _system_config is not None or override_env:
+            raise NotImplementedError("not supported by the private head")
+        self.head = PrivateHead(self._head_resources.get("CPU", 0), self._config)
+        self.head.start()
+
+    def shutdown(self) -> None:
+        if self.head is not None:
+            self.head.stop()
