@@ -1,23 +1,48 @@
-"""Send rate of the simulator's generated Binance depth frames, over ws and wss.
+"""The simulator's send rate against what one xtrader Connector consumes, same run, same machine.
 
-The simulator runs in this process; a bare websockets client in a child process only counts
-frames, so the two do not share a CPU. For each target rate the simulator generates one depth
-diff per market step; the figure is frames the client received per second, and whether the
-connection survived (a client that falls too far behind is cut off, as on the real venue).
+The simulator runs in this process; each client runs in a child process, so on a 2-CPU
+machine simulator and client each have a core. Every client subscribes to the Binance depth
+diffs of all symbols over the combined-stream URL the connector itself uses, so each market
+step is one frame per client. Clients:
 
-    /work/venv/bin/python benchmarks/simulator.py [--seconds 3] [--rates 5000,20000,50000,100000]
+- ``raw``: a minimal websocket client on a plain (or TLS) socket that reads large chunks and
+  only walks the frame headers. It costs a fraction of what the simulator spends per frame, so
+  its rate is the simulator's send rate.
+- ``websockets``: the ``websockets`` library's client, counting ``recv()``ed frames (a client
+  written in Python on the same library as the connector, with no parsing).
+- ``connector``: one ``xtrader.connector.Connector`` (websockets client, ``venue.parse`` into
+  column buffers, batch flushes, REST snapshots); ``emit`` only counts the Batches. Its rate
+  is ``stats()["messages"]`` per second once the book snapshots are in.
+
+``backlog`` is the client's send queue in the simulator when the run ends: frames generated
+and encoded but not yet taken by the client. A growing backlog means the client, not the
+simulator, set the rate (a client 200,000 frames behind is cut off, as on the real venue).
+
+``frames/s`` is wall-clock and depends on what else runs on the machine. ``sim/cpu-s`` is frames
+the simulator wrote per CPU second of its process, ``client/cpu-s`` frames the client took per
+CPU second of its own: the capacities to compare on a shared machine. The summary compares the
+simulator's (raw client, the best run) with the connector's.
+
+    /work/venv/bin/python benchmarks/simulator.py [--seconds 3] [--rates 5000,1000000]
+        [--clients raw,websockets,connector] [--schemes ws,wss]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import logging
 import multiprocessing as mp
 import os
+import socket
 import ssl
 import sys
 import time
+from dataclasses import dataclass
 from multiprocessing.connection import Connection as Pipe
+from typing import Any
+from urllib.parse import urlsplit
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -27,88 +52,233 @@ from websockets.exceptions import ConnectionClosed
 from xtrader.simulator import Simulator
 
 
-def count_frames(url: str, ca_file: str, seconds: float, out: Pipe) -> None:
-    """Child process: connect, count frames and bytes for `seconds` after the first one."""
+class Window:
+    """A client's measured interval: both clocks, and a note to the simulator when it starts."""
 
-    async def run() -> tuple[int, int, float, bool]:
-        ctx = ssl.create_default_context(cafile=ca_file) if url.startswith("wss") else None
-        frames = size = 0
-        survived = True
-        async with connect(url, ssl=ctx, ping_interval=None, compression=None, max_size=None) as ws:
-            first = await ws.recv()
-            size += len(first)
-            start = time.perf_counter()
-            end = start + seconds
-            try:
-                while time.perf_counter() < end:
-                    msg = await ws.recv()
-                    frames += 1
-                    size += len(msg)
-            except ConnectionClosed:
-                survived = False
-            return frames, size, time.perf_counter() - start, survived
+    def __init__(self, out: Pipe) -> None:
+        self.out = out
+        self.wall = self.cpu = 0.0
 
-    out.send(asyncio.run(run()))
+    def start(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        self.out.send("start")
+
+    def done(self, frames: int, size: int, kept: bool) -> None:
+        wall, cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+        self.out.send(Result(frames, size, wall, cpu, kept))
 
 
-async def measure(
-    scheme: str, rate: float, symbols: int, seconds: float, clients: int = 1
-) -> tuple[float, float, bool]:
-    """Frames/s and MB/s summed over `clients` identical connections, and whether all survived."""
+@dataclass
+class Result:
+    frames: int
+    bytes: int
+    wall_s: float
+    cpu_s: float  # the client process's CPU time over the window
+    kept: bool  # the connection survived the window
+
+
+def raw_client(url: str, ca_file: str, seconds: float, window: Window) -> None:
+    """Handshake by hand, then count frames by walking their headers (server frames are unmasked)."""
+    parts = urlsplit(url)
+    sock: socket.socket = socket.create_connection((parts.hostname, parts.port))
+    if parts.scheme == "wss":
+        sock = ssl.create_default_context(cafile=ca_file).wrap_socket(sock, server_hostname=parts.hostname)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET {parts.path}?{parts.query} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        buf += sock.recv(4096)
+    head, _, buf = buf.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise RuntimeError(head.decode(errors="replace"))
+    frames = size = pos = 0
+    kept = True
+    window.start()
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            kept = False
+            break
+        buf = buf[pos:] + chunk
+        pos, n = 0, len(buf)
+        while pos + 2 <= n:
+            length, at = buf[pos + 1] & 0x7F, pos + 2
+            if length == 126:
+                length, at = int.from_bytes(buf[pos + 2 : pos + 4]), pos + 4
+            elif length == 127:
+                length, at = int.from_bytes(buf[pos + 2 : pos + 10]), pos + 10
+            if at + length > n:
+                break
+            opcode = buf[pos] & 0x0F
+            if opcode in (1, 2):  # text or binary: data (pings are not)
+                frames += 1
+                size += length
+            elif opcode == 8:
+                kept = False
+            pos = at + length
+    window.done(frames, size, kept)
+    sock.close()
+
+
+async def websockets_client(url: str, ca_file: str, seconds: float, window: Window) -> None:
+    """The websockets library's client: count frames and bytes for `seconds` after the first one."""
+    ctx = ssl.create_default_context(cafile=ca_file) if url.startswith("wss") else None
+    frames = size = 0
+    kept = True
+    async with connect(url, ssl=ctx, ping_interval=None, compression=None, max_size=None) as ws:
+        await ws.recv()
+        window.start()
+        end = time.perf_counter() + seconds
+        try:
+            while time.perf_counter() < end:
+                size += len(await ws.recv(decode=False))
+                frames += 1
+        except ConnectionClosed:
+            kept = False
+        window.done(frames, size, kept)
+
+
+async def connector_client(
+    urls: dict[str, str], symbols: list[str], ca_file: str, seconds: float, window: Window
+) -> None:
+    """One Connector on the Binance depth diffs of `symbols`; emit only counts."""
+    from xtrader.batch import Batches, FlushPolicy
+    from xtrader.connector import Connector, SnapshotBatches
+    from xtrader.venues import Subscription, venue
+
+    v = venue("binance", ws_base=urls["ws"], rest_base=urls["rest"])
+    (connection,) = v.connections([Subscription("l2", s) for s in symbols])
+    snapshots = 0
+
+    async def emit(batches: Batches) -> None:
+        nonlocal snapshots
+        snapshots += isinstance(batches, SnapshotBatches)
+
+    c = Connector(v, connection, emit, FlushPolicy(), ca_file=ca_file if urls["ws"].startswith("wss") else None)
+    task = asyncio.create_task(c.run())
+    while snapshots < len(symbols):  # the start-up (connect, REST snapshots) is not measured
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    before = c.stats()
+    window.start()
+    await asyncio.sleep(seconds)
+    after = c.stats()
+    kept = after["reconnects"] == before["reconnects"] and after["rejects"] == 0
+    window.done(
+        int(after["messages"] or 0) - int(before["messages"] or 0),
+        int(after["bytes"] or 0) - int(before["bytes"] or 0),
+        kept,
+    )
+    await c.stop()
+    await task
+
+
+def child(kind: str, urls: dict[str, str], symbols: list[str], ca_file: str, seconds: float, out: Pipe) -> None:
+    """Child process: run one client over its window."""
+    window = Window(out)
+    if kind == "raw":
+        raw_client(urls["stream"], ca_file, seconds, window)
+    elif kind == "websockets":
+        asyncio.run(websockets_client(urls["stream"], ca_file, seconds, window))
+    else:
+        asyncio.run(connector_client(urls, symbols, ca_file, seconds, window))
+
+
+@dataclass
+class Run:
+    client: Result
+    sim_frames: int  # frames the simulator wrote over the client's window
+    sim_cpu_s: float  # the simulator process's CPU time over the window
+    backlog: int  # frames still queued for the client when its window closed
+
+
+async def measure(kind: str, scheme: str, rate: float, symbols: int, seconds: float) -> Run:
+    """One client against a fresh simulator."""
     async with Simulator(venues=["binance"], symbols=symbols, rate=rate, seed=1) as sim:
-        streams = "/".join(f"{s.lower()}@depth@100ms" for s in sim.symbols["binance"])
-        url = f"{sim.urls['binance'][scheme]}/ws/{streams}"
-        pipes, procs = [], []
-        for _ in range(clients):
-            parent, child = mp.Pipe(duplex=False)
-            proc = mp.get_context("spawn").Process(target=count_frames, args=(url, sim.ca_file, seconds, child))
-            proc.start()
-            pipes.append(parent)
-            procs.append(proc)
-        loop = asyncio.get_running_loop()
-        while not all(p.poll() for p in pipes):
-            await asyncio.sleep(0.05)
-        results = [p.recv() for p in pipes]
-        for proc in procs:
-            await loop.run_in_executor(None, proc.join)
-    per_s = sum(frames / elapsed for frames, _, elapsed, _ in results)
-    mb_s = sum(size / elapsed for _, size, elapsed, _ in results) / 1e6
-    return per_s, mb_s, all(r[3] for r in results)
+        base, names = sim.urls["binance"], sim.symbols["binance"]
+        truth = sim.venues["binance"].truth
+        streams = "/".join(f"{s.lower()}@depth@100ms" for s in names)
+        urls = {
+            "ws": base[scheme],
+            "rest": base["rest" if scheme == "ws" else "rest_tls"],
+            "stream": f"{base[scheme]}/stream?streams={streams}",
+        }
+        parent, pipe = mp.Pipe(duplex=False)
+        proc = mp.get_context("spawn").Process(target=child, args=(kind, urls, names, sim.ca_file, seconds, pipe))
+        proc.start()
+
+        async def receive() -> Any:
+            while not parent.poll():
+                await asyncio.sleep(0.005)
+            return parent.recv()
+
+        await receive()  # "start"
+        frames, cpu = truth.messages, time.process_time()
+        result: Result = await receive()
+        frames, cpu = truth.messages - frames, time.process_time() - cpu
+        backlog = max((len(c.queue) for c in sim.venues["binance"].connections), default=0)
+        await asyncio.get_running_loop().run_in_executor(None, proc.join)
+    return Run(result, frames, cpu, backlog)
 
 
 def generation_only(symbols: int, steps: int = 100_000) -> float:
-    """Market steps/s with their depth frame encoded, no socket (one subscriber-less venue)."""
+    """Market steps per CPU-s with their depth frame encoded, no socket (subscribers with no connection)."""
     sim = Simulator(venues=["binance"], symbols=symbols, rate=0, seed=1)
     venue = sim.venues["binance"]
-    venue.subscribers["_"] = set()  # make publish() encode as if someone listened
     for s in venue.symbols:
         venue.subscribers[f"{s.lower()}@depth@100ms"] = set()
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: other jobs on the machine hardly disturb it
     for _ in range(steps):
         venue.step_once()
-    return steps / (time.perf_counter() - start)
+    return steps / (time.process_time() - start)
 
 
 async def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--symbols", type=int, default=3)
-    p.add_argument("--rates", default="5000,20000,50000,1000000")
-    p.add_argument("--clients", default="1,4", help="client processes per run (comma-separated)")
+    p.add_argument("--rates", default="5000,1000000", help="market steps/s (comma-separated)")
+    p.add_argument("--clients", default="raw,websockets,connector", help="client kinds (comma-separated)")
+    p.add_argument("--schemes", default="ws,wss")
     args = p.parse_args(argv)
-    load = os.getloadavg()[0]
+    # The raw client hangs up without a close frame: asyncio would log every failed write.
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     print(
-        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {load:.1f}, {args.symbols} symbols, "
-        f"{args.seconds:g} s per run"
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, "
+        f"{args.symbols} symbols, {args.seconds:g} s per run"
     )
-    print(f"generation + encoding only: {generation_only(args.symbols):,.0f} depth frames/s")
-    print(f"{'scheme':6} {'clients':>7} {'target/s':>10} {'frames/s':>10} {'MB/s':>7}  connections")
-    for scheme in ("ws", "wss"):
-        for clients in (int(c) for c in args.clients.split(",")):
+    print(f"generation + encoding only: {generation_only(args.symbols):,.0f} depth frames per CPU-s")
+    print(
+        f"{'scheme':6} {'client':10} {'target/s':>9} {'frames/s':>9} {'MB/s':>5} {'backlog':>7} "
+        f"{'sim/cpu-s':>9} {'client/cpu-s':>12}  connection"
+    )
+    best: dict[tuple[str, str], tuple[float, float]] = {}
+    for scheme in args.schemes.split(","):
+        for kind in args.clients.split(","):
             for rate in (float(r) for r in args.rates.split(",")):
-                per_s, mb_s, survived = await measure(scheme, rate, args.symbols, args.seconds, clients)
-                verdict = "kept" if survived else "cut off (client too slow: send queue full)"
-                print(f"{scheme:6} {clients:>7} {rate:>10.0f} {per_s:>10.0f} {mb_s:>7.1f}  {verdict}", flush=True)
+                run = await measure(kind, scheme, rate, args.symbols, args.seconds)
+                c = run.client
+                sim_cpu = run.sim_frames / run.sim_cpu_s if run.sim_cpu_s else 0.0
+                client_cpu = c.frames / c.cpu_s if c.cpu_s else 0.0
+                old = best.get((scheme, kind), (0.0, 0.0))
+                best[scheme, kind] = (max(old[0], sim_cpu), max(old[1], client_cpu))
+                print(
+                    f"{scheme:6} {kind:10} {rate:>9.0f} {c.frames / c.wall_s:>9.0f} {c.bytes / c.wall_s / 1e6:>5.1f} "
+                    f"{run.backlog:>7} {sim_cpu:>9.0f} {client_cpu:>12.0f}  {'kept' if c.kept else 'lost'}",
+                    flush=True,
+                )
+    for scheme in args.schemes.split(","):
+        sent, taken = best.get((scheme, "raw"), (0.0, 0.0))[0], best.get((scheme, "connector"), (0.0, 0.0))[1]
+        if sent and taken:
+            print(
+                f"{scheme}: simulator sends {sent:,.0f} frames per CPU-s, a connector consumes {taken:,.0f}: "
+                f"{sent / taken:.1f}x"
+            )
     return 0
 
 

@@ -158,8 +158,7 @@ class BinanceSpot(Venue):
         return conn
 
     def _wanted(self, *streams: str) -> bool:
-        subs = self.subscribers
-        return any(s in subs for s in streams)
+        return not self.subscribers.keys().isdisjoint(streams)
 
     def publish(self, market: Market, step: Step, now_ms: int) -> None:
         if not self.subscribers:

@@ -65,6 +65,7 @@ class Connection:
         self._tasks: list[asyncio.Task[None]] = []
         self._timers: list[asyncio.TimerHandle] = []
         self._held: tuple[Frame, bytes] | None = None  # fault reorder_rate
+        self._out: list[bytes] = []  # the current batch's websocket frames, written at its end
 
     # -- venue hooks -------------------------------------------------------------
 
@@ -219,16 +220,17 @@ class Connection:
 
     async def _writer(self) -> None:
         assert self.ws is not None
-        ws, queue, wake = self.ws, self.queue, self.wake
+        ws, queue, wake, out = self.ws, self.queue, self.wake, self._out
         try:
             while self.closing is None:
                 if not queue and self._held is None:
                     wake.clear()
                     await wake.wait()
                     continue
-                # One write per batch, not per frame: websockets' send() flushes and checks
-                # flow control on every call, which costs more than encoding the frame.
-                # send_context() is what send() itself uses around protocol.send_text().
+                # One socket write per batch, not per frame: websockets' send() flushes and
+                # checks flow control on every call, and its per-frame Frame objects cost more
+                # than the frame itself. send_context() checks the connection is open, and on
+                # exit flushes the protocol's own frames (pongs) and waits for the buffer to drain.
                 async with ws.send_context():
                     for _ in range(min(len(queue), WRITE_BATCH)):
                         if self.closing is not None:
@@ -237,6 +239,9 @@ class Connection:
                     if not queue and self._held is not None and self.closing is None:
                         self._write(*self._held)  # nothing came to swap with: send as is
                         self._held = None
+                    if out:  # even when closing: these frames are counted as sent
+                        ws.transport.write(b"".join(out))
+                        out.clear()
         except ConnectionClosed:
             return
 
@@ -266,7 +271,7 @@ class Connection:
             self._write(frame, data)
 
     def _write(self, frame: Frame, data: bytes) -> None:
-        """Hand one text frame to the protocol (inside send_context) and count it."""
+        """Add one text frame to the batch (inside send_context) and count it."""
         assert self.ws is not None
         if self.closing is not None:
             return
@@ -284,12 +289,27 @@ class Connection:
             else:
                 self.stats.faults_applied["bad_checksum"] += 1
                 data = corrupted
-        self.ws.protocol.send_text(data)
+        out = self._out
+        out.append(_text_header(len(data)))
+        out.append(data)
         self.venue.truth.count_sent(frame, len(data), self.stats)
         if f.disconnect_after_msgs and self.stats.messages >= f.disconnect_after_msgs:
             self.kill("fault disconnect_after_msgs", 1000)
         elif f.close_without_frame and not (f.disconnect_after_msgs or f.disconnect_after_s):
             self.kill("fault close_without_frame")
+
+
+def _text_header(size: int) -> bytes:
+    """The header of a final, unmasked text frame of `size` bytes (RFC 6455 5.2), as websockets
+    writes it: servers do not mask, and compression is off, so no extension touches the payload."""
+    if size < 126:
+        return _SHORT_HEADERS[size]
+    if size < 1 << 16:
+        return b"\x81\x7e" + size.to_bytes(2, "big")
+    return b"\x81\x7f" + size.to_bytes(8, "big")
+
+
+_SHORT_HEADERS = [bytes((0x81, n)) for n in range(126)]
 
 
 def _truncate(data: bytes) -> bytes:
