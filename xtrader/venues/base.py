@@ -9,7 +9,7 @@ with sockets) drives it; tests drive it with recorded frames.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal, NamedTuple
 
@@ -109,6 +109,9 @@ class Venue(ABC):
     #: the venue's book checksum over the top (price, size) text levels, best first
     #: (OKX's crc32); None when the venue publishes none
     book_checksum: ClassVar[Callable[[list[tuple[str, str]], list[tuple[str, str]]], int] | None] = None
+    #: table -> column -> the wire field it comes from, in words (docs/tables.md is generated from it);
+    #: `exchange` and `receive_ts` are never wire fields and are left out
+    field_sources: ClassVar[Mapping[str, Mapping[str, str]]] = {}
 
     def __init__(self, ws_base: str | None = None, rest_base: str | None = None) -> None:
         self.ws_base = (ws_base or self.official_ws_base).rstrip("/")

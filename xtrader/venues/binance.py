@@ -68,7 +68,6 @@ _CHANNELS = {
 }
 _SYMBOL = re.compile(r"[A-Za-z0-9_\-]+")
 
-_LIST = {list}
 _STR = {str}
 
 #: (data, stream name or None, ns per wire time unit, receive_ts, out) -> controls
@@ -79,19 +78,29 @@ def _bad(what: str) -> ParseError:
     return ParseError(f"binance: bad {what}")
 
 
-def _levels(levels: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-    """`[["price", "qty"], ..]` -> (prices, quantities), strings kept as sent."""
-    if type(levels) is not list:
+def _append_levels(l2: Any, bids: Any, asks: Any) -> None:
+    """Append `[["price", "qty"], ..]` bids then asks to l2.price / l2.size, strings kept as sent.
+
+    All strings: Arrow then casts the whole column at once (a number among strings would fail the
+    batch). A plain loop is the fastest form for the 1-3 levels of a real frame (measured); on a bad
+    level the levels appended so far are removed, so the caller appends its header only after this.
+    """
+    if type(bids) is not list or type(asks) is not list:
         raise _bad("levels")
-    if not levels:
-        return (), ()
-    if {*map(type, levels)} != _LIST:
-        raise _bad("level")
-    prices, sizes, *_ = zip(*levels, strict=False)  # ValueError when a level has < 2 entries
-    # all strings: Arrow then casts the whole column at once (a number among strings would fail the batch)
-    if {*map(type, prices), *map(type, sizes)} != _STR:
-        raise _bad("level value")
-    return prices, sizes
+    price, size = l2.price, l2.size
+    start = len(price)
+    try:
+        for level in bids + asks:
+            if type(level) is not list:
+                raise _bad("level")
+            level_price, level_size = level[0], level[1]  # IndexError when a level has < 2 entries
+            if type(level_price) is not str or type(level_size) is not str:
+                raise _bad("level value")
+            price.append(level_price)
+            size.append(level_size)
+    except BaseException:
+        del price[start:], size[start:]
+        raise
 
 
 def _append_book(
@@ -107,24 +116,17 @@ def _append_book(
     first_seq: Any = None,
     is_snapshot: bool,
 ) -> None:
-    """Validate, then append one l2 message (header, then bids, then asks)."""
+    """Validate, then append one l2 message (bids and asks, then the header)."""
     if type(symbol) is not str or type(seq) is not int:
         raise _bad("book message")
     if (prev_seq is not None and type(prev_seq) is not int) or (first_seq is not None and type(first_seq) is not int):
         raise _bad("book update id")
-    bid_prices, bid_sizes = _levels(bids)
-    ask_prices, ask_sizes = _levels(asks)
     l2 = out.l2
-    l2.message(
-        symbol, exchange_ts, receive_ts, seq, prev_seq, first_seq, is_snapshot, None, len(bid_prices), len(ask_prices)
-    )
-    l2.price.extend(bid_prices)
-    l2.price.extend(ask_prices)
-    l2.size.extend(bid_sizes)
-    l2.size.extend(ask_sizes)
+    _append_levels(l2, bids, asks)
+    l2.message(symbol, exchange_ts, receive_ts, seq, prev_seq, first_seq, is_snapshot, None, len(bids), len(asks))
 
 
-def _append_trade(data: dict[str, Any], trade_id: Any, scale: int, now: int, out: Columns) -> Sequence[Control]:
+def _trade_row(data: dict[str, Any], trade_id: Any, scale: int, now: int, out: Columns) -> Sequence[Control]:
     symbol, ts, price, size, maker = data["s"], data["T"], data["p"], data["q"], data["m"]
     if (
         type(symbol) is not str
@@ -147,11 +149,11 @@ def _append_trade(data: dict[str, Any], trade_id: Any, scale: int, now: int, out
 
 
 def _agg_trade(data: dict[str, Any], stream: str | None, scale: int, now: int, out: Columns) -> Sequence[Control]:
-    return _append_trade(data, data["a"], scale, now, out)
+    return _trade_row(data, data["a"], scale, now, out)
 
 
 def _trade(data: dict[str, Any], stream: str | None, scale: int, now: int, out: Columns) -> Sequence[Control]:
-    return _append_trade(data, data["t"], scale, now, out)
+    return _trade_row(data, data["t"], scale, now, out)
 
 
 def _book_ticker(data: dict[str, Any], stream: str | None, scale: int, now: int, out: Columns) -> Sequence[Control]:
@@ -161,7 +163,10 @@ def _book_ticker(data: dict[str, Any], stream: str | None, scale: int, now: int,
         type(symbol) is not str
         or type(seq) is not int
         or (ts is not None and type(ts) is not int)
-        or {type(bid), type(bid_size), type(ask), type(ask_size)} != _STR
+        or type(bid) is not str
+        or type(bid_size) is not str
+        or type(ask) is not str
+        or type(ask_size) is not str
     ):
         raise _bad("bookTicker")
     bbo = out.bbo
@@ -182,26 +187,45 @@ def _is_partial(stream: str) -> bool:
     return at >= 0 and stream[at + 6 : at + 7].isdigit()
 
 
+#: stream name -> is it a partial depth stream (few distinct names per connection; bounded)
+_PARTIAL: dict[str, bool] = {}
+
+
 def _depth_update(data: dict[str, Any], stream: str | None, scale: int, now: int, out: Columns) -> Sequence[Control]:
     # futures: T (transaction time) is shared with the bookTicker of the same u; spot has only E
     ts = data.get("T")
     if ts is None:
         ts = data["E"]
-    if type(ts) is not int:
-        raise _bad("depthUpdate time")
-    _append_book(
-        out,
-        data["s"],
-        data["b"],
-        data["a"],
-        exchange_ts=ts * scale,
-        receive_ts=now,
-        seq=data["u"],
-        prev_seq=data.get("pu"),
-        first_seq=data["U"],
-        # a futures partial depth (@depth5/10/20) is depthUpdate-shaped: only the stream name tells it apart
-        is_snapshot=stream is not None and _is_partial(stream),
-    )
+    symbol, seq, first_seq, prev_seq, bids, asks = data["s"], data["u"], data["U"], data.get("pu"), data["b"], data["a"]
+    if (
+        type(ts) is not int
+        or type(symbol) is not str
+        or type(seq) is not int
+        or (first_seq is not None and type(first_seq) is not int)
+        or (prev_seq is not None and type(prev_seq) is not int)
+    ):
+        raise _bad("depthUpdate")
+    # a futures partial depth (@depth5/10/20) is depthUpdate-shaped: only the stream name tells it apart
+    is_snapshot = False
+    if stream is not None:
+        partial = _PARTIAL.get(stream)
+        if partial is None:
+            if len(_PARTIAL) >= 4096:
+                _PARTIAL.clear()
+            partial = _PARTIAL[stream] = _is_partial(stream)
+        is_snapshot = partial
+    l2 = out.l2
+    _append_levels(l2, bids, asks)
+    l2.symbol.append(symbol)
+    l2.exchange_ts.append(ts * scale)
+    l2.receive_ts.append(now)
+    l2.seq.append(seq)
+    l2.prev_seq.append(prev_seq)
+    l2.first_seq.append(first_seq)
+    l2.is_snapshot.append(is_snapshot)
+    l2.checksum.append(None)
+    l2.bid_rows.append(len(bids))
+    l2.ask_rows.append(len(asks))
     return NO_CONTROL
 
 

@@ -52,7 +52,7 @@ Notes on choices made here:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import orjson
@@ -79,6 +79,39 @@ _SIDES = frozenset({"buy", "sell"})
 _ERRORS = (KeyError, TypeError, IndexError, ValueError, AttributeError, orjson.JSONDecodeError)
 
 Handler = Callable[[Any, Receipt, Columns], Sequence[Control]]
+
+#: Where each stored column comes from, per table (docs/tables.md is generated from this; keep it true to the
+#: handlers below). `exchange` and `receive_ts` are not wire fields and are documented once for every venue.
+FIELD_SOURCES: dict[str, dict[str, str]] = {
+    "trades": {
+        "symbol": "`instrument_name`",
+        "exchange_ts": "`timestamp` (ms)",
+        "trade_id": "`trade_id`",
+        "side": "`direction`",
+        "price": "`price`",
+        "size": "`amount` (USD for inverse products, coin for options and linear ones)",
+    },
+    "l2": {
+        "symbol": "`instrument_name`",
+        "exchange_ts": "`timestamp` (ms)",
+        "seq": "`change_id`",
+        "prev_seq": "`prev_change_id`; null on snapshots and grouped books",
+        "first_seq": "null",
+        "side": "`bids` → bid, `asks` → ask",
+        "price": "level `[action, price, amount]` (grouped book: `[price, amount]`): price",
+        "size": "level amount; 0 when the action is `delete`",
+        "is_snapshot": '`type` == "snapshot"; always true for grouped books (`book.{inst}.{group}.{depth}.{interval}`)',
+    },
+    "bbo": {
+        "symbol": "`instrument_name`",
+        "exchange_ts": "`timestamp` (ms)",
+        "seq": "null (quote and ticker carry no book sequence)",
+        "bid_price": "`best_bid_price`; null when the side is empty (null price or zero amount)",
+        "bid_size": "`best_bid_amount`; null when the side is empty",
+        "ask_price": "`best_ask_price`; null when the side is empty (null price or zero amount)",
+        "ask_size": "`best_ask_amount`; null when the side is empty",
+    },
+}
 
 
 def channel_name(subscription: Subscription) -> str:
@@ -131,6 +164,7 @@ class Deribit(Venue):
     needs_snapshot: ClassVar[bool] = False
     #: no documented cap; 32 connections per IP is the scarcer resource
     max_streams_per_connection: ClassVar[int] = 300
+    field_sources: ClassVar[Mapping[str, Mapping[str, str]]] = FIELD_SOURCES
 
     def connections(self, subscriptions: Sequence[Subscription]) -> list[Connection]:
         """Pack subscriptions into connections of at most `max_streams_per_connection` channels.
@@ -376,13 +410,25 @@ def _trades(channel: str, data: Any, receive_ts: int, out: Columns) -> None:
         raise
 
 
+def _is_price(value: Any) -> bool:
+    """None (an empty side) or a JSON number that Arrow casts to float64 exactly (as `_numbers`)."""
+    kind = type(value)
+    return value is None or kind is float or (kind is int and -_EXACT <= value <= _EXACT)
+
+
 def _top_of_book(channel: str, data: Any, receive_ts: int, out: Columns) -> None:
     """`quote.{inst}` or `ticker.{inst}.{interval}`: their best_* fields -> one bbo row."""
     symbol, ts = data["instrument_name"], data["timestamp"]
     bid_price, bid_size = data["best_bid_price"], data["best_bid_amount"]
     ask_price, ask_size = data["best_ask_price"], data["best_ask_amount"]
-    present = tuple(v for v in (bid_price, bid_size, ask_price, ask_size) if v is not None)
-    if type(symbol) is not str or type(ts) is not int or not _numbers(present):
+    if (
+        type(symbol) is not str
+        or type(ts) is not int
+        or not _is_price(bid_price)
+        or not _is_price(bid_size)
+        or not _is_price(ask_price)
+        or not _is_price(ask_size)
+    ):
         raise ParseError("deribit quote: bad instrument_name, timestamp or best_* field")
     if bid_price is None or not bid_size:  # empty side: null price, or ticker's 0.0 / 0.0
         bid_price = bid_size = None

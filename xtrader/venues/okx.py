@@ -43,7 +43,7 @@ Notes on choices made here:
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import orjson
@@ -113,18 +113,6 @@ def _decimal(value: Any) -> str:
     return value
 
 
-def _levels(levels: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """A side's [px, sz, ...] levels -> (prices, sizes); `_book` checks that they are decimal strings."""
-    if type(levels) is not list:
-        raise ParseError("okx: asks/bids must be an array")
-    if not levels:
-        return (), ()
-    if set(map(type, levels)) != _LIST:
-        raise ParseError("okx: a level is not an array")
-    prices, sizes, *_ = zip(*levels, strict=False)  # ValueError when a level has < 2 items
-    return prices, sizes
-
-
 def _opt_int(record: dict[str, Any], key: str) -> int | None:
     value = record.get(key)
     if value is not None and type(value) is not int:
@@ -132,31 +120,49 @@ def _opt_int(record: dict[str, Any], key: str) -> int | None:
     return value
 
 
-def _book(record: Any, symbol: str, receive_ts: int, out: Columns, *, is_snapshot: bool, seq_fields: bool) -> None:
-    """Append one book record: its header, then bid rows, then ask rows."""
-    bid_prices, bid_sizes = _levels(record["bids"])
-    ask_prices, ask_sizes = _levels(record["asks"])
-    # one C-speed check for all levels; join raises TypeError on a non-string
-    if "".join(bid_prices + bid_sizes + ask_prices + ask_sizes).translate(_NOT_DECIMAL):
-        raise ParseError("okx: level price/size must be decimal strings")
-    exchange_ts = _ns(record["ts"])
-    seq = _opt_int(record, "seqId")
-    prev_seq = None
+def _book(record: Any, symbol: str, receive_ts: int, out: Columns, is_snapshot: bool, seq_fields: bool) -> None:
+    """Check one book record completely, then append it: its bid and ask levels, then its header."""
+    bids, asks = record["bids"], record["asks"]
+    if type(bids) is not list or type(asks) is not list:
+        raise ParseError("okx: asks/bids must be an array")
+    levels = bids + asks
+    if levels:
+        if set(map(type, levels)) != _LIST:
+            raise ParseError("okx: a level is not an array")
+        prices, sizes, *_ = zip(*levels, strict=False)  # ValueError when a level has < 2 items
+        # one C-speed check for all levels; join raises TypeError on a non-string
+        if "".join(prices + sizes).translate(_NOT_DECIMAL):
+            raise ParseError("okx: level price/size must be decimal strings")
+    exchange_ts = record["ts"]
+    if type(exchange_ts) is not str:
+        raise ParseError(f"okx: ts must be a string, got {exchange_ts!r:.40}")
+    exchange_ts = int(exchange_ts) * 1_000_000
+    seq = record.get("seqId")
+    prev_seq = checksum = None
     if seq is None:  # before seqId existed (e.g. the 2022 capture): ts in ms orders the messages
         seq = exchange_ts // 1_000_000
+    elif type(seq) is not int:
+        raise ParseError(f"okx: seqId must be an integer, got {seq!r:.40}")
     elif seq_fields:
         prev_seq = _opt_int(record, "prevSeqId")
         if prev_seq == -1:
             prev_seq = None
-    checksum = _opt_int(record, "checksum") if seq_fields else None
+    if seq_fields:
+        checksum = _opt_int(record, "checksum")
     l2 = out.l2
-    l2.message(
-        symbol, exchange_ts, receive_ts, seq, prev_seq, None, is_snapshot, checksum, len(bid_prices), len(ask_prices)
-    )
-    l2.price.extend(bid_prices)
-    l2.price.extend(ask_prices)
-    l2.size.extend(bid_sizes)
-    l2.size.extend(ask_sizes)
+    if levels:
+        l2.price += prices
+        l2.size += sizes
+    l2.symbol.append(symbol)
+    l2.exchange_ts.append(exchange_ts)
+    l2.receive_ts.append(receive_ts)
+    l2.seq.append(seq)
+    l2.prev_seq.append(prev_seq)
+    l2.first_seq.append(None)
+    l2.is_snapshot.append(is_snapshot)
+    l2.checksum.append(checksum)
+    l2.bid_rows.append(len(bids))
+    l2.ask_rows.append(len(asks))
 
 
 _ACTIONS = {"snapshot": True, "update": False}
@@ -166,13 +172,13 @@ def _books(msg: dict[str, Any], symbol: str, receive_ts: int, out: Columns) -> N
     """books / books-l2-tbt / books50-l2-tbt: a snapshot, then incremental updates."""
     is_snapshot = _ACTIONS[msg["action"]]
     for record in msg["data"]:
-        _book(record, symbol, receive_ts, out, is_snapshot=is_snapshot, seq_fields=True)
+        _book(record, symbol, receive_ts, out, is_snapshot, True)
 
 
 def _books5(msg: dict[str, Any], symbol: str, receive_ts: int, out: Columns) -> None:
     """books5: every push is a full 5-level snapshot (no action, prevSeqId, checksum)."""
     for record in msg["data"]:
-        _book(record, symbol, receive_ts, out, is_snapshot=True, seq_fields=False)
+        _book(record, symbol, receive_ts, out, True, False)
 
 
 def _trades(msg: dict[str, Any], symbol: str, receive_ts: int, out: Columns) -> None:
@@ -255,6 +261,49 @@ _HANDLERS: dict[str, _Handler] = {
 }
 
 
+#: Where each column comes from, per table (docs/tables.md is generated from this; keep it true to the handlers
+#: above). `l2_wire` / `l2_messages` are the transport-only columns (`xtrader.schema.L2_WIRE`, `L2_MESSAGES`).
+FIELD_SOURCES: dict[str, dict[str, str]] = {
+    "trades": {
+        "symbol": "`arg.instId`",
+        "exchange_ts": "`ts` (ms, a string)",
+        "trade_id": "`tradeId`",
+        "side": "`side`",
+        "price": "`px`",
+        "size": "`sz`",
+    },
+    "l2": {
+        "symbol": "`arg.instId`; REST `/api/v5/market/books`: the request's `instId`",
+        "exchange_ts": "`ts` (ms, a string)",
+        "seq": "`seqId`; `ts` in ms when the message has no `seqId` (data from before OKX added it)",
+        "prev_seq": "`prevSeqId` (books, books-l2-tbt, books50-l2-tbt; null when -1, i.e. on a snapshot); "
+        "null for books5 and the REST book",
+        "first_seq": "null",
+        "side": "`bids` → bid, `asks` → ask",
+        "price": "level `[px, sz, _, numOrders]`: px",
+        "size": 'level `[px, sz, _, numOrders]`: sz ("0" deletes)',
+        "is_snapshot": '`action` == "snapshot" (books*); always true for books5 and the REST book',
+    },
+    "bbo": {
+        "symbol": "`arg.instId`",
+        "exchange_ts": "`ts` (ms, a string)",
+        "seq": "`seqId` (bbo-tbt); null (tickers)",
+        "bid_price": '`bids[0][0]` (bbo-tbt) / `bidPx` (tickers; "" → null)',
+        "bid_size": '`bids[0][1]` (bbo-tbt) / `bidSz` (tickers; "" → null)',
+        "ask_price": '`asks[0][0]` (bbo-tbt) / `askPx` (tickers; "" → null)',
+        "ask_size": '`asks[0][1]` (bbo-tbt) / `askSz` (tickers; "" → null)',
+    },
+    "l2_wire": {
+        "price_text": "level px, the exact string",
+        "size_text": "level sz, the exact string",
+    },
+    "l2_messages": {
+        "checksum": "`checksum` (books, books-l2-tbt, books50-l2-tbt; 0 since 2026-06-23 = none); "
+        "null for books5 and the REST book",
+    },
+}
+
+
 def _request_id(msg: dict[str, Any]) -> object:
     """The echoed request `id`: an int when it is one of ours (digits), else as sent (None when absent)."""
     value = msg.get("id")
@@ -317,6 +366,7 @@ class Okx(Venue):
     book_checksum: ClassVar[Callable[[list[tuple[str, str]], list[tuple[str, str]]], int] | None] = staticmethod(
         okx_checksum
     )
+    field_sources: ClassVar[Mapping[str, Mapping[str, str]]] = FIELD_SOURCES
     #: 50/400-level book subscriptions per connection ("fewer than 30", EXCHANGES.md 3.2)
     max_deep_books_per_connection: ClassVar[int] = 29
     #: option families listed by instruments_request (OPTION needs `uly`)
