@@ -18,6 +18,11 @@ step is one frame per client. Clients:
 and encoded but not yet taken by the client. A growing backlog means the client, not the
 simulator, set the rate (a client 200,000 frames behind is cut off, as on the real venue).
 
+Each simulator pre-generates its market steps (``Simulator(pregenerate=N)``, N covering the
+run at up to ``POOL_RATE`` steps/s) and stays paused until the client subscribes, so what is
+measured is sending ready frames; ``pool left`` is the pre-generated steps still unsent when the
+window closed (0 would mean the run went on to live generation).
+
 ``frames/s`` is wall-clock and depends on what else runs on the machine. ``sim/cpu-s`` is frames
 the simulator wrote per CPU second of its process, ``client/cpu-s`` frames the client took per
 CPU second of its own: the capacities to compare on a shared machine. The summary compares the
@@ -50,6 +55,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from xtrader.simulator import Simulator
+
+POOL_RATE = 150_000  # pre-generated steps per second of run, at most ("pool left" shows if they last)
 
 
 class Window:
@@ -195,11 +202,14 @@ class Run:
     sim_frames: int  # frames the simulator wrote over the client's window
     sim_cpu_s: float  # the simulator process's CPU time over the window
     backlog: int  # frames still queued for the client when its window closed
+    pool_left: int  # pre-generated steps not yet sent when the window closed (0: went live)
 
 
 async def measure(kind: str, scheme: str, rate: float, symbols: int, seconds: float) -> Run:
-    """One client against a fresh simulator."""
-    async with Simulator(venues=["binance"], symbols=symbols, rate=rate, seed=1) as sim:
+    """One client against a fresh simulator, sending pre-generated frames (paused until subscribed)."""
+    pool = int(min(rate, POOL_RATE) * (seconds + 1.5))
+    async with Simulator(venues=["binance"], symbols=symbols, rate=rate, seed=1, pregenerate=pool) as sim:
+        sim.pause()
         base, names = sim.urls["binance"], sim.symbols["binance"]
         truth = sim.venues["binance"].truth
         streams = "/".join(f"{s.lower()}@depth@100ms" for s in names)
@@ -217,13 +227,17 @@ async def measure(kind: str, scheme: str, rate: float, symbols: int, seconds: fl
                 await asyncio.sleep(0.005)
             return parent.recv()
 
+        while not sim.venues["binance"].subscribers:
+            await asyncio.sleep(0.005)
+        sim.resume()
         await receive()  # "start"
         frames, cpu = truth.messages, time.process_time()
         result: Result = await receive()
         frames, cpu = truth.messages - frames, time.process_time() - cpu
         backlog = max((len(c.queue) for c in sim.venues["binance"].connections), default=0)
+        left = len(sim.venues["binance"]._pool_order)
         await asyncio.get_running_loop().run_in_executor(None, proc.join)
-    return Run(result, frames, cpu, backlog)
+    return Run(result, frames, cpu, backlog, left)
 
 
 def generation_only(symbols: int, steps: int = 100_000) -> float:
@@ -255,7 +269,7 @@ async def main(argv: list[str]) -> int:
     print(f"generation + encoding only: {generation_only(args.symbols):,.0f} depth frames per CPU-s")
     print(
         f"{'scheme':6} {'client':10} {'target/s':>9} {'frames/s':>9} {'MB/s':>5} {'backlog':>7} "
-        f"{'sim/cpu-s':>9} {'client/cpu-s':>12}  connection"
+        f"{'sim/cpu-s':>9} {'client/cpu-s':>12} {'pool left':>9}  connection"
     )
     best: dict[tuple[str, str], tuple[float, float]] = {}
     for scheme in args.schemes.split(","):
@@ -269,7 +283,8 @@ async def main(argv: list[str]) -> int:
                 best[scheme, kind] = (max(old[0], sim_cpu), max(old[1], client_cpu))
                 print(
                     f"{scheme:6} {kind:10} {rate:>9.0f} {c.frames / c.wall_s:>9.0f} {c.bytes / c.wall_s / 1e6:>5.1f} "
-                    f"{run.backlog:>7} {sim_cpu:>9.0f} {client_cpu:>12.0f}  {'kept' if c.kept else 'lost'}",
+                    f"{run.backlog:>7} {sim_cpu:>9.0f} {client_cpu:>12.0f} {run.pool_left:>9}  "
+                    f"{'kept' if c.kept else 'lost'}",
                     flush=True,
                 )
     for scheme in args.schemes.split(","):

@@ -115,3 +115,64 @@ async def test_same_seed_same_market() -> None:
             venue.flush()
             books.append(sim.book("binance_futures", "ETHUSDT", depth=50))
     assert books[0] == books[1]
+
+
+@pytest.mark.parametrize(
+    ("venue", "ws_path", "rest_path"),
+    [
+        ("binance", "/stream?streams={s}@depth@100ms/{s}@depth5", "/api/v3/depth"),
+        ("binance_futures", "/public/stream?streams={s}@depth@100ms/{s}@depth5", "/fapi/v1/depth"),
+    ],
+)
+async def test_pregenerated_book_and_counts_equal_ground_truth(venue: str, ws_path: str, rest_path: str) -> None:
+    """Pre-generated steps (snapshot taken mid-pool), then live ones: same book, ids and counts."""
+    async with Simulator(venues=[venue], symbols=2, rate=600, seed=3, pregenerate=400) as sim:
+        symbol = sim.symbols[venue][0]
+        book = LocalBook(futures=venue == "binance_futures")
+        partials = {"checked": 0, "wrong": 0}
+        rows = 0
+        async with client(sim.urls[venue]["ws"] + ws_path.format(s=symbol.lower())) as ws:
+
+            async def pump() -> None:
+                nonlocal rows
+                async for text in ws:
+                    msg = json.loads(text)
+                    data = msg["data"]
+                    if msg["stream"].endswith("@depth5"):
+                        last = data.get("lastUpdateId", data.get("u"))
+                        if book.book_id == last:
+                            top = book.top(5)
+                            ok = same_levels(top["bids"], data.get("bids", data.get("b")))
+                            ok = ok and same_levels(top["asks"], data.get("asks", data.get("a")))
+                            partials["checked"] += 1
+                            partials["wrong"] += not ok
+                        continue
+                    rows += len(data["b"]) + len(data["a"])
+                    book.on_event(data)
+
+            reader = asyncio.create_task(pump())
+            await asyncio.sleep(0.2)
+            assert sim.venues[venue]._pool_order, "the snapshot must be taken while the pool is in use"
+            first_u = book.buffer[0]["U"]
+            while True:
+                snap = (await rest_get(f"{sim.urls[venue]['rest']}{rest_path}?symbol={symbol}&limit=1000")).json()
+                if snap["lastUpdateId"] >= first_u:
+                    break
+            book.load(snap)
+            await asyncio.sleep(0.8)
+            assert not sim.venues[venue]._pool_order, "the test must go on past the pool, into live steps"
+            sim.pause()
+            await sim.drain()
+            truth = sim.book(venue, symbol, depth=1000)
+            for _ in range(200):
+                if book.book_id == truth["lastUpdateId"]:
+                    break
+                await asyncio.sleep(0.01)
+            reader.cancel()
+        stats = sim.stats()["venues"][venue]
+        assert book.gaps == 0 and book.applied > 100
+        assert book.book_id == truth["lastUpdateId"] == stats["seq"][symbol]["last"]
+        mine = book.top(1000)
+        assert same_levels(mine["bids"], truth["bids"]) and same_levels(mine["asks"], truth["asks"])
+        assert partials["checked"] > 50 and partials["wrong"] == 0
+        assert rows == stats["sent"]["l2"][symbol] == stats["unique"]["l2"][symbol]

@@ -192,11 +192,7 @@ class BinanceSpot(Venue):
             )
             for stream in diff_streams:
                 self.fan_out(stream, frame)
-        for n, partial_streams in names.partial:
-            if self._wanted(*partial_streams):
-                frame = self._partial(market, step, n, now_ms, tx_ms)
-                for stream in partial_streams:
-                    self.fan_out(stream, frame)
+        self._publish_partials(market, step, now_ms)
         if step.bbo_changed and self._wanted(names.book_ticker, "!bookTicker"):
             bt, bq, at, aq = step.bbo
             if fut:
@@ -275,6 +271,25 @@ class BinanceSpot(Venue):
                         "M": True,
                     }
                 self.fan_out(names.agg_trade, Frame(orjson.dumps(agg), "aggTrade", "trades", sym, rows=1))
+
+    def pregenerate_streams(self, symbol: str) -> tuple[str, ...] | None:
+        """Diffs, bookTicker, trade and aggTrade; partial depth is encoded live when sent."""
+        names = self._names[symbol]
+        return (*names.diff, names.book_ticker, "!bookTicker", names.trade, names.agg_trade)
+
+    def publish_pregenerated(self, market: Market, step: Step, frames: list[tuple[str, Frame]], now_ms: int) -> None:
+        for stream, frame in frames:
+            self.fan_out(stream, frame)
+        if self.subscribers:
+            self._publish_partials(market, step, now_ms)
+
+    def _publish_partials(self, market: Market, step: Step, now_ms: int) -> None:
+        """depth5/10/20 frames (one snapshot of the published book each), for subscribed ones."""
+        for n, partial_streams in self._names[market.instrument.symbol].partial:
+            if self._wanted(*partial_streams):
+                frame = self._partial(market, step, n, now_ms, now_ms - (step.last_id % 4))
+                for stream in partial_streams:
+                    self.fan_out(stream, frame)
 
     def _partial(self, market: Market, step: Step, n: int, now_ms: int, tx_ms: int) -> Frame:
         sym = market.instrument.symbol

@@ -29,6 +29,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ping-interval", type=float, default=None, help="override server ping interval (s)")
     p.add_argument("--pong-timeout", type=float, default=None, help="override pong timeout (s)")
     p.add_argument(
+        "--pregenerate",
+        type=int,
+        default=0,
+        metavar="N",
+        help="generate and encode N market steps per venue before serving",
+    )
+    p.add_argument(
         "--venue-option",
         action="append",
         default=[],
@@ -72,6 +79,7 @@ def main(argv: list[str]) -> int:
             ping_interval_s=args.ping_interval,
             pong_timeout_s=args.pong_timeout,
             venue_options=venue_options,
+            pregenerate=args.pregenerate,
         )
     except (ValueError, OSError) as exc:
         print(f"xtrader simulate: {exc}", file=sys.stderr)

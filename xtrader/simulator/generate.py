@@ -159,6 +159,9 @@ class Market:
         self.next_agg_id = 1 + self.rng.randrange(10**5, 10**6)
         self.trend = 0.0
         self.pending: Step | None = None
+        # The published book, kept apart only while pre-generated steps run ahead of it
+        # (`Venue.pregenerate`); None: `sides` minus the pending step is the published book.
+        self.published: tuple[dict[int, int], dict[int, int]] | None = None
         mid = round(instrument.mid * 10**instrument.tick_scale)
         self._size_mu = math.log(instrument.typical_size * 10**instrument.lot_scale)
         self.sides: tuple[dict[int, int], dict[int, int]] = ({}, {})
@@ -179,9 +182,21 @@ class Market:
                 number `inside_pending` of it completes; ``last_id`` is then that op's
                 first id, inside the pending event's id range.
         """
-        bids, asks = dict(self.sides[BID]), dict(self.sides[ASK])
         step = self.pending
         last_id = self.published_id
+        if self.published is not None:
+            bids, asks = dict(self.published[BID]), dict(self.published[ASK])
+            if step is not None and inside_pending is not None:
+                cut = min(inside_pending, len(step.ops) - 1)
+                for op in step.ops[:cut]:
+                    book = bids if op.side == BID else asks
+                    if op.lots:
+                        book[op.tick] = op.lots
+                    else:
+                        book.pop(op.tick, None)
+                last_id = step.ops[cut].first_id
+            return Snapshot(last_id, sorted(bids.items(), reverse=True)[:limit], sorted(asks.items())[:limit])
+        bids, asks = dict(self.sides[BID]), dict(self.sides[ASK])
         if step is not None:
             cut = 0 if inside_pending is None else min(inside_pending, len(step.ops) - 1)
             for op in reversed(step.ops[cut:]):
@@ -203,6 +218,13 @@ class Market:
         step, self.pending = self.pending, None
         if step is not None:
             self.published_id = step.last_id
+            if self.published is not None:
+                for op in step.ops:
+                    book = self.published[op.side]
+                    if op.lots:
+                        book[op.tick] = op.lots
+                    else:
+                        book.pop(op.tick, None)
         return step
 
     def generate(self) -> Step:

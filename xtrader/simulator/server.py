@@ -60,6 +60,8 @@ class Simulator:
         depth: book levels per side.
         venue_options: venue-specific options by venue name, e.g. ``{"okx": {"checksum": True}}``
             (each venue's ``settings_help`` lists its own; unknown names raise ValueError).
+        pregenerate: generate and encode this many market steps per generated venue before
+            serving, so sending them costs no generation (see README.md; Binance venues only).
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class Simulator:
         max_lifetime_s: float | None = None,
         depth: int = 200,
         venue_options: Mapping[str, Mapping[str, Any]] | None = None,
+        pregenerate: int = 0,
     ) -> None:
         self.host = host
         self.port = port
@@ -115,6 +118,11 @@ class Simulator:
         stray = sorted(set(per_venue) - set(self.venues))
         if stray:
             raise ValueError(f"venue_options names {stray[0]!r}, which is not simulated here")
+        if pregenerate < 0:
+            raise ValueError(f"pregenerate={pregenerate}: must be >= 0")
+        for name, venue in self.venues.items():
+            if name not in self.replayers:
+                venue.pregenerate(pregenerate)
         self.urls: dict[str, dict[str, str]] = {}
         self.stats_url = ""
         self.ca_file = ""

@@ -12,6 +12,7 @@ import itertools
 import random
 import time
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
@@ -25,6 +26,7 @@ from .truth import Frame, VenueTruth
 
 MAX_STEPS_PER_TURN = 200
 _T = TypeVar("_T", bool, int, float, str)
+Pooled = list[tuple[str, Frame]]  # a pre-generated step's frames: (stream, frame) in send order
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
@@ -124,6 +126,12 @@ class Venue(ABC):
         weights = [1.0 / (k + 1) for k in range(len(self.instruments))]
         self._cumulative = list(itertools.accumulate(w / sum(weights) for w in weights))
         self._market_list = list(self.markets.values())
+        # Pre-generated steps (`pregenerate`): the visit order, and per symbol the steps with
+        # their encoded frames; `_pending_frames` holds the frames of each pooled pending step.
+        self._pool_order: deque[Market] = deque()
+        self._pool: dict[str, deque[tuple[Step, Pooled]]] = {}
+        self._pending_frames: dict[str, Pooled] = {}
+        self._recording: Pooled | None = None
 
     @property
     def symbols(self) -> list[str]:
@@ -167,6 +175,15 @@ class Venue(ABC):
     def format_book(self, symbol: str, snapshot: Snapshot) -> dict[str, Any]:
         """A snapshot as the venue's REST answer would carry it (for ground truth)."""
 
+    def pregenerate_streams(self, symbol: str) -> tuple[str, ...] | None:
+        """The streams whose frames `pregenerate` encodes ahead; None: not supported."""
+        return None
+
+    def publish_pregenerated(self, market: Market, step: Step, frames: Pooled, now_ms: int) -> None:
+        """Send a pre-generated step: its pre-encoded frames, plus whatever the venue encodes live."""
+        for stream, frame in frames:
+            self.fan_out(stream, frame)
+
     def unknown_message(self, conn: Connection) -> bytes:
         """A well-formed message the client cannot know (fault ``unknown_rate``)."""
         return orjson.dumps({"e": "simUnknownEvent", "E": int(time.time() * 1000)})
@@ -190,6 +207,9 @@ class Venue(ABC):
 
     def fan_out(self, stream: str, frame: Frame) -> None:
         """Queue `frame` on every connection subscribed to `stream` (same bytes for all)."""
+        if self._recording is not None:
+            self._recording.append((stream, frame))
+            return
         for conn in self.subscribers.get(stream, ()):
             conn.enqueue(frame, conn.render(stream, frame))
 
@@ -205,22 +225,77 @@ class Venue(ABC):
 
     def step_once(self) -> None:
         """Publish one pending step on one symbol and generate its next one."""
-        k = bisect.bisect_left(self._cumulative, self._rng.random())
-        market = self._market_list[min(k, len(self._market_list) - 1)]
-        step = market.publish()
-        if step is not None:
-            self._count_generated(market.instrument.symbol, step)
-            self.publish(market, step, int(time.time() * 1000))
-        market.generate()
+        if self._pool_order:
+            market = self._pool_order.popleft()
+        else:
+            k = bisect.bisect_left(self._cumulative, self._rng.random())
+            market = self._market_list[min(k, len(self._market_list) - 1)]
+        symbol = market.instrument.symbol
+        self._publish_pending(market, int(time.time() * 1000))
+        pool = self._pool.get(symbol)
+        if pool:
+            market.pending, self._pending_frames[symbol] = pool.popleft()
+        else:
+            market.published = None  # pool used up: the generator's book is the published one again
+            market.generate()
 
     def flush(self) -> None:
         """Publish every pending step, leaving each book at a message boundary."""
         now_ms = int(time.time() * 1000)
         for market in self.markets.values():
-            step = market.publish()
-            if step is not None:
-                self._count_generated(market.instrument.symbol, step)
+            self._publish_pending(market, now_ms)
+
+    def _publish_pending(self, market: Market, now_ms: int) -> None:
+        step = market.publish()
+        if step is None:
+            return
+        symbol = market.instrument.symbol
+        self._count_generated(symbol, step)
+        frames = self._pending_frames.pop(symbol, None)
+        if frames is None:
+            self.publish(market, step, now_ms)
+        else:
+            self.publish_pregenerated(market, step, frames, now_ms)
+
+    def pregenerate(self, steps: int) -> None:
+        """Generate and encode the next `steps` market steps now, before serving.
+
+        `step_once` then sends these frames (same visit order, ids and book) instead of
+        generating, and goes on live when they are used up. Counts are still taken as frames
+        are sent; REST snapshots and `book()` read a published book kept apart meanwhile.
+        Event times in pre-encoded frames are those of pre-generation.
+
+        Raises:
+            ValueError: the venue cannot pre-generate.
+        """
+        if steps <= 0:
+            return
+        streams = {s: self.pregenerate_streams(s) for s in self.markets}
+        if any(v is None for v in streams.values()):
+            raise ValueError(f"venue {self.name!r} does not support pregenerate")
+        if self._pool_order or any(m.pending is not None for m in self._market_list):
+            raise ValueError("pregenerate must run before the market starts")
+        start = {sym: (m.published_id, (dict(m.sides[0]), dict(m.sides[1]))) for sym, m in self.markets.items()}
+        subscribers = self.subscribers
+        self.subscribers = {s: set() for names in streams.values() for s in names or ()}
+        now_ms = int(time.time() * 1000)
+        try:
+            for _ in range(steps):
+                k = bisect.bisect_left(self._cumulative, self._rng.random())
+                market = self._market_list[min(k, len(self._market_list) - 1)]
+                self._pool_order.append(market)
+                step = market.generate()
+                market.publish()  # encode against the book as it will be when sent
+                self._recording = []
                 self.publish(market, step, now_ms)
+                for _, frame in self._recording:
+                    frame.data = bytes(memoryview(frame.data))  # orjson leaves KBs of slack per buffer
+                self._pool.setdefault(market.instrument.symbol, deque()).append((step, self._recording))
+        finally:
+            self._recording = None
+            self.subscribers = subscribers
+        for sym, market in self.markets.items():
+            market.published_id, market.published = start[sym]
 
     def _count_generated(self, symbol: str, step: Step) -> None:
         g = self.truth.generated
