@@ -1,0 +1,74 @@
+"""Column conversion in xtrader.batch: fast paths give what Arrow alone gives; bad values reach the slow path."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from xtrader import schema
+from xtrader.batch import Columns, dictionary, float_columns, int_column
+
+EDGE_DECIMALS = ["+1", "1.", ".5", "1e+5", "1E5", "-0", "1e400", "1e-400", "00012", "0.35280000", "9" * 30, "-.5e-3"]
+
+
+def arrow_floats(values: list[str]) -> list[float]:
+    return list(pa.array(values, pa.string()).cast(pa.float64()).to_pylist())
+
+
+def test_small_float_columns_parse_exactly_as_arrow_does() -> None:
+    small = float_columns(EDGE_DECIMALS[:6], EDGE_DECIMALS[6:])
+    assert [a.to_pylist() for a in small] == [arrow_floats(EDGE_DECIMALS[:6]), arrow_floats(EDGE_DECIMALS[6:])]
+
+
+def test_large_float_columns_split_one_arrow_parse() -> None:
+    prices = [f"{30000 + i / 10:.1f}" for i in range(100)]
+    sizes = [str(i) for i in range(100)]
+    price, size = float_columns(prices, sizes)
+    assert (price.to_pylist(), size.to_pylist()) == (arrow_floats(prices), arrow_floats(sizes))
+
+
+@pytest.mark.parametrize("bad", ["1e", "1_0", " 1", "", "abc"])
+def test_a_string_arrow_refuses_is_refused_on_both_paths(bad: str) -> None:
+    with pytest.raises((pa.ArrowInvalid, ValueError)):
+        float_columns(["1", bad], ["2", "3"])
+    with pytest.raises((pa.ArrowInvalid, ValueError)):
+        float_columns(["1"] * 40 + [bad], ["2"] * 41)
+
+
+def test_float_columns_with_nulls_or_numbers_fall_back_per_column() -> None:
+    price, size = float_columns(["1.5", None], [2, 3.5])
+    assert (price.to_pylist(), size.to_pylist()) == ([1.5, None], [2.0, 3.5])
+
+
+def test_int_column_keeps_nulls_and_refuses_what_arrow_refuses() -> None:
+    assert int_column([1, None, 3], pa.int64()).to_pylist() == [1, None, 3]
+    assert int_column([None, None], schema.TS).null_count == 2
+    assert int_column([5], schema.TS).type == schema.TS
+    with pytest.raises(pa.ArrowInvalid):
+        int_column(["3"], pa.int64())  # type: ignore[list-item]  # numpy alone would turn it into 3
+    with pytest.raises(OverflowError):
+        int_column([1 << 70], pa.int64())
+
+
+def test_dictionary_encodes_in_first_seen_order_with_nulls() -> None:
+    assert dictionary(["b", "a", "b"], pa.int32()).to_pylist() == ["b", "a", "b"]
+    assert dictionary(["b", None], pa.int32()).to_pylist() == ["b", None]
+
+
+def test_l2_rows_repeat_message_fields_with_mixed_nulls() -> None:
+    out = Columns("okx", keep_text=True)
+    l2 = out.l2
+    for seq, prev_seq, rows in ((1, None, 2), (2, 1, 0), (3, 2, 1)):
+        l2.message("BTC-USDT", seq * 10, seq * 100, seq, prev_seq, None, prev_seq is None, None, rows, 0)
+        l2.price.extend(["1.5"] * rows)
+        l2.size.extend(["2"] * rows)
+    batches = out.flush()
+    assert batches.l2 is not None and batches.l2_messages is not None
+    rows = batches.l2.to_pylist()
+    assert [(r["seq"], r["prev_seq"], r["is_snapshot"], r["price_text"]) for r in rows] == [
+        (1, None, True, "1.5"),
+        (1, None, True, "1.5"),
+        (3, 2, False, "1.5"),
+    ]
+    assert batches.l2_messages.column("prev_seq").to_pylist() == [None, 1, 2]
+    assert batches.rejects == 0
