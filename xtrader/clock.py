@@ -36,5 +36,3 @@ class FakeClock:
         self.wall_ns += self.step_ns
         self.mono_ns += self.step_ns
         return receipt
-
-import os  # deliberately unused: CI must fail on this
