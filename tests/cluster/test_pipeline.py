@@ -153,11 +153,6 @@ def test_the_same_through_questdb_against_the_strict_receiver(tmp_path: Path) ->
         ray.kill(receiver_actor)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug, open in issue 4: with redundant connections or injected faults the final merged book "
-    "occasionally differs from the simulator's (seen in ~1 of 3 runs; rows written == sent still hold)",
-)
 def test_redundant_connections_are_deduplicated_by_the_arbiter(tmp_path: Path) -> None:
     from xtrader.config import Capture
 
@@ -186,11 +181,6 @@ def test_an_unsatisfiable_placement_group_is_reported_not_waited_for(tmp_path: P
     assert time.monotonic() - started < 30
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug, open in issue 4: with redundant connections or injected faults the final merged book "
-    "occasionally differs from the simulator's (seen in ~1 of 3 runs; rows written == sent still hold)",
-)
 def test_faults_reconnects_and_resyncs_lose_nothing(tmp_path: Path) -> None:
     faults = "drop_rate=0.02,disconnect_after_s=3,duplicate_rate=0.02,malformed_rate=0.01,stale_snapshot=1"
     capture = demo_capture(str(tmp_path / "data"), symbols=2, rate=40.0, faults=faults)
