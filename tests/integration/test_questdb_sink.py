@@ -118,6 +118,26 @@ def test_bbo_null_sides_are_left_out_of_the_line(receiver: IlpReceiver, tmp_path
     assert no_ask.timestamp == sink_batches.DAY + 2 * 1_000 + 777
 
 
+def test_events_without_any_symbol_arrive(receiver: IlpReceiver, tmp_path: Path) -> None:
+    # connection-wide events (connect, disconnect) carry no symbol: an all-null SYMBOL column
+    from xtrader.batch import Columns
+
+    columns = Columns("binance")
+    columns.events.add(None, sink_batches.DAY + 1, "connect", "wss://example")
+    columns.events.add(None, sink_batches.DAY + 2, "disconnect", None)
+    events = columns.flush().events
+    assert events is not None and events.column("symbol").null_count == 2
+    sink = make_sink(receiver, tmp_path)
+    sink.write("events", events)
+    rows = receiver.table("xt_events")
+    assert [(r.symbols.get("kind"), "symbol" in r.symbols, r.timestamp) for r in rows] == [
+        ("connect", False, sink_batches.DAY + 1),
+        ("disconnect", False, sink_batches.DAY + 2),
+    ]
+    assert sink.stats()["rows"] == {"events": {"binance": 2}}
+    sink.close()
+
+
 def test_a_503_is_retried_and_the_batch_stored_once(receiver: IlpReceiver, tmp_path: Path) -> None:
     sink = make_sink(receiver, tmp_path)
     receiver.fail_next(2, 503)

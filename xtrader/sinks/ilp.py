@@ -134,7 +134,8 @@ def _pandas_column(column: pa.Array) -> Any:
         if dtype is None:
             if len(_CATEGORIES) >= _CATEGORIES_MAX:
                 _CATEGORIES.clear()
-            dtype = _CATEGORIES[words] = pd.CategoricalDtype(words)
+            # an all-null column has no words: its categories must still be strings for the client
+            dtype = _CATEGORIES[words] = pd.CategoricalDtype(pd.Index(words, dtype="str"))
         codes = column.indices.fill_null(-1).to_numpy(zero_copy_only=False)
         return pd.Categorical.from_codes(codes, dtype=dtype, validate=False)
     if pa.types.is_timestamp(column.type) and column.null_count == 0:
