@@ -127,6 +127,11 @@ def test_events_without_any_symbol_arrive(receiver: IlpReceiver, tmp_path: Path)
     columns.events.add(None, sink_batches.DAY + 2, "disconnect", None)
     events = columns.flush().events
     assert events is not None and events.column("symbol").null_count == 2
+    # the fast dataframe path itself takes it (no fallback to rows), byte for byte like the row path
+    fast, slow = Buffer(protocol_version=1), Buffer(protocol_version=1)
+    ilp.encode_dataframe(fast, "xt_events", "events", events)
+    ilp.encode_rows(slow, "xt_events", "events", events)
+    assert bytes(fast) == bytes(slow)
     sink = make_sink(receiver, tmp_path)
     sink.write("events", events)
     rows = receiver.table("xt_events")
