@@ -99,12 +99,7 @@ class ConnectorActor:
 
     async def rotate(self, reason: str) -> bool:
         """Replace this connection (make-before-break) because it wins least; False when unsupported."""
-        rotate = getattr(self.connector, "rotate", None)  # a public Connector.rotate(reason), once it has one
-        if rotate is None:
-            log.warning("%s: rotation asked (%s), but the connector cannot rotate on request", self.spec.id, reason)
-            return False
-        await rotate(reason)
-        return True
+        return await self.connector.rotate(reason)
 
     async def stop(self) -> dict[str, Any]:
         """Close the connection; `run` flushes what is buffered and waits for every downstream ack."""

@@ -268,6 +268,18 @@ class Connector:
         if self._running:
             await self._finished.wait()
 
+    async def rotate(self, reason: str) -> bool:
+        """Replace the live link make-before-break (e.g. the arbiter finds it wins least).
+
+        Returns False when no link is up or one is already being replaced.
+        """
+        for link in self._links:
+            if not (link.rotating or link.retired or link.handover is not None):
+                link.rotate = reason
+                self._wake.set()
+                return True
+        return False
+
     async def resync(self, symbol: str) -> None:
         """Fetch `symbol`'s book again: a new REST snapshot, or a resubscription (websocket snapshot)."""
         self._stats.resyncs += 1

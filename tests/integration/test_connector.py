@@ -229,6 +229,29 @@ async def test_rotation_beats_the_venue_lifetime_limit_and_loses_nothing():
     assert counters.gaps == 0 and len(capture.snapshots()) == 2
 
 
+async def test_rotation_on_request_replaces_the_link_and_loses_nothing(sim):
+    # the arbiter asks a connector that wins least to replace its link: make-before-break, like the 24 h limit
+    capture = Capture()
+    v, connection = plan(sim, "binance")
+    c = connector(v, connection, capture, rotate_after_s=None, rotate_overlap_s=0.2)
+    asked: list[bool] = []
+
+    def done() -> bool:
+        if not asked and c.stats()["messages"] >= 50:
+            asked.append(True)
+            asyncio.get_running_loop().create_task(c.rotate("wins least"))
+        return c.stats()["rotations"] >= 1 and c.stats()["connected"] == 1
+
+    stats = await run_until(c, done, linger_s=0.2)
+    assert stats["reconnects"] == 0 and stats["connects"] == 2
+    assert [d for _, d, _ in capture.events("disconnect") if "retired" in d]
+    trades = capture.table("trades").to_pydict()
+    for symbol in sim.symbols["binance"]:
+        ids = {int(t) for t, s in zip(trades["trade_id"], trades["symbol"], strict=True) if s == symbol}
+        assert ids and ids == set(range(min(ids), max(ids) + 1)), symbol
+    assert capture.books(v.sync_kind).counters().gaps == 0
+
+
 async def test_a_shutdown_notice_hands_over_to_a_new_link(sim):
     capture = Capture()
     v, connection = plan(sim, "binance")
