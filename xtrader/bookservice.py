@@ -29,7 +29,7 @@ import pyarrow as pa
 from xtrader import metrics, schema
 from xtrader.batch import Batches, EventColumns, constant_dictionary, dictionary
 from xtrader.book import Level
-from xtrader.sync import RULES, Books, BookSync, Checksum, Levels, Message, Verdict
+from xtrader.sync import RULES, Books, BookSync, Checksum, Levels, Message, Verdict, messages_of
 
 #: a resync request not answered within this many seconds is sent again
 RESYNC_RETRY_S = 5.0
@@ -166,28 +166,7 @@ class BookService:
         now: int,
         events: EventColumns,
     ) -> None:
-        m = messages.to_pydict()
-        prices = l2.column("price").to_pylist()
-        sizes = l2.column("size").to_pylist()
-        keep = self.keep_text
-        ptext = l2.column("price_text").to_pylist() if keep else None
-        stext = l2.column("size_text").to_pylist() if keep else None
-        start = 0
-        for i, symbol in enumerate(m["symbol"]):
-            mid = start + m["bid_rows"][i]
-            end = mid + m["ask_rows"][i]
-            levels = Levels(
-                prices[start:mid],
-                sizes[start:mid],
-                prices[mid:end],
-                sizes[mid:end],
-                ptext[start:mid] if ptext is not None else None,
-                stext[start:mid] if stext is not None else None,
-                ptext[mid:end] if ptext is not None else None,
-                stext[mid:end] if stext is not None else None,
-            )
-            start = end
-            msg = Message(m["seq"][i], m["prev_seq"][i], m["first_seq"][i], m["is_snapshot"][i], m["checksum"][i])
+        for symbol, msg, levels in messages_of(l2, messages, self.keep_text):
             self._message(connection, symbol, msg, levels, rest=rest, now=now, events=events)
 
     def _message(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from typing import NamedTuple
 
@@ -357,32 +357,44 @@ class Books:
         Returns (symbol, message, verdict, sync) per message, in order; gaps
         leave `sync.needs_resync` set for the owner to act on.
         """
-        import pyarrow as pa
-
-        assert isinstance(l2, pa.RecordBatch) and isinstance(messages, pa.RecordBatch)
-        m = messages.to_pydict()
-        prices = l2.column("price").to_pylist()
-        sizes = l2.column("size").to_pylist()
-        ptext = l2.column("price_text").to_pylist() if self.keep_text else None
-        stext = l2.column("size_text").to_pylist() if self.keep_text else None
         out = []
-        start = 0
-        for i, symbol in enumerate(m["symbol"]):
-            nb, na = m["bid_rows"][i], m["ask_rows"][i]
-            mid, end = start + nb, start + nb + na
-            levels = Levels(
-                prices[start:mid],
-                sizes[start:mid],
-                prices[mid:end],
-                sizes[mid:end],
-                ptext[start:mid] if ptext is not None else None,
-                stext[start:mid] if stext is not None else None,
-                ptext[mid:end] if ptext is not None else None,
-                stext[mid:end] if stext is not None else None,
-            )
-            msg = Message(m["seq"][i], m["prev_seq"][i], m["first_seq"][i], m["is_snapshot"][i], m["checksum"][i])
+        for symbol, msg, levels in messages_of(l2, messages, self.keep_text):
             sync = self.get(connection, symbol)
             verdict = sync.on_rest_snapshot(msg, levels) if rest else sync.on_message(msg, levels)
             out.append((symbol, msg, verdict, sync))
-            start = end
         return out
+
+
+def messages_of(l2: object, messages: object, keep_text: bool) -> Iterator[tuple[str, Message, Levels]]:
+    """(symbol, header, levels) of each message of an l2 wire batch and its message batch, in order.
+
+    Messages without levels (OKX no-change, empty Binance diffs) are yielded too: the chain needs them.
+    """
+    import pyarrow as pa
+
+    assert isinstance(l2, pa.RecordBatch) and isinstance(messages, pa.RecordBatch)
+    m = messages.to_pydict()
+    prices = l2.column("price").to_pylist()
+    sizes = l2.column("size").to_pylist()
+    ptext = l2.column("price_text").to_pylist() if keep_text else None
+    stext = l2.column("size_text").to_pylist() if keep_text else None
+    start = 0
+    for i, symbol in enumerate(m["symbol"]):
+        mid = start + m["bid_rows"][i]
+        end = mid + m["ask_rows"][i]
+        levels = Levels(
+            prices[start:mid],
+            sizes[start:mid],
+            prices[mid:end],
+            sizes[mid:end],
+            ptext[start:mid] if ptext is not None else None,
+            stext[start:mid] if stext is not None else None,
+            ptext[mid:end] if ptext is not None else None,
+            stext[mid:end] if stext is not None else None,
+        )
+        start = end
+        yield (
+            symbol,
+            Message(m["seq"][i], m["prev_seq"][i], m["first_seq"][i], m["is_snapshot"][i], m["checksum"][i]),
+            levels,
+        )
