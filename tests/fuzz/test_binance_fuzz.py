@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.captures import records, ws_frames
+from tests.fuzz.mutations import mutate, paths
 from xtrader.clock import Receipt
 from xtrader.errors import ParseError
 from xtrader.venues import venue
@@ -90,16 +91,6 @@ def check_snapshot(body: bytes) -> None:
 SWAPS: list[Any] = [None, True, False, 0, -1, 1.5, 2**63, 2**64 - 1, -(2**63), "", "x", "0.001", [], {}, [[]], ["1"]]
 
 
-def paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Every path (keys / indices) to a node of a decoded JSON tree, the root excluded."""
-    found: list[tuple[Any, ...]] = []
-    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-    for key, child in children:
-        found.append((*prefix, key))
-        found.extend(paths(child, (*prefix, key)))
-    return found
-
-
 def mutated(data: st.DataObject, seed: bytes) -> bytes:
     """The seed with 1-3 nodes deleted or replaced by a value of another type, re-encoded."""
     tree = orjson.loads(seed)
@@ -108,13 +99,10 @@ def mutated(data: st.DataObject, seed: bytes) -> bytes:
         if not where:
             break
         path = data.draw(st.sampled_from(where))
-        parent = tree
-        for key in path[:-1]:
-            parent = parent[key]
         if data.draw(st.booleans()):
-            del parent[path[-1]]
+            mutate(tree, path, None, delete=True)
         else:
-            parent[path[-1]] = copy.deepcopy(data.draw(st.sampled_from(SWAPS)))
+            mutate(tree, path, data.draw(st.sampled_from(SWAPS)), delete=False)
     return orjson.dumps(tree)
 
 

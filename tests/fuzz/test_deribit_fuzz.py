@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.captures import ws_frames
+from tests.fuzz.mutations import mutate, paths
 from xtrader.clock import Receipt
 from xtrader.errors import ParseError
 from xtrader.venues import venue
@@ -77,27 +78,6 @@ SWAPS: list[Any] = [
     [[]],
     [1, 2, 3],
 ]
-
-
-def paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Every path (keys / indices) to a node of a decoded JSON tree, the root excluded."""
-    found: list[tuple[Any, ...]] = []
-    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-    for key, child in children:
-        found.append((*prefix, key))
-        found.extend(paths(child, (*prefix, key)))
-    return found
-
-
-def mutate(tree: Any, path: tuple[Any, ...], replacement: Any, delete: bool) -> Any:
-    parent = tree
-    for key in path[:-1]:
-        parent = parent[key]
-    if delete:
-        del parent[path[-1]]
-    else:
-        parent[path[-1]] = copy.deepcopy(replacement)  # SWAPS entries are shared
-    return tree
 
 
 @FUZZ

@@ -3,7 +3,6 @@ and a flush after it never raises."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import orjson
@@ -12,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.captures import ws_frames
+from tests.fuzz.mutations import mutate, paths
 from xtrader.clock import Receipt
 from xtrader.errors import ParseError
 from xtrader.venues import venue
@@ -86,27 +86,6 @@ def check(frame: bytes | str) -> None:
     except ParseError:
         assert out.mark() == before
     out.flush(RECEIPT.wall_ns)  # never raises, whatever was appended
-
-
-def paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Every path (keys / indices) to a node of a decoded JSON tree, the root excluded."""
-    found: list[tuple[Any, ...]] = []
-    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-    for key, child in children:
-        found.append((*prefix, key))
-        found.extend(paths(child, (*prefix, key)))
-    return found
-
-
-def mutate(tree: Any, path: tuple[Any, ...], replacement: Any, delete: bool) -> Any:
-    parent = tree
-    for key in path[:-1]:
-        parent = parent[key]
-    if delete:
-        del parent[path[-1]]
-    else:
-        parent[path[-1]] = copy.deepcopy(replacement)  # SWAPS entries are shared
-    return tree
 
 
 @FUZZ
