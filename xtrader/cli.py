@@ -17,7 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
         "verify",
         help="replay a capture file through the parsers and book sync",
         description="Replay a capture (.jsonl) through the venue parser, book sync and arbiter. "
-        "Exit 0: clean; 1: a gap, checksum failure, bbo mismatch or crossed book; 2: bad input.",
+        "Exit 0: clean; 1: a gap, checksum failure, bbo price mismatch or crossed book; 2: bad input.",
     )
     verify.add_argument("capture", metavar="CAPTURE.jsonl", help="capture file in the exchange-captures format")
     verify.add_argument("--venue", help="venue name (detected from the URLs when omitted)")
@@ -100,7 +100,8 @@ def _verify(args: argparse.Namespace) -> int:
             f"books: {books['updates_applied']} updates applied, {books['gaps']} gaps, "
             f"checksums {books['checksum_ok']} ok / {books['checksum_failed']} failed / "
             f"{books['checksum_skipped']} skipped, bbo cross-checks {books['bbo_cross_checks']} "
-            f"({books['bbo_mismatches']} mismatches), {books['crossed']} crossed"
+            f"({books['bbo_mismatches']} price mismatches, {books['bbo_size_diffs']} size-only differences), "
+            f"{books['crossed']} crossed"
         )
         print(f"arbiter: {summary['arbiter']}")
     return 0 if result.clean() else 1

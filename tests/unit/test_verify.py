@@ -150,6 +150,7 @@ def test_verify_is_clean(venue: str) -> None:
     books = summary["books"]
     assert books["gaps"] == books["resyncs"] == books["checksum_failed"] == 0
     assert books["bbo_mismatches"] == books["crossed"] == 0
+    assert books["bbo_size_diffs"] == 0
     assert summary["arbiter"]["connections"] == 1
     assert summary["arbiter"]["duplicates"] == 0
 
@@ -228,6 +229,7 @@ def test_cli_json_is_one_object_and_exit_zero() -> None:
         "checksum_skipped",
         "bbo_cross_checks",
         "bbo_mismatches",
+        "bbo_size_diffs",
         "crossed",
     ]
     assert list(summary["arbiter"]) == ["connections", "unique", "duplicates", "wins"]
@@ -271,3 +273,78 @@ def test_coin_m_style_capture_works_with_venue_override(tmp_path: Path) -> None:
     proc = _cli(str(coin_m), "--venue", "binance_futures", "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["books"]["updates_applied"] == 752
+
+
+# -- the bbo cross-check: a price difference is a book error, a size-only one is the exchange's ---------------------
+
+_WS = "wss://fstream.binance.com/stream?streams=btcusdt@depth@100ms/btcusdt@bookTicker"
+
+
+def _ws(ts: float, stream: str, data: dict[str, object]) -> dict[str, object]:
+    return {
+        "ts": ts,
+        "conn": "ws.1",
+        "kind": "ws",
+        "dir": "recv",
+        "url": _WS,
+        "msg": json.dumps({"stream": stream, "data": data}),
+    }
+
+
+def _ticker(ts: float, u: int, bid: tuple[str, str], ask: tuple[str, str]) -> dict[str, object]:
+    data = {
+        "e": "bookTicker",
+        "u": u,
+        "s": "BTCUSDT",
+        "b": bid[0],
+        "B": bid[1],
+        "a": ask[0],
+        "A": ask[1],
+        "T": 1,
+        "E": 1,
+    }
+    return _ws(ts, "btcusdt@bookTicker", data)
+
+
+def _bbo_pair(tmp_path: Path, bid: tuple[str, str], ask: tuple[str, str]) -> Path:
+    """A USD-M capture whose one depth event (u=105) leaves the book at bid 100.0 x 4, ask 101.0 x 3, and whose
+    bookTicker at the same u says `bid`, `ask`: the synthetic pair of frames the cross-check compares."""
+    snapshot = {"lastUpdateId": 100, "E": 1, "T": 1, "bids": [["100.0", "2"], ["99.0", "1"]], "asks": [["101.0", "3"]]}
+    depth = {"e": "depthUpdate", "E": 2, "T": 2, "s": "BTCUSDT", "U": 99, "u": 105, "pu": 98}
+    records = [
+        _ticker(1.0, 50, ("99.0", "1"), ("101.0", "1")),  # before any book: not cross-checked
+        {
+            "ts": 1.1,
+            "conn": "http.0",
+            "kind": "http",
+            "dir": "recv",
+            "url": "https://fapi.binance.com/fapi/v1/depth?symbol=BTCUSDT&limit=1000",
+            "msg": json.dumps(snapshot),
+        },
+        _ws(1.2, "btcusdt@depth@100ms", {**depth, "b": [["100.0", "4"]], "a": []}),
+        _ticker(1.3, 105, bid, ask),
+    ]
+    path = tmp_path / "bbo.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("bid", "ask", "status", "mismatches", "size_diffs"),
+    [
+        (("100.0", "4"), ("101.0", "3"), 0, 0, 0),  # the same top
+        (("100.5", "4"), ("101.0", "3"), 1, 1, 0),  # best bid price differs: a book error
+        (("100.0", "4"), ("100.9", "3"), 1, 1, 0),  # best ask price differs
+        (("100.0", "5"), ("101.0", "3"), 0, 0, 1),  # size only (prices equal): the exchange's own disagreement
+        (("100.0", "4"), ("101.0", "2"), 0, 0, 1),
+    ],
+)
+def test_a_bbo_mismatch_is_a_price_difference_and_size_only_differences_are_counted_apart(
+    tmp_path: Path, bid: tuple[str, str], ask: tuple[str, str], status: int, mismatches: int, size_diffs: int
+) -> None:
+    proc = _cli(str(_bbo_pair(tmp_path, bid, ask)), "--json")
+    assert proc.returncode == status, proc.stderr
+    books = json.loads(proc.stdout)["books"]
+    assert books["bbo_cross_checks"] == 1
+    assert books["bbo_mismatches"] == mismatches
+    assert books["bbo_size_diffs"] == size_diffs
