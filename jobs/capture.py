@@ -322,7 +322,7 @@ def teardown(running: Running) -> None:
 
 
 def aggregate(stats: Mapping[str, Any], aggregator: Any = None) -> dict[str, Any]:
-    """Totals across actors: rows written per sink/table/venue (REST snapshot rows apart), events, latency.
+    """Totals across actors: rows stored per sink/table/venue (and how many came from REST), events, latency.
 
     Every actor's `metrics` snapshot goes into `aggregator` (an `xtrader.metrics.Aggregator`, which
     keeps counters monotonic across restarts and serves /metrics); the totals come from it.
@@ -514,17 +514,17 @@ def summary(
             sent = None
             if sim_stats is not None and venue in sim_stats.get("venues", {}):
                 sent = int(sum(sim_stats["venues"][venue].get("unique", {}).get(table, {}).values()))
+            # written: the rows each sink really holds (REST snapshot rows included, as on disk);
+            # rest: the rows that came from REST snapshots, not the wire (written == sent + rest)
             written: dict[str, int | None] = {}
+            rest = 0
             for sink, enabled in sinks.items():
                 if not enabled:
                     written[sink] = None
                     continue
-                rows = totals["written"].get(sink, {}).get(table, {}).get(venue, 0)
-                # REST snapshot rows were not on the wire (when a sink stored less than it accepted,
-                # e.g. QuestDB batches still spilled, this undercounts: never below 0)
-                rows -= totals["rest_rows"].get(sink, {}).get(table, {}).get(venue, 0)
-                written[sink] = max(rows, 0)
-            tables[table][venue] = {"sent": sent, "written": written}
+                written[sink] = int(totals["written"].get(sink, {}).get(table, {}).get(venue, 0))
+                rest = max(rest, int(totals["rest_rows"].get(sink, {}).get(table, {}).get(venue, 0)))
+            tables[table][venue] = {"sent": sent, "rest": rest, "written": written}
     messages = totals["messages"]
     return {
         "duration_s": round(duration_s, 3),

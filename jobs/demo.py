@@ -94,13 +94,13 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"xtrader demo: {exc}", file=sys.stderr)
         return 3
     ok = all(
-        entry["sent"] is None or all(w is None or w == entry["sent"] for w in entry["written"].values())
+        entry["sent"] is None or all(w is None or w == entry["sent"] + entry["rest"] for w in entry["written"].values())
         for venues_ in result["tables"].values()
         for entry in venues_.values()
     )
     books = result["books"]
     print(
-        f"xtrader demo: written == sent for every table: {'yes' if ok else 'NO'}; "
+        f"xtrader demo: written == sent + rest for every table: {'yes' if ok else 'NO'}; "
         f"books matching the simulator: {books['matched']}/{books['checked']}"
     )
     print("query the trades:\n  " + query_hint(args.out))

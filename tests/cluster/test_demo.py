@@ -9,6 +9,14 @@ import sys
 from pathlib import Path
 
 
+def rows_on_disk(root: Path, table: str) -> dict[str, int]:
+    """Rows per venue in the Parquet dataset of `table`, as a user counts them."""
+    import pyarrow.dataset as ds
+
+    exchange = ds.dataset(root / table, format="parquet", partitioning="hive").to_table(columns=["exchange"])
+    return {c["values"]: c["counts"] for c in exchange.column("exchange").cast("string").value_counts().to_pylist()}
+
+
 def test_demo_writes_everything_the_simulator_sent(tmp_path: Path) -> None:
     summary_path = tmp_path / "summary.json"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -45,11 +53,14 @@ def test_demo_writes_everything_the_simulator_sent(tmp_path: Path) -> None:
         "throughput_msgs_per_s",
         "unknown_symbols",
     }
-    for venues in summary["tables"].values():
-        for entry in venues.values():
+    for table, venues in summary["tables"].items():
+        on_disk = rows_on_disk(tmp_path / "data", table)
+        for venue, entry in venues.items():
             assert entry["sent"] > 0
-            assert entry["written"]["parquet"] == entry["sent"]
+            assert entry["written"]["parquet"] == entry["sent"] + entry["rest"], (table, venue, entry)
+            assert on_disk.get(venue, 0) == entry["written"]["parquet"], (table, venue, on_disk, entry)
             assert entry["written"]["questdb"] is None
+    assert summary["tables"]["l2"]["binance"]["rest"] > 0  # the REST snapshots Binance books start from
     assert summary["books"]["matched"] == summary["books"]["checked"] > 0
     query = done.stdout.split("query the trades:\n", 1)[1].strip()
     shown = subprocess.run(

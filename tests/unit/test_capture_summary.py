@@ -45,7 +45,7 @@ def _stats() -> dict[str, object]:
     }
 
 
-def test_summary_has_the_documented_shape_and_leaves_rest_snapshot_rows_out() -> None:
+def test_summary_has_the_documented_shape_and_counts_rest_snapshot_rows_apart() -> None:
     totals = aggregate(_stats())
     sim = {"venues": {"binance": {"unique": {"trades": {"BTCUSDT": 10}, "l2": {"BTCUSDT": 30}}}}}
     out = summary(capture(), 10.0, totals=totals, sim_stats=sim, books=(1, 1), unknown_symbols=[])
@@ -59,8 +59,8 @@ def test_summary_has_the_documented_shape_and_leaves_rest_snapshot_rows_out() ->
         "unknown_symbols",
     }
     assert out["tables"] == {
-        "trades": {"binance": {"sent": 10, "written": {"parquet": 10, "questdb": None}}},
-        "l2": {"binance": {"sent": 30, "written": {"parquet": 30, "questdb": None}}},
+        "trades": {"binance": {"sent": 10, "rest": 0, "written": {"parquet": 10, "questdb": None}}},
+        "l2": {"binance": {"sent": 30, "rest": 20, "written": {"parquet": 50, "questdb": None}}},
     }
     assert out["events"] == {"gaps": 1, "resyncs": 1, "reconnects": 2, "rejects": 1, "duplicates": 7, "drops": 0}
     assert out["books"] == {"checked": 1, "matched": 1}
@@ -68,9 +68,60 @@ def test_summary_has_the_documented_shape_and_leaves_rest_snapshot_rows_out() ->
     assert out["latency_ms"]["p50"] == pytest.approx(5.0, rel=0.01)
 
 
+def _two_sinks() -> Capture:
+    return Capture.model_validate(
+        {
+            "streams": [
+                {"venue": "binance", "tables": ["trades", "l2"], "symbols": ["BTCUSDT"]},
+                {"venue": "okx", "tables": ["l2"], "symbols": ["BTC-USDT"]},
+            ],
+            "sinks": {"questdb": {"enabled": True}},
+        }
+    )
+
+
+def _sink(kind: str, accepted: dict[str, dict[str, int]], stored: dict[str, dict[str, int]] | None) -> object:
+    return {
+        "sink": kind,
+        "rows": accepted,
+        "origins": {"rest": {"l2": {"binance": 20}}},
+        "writer": None if stored is None else {"rows": stored},
+    }
+
+
+def test_written_is_what_each_sink_holds_and_equals_sent_plus_rest() -> None:
+    """Every row a sink stored counts, REST snapshot rows included (a user counting rows on disk finds them all)."""
+    accepted = {"trades": {"binance": 10}, "l2": {"binance": 50, "okx": 40}}
+    stats = {
+        "sink/parquet": _sink("parquet", accepted, accepted),
+        # QuestDB delivered all but one l2 batch of okx (spilled): written says what it really holds
+        "sink/questdb": _sink("questdb", accepted, {"trades": {"binance": 10}, "l2": {"binance": 50, "okx": 35}}),
+    }
+    sim = {
+        "venues": {
+            "binance": {"unique": {"trades": {"BTCUSDT": 10}, "l2": {"BTCUSDT": 30}}},
+            "okx": {"unique": {"l2": {"BTC-USDT": 40}}},
+        }
+    }
+    out = summary(_two_sinks(), 10.0, totals=aggregate(stats), sim_stats=sim, books=(2, 2), unknown_symbols=[])
+    assert out["tables"] == {
+        "trades": {"binance": {"sent": 10, "rest": 0, "written": {"parquet": 10, "questdb": 10}}},
+        "l2": {
+            "binance": {"sent": 30, "rest": 20, "written": {"parquet": 50, "questdb": 50}},
+            "okx": {"sent": 40, "rest": 0, "written": {"parquet": 40, "questdb": 35}},
+        },
+    }
+    for venues in out["tables"].values():
+        for venue, entry in venues.items():
+            if venue == "okx":
+                continue  # the spilled batch: QuestDB holds less, and says so
+            assert all(rows == entry["sent"] + entry["rest"] for rows in entry["written"].values())
+
+
 def test_without_a_simulator_sent_is_null() -> None:
     out = summary(capture(), 1.0, totals=aggregate({}), sim_stats=None, books=(0, 0), unknown_symbols=["binance:X"])
     assert out["tables"]["trades"]["binance"]["sent"] is None
+    assert out["tables"]["l2"]["binance"]["rest"] == 0
     assert out["unknown_symbols"] == ["binance:X"]
 
 
