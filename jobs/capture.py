@@ -44,45 +44,15 @@ class PlacementTimeout(XtraderError):
 
 
 def load_config(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None) -> Capture:
-    """Read a YAML / JSON capture file, apply `XTRADER_<NAME>` pipeline overrides, validate the whole of it.
+    """Read a YAML / JSON capture file, apply the environment (`XTRADER_<NAME>` and the documented aliases,
+    see `xtrader.config.load_config`) and `overrides` (command-line values), validate the whole of it.
 
     Raises:
         ConfigError: unreadable file or invalid configuration (the message names the field and value).
     """
-    try:
-        from xtrader import settings  # type: ignore[attr-defined]
+    from xtrader.config import load_config as load
 
-        loaded = settings.load(path, overrides=overrides)
-        assert isinstance(loaded, Capture)
-        return loaded
-    except ImportError:
-        pass
-    import yaml
-    from pydantic import ValidationError
-
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    pipeline = dict(data.get("pipeline") or {})
-    from xtrader.config import Pipeline
-
-    for name in Pipeline.model_fields:
-        value = os.environ.get(f"XTRADER_{name.upper()}")
-        if value is not None:
-            pipeline[name] = value
-    pipeline.update(overrides or {})
-    data["pipeline"] = pipeline
-    try:
-        return Capture.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']} (got {e.get('input')!r})"
-            for e in exc.errors()
-        )
-        raise ConfigError(f"{path}: {problems}") from None
+    return load(Path(path), overrides=overrides)
 
 
 # -- the simulator, in a thread of the driver ------------------------------------------------------------------

@@ -8,7 +8,8 @@ endpoint, so the only difference between a simulated and a live capture is
 `simulator.enabled`.
 
 `load_config` reads YAML or JSON; environment variables (XTRADER_<NAME>, see
-`ENV_OVERRIDES`) beat the file and command-line values beat both. docs/config.md
+`ENV_OVERRIDES`, and the seed's aliases in `ENV_ALIASES`) beat the file and
+command-line values beat both. docs/config.md
 is generated from these models (`python -m xtrader.docs config`).
 """
 
@@ -433,6 +434,58 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
 }
 
 
+class EnvAlias(NamedTuple):
+    """A second name for an environment override, in the seed's spelling, with its own unit or meaning."""
+
+    canonical: str  # the XTRADER_<FIELD> variable it stands for
+    meaning: str  # how its value becomes the field's (documented in docs/config.md)
+
+
+#: Documented aliases: variable -> the canonical variable it stands for. Setting both to different
+#: values is an error naming both.
+ENV_ALIASES: dict[str, EnvAlias] = {
+    "XTRADER_SINK_FLUSH_MS": EnvAlias("XTRADER_FLUSH_INTERVAL_S", "milliseconds: 250 sets flush_interval_s 0.25"),
+    "XTRADER_SINK_BATCH": EnvAlias("XTRADER_BATCH_ROWS", "rows per batch, as XTRADER_BATCH_ROWS"),
+    "XTRADER_SINK_LOSSY": EnvAlias(
+        "XTRADER_POLICY", "true (1, yes, on) sets policy lossy; false (0, no, off) sets policy block"
+    ),
+}
+
+_TRUE, _FALSE = frozenset({"true", "1", "yes", "on"}), frozenset({"false", "0", "no", "off"})
+
+
+def _alias_value(alias: str, raw: str) -> object:
+    """The canonical field's value for an alias's raw value (the raw value itself when it cannot be read,
+    so that validation reports it against the field like any other environment value).
+
+    Raises:
+        ValueError: XTRADER_SINK_LOSSY that is not a boolean.
+    """
+    text = raw.strip()
+    if alias == "XTRADER_SINK_FLUSH_MS":
+        try:
+            return float(text) / 1000.0
+        except ValueError:
+            return raw
+    if alias == "XTRADER_SINK_LOSSY":
+        if text.lower() in _TRUE:
+            return "lossy"
+        if text.lower() in _FALSE:
+            return "block"
+        raise ValueError("must be true or false (1/0, yes/no, on/off)")
+    return raw
+
+
+def _same(a: object, b: object) -> bool:
+    """True when two environment values mean the same field value (250 ms as 0.25 s; `lossy` as `lossy`)."""
+    if a == b:
+        return True
+    try:
+        return float(str(a).strip()) == float(str(b).strip())
+    except ValueError:
+        return str(a).strip() == str(b).strip()
+
+
 def env_var(path: tuple[str, ...]) -> str | None:
     """The environment variable overriding the field at `path`, or None."""
     return next((name for name, target in ENV_OVERRIDES.items() if target == path), None)
@@ -480,11 +533,34 @@ def parse_config(
     """
     merged: dict[str, Any] = copy.deepcopy(dict(data))
     origins: dict[tuple[str, ...], str] = {}
+    env = os.environ if environ is None else environ
+    problems: list[str] = []
     for name, target in ENV_OVERRIDES.items():
-        value = (os.environ if environ is None else environ).get(name)
+        value = env.get(name)
         if value is not None:
             _set(merged, target, value)
             origins[target] = f"environment {name}"
+    for alias, (canonical, _meaning) in ENV_ALIASES.items():
+        raw = env.get(alias)
+        if raw is None:
+            continue
+        target = ENV_OVERRIDES[canonical]
+        where = ".".join(target)
+        try:
+            converted = _alias_value(alias, raw)
+        except ValueError as exc:
+            problems.append(f"{where}: {exc} (got {_short(raw)}) [from environment {alias}]")
+            continue
+        if canonical in env:
+            if not _same(converted, env[canonical]):
+                problems.append(
+                    f"{where}: environment {alias}={raw!r} conflicts with {canonical}={env[canonical]!r}; "
+                    "set only one of them"
+                )
+            continue
+        _set(merged, target, converted)
+        converted_ms = alias == "XTRADER_SINK_FLUSH_MS" and converted is not raw
+        origins[target] = f"environment {alias}" + (f"={raw.strip()!r} ms" if converted_ms else "")
     for dotted, override in (overrides or {}).items():
         target = tuple(dotted.split("."))
         if len(target) == 1 and target[0] in Pipeline.model_fields:
@@ -493,11 +569,14 @@ def parse_config(
             raise ConfigError(f"override {dotted!r}: unknown field {target[0]!r}")
         _set(merged, target, override)
         origins[target] = "command line"
+    capture: Capture | None = None
     try:
-        return Capture.model_validate(merged)
+        capture = Capture.model_validate(merged)
     except ValidationError as exc:
-        lines = [_describe(error, origins) for error in exc.errors()]
-        raise ConfigError(f"{source}: invalid configuration:\n  " + "\n  ".join(lines)) from None
+        problems += [_describe(error, origins) for error in exc.errors()]
+    if problems or capture is None:
+        raise ConfigError(f"{source}: invalid configuration:\n  " + "\n  ".join(problems))
+    return capture
 
 
 def _set(data: dict[str, Any], path: tuple[str, ...], value: object) -> None:

@@ -24,7 +24,7 @@ from pydantic import BaseModel, StringConstraints
 from pydantic.fields import FieldInfo
 
 from xtrader import schema
-from xtrader.config import MODELS, PRESETS, ROTATION_PRESETS, env_var
+from xtrader.config import ENV_ALIASES, ENV_OVERRIDES, MODELS, PRESETS, ROTATION_PRESETS, env_var
 from xtrader.venues import VENUES, Venue
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -70,6 +70,19 @@ def config_markdown() -> str:
     for name in ROTATION_PRESETS["realtime"]:
         realtime, archival = ROTATION_PRESETS["realtime"][name], ROTATION_PRESETS["archival"][name]
         lines.append(f"| `sinks.parquet.{name}` | {_value(realtime)} | {_value(archival)} |")
+    lines += [
+        "",
+        "## Environment aliases",
+        "",
+        "These variables, the names the seed system used, set the same fields as their canonical variable.",
+        "Setting an alias and its canonical variable to different values is an error naming both.",
+        "",
+        "| alias | field | canonical variable | value |",
+        "|---|---|---|---|",
+    ]
+    for alias, (canonical, meaning) in ENV_ALIASES.items():
+        field_path = ".".join(ENV_OVERRIDES[canonical])
+        lines.append(f"| `{alias}` | `{field_path}` | `{canonical}` | {meaning} |")
     for prefix, model in MODELS:
         lines += ["", f"## `{prefix or 'capture'}`: {model.__name__}", "", _doc(model), ""]
         lines += ["| field | type | default | environment | description |", "|---|---|---|---|---|"]

@@ -10,6 +10,7 @@ import pytest
 from pydantic import BaseModel
 
 from xtrader.config import (
+    ENV_ALIASES,
     ENV_OVERRIDES,
     MODELS,
     PRESETS,
@@ -265,6 +266,101 @@ def test_a_bad_command_line_value_says_so() -> None:
 
 def test_an_override_of_an_unknown_field_is_rejected() -> None:
     assert "override 'pipelin.policy': unknown field 'pipelin'" in error_of(capture(), overrides={"pipelin.policy": 1})
+
+
+def test_the_seeds_sink_variables_are_aliases_of_the_pipeline_fields() -> None:
+    environ = {"XTRADER_SINK_FLUSH_MS": "250", "XTRADER_SINK_BATCH": "1234", "XTRADER_SINK_LOSSY": "true"}
+    pipeline = parse_config(capture(), environ=environ).pipeline
+    assert (pipeline.flush_interval_s, pipeline.batch_rows, pipeline.policy) == (0.25, 1234, "lossy")
+    # like every environment value, they beat the file
+    data = capture(pipeline={"policy": "lossy", "flush_interval_s": 5})
+    pipeline = parse_config(data, environ={"XTRADER_SINK_LOSSY": "0", "XTRADER_SINK_FLUSH_MS": "1500"}).pipeline
+    assert (pipeline.policy, pipeline.flush_interval_s) == ("block", 1.5)
+    for value, policy in (("1", "lossy"), ("YES", "lossy"), ("on", "lossy"), ("false", "block"), ("off", "block")):
+        assert parse_config(capture(), environ={"XTRADER_SINK_LOSSY": value}).pipeline.policy == policy
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        (
+            {"XTRADER_SINK_BATCH": "lots"},
+            "pipeline.batch_rows: Input should be a valid integer, unable to parse string as an integer "
+            "(got 'lots') [from environment XTRADER_SINK_BATCH]",
+        ),
+        (
+            {"XTRADER_SINK_BATCH": "0"},
+            "pipeline.batch_rows: Input should be greater than or equal to 1 (got '0') "
+            "[from environment XTRADER_SINK_BATCH]",
+        ),
+        (
+            {"XTRADER_SINK_FLUSH_MS": "soon"},
+            "pipeline.flush_interval_s: Input should be a valid number, unable to parse string as a number "
+            "(got 'soon') [from environment XTRADER_SINK_FLUSH_MS]",
+        ),
+        (
+            {"XTRADER_SINK_FLUSH_MS": "0"},
+            "pipeline.flush_interval_s: Input should be greater than 0 (got 0.0) "
+            "[from environment XTRADER_SINK_FLUSH_MS='0' ms]",
+        ),
+        (
+            {"XTRADER_SINK_LOSSY": "maybe"},
+            "pipeline.policy: must be true or false (1/0, yes/no, on/off) (got 'maybe') "
+            "[from environment XTRADER_SINK_LOSSY]",
+        ),
+    ],
+)
+def test_a_bad_alias_value_names_the_field_and_the_variable(environ: dict[str, str], expected: str) -> None:
+    assert expected in error_of(capture(), environ=environ)
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        (
+            {"XTRADER_SINK_FLUSH_MS": "500", "XTRADER_FLUSH_INTERVAL_S": "2"},
+            "pipeline.flush_interval_s: environment XTRADER_SINK_FLUSH_MS='500' conflicts with "
+            "XTRADER_FLUSH_INTERVAL_S='2'; set only one of them",
+        ),
+        (
+            {"XTRADER_SINK_BATCH": "100", "XTRADER_BATCH_ROWS": "200"},
+            "pipeline.batch_rows: environment XTRADER_SINK_BATCH='100' conflicts with XTRADER_BATCH_ROWS='200'",
+        ),
+        (
+            {"XTRADER_SINK_LOSSY": "true", "XTRADER_POLICY": "block"},
+            "pipeline.policy: environment XTRADER_SINK_LOSSY='true' conflicts with XTRADER_POLICY='block'",
+        ),
+    ],
+)
+def test_an_alias_conflicting_with_its_canonical_variable_names_both(environ: dict[str, str], expected: str) -> None:
+    assert expected in error_of(capture(), environ=environ)
+
+
+def test_an_alias_agreeing_with_its_canonical_variable_is_accepted_and_errors_are_reported_together() -> None:
+    environ = {"XTRADER_SINK_FLUSH_MS": "2000", "XTRADER_FLUSH_INTERVAL_S": "2", "XTRADER_SINK_LOSSY": "yes"}
+    pipeline = parse_config(capture(), environ={**environ, "XTRADER_POLICY": "lossy"}).pipeline
+    assert (pipeline.flush_interval_s, pipeline.policy) == (2.0, "lossy")
+    message = error_of(capture(pipeline={"policy": "fast"}), environ={"XTRADER_SINK_LOSSY": "maybe"})
+    assert "pipeline.policy: must be true or false" in message and "(got 'fast')" in message
+    assert set(ENV_ALIASES) == {"XTRADER_SINK_FLUSH_MS", "XTRADER_SINK_BATCH", "XTRADER_SINK_LOSSY"}
+    assert all(alias.canonical in ENV_OVERRIDES for alias in ENV_ALIASES.values())
+
+
+def test_the_capture_driver_reads_the_aliases_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`xtrader capture` / `python -m jobs.capture` load through the same environment layer."""
+    import yaml
+
+    from jobs.capture import load_config as driver_load_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(capture()))
+    monkeypatch.setenv("XTRADER_SINK_BATCH", "777")
+    monkeypatch.setenv("XTRADER_SINK_LOSSY", "true")
+    pipeline = driver_load_config(path).pipeline
+    assert (pipeline.batch_rows, pipeline.policy) == (777, "lossy")
+    monkeypatch.setenv("XTRADER_BATCH_ROWS", "778")
+    with pytest.raises(ConfigError, match="XTRADER_SINK_BATCH='777' conflicts with XTRADER_BATCH_ROWS='778'"):
+        driver_load_config(path)
 
 
 def test_os_environ_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from xtrader import docs, schema
 from xtrader.clock import Receipt
-from xtrader.config import ENV_OVERRIDES, MODELS
+from xtrader.config import ENV_ALIASES, ENV_OVERRIDES, MODELS
 from xtrader.venues import VENUES, venue
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,6 +36,8 @@ def test_every_field_and_environment_variable_is_documented() -> None:
             assert f"| `{path}` |" in text, path
     for variable in ENV_OVERRIDES:
         assert f"`{variable}`" in text, variable
+    for alias in ENV_ALIASES:
+        assert f"| `{alias}` |" in text, alias
 
 
 def test_check_fails_on_a_stale_file_and_writing_fixes_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
