@@ -28,6 +28,8 @@ from xtrader.plan import Endpoint, Plan, build_plan
 log = logging.getLogger("xtrader.capture")
 
 SUMMARY_PREFIX = "xtrader-summary: "
+#: the sinks, in summary order
+SINK_KINDS = ("parquet", "questdb")
 #: exit statuses
 EXIT_OK, EXIT_CONFIG, EXIT_PLACEMENT, EXIT_FAILED = 0, 2, 3, 1
 #: seconds the connectors get, after the simulator stopped sending, to read what is on the wire
@@ -320,6 +322,8 @@ def aggregate(stats: Mapping[str, Any], aggregator: Any = None) -> dict[str, Any
         "written": written,
         "rest_rows": rest_rows,
         "latency": metrics.latency(snapshot, metrics.CODE_LATENCY),
+        # per sink (the series' channel is the sink's name): its writer's flush durations
+        "sink_flush": {kind: metrics.latency(snapshot, metrics.SINK_FLUSH, channel=kind) for kind in SINK_KINDS},
         "events": {
             "gaps": metrics.total(snapshot, metrics.GAPS),
             "resyncs": metrics.total(snapshot, metrics.RESYNCS),
@@ -473,7 +477,7 @@ def summary(
 ) -> dict[str, Any]:
     """The final summary object (shape fixed by the issue)."""
     tables: dict[str, dict[str, Any]] = {}
-    sinks = {"parquet": capture.sinks.parquet.enabled, "questdb": capture.sinks.questdb.enabled}
+    sinks = {kind: getattr(capture.sinks, kind).enabled for kind in SINK_KINDS}
     captured = sorted({t for s in capture.streams for t in s.tables}, key=["trades", "l2", "bbo"].index)
     venues = sorted({s.venue for s in capture.streams})
     for table in captured:
@@ -496,6 +500,8 @@ def summary(
                 rest = max(rest, int(totals["rest_rows"].get(sink, {}).get(table, {}).get(venue, 0)))
             tables[table][venue] = {"sent": sent, "rest": rest, "written": written}
     messages = totals["messages"]
+    flush = totals.get("sink_flush", {})
+    sinks_out = {sink: {"flush_ms": _p50_p99(flush.get(sink))} if enabled else None for sink, enabled in sinks.items()}
     return {
         "duration_s": round(duration_s, 3),
         "tables": tables,
@@ -504,7 +510,16 @@ def summary(
         "latency_ms": metrics_latency_ms(totals["latency"]),
         "throughput_msgs_per_s": round(messages / duration_s, 1) if duration_s > 0 else 0.0,
         "unknown_symbols": unknown_symbols,
+        "sinks": sinks_out,
     }
+
+
+def _p50_p99(histogram: Any) -> dict[str, float | None]:
+    """p50 and p99 of a histogram in ms (None when it is empty or absent)."""
+    if histogram is None:
+        return {"p50": None, "p99": None}
+    values = metrics_latency_ms(histogram)
+    return {"p50": values["p50"], "p99": values["p99"]}
 
 
 # -- run ---------------------------------------------------------------------------------------------------------------

@@ -133,6 +133,11 @@ class Stats:
             found = self._histograms[key] = Histogram()
         return found
 
+    def set_histogram(self, name: str, histogram: Histogram, exchange: str = "", channel: str = "") -> None:
+        """Replace a histogram with one kept elsewhere (e.g. by a sink's own thread, copied out under its lock)."""
+        _known(name, "histogram")
+        self._histograms[(name, exchange, channel)] = histogram
+
     def snapshot(self) -> Snapshot:
         """A plain copy of every series, labelled with this actor (see `merge`)."""
         return {

@@ -81,6 +81,7 @@ class SinkFront:
         self.batches = 0
         self.repeats = 0
         self.latency = Histogram()  # receipt -> sink write, ns, all exchanges
+        self.write_time = Histogram()  # one write() call, ns (Parquet: queueing; QuestDB: the request)
 
     def write(
         self, source_id: str, batch_seq: int, tables: Mapping[str, pa.RecordBatch | None], origin: str = ""
@@ -105,7 +106,7 @@ class SinkFront:
                 self.origins[origin][table][exchange] += batch.num_rows
             elif "receive_ts" in batch.schema.names:  # a REST snapshot's age is not latency
                 self._latency(batch, exchange, table)
-        self.metrics.histogram(metrics.SINK_FLUSH, channel=self.name).record(int((time.perf_counter() - start) * 1e9))
+        self.write_time.record(int((time.perf_counter() - start) * 1e9))
         self.batches += 1
         return True
 
@@ -127,8 +128,14 @@ class SinkFront:
         self.writer.close()
 
     def stats(self) -> dict[str, Any]:
-        """Rows written per table and venue, repeats dropped, latency, and the `xtrader.metrics` snapshot."""
-        flush = self.metrics.histogram(metrics.SINK_FLUSH, channel=self.name)
+        """Rows written per table and venue, repeats dropped, latency, and the `xtrader.metrics` snapshot.
+
+        The snapshot's `xtrader_sink_flush_seconds` (channel: the sink's name) holds the writer's own flush
+        durations (`flush_times()`: a Parquet writer pass, a QuestDB request), not the time of `write()`.
+        """
+        flush_times = getattr(self.writer, "flush_times", None)
+        if callable(flush_times):
+            self.metrics.set_histogram(metrics.SINK_FLUSH, flush_times(), channel=self.name)
         return {
             "sink": self.name,
             "rows": {table: dict(venues) for table, venues in self.rows.items()},
@@ -136,7 +143,7 @@ class SinkFront:
             "batches": self.batches,
             "repeats": self.repeats,
             "latency_ms": metrics.latency_ms(self.latency),
-            "write_ms": {k: v for k, v in metrics.latency_ms(flush).items() if k != "p999"},
+            "write_ms": {k: v for k, v in metrics.latency_ms(self.write_time).items() if k != "p999"},
             "metrics": self.metrics.snapshot(),
         }
 

@@ -399,3 +399,40 @@ def test_close_that_fails_can_be_retried(tmp_path: Path, monkeypatch: pytest.Mon
     sink.close()
 
     assert dataset(tmp_path, "trades").count_rows() == 2
+
+
+def test_the_flush_metric_is_the_writers_own_pass_time_and_is_exported_per_sink(tmp_path: Path) -> None:
+    """xtrader_sink_flush_seconds is what the writer thread timed (not the queueing `write()`), per sink."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from xtrader import metrics
+    from xtrader.sinkfront import SinkFront
+
+    front = SinkFront(make_sink(tmp_path), "parquet", actor="sink/parquet")
+    for seq in range(20):
+        front.write("c0", seq, {"trades": sink_batches.trades(rows=2)})
+    front.flush()
+    passes = front.writer.flush_times()
+    stats = front.stats()
+    flush = metrics.latency(stats["metrics"], metrics.SINK_FLUSH, channel="parquet", actor="sink/parquet")
+    assert flush.count == passes.count >= 1  # one per writer pass, however many writes it took
+    assert flush.as_dict() == passes.as_dict()
+    assert front.writer.stats()["flush_p50_ms"] == pytest.approx(flush.quantile(0.5) / 1e6)
+    aggregator = metrics.Aggregator()
+    aggregator.update(stats["metrics"])
+    server = metrics.MetricsServer(aggregator.snapshot)
+    server.start()
+    try:
+        text = httpx.get(server.url, timeout=5).text
+    finally:
+        server.stop()
+        front.close()
+    samples = {
+        (s.labels["channel"], s.labels["quantile"]): s.value
+        for family in text_string_to_metric_families(text)
+        if family.name == metrics.SINK_FLUSH
+        for s in family.samples
+    }
+    assert samples[("parquet", "0.5")] == pytest.approx(flush.quantile(0.5) / 1e9)
+    assert samples[("parquet", "0.99")] == pytest.approx(flush.quantile(0.99) / 1e9)

@@ -254,6 +254,22 @@ def test_slow_responses_within_the_timeout_succeed(receiver: IlpReceiver, tmp_pa
     assert sink.stats()["flush_p50_ms"] >= 200
 
 
+def test_the_flush_metric_times_delivered_requests_not_failed_writes(receiver: IlpReceiver, tmp_path: Path) -> None:
+    from xtrader import metrics
+    from xtrader.sinkfront import SinkFront
+
+    front = SinkFront(make_sink(receiver, tmp_path, conf_extra="request_timeout=5000;"), "questdb")
+    receiver.stop_listening()
+    front.write("c0", 0, {"trades": sink_batches.trades(rows=2)})  # fails fast: spilled, not a flush
+    receiver.faults.delay_s = 0.2
+    receiver.start_listening()
+    front.flush()  # the replay: one delivered request, 0.2 s
+    assert trade_ids(receiver) == ["0", "1"]
+    flush = metrics.latency(front.stats()["metrics"], metrics.SINK_FLUSH, channel="questdb")
+    assert flush.count == 1
+    assert flush.quantile(0.5) >= 0.2e9
+
+
 def test_a_response_slower_than_the_timeout_counts_as_a_failure(receiver: IlpReceiver, tmp_path: Path) -> None:
     # at-least-once: the receiver (like QuestDB) still commits the timed-out request; the sink cannot know
     sink = make_sink(receiver, tmp_path, attempts=1, conf_extra="request_timeout=100;")

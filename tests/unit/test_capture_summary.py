@@ -31,6 +31,8 @@ def _stats() -> dict[str, object]:
     arbiter.count(metrics.DUPLICATES, 7, "binance", "trades")
     sink = metrics.Stats("sink/parquet")
     sink.histogram(metrics.CODE_LATENCY, "binance", "trades").record_many([5_000_000] * 10)
+    # the writer's flushes: 98 of 2 ms, 2 of 40 ms
+    sink.histogram(metrics.SINK_FLUSH, channel="parquet").record_many([2_000_000] * 98 + [40_000_000] * 2)
     return {
         "binance/c0/r0": {"messages": 100, "error": None, "metrics": connector.snapshot()},
         "book/binance": {"exchange": "binance", "metrics": book.snapshot()},
@@ -57,6 +59,7 @@ def test_summary_has_the_documented_shape_and_counts_rest_snapshot_rows_apart() 
         "latency_ms",
         "throughput_msgs_per_s",
         "unknown_symbols",
+        "sinks",
     }
     assert out["tables"] == {
         "trades": {"binance": {"sent": 10, "rest": 0, "written": {"parquet": 10, "questdb": None}}},
@@ -66,6 +69,16 @@ def test_summary_has_the_documented_shape_and_counts_rest_snapshot_rows_apart() 
     assert out["books"] == {"checked": 1, "matched": 1}
     assert out["throughput_msgs_per_s"] == 10.0
     assert out["latency_ms"]["p50"] == pytest.approx(5.0, rel=0.01)
+    assert set(out["sinks"]) == {"parquet", "questdb"}
+    assert out["sinks"]["questdb"] is None  # not enabled
+    assert set(out["sinks"]["parquet"]["flush_ms"]) == {"p50", "p99"}
+    assert out["sinks"]["parquet"]["flush_ms"]["p50"] == pytest.approx(2.0, rel=0.01)
+    assert out["sinks"]["parquet"]["flush_ms"]["p99"] == pytest.approx(40.0, rel=0.01)
+
+
+def test_a_sink_that_never_flushed_reports_null_flush_times() -> None:
+    out = summary(capture(), 1.0, totals=aggregate({}), sim_stats=None, books=(0, 0), unknown_symbols=[])
+    assert out["sinks"] == {"parquet": {"flush_ms": {"p50": None, "p99": None}}, "questdb": None}
 
 
 def _two_sinks() -> Capture:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import collections
-import math
-
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from xtrader import schema
 from xtrader.errors import XtraderError
+from xtrader.histogram import Histogram
 
 
 class SinkError(XtraderError):
@@ -56,18 +54,17 @@ def add_counts(totals: dict[str, dict[str, int]], table: str, counts: dict[str, 
 
 
 class Durations:
-    """The last `size` durations (seconds), for p50 / p99 in milliseconds."""
+    """Durations of one operation (a sink flush) in a mergeable histogram (ns): p50 / p99 in ms, and the
+    histogram itself for the metrics (`xtrader_sink_flush_seconds`). Not thread-safe: callers lock."""
 
-    def __init__(self, size: int = 1024) -> None:
-        self._values: collections.deque[float] = collections.deque(maxlen=size)
+    def __init__(self) -> None:
+        self.histogram = Histogram()
 
     def add(self, seconds: float) -> None:
-        self._values.append(seconds)
+        self.histogram.record(int(seconds * 1e9))
 
     def percentile_ms(self, fraction: float) -> float | None:
-        """Nearest-rank percentile in ms, None when nothing was measured."""
-        if not self._values:
+        """The percentile in ms (within the histogram's 0.4%), None when nothing was measured."""
+        if not self.histogram.count:
             return None
-        ordered = sorted(self._values)
-        rank = max(0, math.ceil(fraction * len(ordered)) - 1)
-        return ordered[rank] * 1000.0
+        return self.histogram.quantile(fraction) / 1e6

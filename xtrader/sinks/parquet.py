@@ -35,6 +35,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from xtrader.histogram import Histogram
 from xtrader.sinks.common import Durations, SinkError, conform
 from xtrader.sinks.files import Limits, PartitionFiles
 from xtrader.sinks.partition import Piece, split
@@ -221,6 +222,11 @@ class ParquetSink:
                 "flush_p99_ms": self._durations.percentile_ms(0.99),
                 "last_error": self._last_error,
             }
+
+    def flush_times(self) -> Histogram:
+        """Durations of the writer's passes (each writes and publishes what it took), ns; a copy."""
+        with self._cond:
+            return self._durations.histogram.copy()
 
     def _raise_failure(self) -> None:
         """Raise (once) what the writer thread stored; call with _cond held."""

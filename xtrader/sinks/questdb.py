@@ -37,6 +37,7 @@ import pyarrow as pa
 from questdb import QuestDBError, QuestDBErrorCode, Sender
 
 from xtrader.errors import ConfigError
+from xtrader.histogram import Histogram
 from xtrader.retry import backoff
 from xtrader.sinks import ilp
 from xtrader.sinks.common import Durations, SinkError, add_counts, conform, rows_by_exchange
@@ -218,6 +219,10 @@ class QuestDBSink:
             "flush_p99_ms": self._durations.percentile_ms(0.99),
             "last_error": self._last_error,
         }
+
+    def flush_times(self) -> Histogram:
+        """Durations of the successful requests (one batch each), ns; a copy."""
+        return self._durations.histogram.copy()
 
     def table_name(self, table: str) -> str:
         return self.table_prefix + table
