@@ -550,6 +550,7 @@ def run(
     running: Running | None = None
     aggregator = Aggregator()
     metrics: MetricsServer | None = None
+    statsd: Any = None
     try:
         plan = build_plan(capture, endpoints)
         unknown = validate_symbols(capture, plan) if capture.pipeline.validate_symbols else []
@@ -575,15 +576,25 @@ def run(
             except OSError as exc:
                 metrics = None
                 print(f"xtrader: metrics endpoint not started: {exc}", file=sys.stderr)
+        statsd = open_statsd(capture)
         started = time.monotonic()
         running = start(capture, plan)
-        _loop(capture, running, started, duration_s=duration_s, stop_event=stop_event, aggregator=aggregator)
+        _loop(
+            capture,
+            running,
+            started,
+            duration_s=duration_s,
+            stop_event=stop_event,
+            aggregator=aggregator,
+            statsd=statsd,
+        )
         if sim is not None:
             sim.pause()
             time.sleep(SETTLE_S)
         duration = time.monotonic() - started
         final = stop(running)
         totals = aggregate(final, aggregator)
+        push_statsd(statsd, aggregator)  # the final counts
         books = (0, 0)
         sim_stats = None
         if sim is not None:
@@ -604,6 +615,8 @@ def run(
     finally:
         if metrics is not None:
             metrics.stop()
+        if statsd is not None:
+            statsd.close()
         if running is not None:
             teardown(running)
         if sim is not None:
@@ -618,8 +631,9 @@ def _loop(
     duration_s: float | None,
     stop_event: threading.Event,
     aggregator: Any,
+    statsd: Any = None,
 ) -> dict[str, Any]:
-    """Aggregate stats every interval until stopped; returns the last totals."""
+    """Aggregate stats every interval (and push them to StatsD) until stopped; returns the last totals."""
     import ray
 
     interval = capture.metrics.interval_s
@@ -647,6 +661,7 @@ def _loop(
             _restart_idle(running, stats)
             totals = aggregate(stats, aggregator)
             throughput = sum(aggregator.tick().values())
+            push_statsd(statsd, aggregator)
             elapsed = time.monotonic() - started
             if live is not None:
                 live.update(live_table(totals, elapsed, throughput))
@@ -654,6 +669,35 @@ def _loop(
         if live is not None:
             live.stop()
     return totals
+
+
+def open_statsd(capture: Capture) -> Any:
+    """The StatsD exporter `metrics.statsd` asks for (an `xtrader.statsd_export.StatsdExporter`), or None.
+
+    A host that does not resolve is reported on stderr and the capture runs without it, as /metrics does.
+    """
+    address = capture.metrics.statsd
+    if not address:
+        return None
+    from xtrader.statsd_export import StatsdExporter
+
+    try:
+        exporter = StatsdExporter(address)
+    except OSError as exc:
+        print(f"xtrader: StatsD export to {address} not started: {exc}", file=sys.stderr)
+        return None
+    print(f"xtrader: metrics pushed to StatsD at {exporter.address}", file=sys.stderr, flush=True)
+    return exporter
+
+
+def push_statsd(statsd: Any, aggregator: Any) -> None:
+    """Push the aggregated metrics to StatsD (no-op without an exporter); a failure is logged, never raised."""
+    if statsd is None:
+        return
+    try:
+        statsd.push(aggregator.snapshot())
+    except Exception as exc:  # the capture must not stop for its metrics
+        log.warning("statsd: %r", exc)
 
 
 def print_latency(snapshot: Mapping[str, Any]) -> None:

@@ -297,13 +297,27 @@ class Cluster(_Model):
 
 
 class Metrics(_Model):
-    """Prometheus endpoint and live table of the driver."""
+    """Prometheus endpoint, optional StatsD push and live table of the driver."""
 
     enabled: bool = Field(default=True, description="Serve Prometheus /metrics.")
     host: Host = Field(default="127.0.0.1", description="Bind address of /metrics; 0.0.0.0 exposes it to the network.")
     port: Port = Field(default=9188, description="Port of /metrics; 0: any free port.")
     interval_s: float = Field(default=1.0, gt=0, le=60, description="Seconds between stats aggregations.")
     live_table: bool = Field(default=True, description="Show a live table when attached to a terminal.")
+    statsd: str | None = Field(
+        default=None,
+        description="`host:port` of a StatsD server to push the same metrics to every interval_s (UDP); null: off.",
+    )
+
+    @field_validator("statsd")
+    @classmethod
+    def _statsd_address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from xtrader.statsd_export import parse_address
+
+        parse_address(value)  # ValueError says what is expected
+        return value.strip()
 
 
 class Simulator(_Model):
@@ -424,6 +438,7 @@ _EXTRA_ENV: dict[str, tuple[str, ...]] = {
     "XTRADER_QUESTDB_CONF": ("sinks", "questdb", "conf"),
     "XTRADER_METRICS_HOST": ("metrics", "host"),
     "XTRADER_METRICS_PORT": ("metrics", "port"),
+    "XTRADER_METRICS_STATSD": ("metrics", "statsd"),
     "XTRADER_CLUSTER_ADDRESS": ("cluster", "address"),
 }
 

@@ -141,5 +141,24 @@ class Histogram:
         histogram.buckets = {int(index): int(count) for index, count in pairs}
         return histogram
 
+    def since(self, earlier: Histogram | None) -> Histogram:
+        """The observations recorded after `earlier`, an earlier copy of this histogram (all of them when
+        `earlier` is None or not an earlier state). Counts and sum are exact; min and max are the bounds of
+        the buckets left, within this histogram's own."""
+        if earlier is None or earlier.count == 0 or earlier.count > self.count:
+            return self.copy()
+        out = Histogram()
+        for index, count in self.buckets.items():
+            added = count - earlier.buckets.get(index, 0)
+            if added > 0:
+                out.buckets[index] = added
+        out.count = sum(out.buckets.values())
+        if out.count:
+            out.total = max(self.total - earlier.total, 0)
+            out.minimum = max(bucket_bounds(min(out.buckets))[0], self.minimum)
+            out.maximum = min(bucket_bounds(max(out.buckets))[1] - 1, self.maximum)
+            out.underflow = max(self.underflow - earlier.underflow, 0)
+        return out
+
     def copy(self) -> Histogram:
         return Histogram.from_dict(self.as_dict())

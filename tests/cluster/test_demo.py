@@ -52,7 +52,10 @@ def test_demo_writes_everything_the_simulator_sent(tmp_path: Path) -> None:
         "latency_ms",
         "throughput_msgs_per_s",
         "unknown_symbols",
+        "sinks",
     }
+    assert summary["sinks"]["questdb"] is None
+    assert 0 < summary["sinks"]["parquet"]["flush_ms"]["p50"] <= summary["sinks"]["parquet"]["flush_ms"]["p99"]
     for table, venues in summary["tables"].items():
         on_disk = rows_on_disk(tmp_path / "data", table)
         for venue, entry in venues.items():
