@@ -436,3 +436,19 @@ def test_the_flush_metric_is_the_writers_own_pass_time_and_is_exported_per_sink(
     }
     assert samples[("parquet", "0.5")] == pytest.approx(flush.quantile(0.5) / 1e9)
     assert samples[("parquet", "0.99")] == pytest.approx(flush.quantile(0.99) / 1e9)
+
+
+def test_a_pass_that_only_buffers_rows_is_not_a_flush(tmp_path: Path) -> None:
+    sink = make_sink(tmp_path)  # realtime: rows wait for a 10,000-row group
+    try:
+        sink.write("trades", sink_batches.trades(rows=2))
+        deadline = time.monotonic() + 30
+        while sink.stats()["pending_rows"] != 2:  # the writer took the rows into its row-group buffer
+            assert time.monotonic() < deadline, sink.stats()
+            time.sleep(0.01)
+        assert sink.flush_times().count == 0
+        assert sink.stats()["flush_p50_ms"] is None
+        sink.flush()  # writes the row group and publishes the file
+        assert sink.flush_times().count == 1
+    finally:
+        sink.close()

@@ -97,6 +97,8 @@ class PartitionFiles:
         self.counters = dict.fromkeys(
             ("files", "bytes", "lost_rows", "recovered_files", "discarded_temporary_files"), 0
         )
+        #: row groups written plus files published: what a flush did to the disk
+        self.disk_writes = 0
         self._partitions: dict[tuple[str, str, str], _Partition] = {}
         self._next_number: dict[Path, int] = {}
         self._name = re.compile(rf"^part-{re.escape(writer_id)}-(\d+)\.parquet$")
@@ -212,6 +214,7 @@ class PartitionFiles:
             raise
         part.file.rows += rows
         part.file.bytes = part.file.handle.tell()
+        self.disk_writes += 1
         # only now, with the rows in the file, do they leave the buffer
         part.pending = pending.slice(rows).to_batches()
         part.pending_rows -= rows
@@ -257,6 +260,7 @@ class PartitionFiles:
             size = open_file.temporary.stat().st_size
             open_file.final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(open_file.temporary, open_file.final)
+            self.disk_writes += 1
             self._sync_directory(open_file.final.parent)
         except Exception:
             part.file = open_file

@@ -204,7 +204,8 @@ class ParquetSink:
         Keys: `rows` (written to files, per table and exchange), `files` / `bytes` (published),
         `open_files`, `pending_rows` (waiting for a row group), `queue_bytes` (buffered, not yet
         taken or being written) and `queue_high_water_bytes`, `blocked_writes` / `blocked_seconds`
-        (writes that waited for the writer), `flush_p50_ms` / `flush_p99_ms` (one writer pass),
+        (writes that waited for the writer), `flush_p50_ms` / `flush_p99_ms` (a writer pass that wrote row
+        groups or published files; passes that only buffered rows are not flushes),
         `errors`, `last_error`, `lost_rows` (in a file that a write error left unreadable),
         `recovered_files` / `discarded_temporary_files` (left by a crash).
         """
@@ -224,7 +225,7 @@ class ParquetSink:
             }
 
     def flush_times(self) -> Histogram:
-        """Durations of the writer's passes (each writes and publishes what it took), ns; a copy."""
+        """Durations of the writer's flushes (passes that wrote row groups or published files), ns; a copy."""
         with self._cond:
             return self._durations.histogram.copy()
 
@@ -263,12 +264,13 @@ class ParquetSink:
             flush_target, closing = self._flush_requested, self._closing
             self._cond.notify_all()  # callers waiting for room
         force = flush_target > self._flush_done or closing
+        disk_writes = self._files.disk_writes
         started = time.perf_counter()
         error = self._process(pieces, force)
         elapsed = time.perf_counter() - started
         with self._cond:
             self._writing_bytes = 0
-            if pieces or force:
+            if self._files.disk_writes != disk_writes:  # a flush: row groups written or files published
                 self._durations.add(elapsed)
             if error is not None:
                 self._error = error
