@@ -97,3 +97,33 @@ def test_simulator_venue_options_are_checked_against_the_simulated_venue() -> No
         stream(), simulator={"options": {"okx": {"nope": 1}}}
     )
     assert "simulator.options: unknown venue 'kraken'" in error_of(stream(), simulator={"options": {"kraken": {}}})
+
+
+def test_demo_venue_options_reach_the_simulator_of_the_capture() -> None:
+    from jobs.capture import simulator_for
+    from jobs.demo import demo_capture
+    from xtrader.cli import build_parser
+    from xtrader.simulator.cli import parse_venue_options
+
+    args = build_parser().parse_args(
+        ["demo", "--venue-option", "okx.initial_snapshot=0", "--venue-option", "okx.nochange_s=5"]
+    )
+    options = parse_venue_options(args.venue_option)
+    capture = demo_capture("/tmp/unused", symbols=1, venues=("okx",), options=options)
+    assert capture.simulator is not None and capture.simulator.options == {
+        "okx": {"initial_snapshot": "0", "nochange_s": "5"}
+    }
+    sim = simulator_for(capture)
+    assert sim is not None
+    okx = sim.sim.venues["okx"]
+    assert okx.initial_snapshot is False and okx.nochange_s == 5.0  # type: ignore[attr-defined]
+    sim.loop.close()
+
+
+def test_demo_rejects_a_bad_venue_option_with_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    from xtrader.cli import main
+
+    assert main(["demo", "--venue-option", "okx.initial_snapshots=0"]) == 2
+    assert "venue 'okx' has no option 'initial_snapshots'" in capsys.readouterr().err
+    assert main(["demo", "--venue-option", "okx-initial_snapshot"]) == 2
+    assert "expected VENUE.NAME=VALUE" in capsys.readouterr().err

@@ -620,8 +620,10 @@ REST_BOOK = (
 def test_rest_book_request_and_parse() -> None:
     v = okx()
     # the REST book bridges books without a websocket snapshot (EXCHANGES.md 3.6): 400 levels, source=0
-    assert v.snapshot_request("BTC-USDT") == v.rest_book_request("BTC-USDT") == SnapshotRequest(
-        "BTC-USDT", "https://www.okx.com/api/v5/market/books?instId=BTC-USDT&sz=400&source=0"
+    assert (
+        v.snapshot_request("BTC-USDT")
+        == v.rest_book_request("BTC-USDT")
+        == SnapshotRequest("BTC-USDT", "https://www.okx.com/api/v5/market/books?instId=BTC-USDT&sz=400&source=0")
     )
     assert okx_with_bases().rest_book_request("ETH-USDT", 50).url == (
         "http://127.0.0.1:9/api/v5/market/books?instId=ETH-USDT&sz=50&source=0"
