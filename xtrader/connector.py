@@ -145,7 +145,7 @@ class Connector:
             against Binance's inbound message limit).
         book_source: where l2 books start: "rest" (a REST snapshot at the first diff), "auto" (a websocket
             snapshot, else REST `ws_snapshot_wait_s` after the subscribe ack) or "ws" (websocket snapshots,
-            resync by resubscribing); None: "rest" when the venue `needs_snapshot`, else "ws".
+            resync by resubscribing); None: "ws". Always "rest" when the venue `needs_snapshot`.
         ws_snapshot_wait_s: see book_source "auto".
         ack_timeout_s: a request unanswered this long is reported.
         drain_timeout_s: on stop, how long to wait for the last flush and the acks.
@@ -212,7 +212,7 @@ class Connector:
         self._numbers = 0
         self._last_frame_ns: int | None = None
         self._awaiting_diff: set[str] = set()  # symbols whose REST snapshot waits for a first diff
-        self._book_source = book_source or ("rest" if venue.needs_snapshot else "ws")
+        self._book_source = "rest" if venue.needs_snapshot else (book_source or "ws")
         self._snapshot_wait_ns = int(ws_snapshot_wait_s * _NS)
         self._snapshot_due: dict[str, int] = {}  # auto: symbol -> when REST is fetched unless a ws snapshot came
         self._flush_lock = asyncio.Lock()

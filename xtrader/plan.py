@@ -52,7 +52,7 @@ class ConnectorSpec:
     placement_group: str
     bundle_index: int
     cpus: float
-    book_source: str = "ws"  # where l2 books start (`Stream.book_source`, resolved)
+    book_source: str | None = None  # where l2 books start (`Stream.book_source`, resolved; None: the venue's way)
     ws_snapshot_wait_s: float = 1.0  # book_source auto: wait for a websocket snapshot this long after the ack
 
 
