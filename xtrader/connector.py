@@ -495,7 +495,8 @@ class Connector:
             self._policy.noted(mono)
             self._wake.set()
         if controls:
-            if self._book_source != "auto" or self._fetcher is None:
+            if self._book_source != "auto" or self._fetcher is None or link.replaces is not None:
+                # (a make-before-break replacement: the books go on from the old link's stream)
                 return link.session.on_controls(controls, mono)
             acked = set(link.session.acked)
             actions = link.session.on_controls(controls, mono)

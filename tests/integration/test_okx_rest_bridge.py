@@ -194,3 +194,18 @@ async def test_simulator_rest_book_takes_source_0_and_the_option_is_initial_snap
     assert ok["code"] == "0" and isinstance(ok["data"][0]["seqId"], int) and len(ok["data"][0]["bids"]) > 1
     assert (bad.status_code, bad.json()["code"]) == (400, "51000")
     assert rest["books_source_0"] == 1
+
+
+async def test_a_make_before_break_rotation_needs_no_new_rest_book(connector_task) -> None:
+    async with Simulator(venues=["okx"], symbols=2, rate=300, seed=5, venue_options=NO_SNAPSHOT) as sim:
+        pipeline = Pipeline()
+        connector = start(sim, pipeline, book_source="auto", ws_snapshot_wait_s=0.2, rotate_overlap_s=0.2)
+        connector_task(connector)
+        await wait_for(lambda: pipeline.service.stats()["valid"] == 2, 10.0, "both books valid")
+        assert await connector.rotate("test")
+        await wait_for(lambda: connector.stats()["rotations"] == 1, 10.0, "the link replaced")
+        await asyncio.sleep(0.5)  # past the wait after the new link's acks
+        await books_match_the_simulator(sim, pipeline)
+        rest = sim.stats()["venues"]["okx"]["rest"]
+    assert rest["books"] == 2 and len(pipeline.snapshots) == 2  # the books went on over the new link
+    assert pipeline.counters()["gaps"] == 0
