@@ -29,7 +29,7 @@ MAX_BUFFERED = 10_000
 class Verdict(enum.Enum):
     APPLY = "apply"  # levels applied (a snapshot replaced the book)
     DROP = "drop"  # stale, duplicate, or no book yet: nothing applied, nothing wrong
-    BUFFER = "buffer"  # kept until the REST snapshot arrives (Binance)
+    BUFFER = "buffer"  # kept until a snapshot arrives (Binance; OKX, which may bridge from REST)
     GAP = "gap"  # sequence broken or checksum failed: book discarded, resync requested
     STALE = "stale"  # a REST snapshot older than the buffered stream: fetch again
 
@@ -253,7 +253,7 @@ class BookSync:
             return self._load_snapshot(msg, levels)
         if self.last is None:
             if self.buffering:
-                # Binance step 1: buffer while the snapshot is fetched.
+                # Binance step 1, OKX 3.6 step 1: buffer while the snapshot is fetched.
                 self.buffer.append((msg, levels))
                 self.counters.buffered += 1
                 if len(self.buffer) > MAX_BUFFERED:
