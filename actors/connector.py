@@ -56,6 +56,8 @@ class ConnectorActor:
             backoff_base_s=pipeline.reconnect_backoff_base_s,
             backoff_cap_s=pipeline.reconnect_backoff_cap_s,
             rotate_after_s=pipeline.connection_lifetime_s or None,
+            book_source=spec.book_source,
+            ws_snapshot_wait_s=spec.ws_snapshot_wait_s,
         )
         self.task: asyncio.Task[None] | None = None
         self.error: str | None = None

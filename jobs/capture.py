@@ -119,6 +119,7 @@ def simulator_for(capture: Capture) -> SimulatorThread | None:
             host=sim.host,
             port=sim.port,
             depth=sim.depth,
+            venue_options=sim.options,
         )
     except ValueError as exc:
         raise ConfigError(f"simulator: {exc}") from None

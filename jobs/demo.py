@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from xtrader.config import (
     Capture,
     Cluster,
     Metrics,
+    OptionValue,
     ParquetSink,
     Pipeline,
     QuestDBSink,
@@ -36,8 +38,12 @@ def demo_capture(
     questdb: str | None = None,
     venues: tuple[str, ...] = DEMO_VENUES,
     seed: int = 1,
+    options: Mapping[str, Mapping[str, OptionValue]] | None = None,
 ) -> Capture:
-    """The demo's configuration: every simulated venue of `venues`, trades + l2 + bbo, Parquet under `out`."""
+    """The demo's configuration: every simulated venue of `venues`, trades + l2 + bbo, Parquet under `out`.
+
+    `options`: simulator venue options ({"okx": {"initial_snapshot": "0"}}), as `--venue-option` gives them.
+    """
     from xtrader.simulator.registry import VENUES as SIMULATED
     from xtrader.simulator.server import Simulator as Sim
 
@@ -59,7 +65,13 @@ def demo_capture(
         sinks=sinks,
         cluster=Cluster(num_cpus=max(8, len(streams) * 2 + 2), placement_timeout_s=60.0),
         metrics=Metrics(port=0),
-        simulator=Simulator(symbols=symbols, rate=rate, seed=seed, faults=faults),
+        simulator=Simulator(
+            symbols=symbols,
+            rate=rate,
+            seed=seed,
+            faults=faults,
+            options={v: dict(o) for v, o in (options or {}).items()},
+        ),
     )
 
 
@@ -77,8 +89,25 @@ def run_demo(args: argparse.Namespace) -> int:
     from jobs.capture import PlacementTimeout, install_signal_handlers, run
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    from pydantic import ValidationError
+
+    from xtrader.simulator.cli import parse_venue_options
+
     try:
-        capture = demo_capture(args.out, symbols=args.symbols, rate=args.rate, faults=args.faults, questdb=args.questdb)
+        capture = demo_capture(
+            args.out,
+            symbols=args.symbols,
+            rate=args.rate,
+            faults=args.faults,
+            questdb=args.questdb,
+            options=parse_venue_options(args.venue_option),
+        )
+    except ValidationError as exc:
+        print(
+            f"xtrader demo: {'; '.join(str(e['msg']).removeprefix('Value error, ') for e in exc.errors())}",
+            file=sys.stderr,
+        )
+        return 2
     except (ConfigError, ValueError) as exc:
         print(f"xtrader demo: {exc}", file=sys.stderr)
         return 2

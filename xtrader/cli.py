@@ -56,6 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--questdb", default=None, metavar="CONF", help="also write to QuestDB (client conf string)")
     demo.add_argument("--symbols", type=int, default=3, help="symbols per venue (default 3)")
     demo.add_argument("--rate", type=float, default=50.0, help="market updates per second per venue (default 50)")
+    demo.add_argument(
+        "--venue-option",
+        action="append",
+        default=[],
+        metavar="VENUE.NAME=VALUE",
+        help="a simulator venue option (repeatable), e.g. okx.initial_snapshot=0: OKX books without the "
+        "websocket snapshot, built from the REST book",
+    )
     demo.add_argument("--verbose", action="store_true", help="log actor output and details")
     return parser
 

@@ -33,6 +33,8 @@ from xtrader.venues.base import Subscription, Table
 LatencyMode = Literal["realtime", "archival"]
 Policy = Literal["block", "lossy"]
 PlacementStrategy = Literal["PACK", "SPREAD", "STRICT_SPREAD"]
+BookSource = Literal["auto", "ws", "rest"]
+OptionValue = bool | int | float | str
 
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 Symbol = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9_./:-]{0,63}$")]
@@ -93,6 +95,19 @@ class Stream(_Model):
         default=None,
         description="Connect to the local simulator; null: when `simulator.enabled`; false: live even then.",
     )
+    book_source: BookSource | None = Field(
+        default=None,
+        description="Where l2 books start (okx): auto (a websocket snapshot when one comes within "
+        "ws_snapshot_wait_s of the subscribe ack, else the REST book bridged by seqId), ws (websocket snapshots "
+        "only, resync by resubscribing) or rest (the REST book at the first update, resync by REST); "
+        "null: the venue's default (okx: auto; binance: rest; deribit: ws).",
+    )
+    ws_snapshot_wait_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="book_source auto: seconds after the subscribe ack to wait for a websocket snapshot.",
+    )
 
     @field_validator("venue")
     @classmethod
@@ -121,6 +136,35 @@ class Stream(_Model):
         if extra:
             raise ValueError(f"channels: override for {', '.join(map(repr, extra))}, which is not in tables")
         return self
+
+    @model_validator(mode="after")
+    def _public_channels_and_book_source(self) -> Stream:
+        from xtrader.venues import venue
+
+        instance = venue(self.venue)
+        for subscription in self.subscriptions():
+            reason = instance.login_required(subscription)
+            if reason is not None:
+                raise ValueError(
+                    f"stream {self.id!r}: {reason}; this client does not log in (channels.{subscription.table})"
+                )
+        sources = self.book_sources()
+        if self.book_source is not None and self.book_source not in sources:
+            raise ValueError(
+                f"book_source {self.book_source!r}: {self.venue} books come only from {' or '.join(sources)}"
+            )
+        return self
+
+    def book_sources(self) -> tuple[str, ...]:
+        """The book sources the venue supports, its default first."""
+        from xtrader.venues import venue
+
+        instance = venue(self.venue)
+        return instance.book_sources or (("rest",) if instance.needs_snapshot else ("ws",))
+
+    def resolved_book_source(self) -> str:
+        """`book_source`, or the venue's default."""
+        return self.book_source or self.book_sources()[0]
 
     @property
     def id(self) -> str:
@@ -344,6 +388,11 @@ class Simulator(_Model):
         default=None, gt=0, description="Replay speed factor (1: real time); null: as fast as possible."
     )
     tls: bool = Field(default=False, description="Serve wss:// and https:// (with a throwaway CA) instead of ws/http.")
+    options: dict[str, dict[str, OptionValue]] = Field(
+        default_factory=dict,
+        description="Venue-specific simulator options by venue, e.g. {okx: {initial_snapshot: 0}} "
+        "(`xtrader simulate --help` and the simulator's README list them).",
+    )
 
     @field_validator("faults")
     @classmethod
@@ -351,6 +400,20 @@ class Simulator(_Model):
         from xtrader.simulator.faults import parse_faults
 
         parse_faults(value)  # ValueError names the switch
+        return value
+
+    @field_validator("options")
+    @classmethod
+    def _known_options(cls, value: dict[str, dict[str, OptionValue]]) -> dict[str, dict[str, OptionValue]]:
+        from xtrader.simulator import registry
+
+        for name, options in value.items():
+            if name not in registry.VENUES:
+                raise ValueError(f"unknown venue {name!r} (simulated: {', '.join(registry.VENUES)})")
+            known = registry.venue_class(name).settings_help
+            unknown = sorted(set(options) - set(known))
+            if unknown:
+                raise ValueError(f"venue {name!r} has no option {unknown[0]!r} (known: {', '.join(sorted(known))})")
         return value
 
 

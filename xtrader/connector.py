@@ -11,8 +11,10 @@ a shutdown notice: the old link is retired only once a frame arrived on both
 before the new one subscribed), plus a margin. Duplicates are counted; the
 arbiter dedupes them.
 
-REST snapshots (venues with `needs_snapshot`) are fetched by `SnapshotFetcher`
-while diffs keep flowing. Each is emitted, in stream order, as its own
+REST snapshots (venues with `needs_snapshot`, and OKX books with `book_source`
+auto or rest) are fetched by `SnapshotFetcher` while diffs keep flowing: at a
+book's first diff ("rest"), or when no websocket snapshot came within
+`ws_snapshot_wait_s` of its subscribe ack ("auto"); resyncs fetch again. Each is emitted, in stream order, as its own
 `SnapshotBatches`: every diff received before it was flushed first, every
 later one follows in later batches. Downstream feeds it to
 `BookSync.on_rest_snapshot` (`Books.apply_batch(..., rest=True)`), everything
@@ -141,6 +143,10 @@ class Connector:
         max_queue: frames buffered by websockets before TCP backpressure.
         ws_ping_interval_s: websocket-level client pings (None: off; they count
             against Binance's inbound message limit).
+        book_source: where l2 books start: "rest" (a REST snapshot at the first diff), "auto" (a websocket
+            snapshot, else REST `ws_snapshot_wait_s` after the subscribe ack) or "ws" (websocket snapshots,
+            resync by resubscribing); None: "ws". Always "rest" when the venue `needs_snapshot`.
+        ws_snapshot_wait_s: see book_source "auto".
         ack_timeout_s: a request unanswered this long is reported.
         drain_timeout_s: on stop, how long to wait for the last flush and the acks.
         clock: the receipt clock (tests inject a fake one).
@@ -171,6 +177,8 @@ class Connector:
         max_size: int = 64 * 1024 * 1024,
         max_queue: int = 1024,
         ws_ping_interval_s: float | None = None,
+        book_source: str | None = None,
+        ws_snapshot_wait_s: float = 1.0,
         ack_timeout_s: float = 10.0,
         drain_timeout_s: float = 10.0,
         clock: Callable[[], Receipt] = now,
@@ -204,6 +212,9 @@ class Connector:
         self._numbers = 0
         self._last_frame_ns: int | None = None
         self._awaiting_diff: set[str] = set()  # symbols whose REST snapshot waits for a first diff
+        self._book_source = "rest" if venue.needs_snapshot else (book_source or "ws")
+        self._snapshot_wait_ns = int(ws_snapshot_wait_s * _NS)
+        self._snapshot_due: dict[str, int] = {}  # auto: symbol -> when REST is fetched unless a ws snapshot came
         self._flush_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
@@ -231,7 +242,7 @@ class Connector:
         self._running = True
         self._stop.clear()
         self._finished.clear()
-        if self.venue.needs_snapshot:
+        if self.venue.needs_snapshot or self._book_source in ("auto", "rest"):
             self._fetcher = SnapshotFetcher(
                 self.venue,
                 self._deliver_snapshot,
@@ -297,7 +308,7 @@ class Connector:
             ConfigError: they do not fit this connection (another URL route, the stream cap).
         """
         await self._change(subscriptions, add=True)
-        if self._fetcher is not None and self._links:
+        if self._fetcher is not None and self._links and self._book_source == "rest":
             self._awaiting_diff |= {s.symbol for s in subscriptions if s.table == "l2"}
 
     async def unsubscribe(self, subscriptions: Sequence[Subscription]) -> None:
@@ -386,7 +397,9 @@ class Connector:
         if fresh and stats.connects > 1:
             stats.reconnects += 1
         if fresh and self._fetcher is not None:
-            self._awaiting_diff = {s.symbol for s in session.subscriptions if s.table == "l2"}
+            if self._book_source == "rest":
+                self._awaiting_diff = {s.symbol for s in session.subscriptions if s.table == "l2"}
+            self._snapshot_due.clear()  # auto: armed again by the subscribe acks
         self._links.append(link)
         self._record("connect", f"link {link.number} open{reason}: {_short(url)}", wall_ns=receipt.wall_ns)
         link.reader = asyncio.get_running_loop().create_task(self._read(link), name=f"reader {link.number}")
@@ -476,11 +489,22 @@ class Connector:
             stats.overlap_duplicates += 1
         if self._awaiting_diff and len(columns.l2.symbol) > books_before:
             self._first_diffs(books_before)
+        if self._snapshot_due and len(columns.l2.symbol) > books_before:
+            self._ws_snapshots(books_before)
         if self._policy.oldest_mono_ns is None and columns.pending():
             self._policy.noted(mono)
             self._wake.set()
         if controls:
-            return link.session.on_controls(controls, mono)
+            if self._book_source != "auto" or self._fetcher is None or link.replaces is not None:
+                # (a make-before-break replacement: the books go on from the old link's stream)
+                return link.session.on_controls(controls, mono)
+            acked = set(link.session.acked)
+            actions = link.session.on_controls(controls, mono)
+            for subscription in link.session.acked - acked:
+                if subscription.table == "l2":  # auto: a websocket snapshot has this long to come
+                    self._snapshot_due[subscription.symbol] = mono + self._snapshot_wait_ns
+                    self._wake.set()  # the timer sleeps until the earliest deadline
+            return actions
         if controls is not None and link.first_data_ns is None:
             link.first_data_ns = mono
         return None
@@ -494,6 +518,22 @@ class Connector:
                 self._awaiting_diff.discard(symbol)
                 if not is_snapshot:  # a partial-depth stream carries whole books: no REST needed
                     self._fetcher.request(symbol)
+
+    def _ws_snapshots(self, start: int) -> None:
+        """auto: a websocket snapshot arrived, so that book needs no REST snapshot."""
+        l2 = self._columns.l2
+        for symbol, is_snapshot in zip(l2.symbol[start:], l2.is_snapshot[start:], strict=True):
+            if is_snapshot:
+                self._snapshot_due.pop(symbol, None)
+
+    def _snapshots_due(self, mono: int) -> None:
+        """auto: fetch the REST book of each symbol whose websocket snapshot did not come in time."""
+        assert self._fetcher is not None
+        for symbol in [s for s, due in self._snapshot_due.items() if due <= mono]:
+            del self._snapshot_due[symbol]
+            self._fetcher.request(symbol)
+            wait = self._snapshot_wait_ns / _NS
+            self._record("resync", f"no websocket snapshot {wait:g} s after the subscribe ack: rest snapshot", symbol)
 
     # -- session actions ------------------------------------------------------------------
 
@@ -546,6 +586,8 @@ class Connector:
                 for link in list(self._links):
                     await self._apply(link, link.session.poll(mono))
                     self._maybe_rotate(link, mono)
+                if self._snapshot_due:
+                    self._snapshots_due(mono)
                 if self._policy.due(self._columns.rows(), mono):
                     await self._flush()
                 await self._wait(self._next_wake(self._clock().mono_ns))
@@ -556,6 +598,8 @@ class Connector:
 
     def _next_wake(self, mono: int) -> float:
         deadlines = [mono + _NS]
+        if self._snapshot_due:
+            deadlines.append(min(self._snapshot_due.values()))
         if self._policy.oldest_mono_ns is not None:
             deadlines.append(self._policy.oldest_mono_ns + self._policy.batch_ns)
         for link in self._links:

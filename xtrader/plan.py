@@ -52,6 +52,8 @@ class ConnectorSpec:
     placement_group: str
     bundle_index: int
     cpus: float
+    book_source: str | None = None  # where l2 books start (`Stream.book_source`, resolved; None: the venue's way)
+    ws_snapshot_wait_s: float = 1.0  # book_source auto: wait for a websocket snapshot this long after the ack
 
 
 @dataclass(frozen=True)
@@ -278,6 +280,8 @@ def _connectors(
                 placement_group=group.id,
                 bundle_index=replica,
                 cpus=cpus,
+                book_source=stream.resolved_book_source(),
+                ws_snapshot_wait_s=stream.ws_snapshot_wait_s,
             )
             for replica in range(stream.redundancy)
         )

@@ -29,7 +29,7 @@ MAX_BUFFERED = 10_000
 class Verdict(enum.Enum):
     APPLY = "apply"  # levels applied (a snapshot replaced the book)
     DROP = "drop"  # stale, duplicate, or no book yet: nothing applied, nothing wrong
-    BUFFER = "buffer"  # kept until the REST snapshot arrives (Binance)
+    BUFFER = "buffer"  # kept until a snapshot arrives (Binance; OKX, which may bridge from REST)
     GAP = "gap"  # sequence broken or checksum failed: book discarded, resync requested
     STALE = "stale"  # a REST snapshot older than the buffered stream: fetch again
 
@@ -90,6 +90,8 @@ class Rules:
 
     #: the book starts from a REST snapshot, and diffs are buffered until then
     rest_snapshot = False
+    #: the book may start from a REST snapshot bridging buffered diffs, or from a websocket snapshot (OKX)
+    rest_bridge = False
 
     def update(self, last: int, msg: Message, bridging: bool) -> Verdict:
         raise NotImplementedError
@@ -151,9 +153,21 @@ class BinanceFuturesRules(Rules):
 
 
 class OkxRules(Rules):
-    """OKX v5 books seqId / prevSeqId (EXCHANGES.md 3.5)."""
+    """OKX v5 books seqId / prevSeqId (EXCHANGES.md 3.5), from a websocket snapshot or the REST book (3.6)."""
+
+    rest_bridge = True
+
+    def snapshot_stale(self, snapshot_seq: int, first_buffered: Message | None) -> bool:
+        # 3.6 step 2: "If its seqId < the noted prevSeqId [of the first buffered update], fetch again."
+        return (
+            first_buffered is not None
+            and first_buffered.prev_seq is not None
+            and (snapshot_seq < first_buffered.prev_seq)
+        )
 
     def update(self, last: int, msg: Message, bridging: bool) -> Verdict:
+        if bridging:
+            return self._bridge(last, msg)
         if msg.prev_seq is None:
             return Verdict.APPLY  # legacy messages carry no seqId: only the checksum can check them
         # "accept a message exactly when prevSeqId == last_seqId" (this covers the no-change
@@ -163,6 +177,20 @@ class OkxRules(Rules):
         if msg.seq <= last and msg.seq >= msg.prev_seq:
             return Verdict.DROP  # an older copy of an already applied update
         return Verdict.GAP
+
+    @staticmethod
+    def _bridge(last: int, msg: Message) -> Verdict:
+        """The first update after a REST snapshot whose seqId is `last` (3.6 step 3)."""
+        if msg.prev_seq is None or msg.prev_seq == last:
+            return Verdict.APPLY  # the chain itself (a reset chained to the snapshot included)
+        if msg.seq < msg.prev_seq:
+            return Verdict.GAP  # a sequence reset that does not follow the snapshot
+        # "Drop buffered updates with seqId <= snap.seqId."
+        if msg.seq <= last:
+            return Verdict.DROP
+        # "The first kept one must satisfy prevSeqId <= snap.seqId < seqId." (a REST seqId need not
+        # appear in the stream: OKX's steps are not +1)
+        return Verdict.APPLY if msg.prev_seq <= last else Verdict.GAP
 
 
 class DeribitRules(Rules):
@@ -203,6 +231,8 @@ class BookSync:
         self.last: int | None = None
         self.bridging = False
         self.buffer: deque[tuple[Message, Levels]] = deque()
+        #: diffs wait here while there is no book (for a REST snapshot to bridge)
+        self.buffering = self.rules.rest_snapshot or self.rules.rest_bridge
         #: a snapshot (REST) or resubscription is needed; the owner acts and clears it
         self.needs_resync = self.rules.rest_snapshot
         self.last_gap: str | None = None
@@ -216,10 +246,14 @@ class BookSync:
         """Feed one websocket book message."""
         self.counters.messages += 1
         if msg.is_snapshot:
+            if self.buffer and not self.rules.rest_snapshot:
+                # a websocket snapshot follows every buffered update in stream order: they are older
+                self.counters.dropped += len(self.buffer)
+                self.buffer.clear()
             return self._load_snapshot(msg, levels)
         if self.last is None:
-            if self.rules.rest_snapshot:
-                # Binance step 1: buffer while the snapshot is fetched.
+            if self.buffering:
+                # Binance step 1, OKX 3.6 step 1: buffer while the snapshot is fetched.
                 self.buffer.append((msg, levels))
                 self.counters.buffered += 1
                 if len(self.buffer) > MAX_BUFFERED:
@@ -271,7 +305,7 @@ class BookSync:
             return verdict
         if verdict is Verdict.GAP:
             self._gap(f"seq {msg.seq} prev {msg.prev_seq} first {msg.first_seq} after {self.last}")
-            if self.rules.rest_snapshot:
+            if self.buffering:
                 self.buffer.append((msg, levels))
             return verdict
         self._apply_levels(levels)

@@ -396,7 +396,7 @@ async def test_sequence_reset_is_accepted_by_the_documented_rule(trigger: str) -
 
 async def test_rest_snapshot_bridges_updates_when_there_is_no_ws_snapshot() -> None:
     """3.6, the announced path: buffer updates, GET /api/v5/market/books, bridge by seqId."""
-    options = {"okx": {"ws_snapshot": False}}
+    options = {"okx": {"initial_snapshot": False}}
     async with Simulator(venues=["okx"], symbols=1, rate=500, seed=4, venue_options=options) as sim:
         book = Book()
         async with client(sim.urls["okx"]["ws"] + PUBLIC) as ws:

@@ -619,13 +619,16 @@ REST_BOOK = (
 
 def test_rest_book_request_and_parse() -> None:
     v = okx()
-    assert v.snapshot_request("BTC-USDT") is None  # the websocket sends the initial snapshot
-    assert v.rest_book_request("BTC-USDT") == SnapshotRequest(
-        "BTC-USDT", "https://www.okx.com/api/v5/market/books?instId=BTC-USDT&sz=400"
+    # the REST book bridges books without a websocket snapshot (EXCHANGES.md 3.6): 400 levels, source=0
+    assert (
+        v.snapshot_request("BTC-USDT")
+        == v.rest_book_request("BTC-USDT")
+        == SnapshotRequest("BTC-USDT", "https://www.okx.com/api/v5/market/books?instId=BTC-USDT&sz=400&source=0")
     )
     assert okx_with_bases().rest_book_request("ETH-USDT", 50).url == (
-        "http://127.0.0.1:9/api/v5/market/books?instId=ETH-USDT&sz=50"
+        "http://127.0.0.1:9/api/v5/market/books?instId=ETH-USDT&sz=50&source=0"
     )
+    assert v.snapshot_request("ETH-USDT", 5000).url.endswith("&sz=400&source=0")  # OKX serves at most 400
     out = v.columns()
     assert v.parse_rest_book(REST_BOOK, "BTC-USDT", RECEIPT, out) == 3412352
     batches = out.flush()

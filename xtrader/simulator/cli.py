@@ -45,7 +45,12 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _venue_options(items: list[str]) -> dict[str, dict[str, str]]:
+def parse_venue_options(items: list[str]) -> dict[str, dict[str, str]]:
+    """`VENUE.NAME=VALUE` items (``--venue-option``) -> {venue: {name: value}}.
+
+    Raises:
+        ValueError: an item is not of that shape.
+    """
     out: dict[str, dict[str, str]] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -65,7 +70,7 @@ def main(argv: list[str]) -> int:
         else [v.strip() for v in args.venues.split(",") if v.strip()]
     )
     try:
-        venue_options = _venue_options(args.venue_option)
+        venue_options = parse_venue_options(args.venue_option)
         sim = Simulator(
             venues=venues,
             symbols=args.symbols,

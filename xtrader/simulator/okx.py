@@ -97,7 +97,8 @@ class Okx(Venue):
         "nochange_s": "seconds without a change before the no-change push (default 60; 0: never)",
         "idle_timeout_s": "close 4004 after this long without a subscription or any push (default 30; 0: never)",
         "seq_reset_s": "reset every instrument's seqId this often (default 0: never; see also reset_sequence())",
-        "ws_snapshot": "1 (default): books starts with a snapshot; 0: updates only, as announced (use REST)",
+        "initial_snapshot": "1 (default): books starts with a snapshot; 0: updates only, as OKX announced for "
+        "books, books-elp, books-l2-tbt and books50-l2-tbt (changelog, 12 Feb 2026): build the book from REST",
     }
 
     def __init__(self, options: VenueOptions) -> None:
@@ -106,7 +107,7 @@ class Okx(Venue):
         self.nochange_s = self.setting("nochange_s", 60.0)
         self.idle_timeout_s = self.setting("idle_timeout_s", 30.0)
         self.seq_reset_s = self.setting("seq_reset_s", 0.0)
-        self.ws_snapshot = self.setting("ws_snapshot", True)
+        self.initial_snapshot = self.setting("initial_snapshot", True)
         self.resets = 0
         # Rename the generated instruments (BTCUSDT -> BTC-USDT); the markets stay as seeded.
         renamed: dict[str, Market] = {}
@@ -358,7 +359,7 @@ class Okx(Venue):
         version = (market.published_id, st.offset)
         cached = st.last.get(channel)
         if channel == "books":
-            return self._books_snapshot(market, st) if self.ws_snapshot else None
+            return self._books_snapshot(market, st) if self.initial_snapshot else None
         if channel in ("books5", "bbo-tbt"):
             if cached is not None and cached[0] == version:
                 return cached[1]  # the shared frame is still current: the same message
@@ -465,6 +466,11 @@ class Okx(Venue):
         if not raw.isdigit() or not 1 <= int(raw) <= REST_BOOKS_MAX:
             return _fail(400, "51000", "Parameter sz error")
         limit = int(raw)
+        source = q.get("source")
+        if source not in (None, "0"):
+            return _fail(400, "51000", "Parameter source error")
+        if source == "0":
+            self.truth.rest["books_source_0"] += 1
         now = time.monotonic()
         window = self._rest_window
         count, span = REST_BOOKS_BUDGET

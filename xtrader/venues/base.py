@@ -104,6 +104,9 @@ class Venue(ABC):
     keep_text: ClassVar[bool] = False
     #: the book is initialised from a REST snapshot (else from a websocket snapshot)
     needs_snapshot: ClassVar[bool] = False
+    #: values of a stream's `book_source` the venue supports, its default first; () means its one way
+    #: (a REST snapshot when `needs_snapshot`, else the websocket's)
+    book_sources: ClassVar[tuple[str, ...]] = ()
     #: streams (subscriptions) per connection this client stays under
     max_streams_per_connection: ClassVar[int] = 200
     #: the venue's book checksum over the top (price, size) text levels, best first
@@ -140,6 +143,10 @@ class Venue(ABC):
     @abstractmethod
     def keepalive(self) -> Keepalive:
         """The keepalive rule of this venue."""
+
+    def login_required(self, subscription: Subscription) -> str | None:
+        """Why `subscription` needs a logged-in account (this client never logs in), or None when it is public."""
+        return None
 
     def reply(self, control: Control, request_id: int) -> bytes | None:
         """A frame answering a control event (Deribit test_request), or None."""

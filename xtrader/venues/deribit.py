@@ -39,9 +39,12 @@ rejected.
 Notes on choices made here:
     * The `raw` interval needs an authenticated connection: unauthenticated it is
       refused with error 13778 (and a request mixing raw with other channels may
-      fail as a whole). It is allowed as a channel variant, and raw channels are
-      sent in subscribe requests of their own, but this client does not
-      authenticate; prefer `100ms` (which still carries every update, batched).
+      fail as a whole). Raw channels parse, and are sent in subscribe requests of
+      their own, but this client does not authenticate, so `login_required` names
+      them and the configuration refuses them; use `100ms` (which still carries
+      every update, batched). Source: EXCHANGES.md 4.2, from
+      https://docs.deribit.com/subscriptions/orderbook/bookinstrument_nameinterval
+      (as stored mid-2026; not re-checked offline).
     * An empty side of the top of book is null in `quote` but was `0.0` price and
       `0.0` amount in `ticker` pushes (real 2021 capture): a side with a null price
       or a zero amount becomes a null bid/ask in the bbo table.
@@ -165,6 +168,15 @@ class Deribit(Venue):
     #: no documented cap; 32 connections per IP is the scarcer resource
     max_streams_per_connection: ClassVar[int] = 300
     field_sources: ClassVar[Mapping[str, Mapping[str, str]]] = FIELD_SOURCES
+
+    def login_required(self, subscription: Subscription) -> str | None:
+        try:
+            name = channel_name(subscription)
+        except ConfigError:
+            return None  # not a channel at all: `connections` reports it
+        if not name.endswith(".raw"):
+            return None
+        return f"deribit: channel {name} (interval raw) needs an authenticated connection (error 13778 otherwise)"
 
     def connections(self, subscriptions: Sequence[Subscription]) -> list[Connection]:
         """Pack subscriptions into connections of at most `max_streams_per_connection` channels.

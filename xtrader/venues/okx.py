@@ -4,6 +4,14 @@ Docs: https://www.okx.com/docs-v5/en/#overview-websocket (connect, subscribe,
 notifications), https://www.okx.com/docs-v5/en/#order-book-trading-market-data-ws-order-book-channel,
 https://www.okx.com/docs-v5/en/#order-book-trading-market-data-get-order-book (REST book),
 https://www.okx.com/docs-v5/en/#public-data-rest-api-get-instruments. Summary: EXCHANGES.md section 3.
+OKX API changelog https://www.okx.com/docs-v5/log_en, "Delist initial snapshot and checksum field in order
+book channels" (last update 12 Feb 2026; production "early August 2026"): books, books-elp, books-l2-tbt and
+books50-l2-tbt stop sending the initial snapshot; the book then comes from `GET /api/v5/market/books?instId=..
+&source=0` bridged by seqId (EXCHANGES.md 3.6). Read through EXCHANGES.md and issue 13; the changelog page
+itself could not be checked offline. OKX support notice "OKX Will Change Subscription Rules for TBT Order
+Book Channels on WebSocket API" (April 2022): books-l2-tbt / books50-l2-tbt need a login ("Please log in",
+60011) and a VIP fee tier (64003). The tiers quoted below (books-l2-tbt VIP5, books50-l2-tbt VIP4) are issue
+13's; EXCHANGES.md 3.4 says VIP4+ for both; neither could be checked offline.
 
 A real push (okx.jsonl, 2022; newer messages add `seqId` / `prevSeqId`)::
 
@@ -30,14 +38,17 @@ Notes on choices made here:
       checksum can check them. `prevSeqId` -1 (a snapshot) becomes a null prev_seq; a reset
       (seqId < prevSeqId) and a no-change message (prevSeqId == seqId, no levels: a header with 0 rows)
       are reported as sent, for `xtrader.sync` to judge.
-    * `books-l2-tbt` / `books50-l2-tbt` need a logged-in VIP account; this client does not log in, so they
-      are allowed as channel variants but OKX refuses them (error 64003) unless that changes.
+    * `books-l2-tbt` / `books50-l2-tbt` need a logged-in VIP account; this client does not log in, so
+      `login_required` names them and the configuration refuses them (OKX would answer 64003 at run time
+      and the book would never become valid). They still parse, for captures taken with a login.
     * Every subscribe request of one call carries the same `id` (str of request_id); acks echo it and
       `Control.request_id` gives it back as an int.
     * Prices and sizes stay the venue's strings (checksum input); a string holding anything but
       `0-9 . - + e E` is rejected at parse time, because Arrow would refuse it at flush.
-    * The REST book (`rest_book_request` / `parse_rest_book`) is for OKX's announced snapshot-less sync;
-      `snapshot_request` stays None while the websocket sends the initial snapshot.
+    * Books start from a websocket snapshot when one comes, else from the REST book (`snapshot_request`,
+      `parse_snapshot`) bridged by seqId: a stream's `book_source` (`book_sources`: auto, ws, rest) says
+      which the connector waits for; `xtrader.sync.OkxRules` accepts both. `needs_snapshot` stays False:
+      not every book needs a REST snapshot.
 """
 
 from __future__ import annotations
@@ -62,6 +73,10 @@ CHANNELS: dict[str, tuple[str, ...]] = {
 }
 #: 50/400-level channels: OKX recommends fewer than 30 of them per connection (EXCHANGES.md 3.2)
 DEEP_BOOKS = frozenset({"books", "books-l2-tbt", "books50-l2-tbt"})
+#: need a logged-in account of this fee tier (issue 13; EXCHANGES.md 3.4 says VIP4+ for both): this client has none
+LOGIN_CHANNELS = {"books-l2-tbt": "VIP5", "books50-l2-tbt": "VIP4"}
+#: sz of the REST book: OKX serves at most 400 levels per side
+REST_BOOK_MAX = 400
 #: args of one request total at most 64 KB
 MAX_REQUEST_BYTES = 64 * 1024
 
@@ -362,6 +377,7 @@ class Okx(Venue):
     sync_kind: ClassVar[str] = "okx"
     keep_text: ClassVar[bool] = True
     needs_snapshot: ClassVar[bool] = False
+    book_sources: ClassVar[tuple[str, ...]] = ("auto", "ws", "rest")
     max_streams_per_connection: ClassVar[int] = 200
     book_checksum: ClassVar[Callable[[list[tuple[str, str]], list[tuple[str, str]]], int] | None] = staticmethod(
         okx_checksum
@@ -390,6 +406,13 @@ class Okx(Venue):
                 f"(symbol {subscription.symbol}); use one of {', '.join(allowed)}"
             )
         return subscription.channel
+
+    def login_required(self, subscription: Subscription) -> str | None:
+        channel = subscription.channel if subscription.table == "l2" else None
+        tier = LOGIN_CHANNELS.get(channel or "")
+        if tier is None:
+            return None
+        return f"okx: channel {channel} needs a logged-in account of fee tier {tier} or above (error 64003 otherwise)"
 
     def connections(self, subscriptions: Sequence[Subscription]) -> list[Connection]:
         """Pack subscriptions into `/ws/v5/public` connections.
@@ -478,9 +501,14 @@ class Okx(Venue):
             raise ParseError("okx: instId must be a string")
         return ids
 
-    def rest_book_request(self, symbol: str, depth: int = 400) -> SnapshotRequest:
-        """The REST book (`/api/v5/market/books`) for the announced snapshot-less sync (EXCHANGES.md 3.6)."""
-        return SnapshotRequest(symbol, f"{self.rest_base}/api/v5/market/books?instId={symbol}&sz={depth}")
+    def rest_book_request(self, symbol: str, depth: int = REST_BOOK_MAX) -> SnapshotRequest:
+        """The REST book (`/api/v5/market/books`, `source=0` as in the changelog's example; EXCHANGES.md 3.6)."""
+        depth = max(1, min(depth, REST_BOOK_MAX))
+        return SnapshotRequest(symbol, f"{self.rest_base}/api/v5/market/books?instId={symbol}&sz={depth}&source=0")
+
+    def snapshot_request(self, symbol: str, depth: int | None = None) -> SnapshotRequest:
+        """The REST book that bridges a book without a websocket snapshot (400 levels unless `depth`)."""
+        return self.rest_book_request(symbol, depth or REST_BOOK_MAX)
 
     def parse_rest_book(self, body: bytes, symbol: str, receipt: Receipt, out: Columns) -> int:
         """Append a REST book as `is_snapshot` l2 rows (seq = seqId); return its seqId.
