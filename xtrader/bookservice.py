@@ -199,17 +199,8 @@ class BookService:
                 events.add(symbol, now, "resync", f"stale snapshot {msg.seq}: fetching again")
             else:
                 stats.buffered_applied += sync.counters.updates_applied - applied_before
-        elif (
-            msg.is_snapshot
-            and was_valid
-            and len(self.connections) > 1
-            and sync.last is not None
-            and (msg.seq <= sync.last)
-        ):
-            # a lagging redundant connection's (re)subscription snapshot: the book is already past it
-            sync.counters.dropped += 1
-            return
         else:
+            # a websocket snapshot is authoritative (a sequence reset); the sync drops known older copies
             verdict = sync.on_message(msg, levels)
         if sync.counters.gaps > gaps_before:
             detail = sync.last_gap or "gap"

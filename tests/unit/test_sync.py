@@ -86,6 +86,19 @@ OKX = {
         5,
     ),
     "duplicate": ([("ws", snap(10)), ("ws", upd(10, 15)), ("ws", upd(10, 15))], [A, A, D], 15),
+    "duplicate_of_an_earlier_update": (
+        [("ws", snap(10)), ("ws", upd(10, 15)), ("ws", upd(15, 22)), ("ws", upd(10, 15))],
+        [A, A, A, D],
+        22,
+    ),
+    # the reset message (15 -> 3) was lost: 3 -> 5 is a gap, not an "older copy" (the book would freeze)
+    "reset_missed": ([("ws", snap(10)), ("ws", upd(10, 15)), ("ws", upd(3, 5))], [A, A, G], None),
+    # a snapshot is authoritative: after a reset it replaces the book although its seqId is lower
+    "snapshot_after_reset": (
+        [("ws", snap(10)), ("ws", upd(10, 15)), ("ws", snap(3)), ("ws", upd(3, 5))],
+        [A, A, A, A],
+        5,
+    ),
     "gap": ([("ws", snap(10)), ("ws", upd(12, 15))], [A, G], None),
     "out_of_order": ([("ws", snap(10)), ("ws", upd(15, 20)), ("ws", upd(10, 15))], [A, G, D], None),
     "update_before_snapshot": ([("ws", upd(3, 4)), ("ws", snap(10)), ("ws", upd(10, 11))], [D, A, A], 11),
@@ -99,6 +112,8 @@ OKX = {
 DERIBIT = {
     "in_order": ([("ws", snap(100)), ("ws", upd(100, 101)), ("ws", upd(101, 105))], [A, A, A], 105),
     "duplicate": ([("ws", snap(100)), ("ws", upd(100, 101)), ("ws", upd(100, 101))], [A, A, D], 101),
+    "reset_missed": ([("ws", snap(100)), ("ws", upd(100, 101)), ("ws", upd(3, 4))], [A, A, G], None),
+    "snapshot_after_reset": ([("ws", snap(100)), ("ws", upd(100, 101)), ("ws", snap(3))], [A, A, A], 3),
     "gap": ([("ws", snap(100)), ("ws", upd(101, 102))], [A, G], None),
     "out_of_order": ([("ws", snap(100)), ("ws", upd(101, 102)), ("ws", upd(100, 101))], [A, G, D], None),
     "resubscribe_after_gap": (
