@@ -232,6 +232,7 @@ class BookService:
             if sync.valid:
                 continue
             asked = self.pending.get(symbol)
+            again = asked is not None  # a request of ours went unanswered
             stats = self.symbols[symbol]
             waiting = not (stats.gaps or stats.stale_snapshots or stats.syncs) or not sync.needs_resync
             if asked is None and waiting:
@@ -243,7 +244,7 @@ class BookService:
             self.metrics.count(metrics.RESYNCS, 1, self.exchange, "l2")
             connection = self.last_connection.get(symbol, "")
             out.append((connection, symbol))
-            events.add(symbol, now, "resync", "requested" if asked is None else "requested again (no answer)")
+            events.add(symbol, now, "resync", "requested again (no answer)" if again else "requested")
         return out
 
     # -- periodic ----------------------------------------------------------------------------------------------

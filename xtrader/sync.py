@@ -267,8 +267,8 @@ class BookSync:
         for index, (buffered, buffered_levels) in enumerate(pending):
             verdict = self._update(buffered, buffered_levels)
             if verdict is Verdict.GAP:
-                # the rest waits for the next snapshot, with the gap event first
-                self.buffer.extend(pending[index:])
+                # the rest waits for the next snapshot, after the gap message (`_update` buffered it)
+                self.buffer.extend(pending[index + 1 :])
                 return Verdict.GAP
         return Verdict.APPLY if verdict is not Verdict.GAP else verdict
 

@@ -262,3 +262,17 @@ def test_a_lagging_redundant_connection_neither_rewinds_the_book_nor_makes_a_fal
     out = service.on_batch("c1", l2_batch(venue, [("S", 220, 210, None, False, [(10.0, 3.0)], [])], NOW + 7 * MS))
     assert service.stats()["counters"]["gaps"] == 0 and out.events is None
     assert service.tops()["S"] == ([(10.0, 3.0)], [(11.0, 1.0)])
+
+
+def test_the_first_request_for_a_missing_first_snapshot_is_logged_as_a_request() -> None:
+    clock = Clock()
+    service = BookService("okx", "okx", clock=clock)
+    service.on_batch("c0", l2_batch("okx", [("S", 7, 6, None, False, [(1.0, 1.0)], [])]))
+    clock.now += 6_000_000_000
+    _, events, resyncs = service.tick()
+    assert resyncs == [("c0", "S")]
+    assert events is not None and events.column("detail").to_pylist() == ["requested"]
+    clock.now += 6_000_000_000
+    _, events, resyncs = service.tick()
+    assert resyncs == [("c0", "S")]
+    assert events is not None and events.column("detail").to_pylist() == ["requested again (no answer)"]

@@ -227,3 +227,14 @@ def test_rest_snapshot_older_than_a_valid_book_is_ignored() -> None:
     assert sync.on_message(diff(45, 60, 44), Levels([10.0], [3.0], [], [])) is A
     assert sync.on_rest_snapshot(snap(55), Levels([9.0], [1.0], [12.0], [1.0])) is D
     assert sync.last == 60 and sync.book.best_bid() == (10.0, 3.0) and sync.counters.gaps == 0
+
+
+def test_a_gap_in_the_rest_replay_buffers_the_gap_message_once() -> None:
+    sync = BookSync("binance_spot")
+    for first, last in ((100, 105), (110, 115), (116, 120)):
+        assert sync.on_message(diff(first, last)) is B
+    # the snapshot bridges 100..105; 110..115 then breaks the chain: it waits, with what follows, for the next one
+    assert sync.on_rest_snapshot(snap(103), EMPTY) is G
+    assert [(m.first_seq, m.seq) for m, _ in sync.buffer] == [(110, 115), (116, 120)]
+    assert sync.on_rest_snapshot(snap(112), EMPTY) is A
+    assert sync.last == 120 and sync.counters.gaps == 1
