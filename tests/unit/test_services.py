@@ -276,3 +276,24 @@ def test_the_first_request_for_a_missing_first_snapshot_is_logged_as_a_request()
     _, events, resyncs = service.tick()
     assert resyncs == [("c0", "S")]
     assert events is not None and events.column("detail").to_pylist() == ["requested again (no answer)"]
+
+
+def test_resyncs_of_a_redundant_stream_go_to_connectors_that_carry_the_symbol_rotating_on_retry() -> None:
+    clock = Clock()
+    carriers = {
+        "okx/c0/r0": ["BTC-USDT"],
+        "okx/c0/r1": ["BTC-USDT"],
+        "okx/c1/r0": ["ETH-USDT"],
+        "okx/c1/r1": ["ETH-USDT"],
+    }
+    service = BookService("okx", "okx", clock=clock)
+    service.set_carriers(carriers)
+    # l2 of a redundant stream reaches the book under the arbiter's name
+    service.on_batch("arbiter:okx", l2_batch("okx", [("ETH-USDT", 10, None, None, True, [(1.0, 1.0)], [])]))
+    out = service.on_batch("arbiter:okx", l2_batch("okx", [("ETH-USDT", 30, 20, None, False, [(1.0, 2.0)], [])]))
+    assert out.resyncs == [("okx/c1/r0", "ETH-USDT")]
+    asked = []
+    for _ in range(2):  # no answer: asked again, of the other copy, then the first again
+        clock.now += 6_000_000_000
+        asked += service.tick()[2]
+    assert asked == [("okx/c1/r1", "ETH-USDT"), ("okx/c1/r0", "ETH-USDT")]
