@@ -1,8 +1,11 @@
-"""Books across a venue's sequence reset: real connectors against the simulator, the book service, no Ray.
+"""The book service fed by real connectors against the simulator, wired as the actors are, without Ray.
 
-A stream whose symbols are spread over two connections (one per symbol here): each
-connector drops its own repeats (as ConnectorActor does) and feeds one BookService
-under its connection id, as the order-book actor is fed.
+- a sequence reset over a reconnect: a stream whose symbols are spread over two
+  connections (one per symbol here); each connector drops its own repeats (as
+  ConnectorActor does) and feeds one BookService under its connection id;
+- resync routing with redundancy: every connector feeds one BatchArbiter, whose
+  winners reach the BookService under the arbiter's name; a resync request goes to
+  the connector the service names (as OrderBookActor._resync does).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import time
 from collections.abc import Callable
 
 from xtrader.arbiter_batches import BatchArbiter
-from xtrader.batch import Batches, FlushPolicy
+from xtrader.batch import Batches, Columns, FlushPolicy
 from xtrader.bookservice import BookService
 from xtrader.connector import Connector
 from xtrader.simulator import Simulator
@@ -86,3 +89,45 @@ async def test_okx_books_follow_a_sequence_reset_over_a_reconnect() -> None:
             assert book.last is not None and last is not None and book.last < last
             assert service.tops(20)[symbol] == (levels(truth["bids"]), levels(truth["asks"]))
     assert service.stats()["counters"]["checksum_failed"] == 0
+
+
+async def test_a_resync_of_a_redundant_stream_reaches_a_connector_that_carries_the_symbol() -> None:
+    async with Simulator(venues=["okx"], symbols=2, rate=300, seed=6) as sim:
+        btc, eth = sim.symbols["okx"]
+        v = venue("okx", ws_base=sim.urls["okx"]["ws"], rest_base=sim.urls["okx"]["rest"])
+        arbiter = BatchArbiter()
+        service = BookService("okx", v.sync_kind, keep_text=v.keep_text, checksum=getattr(v, "book_checksum", None))
+        # two connections (one per symbol), two copies of each
+        layout = {f"okx/c{c}/r{r}": symbol for c, symbol in enumerate((btc, eth)) for r in range(2)}
+        service.set_carriers({name: [symbol] for name, symbol in layout.items()})
+        connectors: dict[str, Connector] = {}
+        for name, symbol in layout.items():
+            (connection,) = v.connections([Subscription("l2", symbol)])
+
+            async def emit(batches: Batches, name: str = name) -> None:
+                service.on_batch("arbiter:okx", arbiter.filter(name, batches, time.monotonic_ns()))
+
+            connectors[name] = Connector(v, connection, emit, FlushPolicy(500, 20), seed=7)
+        tasks = [asyncio.create_task(c.run()) for c in connectors.values()]
+        book = service.sync(eth)
+        try:
+            await wait_for(lambda: service.sync(btc).valid and book.valid, "books valid")
+            # a lost update: the next message does not chain on the book
+            assert book.last is not None and book.last_ts is not None
+            lost = Columns("okx", keep_text=True)
+            lost.l2.message(
+                eth, book.last_ts + 1, time.time_ns(), book.last + 2000, book.last + 1000, None, False, 0, 0, 0
+            )
+            out = service.on_batch("arbiter:okx", lost.flush())
+            assert not book.valid and len(out.resyncs) == 1
+            asked, symbol = out.resyncs[0]
+            assert symbol == eth and layout.get(asked) == eth  # a connector that carries ETH, not the arbiter
+            resubscribed = connectors[asked].stats()["resyncs"]
+            await connectors[asked].resync(eth)
+            assert connectors[asked].stats()["resyncs"] == resubscribed + 1
+            await wait_for(lambda: book.valid, "book valid again after the resubscription")
+        finally:
+            for c in connectors.values():
+                await c.stop()
+            await asyncio.gather(*tasks)
+    assert service.stats()["symbols"][eth]["gaps"] == 1
