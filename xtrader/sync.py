@@ -28,6 +28,9 @@ MAX_BUFFERED = 10_000
 #: applied seqs remembered per book: a copy of one of them from a lagging connection is a duplicate
 RECENT = 256
 
+#: OKX / Deribit updates kept while a book waits for its snapshot, to bridge it (redundant connections)
+MAX_WAITING = 1_000
+
 
 class Verdict(enum.Enum):
     APPLY = "apply"  # levels applied (a snapshot replaced the book)
@@ -217,6 +220,10 @@ class BookSync:
         self.recent: deque[int] = deque(maxlen=RECENT)
         self.bridging = False
         self.buffer: deque[tuple[Message, Levels]] = deque()
+        #: updates that came while the book had no snapshot (OKX, Deribit): those that chain on the next
+        #: snapshot are applied after it. With redundancy, the arbiter passes each update once: one that came
+        #: from a faster copy before the slower copy's (re)subscription snapshot would otherwise be lost.
+        self.waiting: deque[tuple[Message, Levels]] = deque(maxlen=MAX_WAITING)
         #: a snapshot (REST) or resubscription is needed; the owner acts and clears it
         self.needs_resync = self.rules.rest_snapshot
         self.last_gap: str | None = None
@@ -234,7 +241,10 @@ class BookSync:
                 # a lagging redundant connection's (re)subscription snapshot: the book is past it
                 self.counters.dropped += 1
                 return Verdict.DROP
-            return self._load_snapshot(msg, levels)
+            verdict = self._load_snapshot(msg, levels)
+            if self.waiting:
+                self._bridge()
+            return verdict
         if self.last is None:
             if self.rules.rest_snapshot:
                 # Binance step 1: buffer while the snapshot is fetched.
@@ -243,9 +253,21 @@ class BookSync:
                 if len(self.buffer) > MAX_BUFFERED:
                     self.buffer.popleft()
                 return Verdict.BUFFER
+            if self.rules.authoritative_snapshot and msg.prev_seq is not None:  # (legacy OKX: no chain to bridge)
+                self.waiting.append((msg, levels))
             self.counters.dropped += 1
             return Verdict.DROP
         return self._update(msg, levels)
+
+    def _bridge(self) -> None:
+        """After a snapshot: apply the waiting updates that chain on it (older ones are left out)."""
+        waiting = list(self.waiting)
+        self.waiting.clear()
+        for msg, levels in waiting:
+            if self.last is None:
+                break  # a checksum failed on the way: the next snapshot starts again
+            if self.rules.update(self.last, msg, False) is Verdict.APPLY:
+                self._update(msg, levels)
 
     def on_rest_snapshot(self, msg: Message, levels: Levels) -> Verdict:
         """Feed a REST snapshot (Binance); replays the buffered diffs over it."""

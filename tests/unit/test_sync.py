@@ -238,3 +238,18 @@ def test_a_gap_in_the_rest_replay_buffers_the_gap_message_once() -> None:
     assert [(m.first_seq, m.seq) for m, _ in sync.buffer] == [(110, 115), (116, 120)]
     assert sync.on_rest_snapshot(snap(112), EMPTY) is A
     assert sync.last == 120 and sync.counters.gaps == 1
+
+
+@pytest.mark.parametrize("kind", ["okx", "deribit"])
+def test_updates_seen_while_waiting_for_the_resubscription_snapshot_bridge_it(kind: str) -> None:
+    """Redundancy: the copy that did not resubscribe is ahead; the arbiter passed its updates while the
+    book was invalid, so it will not pass them again after the snapshot: the book keeps them meanwhile."""
+    sync = BookSync(kind)
+    assert sync.on_message(snap(10)) is A
+    assert sync.on_message(upd(20, 30)) is G  # lost updates: resync
+    assert sync.on_message(upd(30, 40), Levels([5.0], [1.0], [], [])) is D  # no book yet
+    assert sync.on_message(upd(40, 50), Levels([5.0], [2.0], [], [])) is D
+    assert sync.on_message(snap(40), Levels([5.0], [1.0], [6.0], [1.0])) is A  # the resubscribed copy's snapshot
+    assert sync.last == 50 and sync.book.best_bid() == (5.0, 2.0)  # ... bridged by what was kept
+    assert sync.on_message(upd(50, 60)) is A
+    assert sync.counters.gaps == 1
