@@ -46,9 +46,10 @@ class OrderBookActor:
         self.resync_failures = 0
         self.ticker: asyncio.Task[None] | None = None
 
-    async def set_connectors(self, connectors: dict[str, Any]) -> None:
-        """connection id -> ConnectorActor handle (where resync requests go); warms the sink connections."""
+    async def set_connectors(self, connectors: dict[str, Any], carriers: dict[str, list[str]] | None = None) -> None:
+        """connection id -> ConnectorActor handle, and -> its l2 symbols (where resync requests go); warms the sinks."""
         self.connectors = dict(connectors)
+        self.service.set_carriers(carriers if carriers is not None else {c: [] for c in connectors})
         await self.outputs.warm()
 
     async def on_batch(self, connection: str, batches: Batches, rest: bool = False) -> None:
@@ -65,7 +66,7 @@ class OrderBookActor:
 
     def _resync(self, requests: list[tuple[str, str]]) -> None:
         for connection, symbol in requests:
-            handle = self.connectors.get(connection) or next(iter(self.connectors.values()), None)
+            handle = self.connectors.get(connection)  # the service routes to a connector that carries the symbol
             if handle is not None:
                 handle.resync.remote(symbol)
             else:

@@ -223,8 +223,10 @@ def start(capture: Capture, plan: Plan) -> Running:
         ).remote(connector_spec, sinks, book, arbiter, pipeline=pipeline)
     wiring = []
     for book_spec in plan.books:
-        handles = {c.id: running.connectors[c.id] for c in plan.connectors if c.venue == book_spec.venue}
-        wiring.append(running.books[book_spec.id].set_connectors.remote(handles))
+        venue_connectors = [c for c in plan.connectors if c.venue == book_spec.venue]
+        handles = {c.id: running.connectors[c.id] for c in venue_connectors}
+        carriers = {c.id: sorted({s.symbol for s in c.subscriptions if s.table == "l2"}) for c in venue_connectors}
+        wiring.append(running.books[book_spec.id].set_connectors.remote(handles, carriers))
     for arbiter_spec in plan.arbiters:
         wiring.append(running.arbiters[arbiter_spec.id].register.remote(list(arbiter_spec.inputs)))
     ray.get(wiring, timeout=capture.cluster.placement_timeout_s)

@@ -2,9 +2,11 @@
 
 Each update has a key that is identical on every connection carrying the same
 stream (the venue's sequence id; the trade id for trades). The first
-connection to deliver a key wins it; later copies are duplicates. Keys are
-remembered in a bounded LRU (so memory is flat) for at most `ttl_ns` (so a
-sequence reset can reuse a key later).
+connection to deliver a key wins it; later copies are duplicates. A key is a
+tuple whose first element names its table ("trades", "l2", "bbo"; see
+`xtrader.arbiter_batches.UpdateKeys`). Keys are remembered in one bounded LRU
+per table (so memory is flat, and a busy table never evicts another's keys)
+for at most `ttl_ns` (so a sequence reset can reuse a key later).
 """
 
 from __future__ import annotations
@@ -33,14 +35,15 @@ class Arbiter:
     """Dedup by key across connections; counts wins per connection.
 
     Args:
-        capacity: keys remembered (oldest evicted first).
+        capacity: keys remembered per table (its oldest evicted first).
         ttl_ns: a key older than this is forgotten (0: no expiry).
     """
 
     def __init__(self, capacity: int = 200_000, ttl_ns: int = 60_000_000_000) -> None:
         self.capacity = capacity
         self.ttl_ns = ttl_ns
-        self.seen: OrderedDict[Hashable, int] = OrderedDict()
+        #: table -> key -> when it was first delivered
+        self.tables: dict[Hashable, OrderedDict[Hashable, int]] = {}
         self.stats = ArbiterStats()
 
     def register(self, connection: str) -> None:
@@ -52,7 +55,10 @@ class Arbiter:
         wins = self.stats.wins
         if connection not in wins:
             wins[connection] = 0
-        seen = self.seen
+        table = key[0] if isinstance(key, tuple) and key else None
+        seen = self.tables.get(table)
+        if seen is None:
+            seen = self.tables[table] = OrderedDict()
         first_ns = seen.get(key)
         if first_ns is not None and (not self.ttl_ns or now_ns - first_ns <= self.ttl_ns):
             self.stats.duplicates += 1
@@ -64,6 +70,14 @@ class Arbiter:
         self.stats.unique += 1
         wins[connection] += 1
         return True
+
+    def keys(self) -> set[Hashable]:
+        """Every key remembered, all tables together."""
+        return {key for seen in self.tables.values() for key in seen}
+
+    def remembered(self) -> dict[Hashable, int]:
+        """Keys remembered per table."""
+        return {table: len(seen) for table, seen in self.tables.items()}
 
     def least_winning(self) -> str | None:
         """The connection with the fewest wins (the rotation candidate), if there are two or more."""

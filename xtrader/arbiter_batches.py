@@ -2,14 +2,18 @@
 
 `xtrader.arbiter.Arbiter` decides per key; `BatchArbiter` applies it to the
 batches a connector emits (`xtrader.batch.Batches`) and returns the rows that
-won. Keys are the same on every connection carrying the stream:
+won. Keys (`UpdateKeys`, also used by `xtrader verify`) are the same on every
+connection carrying the stream:
 
 - l2: one key per message, (symbol, seq, prev_seq, first_seq, checksum); a
   duplicate message loses all of its level rows, so `l2` and `l2_messages`
   stay consistent (row i of a message batch owns bid_rows + ask_rows rows);
 - trades: (symbol, trade_id);
 - bbo: (symbol, seq) when the venue publishes a sequence, else
-  (symbol, exchange_ts, bid, bid size, ask, ask size).
+  (symbol, exchange_ts, bid, bid size, ask, ask size, n), n counting that same
+  quote at that same exchange time on the connection: a sequence-less quote
+  is never a duplicate on its own connection (A -> B -> A in one ms is three
+  updates), and the n-th A of another connection is the copy of the n-th A.
 
 Events are per connection and always kept. Rotation: every `rotation_s`
 seconds the connection that won least is reported (the caller replaces it).
@@ -63,6 +67,7 @@ class BatchArbiter:
         self.exchange = exchange
         self.metrics = metrics.Stats(actor)
         self.arbiter = Arbiter(capacity=capacity, ttl_ns=ttl_ns)
+        self.keys = UpdateKeys()
         self.rotation_ns = int(rotation_s * 1e9) if rotation_s else 0
         self.min_win_share = min_win_share
         self.wins_at_rotation: dict[str, int] = {}
@@ -76,16 +81,16 @@ class BatchArbiter:
     def forget(self, connection: str) -> None:
         """Drop a replaced connection from the win table."""
         self.arbiter.forget(connection)
+        self.keys.forget(connection)
 
     def filter(self, connection: str, batches: Batches, now_ns: int = 0) -> Batches:
         """The rows of `batches` that `connection` delivered first (a new Batches; tables may become None)."""
         out = replace(batches)
         if batches.trades is not None:
-            t = batches.trades
-            keys = _zip_keys("trades", t.column("symbol"), t.column("trade_id"))
-            out.trades = self._keep(connection, "trades", t, keys, now_ns)
+            keys = self.keys.trades(batches.trades)
+            out.trades = self._keep(connection, "trades", batches.trades, keys, now_ns)
         if batches.bbo is not None:
-            out.bbo = self._keep(connection, "bbo", batches.bbo, _bbo_keys(batches.bbo), now_ns)
+            out.bbo = self._keep(connection, "bbo", batches.bbo, self.keys.bbo(connection, batches.bbo), now_ns)
         if batches.l2 is not None and batches.l2_messages is not None:
             out.l2, out.l2_messages = self._keep_l2(connection, batches.l2, batches.l2_messages, now_ns)
         return out
@@ -110,10 +115,7 @@ class BatchArbiter:
         self, connection: str, l2: pa.RecordBatch, messages: pa.RecordBatch, now_ns: int
     ) -> tuple[pa.RecordBatch | None, pa.RecordBatch | None]:
         m = messages
-        keys = _zip_keys(
-            "l2", m.column("symbol"), m.column("seq"), m.column("prev_seq"), m.column("first_seq"), m.column("checksum")
-        )
-        mask = self._offer_all(connection, keys, now_ns)
+        mask = self._offer_all(connection, self.keys.l2(messages), now_ns)
         if all(mask):
             self._count(connection, "l2", l2.num_rows, 0)
             return l2, messages
@@ -168,28 +170,70 @@ class BatchArbiter:
         return out
 
 
-def _zip_keys(table: str, *columns: pa.Array) -> Iterable[tuple[Any, ...]]:
+class UpdateKeys:
+    """The arbiter key of every update of a batch: the same on each connection that carries the stream.
+
+    One instance per arbiter: sequence-less quotes are counted per connection (see the module doc).
+    """
+
+    #: distinct quotes counted per (connection, symbol) at one exchange time before the count restarts
+    MAX_QUOTES = 4096
+
+    def __init__(self) -> None:
+        # (connection, symbol) -> (exchange time, {quote: times seen at that time})
+        self._quotes: dict[tuple[str, str], tuple[int | None, dict[tuple[Any, ...], int]]] = {}
+
+    def trades(self, trades: pa.RecordBatch) -> list[tuple[Any, ...]]:
+        """("trades", symbol, trade_id) per row."""
+        return _zip_keys("trades", trades.column("symbol"), trades.column("trade_id"))
+
+    def l2(self, messages: pa.RecordBatch) -> list[tuple[Any, ...]]:
+        """("l2", symbol, seq, prev_seq, first_seq, checksum) per message of an l2 message batch."""
+        m = messages
+        return _zip_keys(
+            "l2", m.column("symbol"), m.column("seq"), m.column("prev_seq"), m.column("first_seq"), m.column("checksum")
+        )
+
+    def bbo(self, connection: str, bbo: pa.RecordBatch) -> list[tuple[Any, ...]]:
+        """("bbo", symbol, seq) per row with a sequence; else ("bbo", symbol, None, ts, bid, bsz, ask, asz, n)."""
+        symbols = _pylist(bbo.column("symbol"))
+        seqs = bbo.column("seq").to_pylist()
+        if all(seq is not None for seq in seqs):
+            return [("bbo", s, q) for s, q in zip(symbols, seqs, strict=True)]
+        times = bbo.column("exchange_ts").cast(pa.int64()).to_pylist()
+        sides = ("bid_price", "bid_size", "ask_price", "ask_size")
+        tops = zip(*(bbo.column(n).to_pylist() for n in sides), strict=True)
+        keys: list[tuple[Any, ...]] = []
+        for symbol, seq, ts, top in zip(symbols, seqs, times, tops, strict=True):
+            if seq is not None:
+                keys.append(("bbo", symbol, seq))
+                continue
+            quote = (ts, *top)
+            keys.append(("bbo", symbol, None, *quote, self._occurrence(connection, symbol, ts, quote)))
+        return keys
+
+    def _occurrence(self, connection: str, symbol: str, ts: int | None, quote: tuple[Any, ...]) -> int:
+        """How many times `connection` has sent this quote at this exchange time, this one included."""
+        slot = (connection, symbol)
+        at, counts = self._quotes.get(slot, (None, {}))
+        if at != ts or (ts is None and len(counts) >= self.MAX_QUOTES):
+            counts = {}
+        n = counts[quote] = counts.get(quote, 0) + 1
+        self._quotes[slot] = (ts, counts)
+        return n
+
+    def forget(self, connection: str) -> None:
+        """A replaced connection's quote counts."""
+        for slot in [slot for slot in self._quotes if slot[0] == connection]:
+            del self._quotes[slot]
+
+
+def _zip_keys(table: str, *columns: pa.Array) -> list[tuple[Any, ...]]:
     lists = [_pylist(c) for c in columns]
-    return ((table, *values) for values in zip(*lists, strict=True))
+    return [(table, *values) for values in zip(*lists, strict=True)]
 
 
 def _pylist(column: pa.Array | pa.ChunkedArray) -> list[Any]:
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
     return column.to_pylist()  # type: ignore[no-any-return]
-
-
-def _bbo_keys(bbo: pa.RecordBatch) -> list[tuple[Any, ...]]:
-    symbols = _pylist(bbo.column("symbol"))
-    seqs = bbo.column("seq").to_pylist()
-    if all(seq is not None for seq in seqs):
-        return [("bbo", s, q) for s, q in zip(symbols, seqs, strict=True)]
-    rest = [bbo.column("exchange_ts").cast(pa.int64()).to_pylist()]
-    rest += [bbo.column(n).to_pylist() for n in ("bid_price", "bid_size", "ask_price", "ask_size")]
-    keys: list[tuple[Any, ...]] = []
-    for i, (symbol, seq) in enumerate(zip(symbols, seqs, strict=True)):
-        if seq is not None:
-            keys.append(("bbo", symbol, seq))
-        else:
-            keys.append(("bbo", symbol, None, *(column[i] for column in rest)))
-    return keys

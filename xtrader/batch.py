@@ -457,6 +457,12 @@ class L2Columns(_Table):
     def _numeric(self) -> tuple[str, ...]:
         return ("price", "size")
 
+    def _normalize(self) -> None:
+        """Slow path: the venue's exact strings stay when they are kept (checksum input) and Arrow parses them."""
+        if self.keep_text and _all_arrow_numbers(self.price) and _all_arrow_numbers(self.size):
+            return
+        super()._normalize()
+
     def message(
         self,
         symbol: str,
@@ -592,6 +598,17 @@ class L2Columns(_Table):
 
 
 _BID_ASK_CODES = np.array([0, 1], dtype=np.int8)
+
+
+def _all_arrow_numbers(values: list[Any]) -> bool:
+    """True when every value is a string that Arrow parses as a float (what `build` does with kept text)."""
+    if not all(type(v) is str for v in values):
+        return False
+    try:
+        pa.array(values, pa.string()).cast(pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return False
+    return True
 
 
 @dataclass

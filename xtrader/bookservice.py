@@ -19,7 +19,7 @@ a batch of its own (`on_batch(..., rest=True)`) or mixed with diffs.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,7 @@ import pyarrow as pa
 from xtrader import metrics, schema
 from xtrader.batch import Batches, EventColumns, constant_dictionary, dictionary
 from xtrader.book import Level
+from xtrader.resync_route import ResyncRouter
 from xtrader.sync import RULES, Books, BookSync, Checksum, Levels, Message, Verdict, messages_of
 
 #: a resync request not answered within this many seconds is sent again
@@ -84,6 +85,8 @@ class BookService:
         depth: levels per side in `book_snapshots`.
         snapshot_interval_s: how often `tick` emits book_snapshots (0: never).
         clock: wall clock in ns (injected for tests).
+        carriers: connection id -> the symbols of its l2 subscriptions (where resync requests go;
+            see `xtrader.resync_route`); also settable later with `set_carriers`.
     """
 
     def __init__(
@@ -96,6 +99,7 @@ class BookService:
         depth: int = 20,
         snapshot_interval_s: float = 1.0,
         clock: Callable[[], int] | None = None,
+        carriers: Mapping[str, Iterable[str]] | None = None,
     ) -> None:
         import time
 
@@ -111,8 +115,13 @@ class BookService:
         self.pending: dict[str, int] = {}  # symbol -> when a resync was requested
         self.last_connection: dict[str, str] = {}
         self.connections: set[str] = set()
+        self.router = ResyncRouter(carriers)
         self.rows_forwarded = 0
         self.metrics = metrics.Stats(f"book/{exchange}")
+
+    def set_carriers(self, carriers: Mapping[str, Iterable[str]]) -> None:
+        """connection id -> the symbols of its l2 subscriptions: resync requests go to one that carries the symbol."""
+        self.router.set_carriers(carriers)
 
     def sync(self, symbol: str) -> BookSync:
         """The book of `symbol` (merged across connections)."""
@@ -176,7 +185,9 @@ class BookService:
         stats = self.symbols[symbol]
         if stats.first_seen_ns is None:
             stats.first_seen_ns = stats.unsynced_since_ns = now
-        self.last_connection[symbol] = connection
+        if self.last_connection.get(symbol) != connection:
+            self.last_connection[symbol] = connection
+            self.router.carry(connection, symbol)
         was_valid = sync.valid
         gaps_before = sync.counters.gaps
         if (
@@ -199,17 +210,8 @@ class BookService:
                 events.add(symbol, now, "resync", f"stale snapshot {msg.seq}: fetching again")
             else:
                 stats.buffered_applied += sync.counters.updates_applied - applied_before
-        elif (
-            msg.is_snapshot
-            and was_valid
-            and len(self.connections) > 1
-            and sync.last is not None
-            and (msg.seq <= sync.last)
-        ):
-            # a lagging redundant connection's (re)subscription snapshot: the book is already past it
-            sync.counters.dropped += 1
-            return
         else:
+            # a websocket snapshot is authoritative (a sequence reset); the sync drops known older copies
             verdict = sync.on_message(msg, levels)
         if sync.counters.gaps > gaps_before:
             detail = sync.last_gap or "gap"
@@ -227,6 +229,7 @@ class BookService:
                 self.metrics.histogram(metrics.BOOK_SYNC, self.exchange, "l2").record(now - stats.unsynced_since_ns)
             stats.unsynced_since_ns = None
             self.pending.pop(symbol, None)
+            self.router.done(symbol)
 
     def _resyncs(self, now: int, events: EventColumns) -> list[tuple[str, str]]:
         """Symbols whose book is not valid and has no request outstanding (or an unanswered one).
@@ -241,6 +244,7 @@ class BookService:
             if sync.valid:
                 continue
             asked = self.pending.get(symbol)
+            again = asked is not None  # a request of ours went unanswered
             stats = self.symbols[symbol]
             waiting = not (stats.gaps or stats.stale_snapshots or stats.syncs) or not sync.needs_resync
             if asked is None and waiting:
@@ -250,9 +254,10 @@ class BookService:
             self.pending[symbol] = now
             stats.resyncs_requested += 1
             self.metrics.count(metrics.RESYNCS, 1, self.exchange, "l2")
-            connection = self.last_connection.get(symbol, "")
+            # a connector that carries the symbol (l2 may come under the arbiter's name); the next one on a retry
+            connection = self.router.route(symbol, self.last_connection.get(symbol, ""))
             out.append((connection, symbol))
-            events.add(symbol, now, "resync", "requested" if asked is None else "requested again (no answer)")
+            events.add(symbol, now, "resync", "requested again (no answer)" if again else "requested")
         return out
 
     # -- periodic ----------------------------------------------------------------------------------------------

@@ -210,7 +210,9 @@ class Pipeline(_Model):
         default=1.0, gt=0, le=3600, description="Period of book_snapshots rows per book."
     )
     book_snapshot_depth: int = Field(default=20, ge=1, le=1000, description="Levels per side in book_snapshots.")
-    arbiter_capacity: int = Field(default=200_000, ge=1_000, description="Update keys an arbiter remembers (LRU).")
+    arbiter_capacity: int = Field(
+        default=200_000, ge=1_000, description="Update keys an arbiter remembers per table (LRU)."
+    )
     arbiter_ttl_s: float = Field(default=60.0, gt=0, description="Seconds an arbiter remembers an update key.")
     rotation_interval_s: float = Field(
         default=0.0,

@@ -25,6 +25,12 @@ Checksum = Callable[[list[TextLevel], list[TextLevel]], int]
 #: oldest are dropped and the sync restarts (a snapshot that never comes).
 MAX_BUFFERED = 10_000
 
+#: applied seqs remembered per book: a copy of one of them from a lagging connection is a duplicate
+RECENT = 256
+
+#: OKX / Deribit updates kept while a book waits for its snapshot, to bridge it (redundant connections)
+MAX_WAITING = 1_000
+
 
 class Verdict(enum.Enum):
     APPLY = "apply"  # levels applied (a snapshot replaced the book)
@@ -42,6 +48,8 @@ class Message(NamedTuple):
     first_seq: int | None
     is_snapshot: bool
     checksum: int | None = None
+    #: the venue's time of the message (ns), when it sends one: tells an older copy from a reset
+    exchange_ts: int | None = None
 
 
 class Levels(NamedTuple):
@@ -92,6 +100,9 @@ class Rules:
     rest_snapshot = False
     #: the book may start from a REST snapshot bridging buffered diffs, or from a websocket snapshot (OKX)
     rest_bridge = False
+    #: a websocket snapshot replaces the book even when its seq is not above the book's (a sequence
+    #: reset); only a known older copy (see `BookSync.superseded`) is dropped
+    authoritative_snapshot = False
 
     def update(self, last: int, msg: Message, bridging: bool) -> Verdict:
         raise NotImplementedError
@@ -153,9 +164,14 @@ class BinanceFuturesRules(Rules):
 
 
 class OkxRules(Rules):
-    """OKX v5 books seqId / prevSeqId (EXCHANGES.md 3.5), from a websocket snapshot or the REST book (3.6)."""
+    """OKX v5 books seqId / prevSeqId (EXCHANGES.md 3.5), from a websocket snapshot or the REST book (3.6).
+
+    A mismatch is a gap: a seqId at or below the book's is no proof of an older copy, since
+    the sequence restarts small after a reset. `BookSync` drops the known older copies first.
+    """
 
     rest_bridge = True
+    authoritative_snapshot = True
 
     def snapshot_stale(self, snapshot_seq: int, first_buffered: Message | None) -> bool:
         # 3.6 step 2: "If its seqId < the noted prevSeqId [of the first buffered update], fetch again."
@@ -172,11 +188,8 @@ class OkxRules(Rules):
             return Verdict.APPLY  # legacy messages carry no seqId: only the checksum can check them
         # "accept a message exactly when prevSeqId == last_seqId" (this covers the no-change
         # heartbeat prevSeqId == seqId == last, and a reset: seqId < prevSeqId == last)
-        if msg.prev_seq == last:
-            return Verdict.APPLY
-        if msg.seq <= last and msg.seq >= msg.prev_seq:
-            return Verdict.DROP  # an older copy of an already applied update
-        return Verdict.GAP
+        # "A mismatch means a gap."
+        return Verdict.APPLY if msg.prev_seq == last else Verdict.GAP
 
     @staticmethod
     def _bridge(last: int, msg: Message) -> Verdict:
@@ -196,13 +209,12 @@ class OkxRules(Rules):
 class DeribitRules(Rules):
     """Deribit book change_id / prev_change_id (EXCHANGES.md 4.3)."""
 
+    authoritative_snapshot = True
+
     def update(self, last: int, msg: Message, bridging: bool) -> Verdict:
-        # "a message follows on correctly when its prev_change_id equals the previous change_id"
-        if msg.prev_seq == last:
-            return Verdict.APPLY
-        if msg.seq <= last:
-            return Verdict.DROP
-        return Verdict.GAP
+        # "a message follows on correctly when its prev_change_id equals the previous change_id";
+        # on mismatch, discard the book (BookSync drops the known older copies first)
+        return Verdict.APPLY if msg.prev_seq == last else Verdict.GAP
 
 
 RULES: dict[str, type[Rules]] = {
@@ -229,9 +241,17 @@ class BookSync:
         self.counters = SyncCounters()
         #: seq of the last applied message; None while there is no valid book
         self.last: int | None = None
+        #: exchange time of the last applied message (None: unknown)
+        self.last_ts: int | None = None
+        #: seqs of the last RECENT applied messages: their copies from a lagging connection are duplicates
+        self.recent: deque[int] = deque(maxlen=RECENT)
         self.bridging = False
         self.buffer: deque[tuple[Message, Levels]] = deque()
-        #: diffs wait here while there is no book (for a REST snapshot to bridge)
+        #: updates that came while the book had no snapshot (OKX, Deribit): those that chain on the next
+        #: snapshot are applied after it. With redundancy, the arbiter passes each update once: one that came
+        #: from a faster copy before the slower copy's (re)subscription snapshot would otherwise be lost.
+        self.waiting: deque[tuple[Message, Levels]] = deque(maxlen=MAX_WAITING)
+        #: diffs wait in `buffer` while there is no book, for a REST snapshot to bridge (Binance, OKX)
         self.buffering = self.rules.rest_snapshot or self.rules.rest_bridge
         #: a snapshot (REST) or resubscription is needed; the owner acts and clears it
         self.needs_resync = self.rules.rest_snapshot
@@ -246,11 +266,22 @@ class BookSync:
         """Feed one websocket book message."""
         self.counters.messages += 1
         if msg.is_snapshot:
-            if self.buffer and not self.rules.rest_snapshot:
-                # a websocket snapshot follows every buffered update in stream order: they are older
-                self.counters.dropped += len(self.buffer)
+            if self.rules.authoritative_snapshot and self.superseded(msg):
+                # a lagging redundant connection's (re)subscription snapshot: the book is past it
+                self.counters.dropped += 1
+                return Verdict.DROP
+            buffered: list[tuple[Message, Levels]] = []
+            if not self.rules.rest_snapshot:
+                # OKX: what was buffered for a REST bridge came before this websocket snapshot in stream
+                # order; like the waiting updates, only those that chain on the snapshot are applied
+                buffered = list(self.buffer)
                 self.buffer.clear()
-            return self._load_snapshot(msg, levels)
+            waiting = [*buffered, *self.waiting]
+            self.waiting.clear()
+            verdict = self._load_snapshot(msg, levels)
+            applied = self._bridge(waiting) if waiting else 0
+            self.counters.dropped += max(0, len(buffered) - applied)
+            return verdict
         if self.last is None:
             if self.buffering:
                 # Binance step 1, OKX 3.6 step 1: buffer while the snapshot is fetched.
@@ -259,9 +290,25 @@ class BookSync:
                 if len(self.buffer) > MAX_BUFFERED:
                     self.buffer.popleft()
                 return Verdict.BUFFER
+            if self.rules.authoritative_snapshot and msg.prev_seq is not None:  # (legacy OKX: no chain to bridge)
+                self.waiting.append((msg, levels))
             self.counters.dropped += 1
             return Verdict.DROP
         return self._update(msg, levels)
+
+    def _bridge(self, waiting: list[tuple[Message, Levels]]) -> int:
+        """After a websocket snapshot: apply the set-aside updates that chain on it (older ones are left out).
+
+        Returns how many were applied.
+        """
+        applied = 0
+        for msg, levels in waiting:
+            if self.last is None:
+                break  # a checksum failed on the way: the next snapshot starts again
+            if msg.prev_seq is not None and self.rules.update(self.last, msg, False) is Verdict.APPLY:
+                self._update(msg, levels)
+                applied += 1
+        return applied
 
     def on_rest_snapshot(self, msg: Message, levels: Levels) -> Verdict:
         """Feed a REST snapshot (Binance); replays the buffered diffs over it."""
@@ -283,15 +330,34 @@ class BookSync:
         for index, (buffered, buffered_levels) in enumerate(pending):
             verdict = self._update(buffered, buffered_levels)
             if verdict is Verdict.GAP:
-                # the rest waits for the next snapshot, with the gap event first
-                self.buffer.extend(pending[index:])
+                # the rest waits for the next snapshot, after the gap message (`_update` buffered it)
+                self.buffer.extend(pending[index + 1 :])
                 return Verdict.GAP
         return Verdict.APPLY if verdict is not Verdict.GAP else verdict
+
+    def superseded(self, msg: Message) -> bool:
+        """True when a valid book already holds `msg` or a later state (OKX, Deribit, several connections).
+
+        Known duplicates: a seq applied recently, or a message older than the book by the venue's
+        time (a lagging connection's copy; at the same ms, a seq not above the book's, not a reset).
+        A sequence reset is newer in time, so it is never taken for an older copy.
+        """
+        if self.last is None:
+            return False
+        if msg.seq in self.recent:
+            return True  # called for updates that do not chain on `last`, so never the heartbeat itself
+        ts, last_ts = msg.exchange_ts, self.last_ts
+        if ts is None or last_ts is None or ts > last_ts:
+            return False
+        if ts < last_ts:
+            return True
+        return msg.seq <= self.last and (msg.prev_seq is None or msg.seq >= msg.prev_seq)
 
     def _load_snapshot(self, msg: Message, levels: Levels) -> Verdict:
         self.book.clear()
         self._apply_levels(levels)
         self.last = msg.seq
+        self._note_applied(msg)
         self.bridging = self.rules.rest_snapshot
         self.needs_resync = False
         self.counters.snapshots += 1
@@ -300,6 +366,8 @@ class BookSync:
     def _update(self, msg: Message, levels: Levels) -> Verdict:
         assert self.last is not None
         verdict = self.rules.update(self.last, msg, self.bridging)
+        if verdict is Verdict.GAP and self.rules.authoritative_snapshot and self.superseded(msg):
+            verdict = Verdict.DROP  # a known older copy, not a break of the chain
         if verdict is Verdict.DROP:
             self.counters.dropped += 1
             return verdict
@@ -310,6 +378,7 @@ class BookSync:
             return verdict
         self._apply_levels(levels)
         self.last = msg.seq
+        self._note_applied(msg)
         self.bridging = False
         self.counters.updates_applied += 1
         return self._after_apply(msg)
@@ -330,6 +399,12 @@ class BookSync:
             self.counters.crossed += 1
         return Verdict.APPLY
 
+    def _note_applied(self, msg: Message) -> None:
+        if msg.exchange_ts is not None:
+            self.last_ts = msg.exchange_ts
+        if not self.recent or self.recent[-1] != msg.seq:  # no-change heartbeats repeat the seq
+            self.recent.append(msg.seq)
+
     def _apply_levels(self, levels: Levels) -> None:
         book = self.book
         book.apply(True, levels.bid_prices, levels.bid_sizes, levels.bid_price_text, levels.bid_size_text)
@@ -340,6 +415,7 @@ class BookSync:
         self.counters.gaps += 1
         self.counters.resyncs += 1
         self.last = None
+        self.recent.clear()
         self.bridging = False
         self.book.clear()
         self.needs_resync = True
@@ -407,7 +483,9 @@ def messages_of(l2: object, messages: object, keep_text: bool) -> Iterator[tuple
     import pyarrow as pa
 
     assert isinstance(l2, pa.RecordBatch) and isinstance(messages, pa.RecordBatch)
-    m = messages.to_pydict()
+    m = messages.select(["symbol", "seq", "prev_seq", "first_seq", "is_snapshot", "checksum", "bid_rows", "ask_rows"])
+    m = m.to_pydict()
+    exchange_ts = messages.column("exchange_ts").cast(pa.int64()).to_pylist()
     prices = l2.column("price").to_pylist()
     sizes = l2.column("size").to_pylist()
     ptext = l2.column("price_text").to_pylist() if keep_text else None
@@ -429,6 +507,8 @@ def messages_of(l2: object, messages: object, keep_text: bool) -> Iterator[tuple
         start = end
         yield (
             symbol,
-            Message(m["seq"][i], m["prev_seq"][i], m["first_seq"][i], m["is_snapshot"][i], m["checksum"][i]),
+            Message(
+                m["seq"][i], m["prev_seq"][i], m["first_seq"][i], m["is_snapshot"][i], m["checksum"][i], exchange_ts[i]
+            ),
             levels,
         )

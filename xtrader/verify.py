@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 import pyarrow as pa
 
 from xtrader.arbiter import Arbiter
+from xtrader.arbiter_batches import UpdateKeys
 from xtrader.batch import Batches, Columns
 from xtrader.clock import Receipt
 from xtrader.errors import ParseError, XtraderError
@@ -110,6 +111,7 @@ class _Replay:
         self.tops: dict[tuple[str, str], dict[int, tuple[Any, Any]]] = {}
         self.tickers: list[tuple[str, str, int, tuple[Any, Any]]] = []
         self.ws_connections: set[str] = set()
+        self.keys = UpdateKeys()  # the pipeline arbiter's own keys
         self.mono = 0
 
     def receipt(self, ts: float) -> Receipt:
@@ -159,16 +161,18 @@ class _Replay:
         arbiter = result.arbiter
         if batches.trades is not None:
             result.rows["trades"] += batches.trades.num_rows
-            t = batches.trades.to_pydict()
-            for sym, tid in zip(t["symbol"], t["trade_id"], strict=True):
-                arbiter.offer(conn, ("trades", sym, tid))
+            for key in self.keys.trades(batches.trades):
+                arbiter.offer(conn, key)
         if batches.bbo is not None:
             result.rows["bbo"] += batches.bbo.num_rows
+            for key in self.keys.bbo(conn, batches.bbo):
+                arbiter.offer(conn, key)
             self._bbo(conn, batches.bbo)
         if batches.l2 is not None and batches.l2_messages is not None:
             result.rows["l2"] += batches.l2.num_rows
+            for key in self.keys.l2(batches.l2_messages):
+                arbiter.offer(conn, key)
             for sym, msg, verdict, sync in self.books.apply_batch(conn, batches.l2, batches.l2_messages):
-                arbiter.offer(conn, ("l2", sym, msg.seq, msg.prev_seq, msg.first_seq, msg.checksum))
                 if verdict is Verdict.APPLY and sync.valid:
                     self._note_top(conn, sym, sync, msg.seq)
 
@@ -182,17 +186,6 @@ class _Replay:
         b = bbo.to_pydict()
         for i, sym in enumerate(b["symbol"]):
             seq = b["seq"][i]
-            key = (
-                "bbo",
-                sym,
-                seq,
-                b["exchange_ts"][i],
-                b["bid_price"][i],
-                b["bid_size"][i],
-                b["ask_price"][i],
-                b["ask_size"][i],
-            )
-            self.result.arbiter.offer(conn, key)
             if seq is not None:
                 top = ((b["bid_price"][i], b["bid_size"][i]), (b["ask_price"][i], b["ask_size"][i]))
                 self.tickers.append((conn, sym, seq, top))

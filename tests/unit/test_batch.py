@@ -72,3 +72,37 @@ def test_l2_rows_repeat_message_fields_with_mixed_nulls() -> None:
     ]
     assert batches.l2_messages.column("prev_seq").to_pylist() == [None, 1, 2]
     assert batches.rejects == 0
+
+
+def test_one_bad_record_keeps_the_exact_text_of_the_others_and_okx_checksums_hold() -> None:
+    """Real okx.jsonl book frames flushed with one unconvertible record (seqId 2**63)."""
+    import json
+
+    from tests.captures import ws_frames
+    from xtrader.clock import Receipt
+    from xtrader.sync import Books
+    from xtrader.venues import venue
+
+    okx = venue("okx")
+    frames = [f for f in ws_frames("okx") if b'"channel":"books"' in f and b'"data"' in f][:7]
+    bad = json.loads(frames[-1])
+    bad["arg"]["instId"] = bad["data"][0]["instId"] = "ETH-USDT"
+    bad["data"][0].update(seqId=2**63, prevSeqId=2**63 - 1)
+
+    def replay(extra: list[bytes]) -> tuple[Books, int, list[str | None]]:
+        out = okx.columns()
+        for i, frame in enumerate(frames + extra):
+            okx.parse(frame, Receipt(1_700_000_000_000_000_000 + i, i), out)
+        batches = out.flush(1_700_000_000_000_000_000)
+        assert batches.l2 is not None and batches.l2_messages is not None
+        books = Books(okx.sync_kind, keep_text=True, checksum=okx.book_checksum)  # type: ignore[attr-defined]
+        books.apply_batch("c0", batches.l2, batches.l2_messages)
+        return books, batches.rejects, batches.l2.column("price_text").to_pylist()
+
+    clean, rejects, text = replay([])
+    assert rejects == 0 and clean.counters().checksum_ok == 7
+    books, rejects, text = replay([json.dumps(bad).encode()])
+    assert rejects == 1  # the bad record is dropped and counted ...
+    assert None not in text  # ... and every other level keeps the venue's exact string
+    counters = books.counters()
+    assert (counters.checksum_ok, counters.checksum_failed, counters.gaps) == (7, 0, 0)

@@ -18,11 +18,12 @@ NOW = 1_700_000_000_000_000_000
 def l2_batch(
     exchange: str,
     messages: list[tuple[str, int, int | None, int | None, bool, list[tuple[float, float]], list[tuple[float, float]]]],
+    exchange_ts: int | None = None,
 ) -> Batches:
-    """messages: (symbol, seq, prev_seq, first_seq, is_snapshot, bids, asks)."""
+    """messages: (symbol, seq, prev_seq, first_seq, is_snapshot, bids, asks), all at `exchange_ts`."""
     out = Columns(exchange)
     for symbol, seq, prev, first, snap, bids, asks in messages:
-        out.l2.message(symbol, None, NOW, seq, prev, first, snap, None, len(bids), len(asks))
+        out.l2.message(symbol, exchange_ts, NOW, seq, prev, first, snap, None, len(bids), len(asks))
         for price, size in bids + asks:
             out.l2.price.append(price)
             out.l2.size.append(size)
@@ -215,3 +216,84 @@ def test_a_book_that_never_gets_its_first_snapshot_asks_for_one() -> None:
     clock.now += 6_000_000_000
     assert service.tick()[2] == [("c0", "S")]
     assert service.tick()[2] == []  # asked: not again before RESYNC_RETRY_S
+
+
+# -- sequence resets (OKX, Deribit): a websocket snapshot is authoritative, a broken chain is a gap ---------------
+
+MS = 1_000_000  # one millisecond of exchange time, in ns
+
+
+@pytest.mark.parametrize("venue", ["okx", "deribit"])
+def test_a_snapshot_after_a_sequence_reset_replaces_the_book_with_redundant_connections(venue: str) -> None:
+    service = BookService(venue, venue, clock=Clock())
+    big = 1_000_000
+    service.on_batch("c0", l2_batch(venue, [("S", big, None, None, True, [(10.0, 1.0)], [(11.0, 1.0)])], NOW))
+    service.on_batch("c1", l2_batch(venue, [("S", big + 40, big, None, False, [(10.0, 2.0)], [])], NOW + MS))
+    # maintenance: the venue restarts the sequence; a (re)subscription brings a snapshot at seqId 3
+    service.on_batch("c1", l2_batch(venue, [("S", 3, None, None, True, [(20.0, 1.0)], [(21.0, 1.0)])], NOW + 2 * MS))
+    out = service.on_batch("c0", l2_batch(venue, [("S", 5, 3, None, False, [(20.0, 7.0)], [])], NOW + 3 * MS))
+    assert service.sync("S").last == 5
+    assert service.tops()["S"] == ([(20.0, 7.0)], [(21.0, 1.0)])
+    assert out.events is None and service.stats()["counters"]["gaps"] == 0
+
+
+@pytest.mark.parametrize("venue", ["okx", "deribit"])
+def test_an_update_after_a_missed_sequence_reset_is_a_gap_not_an_older_copy(venue: str) -> None:
+    service = BookService(venue, venue, clock=Clock())
+    big = 1_000_000
+    service.on_batch("c0", l2_batch(venue, [("S", big, None, None, True, [(10.0, 1.0)], [(11.0, 1.0)])], NOW))
+    # the reset update (prev 1,000,000 -> 3) was lost: the next one chains on 3
+    out = service.on_batch("c0", l2_batch(venue, [("S", 5, 3, None, False, [(20.0, 7.0)], [])], NOW + MS))
+    assert out.events is not None and out.events.column("kind").to_pylist() == ["gap", "resync"]
+    assert out.resyncs and service.tops() == {}  # never the frozen old book
+
+
+@pytest.mark.parametrize("venue", ["okx", "deribit"])
+def test_a_lagging_redundant_connection_neither_rewinds_the_book_nor_makes_a_false_gap(venue: str) -> None:
+    service = BookService(venue, venue, clock=Clock())
+    # c0 subscribed a little later than c1: its snapshot (seq 200) arrives first
+    service.on_batch("c0", l2_batch(venue, [("S", 200, None, None, True, [(10.0, 1.0)], [(11.0, 1.0)])], NOW + 5 * MS))
+    service.on_batch("c0", l2_batch(venue, [("S", 210, 200, None, False, [(10.0, 2.0)], [])], NOW + 6 * MS))
+    # c1's own, older snapshot (seq 150) and its older updates, up to one already applied (the arbiter let
+    # them through: no other connection delivered them)
+    service.on_batch("c1", l2_batch(venue, [("S", 150, None, None, True, [(9.0, 1.0)], [(12.0, 1.0)])], NOW + 2 * MS))
+    service.on_batch("c1", l2_batch(venue, [("S", 190, 150, None, False, [(9.0, 5.0)], [])], NOW + 4 * MS))
+    service.on_batch("c1", l2_batch(venue, [("S", 200, 190, None, False, [(9.0, 6.0)], [])], NOW + 5 * MS))
+    out = service.on_batch("c1", l2_batch(venue, [("S", 220, 210, None, False, [(10.0, 3.0)], [])], NOW + 7 * MS))
+    assert service.stats()["counters"]["gaps"] == 0 and out.events is None
+    assert service.tops()["S"] == ([(10.0, 3.0)], [(11.0, 1.0)])
+
+
+def test_the_first_request_for_a_missing_first_snapshot_is_logged_as_a_request() -> None:
+    clock = Clock()
+    service = BookService("okx", "okx", clock=clock)
+    service.on_batch("c0", l2_batch("okx", [("S", 7, 6, None, False, [(1.0, 1.0)], [])]))
+    clock.now += 6_000_000_000
+    _, events, resyncs = service.tick()
+    assert resyncs == [("c0", "S")]
+    assert events is not None and events.column("detail").to_pylist() == ["requested"]
+    clock.now += 6_000_000_000
+    _, events, resyncs = service.tick()
+    assert resyncs == [("c0", "S")]
+    assert events is not None and events.column("detail").to_pylist() == ["requested again (no answer)"]
+
+
+def test_resyncs_of_a_redundant_stream_go_to_connectors_that_carry_the_symbol_rotating_on_retry() -> None:
+    clock = Clock()
+    carriers = {
+        "okx/c0/r0": ["BTC-USDT"],
+        "okx/c0/r1": ["BTC-USDT"],
+        "okx/c1/r0": ["ETH-USDT"],
+        "okx/c1/r1": ["ETH-USDT"],
+    }
+    service = BookService("okx", "okx", clock=clock)
+    service.set_carriers(carriers)
+    # l2 of a redundant stream reaches the book under the arbiter's name
+    service.on_batch("arbiter:okx", l2_batch("okx", [("ETH-USDT", 10, None, None, True, [(1.0, 1.0)], [])]))
+    out = service.on_batch("arbiter:okx", l2_batch("okx", [("ETH-USDT", 30, 20, None, False, [(1.0, 2.0)], [])]))
+    assert out.resyncs == [("okx/c1/r0", "ETH-USDT")]
+    asked = []
+    for _ in range(2):  # no answer: asked again, of the other copy, then the first again
+        clock.now += 6_000_000_000
+        asked += service.tick()[2]
+    assert asked == [("okx/c1/r1", "ETH-USDT"), ("okx/c1/r0", "ETH-USDT")]

@@ -86,6 +86,19 @@ OKX = {
         5,
     ),
     "duplicate": ([("ws", snap(10)), ("ws", upd(10, 15)), ("ws", upd(10, 15))], [A, A, D], 15),
+    "duplicate_of_an_earlier_update": (
+        [("ws", snap(10)), ("ws", upd(10, 15)), ("ws", upd(15, 22)), ("ws", upd(10, 15))],
+        [A, A, A, D],
+        22,
+    ),
+    # the reset message (15 -> 3) was lost: 3 -> 5 is a gap, not an "older copy" (the book would freeze)
+    "reset_missed": ([("ws", snap(10)), ("ws", upd(10, 15)), ("ws", upd(3, 5))], [A, A, G], None),
+    # a snapshot is authoritative: after a reset it replaces the book although its seqId is lower
+    "snapshot_after_reset": (
+        [("ws", snap(10)), ("ws", upd(10, 15)), ("ws", snap(3)), ("ws", upd(3, 5))],
+        [A, A, A, A],
+        5,
+    ),
     "gap": ([("ws", snap(10)), ("ws", upd(12, 15))], [A, G], None),
     # without a book, updates are buffered (for a REST snapshot to bridge, EXCHANGES.md 3.6)
     "out_of_order": ([("ws", snap(10)), ("ws", upd(15, 20)), ("ws", upd(10, 15))], [A, G, B], None),
@@ -100,6 +113,8 @@ OKX = {
 DERIBIT = {
     "in_order": ([("ws", snap(100)), ("ws", upd(100, 101)), ("ws", upd(101, 105))], [A, A, A], 105),
     "duplicate": ([("ws", snap(100)), ("ws", upd(100, 101)), ("ws", upd(100, 101))], [A, A, D], 101),
+    "reset_missed": ([("ws", snap(100)), ("ws", upd(100, 101)), ("ws", upd(3, 4))], [A, A, G], None),
+    "snapshot_after_reset": ([("ws", snap(100)), ("ws", upd(100, 101)), ("ws", snap(3))], [A, A, A], 3),
     "gap": ([("ws", snap(100)), ("ws", upd(101, 102))], [A, G], None),
     "out_of_order": ([("ws", snap(100)), ("ws", upd(101, 102)), ("ws", upd(100, 101))], [A, G, D], None),
     "resubscribe_after_gap": (
@@ -213,3 +228,30 @@ def test_rest_snapshot_older_than_a_valid_book_is_ignored() -> None:
     assert sync.on_message(diff(45, 60, 44), Levels([10.0], [3.0], [], [])) is A
     assert sync.on_rest_snapshot(snap(55), Levels([9.0], [1.0], [12.0], [1.0])) is D
     assert sync.last == 60 and sync.book.best_bid() == (10.0, 3.0) and sync.counters.gaps == 0
+
+
+def test_a_gap_in_the_rest_replay_buffers_the_gap_message_once() -> None:
+    sync = BookSync("binance_spot")
+    for first, last in ((100, 105), (110, 115), (116, 120)):
+        assert sync.on_message(diff(first, last)) is B
+    # the snapshot bridges 100..105; 110..115 then breaks the chain: it waits, with what follows, for the next one
+    assert sync.on_rest_snapshot(snap(103), EMPTY) is G
+    assert [(m.first_seq, m.seq) for m, _ in sync.buffer] == [(110, 115), (116, 120)]
+    assert sync.on_rest_snapshot(snap(112), EMPTY) is A
+    assert sync.last == 120 and sync.counters.gaps == 1
+
+
+@pytest.mark.parametrize("kind", ["okx", "deribit"])
+def test_updates_seen_while_waiting_for_the_resubscription_snapshot_bridge_it(kind: str) -> None:
+    """Redundancy: the copy that did not resubscribe is ahead; the arbiter passed its updates while the
+    book was invalid, so it will not pass them again after the snapshot: the book keeps them meanwhile."""
+    sync = BookSync(kind)
+    assert sync.on_message(snap(10)) is A
+    assert sync.on_message(upd(20, 30)) is G  # lost updates: resync
+    kept = B if kind == "okx" else D  # OKX buffers for a REST bridge; either way the update is kept aside
+    assert sync.on_message(upd(30, 40), Levels([5.0], [1.0], [], [])) is kept  # no book yet
+    assert sync.on_message(upd(40, 50), Levels([5.0], [2.0], [], [])) is kept
+    assert sync.on_message(snap(40), Levels([5.0], [1.0], [6.0], [1.0])) is A  # the resubscribed copy's snapshot
+    assert sync.last == 50 and sync.book.best_bid() == (5.0, 2.0)  # ... bridged by what was kept
+    assert sync.on_message(upd(50, 60)) is A
+    assert sync.counters.gaps == 1
