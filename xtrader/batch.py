@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -594,9 +594,31 @@ class L2Columns(_Table):
 _BID_ASK_CODES = np.array([0, 1], dtype=np.int8)
 
 
+class BookNotice(NamedTuple):
+    """A connector's word on one symbol's l2 stream, for the book service (it rides in `Batches.notices`).
+
+    Attributes:
+        symbol: the instrument.
+        state: "carried" (a link of `source` carries the book from now on), "lost" (no link of
+            `source` carries it any more, e.g. the link was lost: the book cannot be trusted
+            unless another source still carries it), "dropped" (unsubscribed: forget the book).
+        source: the connector saying so (`Connector.name`).
+        reason: why, in words (the link lost, the unsubscribe).
+    """
+
+    symbol: str
+    state: str
+    source: str
+    reason: str
+
+
 @dataclass
 class Batches:
-    """What one flush of a Columns produced. Tables with no rows are None."""
+    """What one flush of a Columns produced. Tables with no rows are None.
+
+    `notices` (book side only) apply before this batch's l2 rows: they were given after
+    every earlier frame was flushed.
+    """
 
     exchange: str
     trades: pa.RecordBatch | None = None
@@ -605,6 +627,7 @@ class Batches:
     bbo: pa.RecordBatch | None = None
     events: pa.RecordBatch | None = None
     rejects: int = 0
+    notices: tuple[BookNotice, ...] = ()
 
     def tables(self) -> dict[str, pa.RecordBatch]:
         """Stored-table name -> batch, for the non-empty tables (l2 as stored columns)."""
