@@ -64,10 +64,12 @@ class Outputs:
         tables = _direct_tables(batches)
         if tables:
             await self.write(tables)
-        if batches.l2 is not None and self.book is not None:
-            l2 = Batches(batches.exchange, l2=batches.l2, l2_messages=batches.l2_messages)
+        if (batches.l2 is not None or batches.notices) and self.book is not None:
+            l2 = Batches(batches.exchange, l2=batches.l2, l2_messages=batches.l2_messages, notices=batches.notices)
+            rows = batches.l2.num_rows if batches.l2 is not None else 0
+            # notices (a link lost, an unsubscribe) are never dropped
             await self.book_window.send(
-                batches.l2.num_rows, lambda: self.book.on_batch.remote(self.name, l2, rest), precious=rest
+                rows, lambda: self.book.on_batch.remote(self.name, l2, rest), precious=rest or bool(batches.notices)
             )
 
     def submit(self, batches: Batches, rest: bool = False) -> list[Any]:
@@ -80,8 +82,8 @@ class Outputs:
             seq = self.batch_seq
             self.batch_seq += 1
             refs.extend(sink.write.remote(self.source_id, seq, tables) for sink in self.sinks)
-        if batches.l2 is not None and self.book is not None:
-            l2 = Batches(batches.exchange, l2=batches.l2, l2_messages=batches.l2_messages)
+        if (batches.l2 is not None or batches.notices) and self.book is not None:
+            l2 = Batches(batches.exchange, l2=batches.l2, l2_messages=batches.l2_messages, notices=batches.notices)
             refs.append(self.book.on_batch.remote(self.name, l2, rest))
         return refs
 

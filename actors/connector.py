@@ -55,7 +55,9 @@ class ConnectorActor:
             ca_file=ca_file,
             backoff_base_s=pipeline.reconnect_backoff_base_s,
             backoff_cap_s=pipeline.reconnect_backoff_cap_s,
+            backoff_reset_s=pipeline.reconnect_backoff_reset_s,
             rotate_after_s=pipeline.connection_lifetime_s or None,
+            name=spec.id,
         )
         self.task: asyncio.Task[None] | None = None
         self.error: str | None = None

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from xtrader.batch import Batches, BookNotice, FlushPolicy
-from xtrader.connector import Connector
+from xtrader.bookservice import BookService
+from xtrader.connector import Connector, SnapshotBatches
 from xtrader.simulator import Simulator
 from xtrader.venues import Subscription, venue
 from xtrader.venues.base import Connection
@@ -80,7 +81,7 @@ async def running(c: Connector):
     finally:
         await c.stop()
         with contextlib.suppress(Exception):
-            await task
+            await asyncio.wait_for(task, 30)
 
 
 def sim_venue(sim: Simulator, name: str, faults: str = ""):
@@ -349,3 +350,109 @@ async def test_a_lost_link_and_an_unsubscribe_tell_the_book_side_in_stream_order
                     (snap for sym, snap in zip(m["symbol"], m["is_snapshot"], strict=True) if sym == btc), None
                 )
         assert first_after is True
+
+
+# -- item 5: books during outages and after unsubscribe (connector -> BookService, in process) ----------
+
+
+class Feed(Capture):
+    """Capture, and feed every batch to a BookService as the order-book actor does."""
+
+    def __init__(self, v) -> None:
+        super().__init__()
+        self.service = BookService(v.name, v.sync_kind, keep_text=v.keep_text, checksum=v.book_checksum)
+
+    async def __call__(self, batches: Batches) -> None:
+        await super().__call__(batches)
+        self.service.on_batch("c0", batches, rest=isinstance(batches, SnapshotBatches))
+
+    def valid(self, symbol: str) -> bool:
+        return symbol in self.service.tops()
+
+
+async def test_a_book_is_not_valid_while_its_only_link_is_down_and_syncs_again_after():
+    async with Simulator(venues=["okx"], symbols=1, rate=300, seed=3) as sim:
+        (btc,) = sim.symbols["okx"]
+        v = sim_venue(sim, "okx", "disconnect_after_s=1")
+        (connection,) = v.connections([Subscription("l2", btc)])
+        feed = Feed(v)
+        c = make(v, connection, feed, backoff_base_s=1.5, backoff_cap_s=1.5, jitter="none", name="c0")
+        async with running(c) as task:
+            await wait_for(lambda: feed.valid(btc), task, what="a valid book")
+            await wait_for(lambda: len(feed.events("disconnect")) > 0, task, what="the link lost")
+            assert c.stats()["connected"] == 0  # the 1.5 s reconnect wait
+            await asyncio.sleep(0.1)  # the flush timer (20 ms) ships the notice
+            assert c.stats()["connected"] == 0
+            assert not feed.valid(btc)
+            assert feed.service.book_snapshots(time.time_ns()) is None  # nothing from a stale book
+            await wait_for(lambda: feed.valid(btc), task, what="the book valid again after the reconnect")
+        assert feed.service.stats()["counters"]["gaps"] == 0
+
+
+async def test_an_unsubscribed_book_is_dropped_and_its_state_freed():
+    async with Simulator(venues=["okx"], symbols=2, rate=300, seed=3) as sim:
+        btc, eth = sim.symbols["okx"]
+        v = sim_venue(sim, "okx")
+        (connection,) = v.connections([Subscription("l2", btc), Subscription("l2", eth)])
+        feed = Feed(v)
+        c = make(v, connection, feed, name="c0")
+        async with running(c) as task:
+            await wait_for(lambda: feed.valid(btc) and feed.valid(eth), task, what="two valid books")
+            await c.unsubscribe([Subscription("l2", eth)])
+            await wait_for(lambda: not feed.valid(eth), task, timeout_s=5.0, what=f"{eth} dropped")
+            assert ("*", eth) not in feed.service.books.books and eth not in feed.service.symbols
+            rows = feed.rows("l2", btc)
+            await wait_for(lambda: feed.rows("l2", btc) > rows + 10, task, what=f"more {btc} rows")
+            assert feed.valid(btc) and ("*", eth) not in feed.service.books.books
+
+
+async def test_a_rest_snapshot_in_flight_for_an_unsubscribed_symbol_is_cancelled():
+    async with Simulator(venues=["binance"], symbols=1, rate=300, seed=3) as sim:
+        (btc,) = sim.symbols["binance"]
+        urls = sim.urls["binance"]
+        v = venue("binance", ws_base=urls["ws"], rest_base=urls["rest"] + "/_faults/rest_delay_s=1")
+        (connection,) = v.connections([Subscription("l2", btc), Subscription("trades", btc)])
+        feed = Feed(v)
+        c = make(v, connection, feed, name="c0")
+        async with running(c) as task:
+            await wait_for(lambda: c.stats().get("snapshot_requests", 0) >= 1, task, what="the REST request sent")
+            await c.unsubscribe([Subscription("l2", btc)])
+            trades = feed.rows("trades")
+            await wait_for(lambda: feed.rows("trades") > trades + 50, task, what="trades for 1.5 s more")
+            await asyncio.sleep(1.0)  # the snapshot (1 s delay) would have come by now
+        assert [b for b in feed.batches if isinstance(b, SnapshotBatches)] == []
+        assert ("*", btc) not in feed.service.books.books
+        assert c.stats()["resyncs"] == 0
+
+
+async def test_a_book_a_redundant_connection_still_carries_stays_valid_when_one_link_is_lost():
+    async with Simulator(venues=["okx"], symbols=1, rate=300, seed=3) as sim:
+        (btc,) = sim.symbols["okx"]
+        flaky, steady = sim_venue(sim, "okx", "disconnect_after_s=1"), sim_venue(sim, "okx")
+        feed = Feed(steady)
+
+        def emit(name: str) -> Callable[[Batches], Any]:
+            async def call(batches: Batches) -> None:
+                feed.batches.append(batches)
+                feed.service.on_batch(name, batches)
+
+            return call
+
+        subs = [Subscription("l2", btc)]
+        c0 = make(
+            flaky,
+            flaky.connections(subs)[0],
+            emit("c0"),
+            backoff_base_s=1.5,
+            backoff_cap_s=1.5,
+            jitter="none",
+            name="c0",
+        )
+        c1 = make(steady, steady.connections(subs)[0], emit("c1"), name="c1")
+        async with running(c1) as task1, running(c0) as task0:
+            await wait_for(lambda: feed.valid(btc) and c0.stats()["connected"] == 1, task0, what="a valid book")
+            await wait_for(lambda: any(n.state == "lost" for n in feed.notices()), task0, what="c0's link lost")
+            assert c0.stats()["connected"] == 0 and not task0.done() and not task1.done()
+            assert feed.service.carriers[btc] == {"c1"}
+            assert feed.valid(btc)  # c1 still carries it
+            assert feed.service.book_snapshots(time.time_ns()) is not None
