@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from xtrader import schema
+from xtrader.clock import Anchor
 
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
@@ -628,6 +629,8 @@ class Batches:
     events: pa.RecordBatch | None = None
     rejects: int = 0
     notices: tuple[BookNotice, ...] = ()
+    #: the producer's clocks at the flush, for code latency on the monotonic clock (`xtrader.clock`)
+    anchor: Anchor | None = None
 
     def tables(self) -> dict[str, pa.RecordBatch]:
         """Stored-table name -> batch, for the non-empty tables (l2 as stored columns)."""

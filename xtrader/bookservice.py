@@ -36,6 +36,7 @@ import pyarrow as pa
 from xtrader import metrics, schema
 from xtrader.batch import Batches, BookNotice, EventColumns, constant_dictionary, dictionary
 from xtrader.book import Level
+from xtrader.clock import code_latency_ns
 from xtrader.sync import RULES, Books, BookSync, Checksum, Levels, Message, SyncCounters, Verdict, messages_of
 
 #: a resync request not answered within this many seconds is sent again
@@ -91,6 +92,7 @@ class BookService:
         depth: levels per side in `book_snapshots`.
         snapshot_interval_s: how often `tick` emits book_snapshots (0: never).
         clock: wall clock in ns (injected for tests).
+        mono: monotonic clock in ns (code latency; see `xtrader.clock`).
     """
 
     def __init__(
@@ -103,6 +105,7 @@ class BookService:
         depth: int = 20,
         snapshot_interval_s: float = 1.0,
         clock: Callable[[], int] | None = None,
+        mono: Callable[[], int] | None = None,
     ) -> None:
         import time
 
@@ -113,6 +116,7 @@ class BookService:
         self.depth = depth
         self.snapshot_interval_ns = int(snapshot_interval_s * 1e9)
         self.clock = clock or time.time_ns
+        self.mono = mono or time.perf_counter_ns
         self.last_snapshot_ns: int | None = None
         self.symbols: defaultdict[str, SymbolStats] = defaultdict(SymbolStats)
         self.pending: dict[str, int] = {}  # symbol -> when a resync was requested
@@ -143,7 +147,9 @@ class BookService:
         self.connections.add(connection)
         if not rest:  # receipt -> book (the sink measures receipt -> write): where l2 time goes
             receive = np.asarray(batches.l2_messages.column("receive_ts").cast(pa.int64()), dtype=np.int64)
-            self.metrics.histogram(metrics.CODE_LATENCY, self.exchange, "l2@book").record_many(now - receive)
+            code = code_latency_ns(receive, batches.anchor, self.mono())  # None: another host's batch
+            if code is not None:
+                self.metrics.histogram(metrics.CODE_LATENCY, self.exchange, "l2@book").record_many(code)
         self._feed(connection, batches.l2, batches.l2_messages, rest=rest, now=now, events=events)
         out.l2, out.l2_rest = self._split_rest(schema.stored(batches.l2, "l2"), batches.l2_messages, rest)
         self.rows_forwarded += batches.l2.num_rows

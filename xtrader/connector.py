@@ -35,7 +35,7 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import Event
 
 from xtrader.batch import Batches, BookNotice, FlushPolicy
-from xtrader.clock import Receipt, now
+from xtrader.clock import Receipt, anchor, now
 from xtrader.errors import ConfigError, ParseError
 from xtrader.flow import FlowGate, Policy
 from xtrader.handover import Handover
@@ -788,7 +788,9 @@ class Connector:
         self._policy.reset()
         if not columns.pending():
             return
-        batches = columns.flush(self._clock().wall_ns)
+        receipt = self._clock()
+        batches = columns.flush(receipt.wall_ns)
+        batches.anchor = anchor(receipt)
         if self._notices:
             batches.notices, self._notices = tuple(self._notices), []
         self._count(batches)

@@ -456,3 +456,29 @@ async def test_a_book_a_redundant_connection_still_carries_stays_valid_when_one_
             assert feed.service.carriers[btc] == {"c1"}
             assert feed.valid(btc)  # c1 still carries it
             assert feed.service.book_snapshots(time.time_ns()) is not None
+
+
+# -- item 7: every batch carries the producer's clocks at its flush --------------------------------------
+
+
+async def test_every_flushed_batch_carries_the_monotonic_anchor_of_its_flush():
+    from xtrader.clock import host_id
+
+    async with Simulator(venues=["okx"], symbols=1, rate=300, seed=3) as sim:
+        (btc,) = sim.symbols["okx"]
+        v = sim_venue(sim, "okx")
+        (connection,) = v.connections([Subscription("l2", btc), Subscription("trades", btc)])
+        capture = Capture()
+        c = make(v, connection, capture)
+        start = time.perf_counter_ns()
+        async with running(c) as task:
+            await wait_for(lambda: capture.rows("l2") > 100, task, what="l2 rows")
+        end = time.perf_counter_ns()
+    data = [b for b in capture.batches if b.l2 is not None or b.trades is not None]
+    assert data and all(b.anchor is not None and b.anchor.host == host_id() for b in data)
+    for b in data:
+        assert b.anchor is not None and start <= b.anchor.mono_ns <= end
+        for table in (b.l2_messages, b.trades):
+            if table is not None:
+                received = table.column("receive_ts").cast("int64").to_pylist()
+                assert max(received) <= b.anchor.wall_ns  # flushed after every receipt in it
