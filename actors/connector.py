@@ -140,6 +140,7 @@ _COUNTERS = (
     (metrics.BYTES, "bytes"),
     (metrics.ROWS, "rows"),
     (metrics.REJECTS, "rejects"),
+    (metrics.REJECTS, "refused"),  # subscriptions the venue refused (each also has an events row)
     (metrics.RECONNECTS, "reconnects"),
     (metrics.DROPPED_ROWS, "flow_dropped_rows"),
     (metrics.DUPLICATES, "duplicates"),

@@ -232,6 +232,8 @@ class Connector:
         self._drain_timeout_s = drain_timeout_s
         self._opening: set[asyncio.Future[object]] = set()  # replacement links being opened
         self._subscribed = asyncio.Event()  # the desired set is not empty
+        if self._desired:
+            self._subscribed.set()
         self._notices: list[BookNotice] = []  # ride with the next flush
 
     # -- public ---------------------------------------------------------------------------
