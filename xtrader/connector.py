@@ -11,6 +11,19 @@ a shutdown notice: the old link is retired only once a frame arrived on both
 before the new one subscribed), plus a margin. Duplicates are counted; the
 arbiter dedupes them.
 
+Subscriptions: one desired set (`Connector.connection`); every link is
+reconciled against it once open and on each change, so nothing changed during
+a handshake is lost, and the URL is planned again from it (a refusal, the last
+unsubscribe: no link at all while it is empty). A refusal drops only what the
+venue refused (`Session`). The book side is told, in stream order, which books
+this connector carries (`BookNotice` in `Batches.notices`): carried when a link
+opens or a book is subscribed, lost when the last link carrying it goes, dropped
+on unsubscribe (its REST fetch in flight is cancelled). Every batch carries the
+clocks of its flush (`Batches.anchor`) for code latency on the monotonic clock.
+
+Backoff: reconnect delays grow until a link stayed up, with data, for
+`backoff_reset_s`; failed rotation opens share one growing sequence.
+
 REST snapshots (venues with `needs_snapshot`) are fetched by `SnapshotFetcher`
 while diffs keep flowing. Each is emitted, in stream order, as its own
 `SnapshotBatches`: every diff received before it was flushed first, every

@@ -219,10 +219,9 @@ class Session:
         request = self._pending.get(_as_id(control.request_id))
         if request is None or request.confirmed:
             return []
-        if request.op == "unsubscribe":
+        if request.op == "unsubscribe":  # the first reply settles it: the streams stop either way
             request.confirmed = True
-            covered = self.venue.reply_covers(control, request.subscriptions)
-            self.acked.difference_update(request.subscriptions if covered is None else covered)
+            self.acked.difference_update(request.subscriptions)
             return []
         if not request.subscribing:
             request.confirmed = True
