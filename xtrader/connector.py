@@ -420,9 +420,8 @@ class Connector:
         async with self._flush_lock:
             await self._flush_locked()
             if self._fetcher is not None and state != "carried":
-                for symbol in symbols:
-                    if symbol not in self._books():
-                        self._fetcher.cancel(symbol)
+                for symbol in symbols:  # it would bridge diffs of a stream that is gone
+                    self._fetcher.cancel(symbol)
                 self._awaiting_diff -= symbols
             self._notices.extend(BookNotice(s, state, self.name, reason) for s in sorted(symbols))
             kind = "subscribe" if state == "dropped" else "disconnect"
