@@ -13,6 +13,7 @@ from typing import Any
 
 from actors._downstream import Downstream
 from xtrader.batch import Batches
+from xtrader.clock import Anchor
 from xtrader.flow import Policy
 
 
@@ -63,11 +64,13 @@ class Outputs:
             return
         tables = _direct_tables(batches)
         if tables:
-            await self.write(tables)
-        if batches.l2 is not None and self.book is not None:
-            l2 = Batches(batches.exchange, l2=batches.l2, l2_messages=batches.l2_messages)
+            await self.write(tables, anchor=batches.anchor)
+        if (batches.l2 is not None or batches.notices) and self.book is not None:
+            l2 = _book_part(batches)
+            rows = batches.l2.num_rows if batches.l2 is not None else 0
+            # notices (a link lost, an unsubscribe) are never dropped
             await self.book_window.send(
-                batches.l2.num_rows, lambda: self.book.on_batch.remote(self.name, l2, rest), precious=rest
+                rows, lambda: self.book.on_batch.remote(self.name, l2, rest), precious=rest or bool(batches.notices)
             )
 
     def submit(self, batches: Batches, rest: bool = False) -> list[Any]:
@@ -79,21 +82,21 @@ class Outputs:
         if tables:
             seq = self.batch_seq
             self.batch_seq += 1
-            refs.extend(sink.write.remote(self.source_id, seq, tables) for sink in self.sinks)
-        if batches.l2 is not None and self.book is not None:
-            l2 = Batches(batches.exchange, l2=batches.l2, l2_messages=batches.l2_messages)
+            refs.extend(sink.write.remote(self.source_id, seq, tables, "", batches.anchor) for sink in self.sinks)
+        if (batches.l2 is not None or batches.notices) and self.book is not None:
+            l2 = _book_part(batches)
             refs.append(self.book.on_batch.remote(self.name, l2, rest))
         return refs
 
-    async def write(self, tables: dict[str, Any], origin: str = "") -> None:
-        """Write tables to every sink under the next batch_seq."""
+    async def write(self, tables: dict[str, Any], origin: str = "", anchor: Anchor | None = None) -> None:
+        """Write tables to every sink under the next batch_seq (`anchor`: the producer's clocks, for latency)."""
         seq = self.batch_seq
         self.batch_seq += 1
         rows = sum(b.num_rows for b in tables.values())
         for sink, window in zip(self.sinks, self.sink_windows, strict=True):
-            await window.send(rows, _call(sink.write, self.source_id, seq, tables, origin))
+            await window.send(rows, _call(sink.write, self.source_id, seq, tables, origin, anchor))
 
-    async def write_soon(self, tables: dict[str, Any], origin: str = "") -> None:
+    async def write_soon(self, tables: dict[str, Any], origin: str = "", anchor: Anchor | None = None) -> None:
         """`write` without holding the caller: the batch_seq is taken now, the slots are awaited in a task.
 
         The caller (an actor method) returns at once, so the next batch is not held up behind
@@ -101,17 +104,17 @@ class Outputs:
         """
         seq = self.batch_seq
         self.batch_seq += 1
-        task = asyncio.get_running_loop().create_task(self._write(seq, tables, origin))
+        task = asyncio.get_running_loop().create_task(self._write(seq, tables, origin, anchor))
         self.pending_writes.append(task)
         self.pending_writes = [t for t in self.pending_writes if not t.done()]
         while len(self.pending_writes) > 2 * self.max_inflight:
             await self.pending_writes[0]
             self.pending_writes = [t for t in self.pending_writes if not t.done()]
 
-    async def _write(self, seq: int, tables: dict[str, Any], origin: str) -> None:
+    async def _write(self, seq: int, tables: dict[str, Any], origin: str, anchor: Anchor | None) -> None:
         rows = sum(b.num_rows for b in tables.values())
         for sink, window in zip(self.sinks, self.sink_windows, strict=True):
-            await window.send(rows, _call(sink.write, self.source_id, seq, tables, origin))
+            await window.send(rows, _call(sink.write, self.source_id, seq, tables, origin, anchor))
 
     async def warm(self) -> None:
         """One round trip to every downstream actor, so the first data batch does not pay for the connection."""
@@ -149,6 +152,17 @@ class Outputs:
 def _call(method: Any, *args: Any) -> Any:
     """A thunk starting `method.remote(*args)` (binds the arguments now, not when called)."""
     return lambda: method.remote(*args)
+
+
+def _book_part(batches: Batches) -> Batches:
+    """What the order-book actor gets of a batch: l2, the book notices, the clock anchor."""
+    return Batches(
+        batches.exchange,
+        l2=batches.l2,
+        l2_messages=batches.l2_messages,
+        notices=batches.notices,
+        anchor=batches.anchor,
+    )
 
 
 def _direct_tables(batches: Batches) -> dict[str, Any]:

@@ -61,7 +61,7 @@ class OrderBookActor:
         if out.events is not None:
             tables["events"] = out.events
         if tables:
-            await self.outputs.write_soon(tables)
+            await self.outputs.write_soon(tables, anchor=batches.anchor)  # receipt clocks: sink code latency
         self._start_ticker()
 
     def _resync(self, requests: list[tuple[str, str]]) -> None:

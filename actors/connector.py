@@ -55,9 +55,11 @@ class ConnectorActor:
             ca_file=ca_file,
             backoff_base_s=pipeline.reconnect_backoff_base_s,
             backoff_cap_s=pipeline.reconnect_backoff_cap_s,
+            backoff_reset_s=pipeline.reconnect_backoff_reset_s,
             rotate_after_s=pipeline.connection_lifetime_s or None,
             book_source=spec.book_source,
             ws_snapshot_wait_s=spec.ws_snapshot_wait_s,
+            name=spec.id,
         )
         self.task: asyncio.Task[None] | None = None
         self.error: str | None = None
@@ -140,6 +142,7 @@ _COUNTERS = (
     (metrics.BYTES, "bytes"),
     (metrics.ROWS, "rows"),
     (metrics.REJECTS, "rejects"),
+    (metrics.REJECTS, "refused"),  # subscriptions the venue refused (each also has an events row)
     (metrics.RECONNECTS, "reconnects"),
     (metrics.DROPPED_ROWS, "flow_dropped_rows"),
     (metrics.DUPLICATES, "duplicates"),

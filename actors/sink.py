@@ -6,6 +6,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from xtrader.clock import Anchor
 from xtrader.plan import SinkSpec
 from xtrader.sinkfront import SinkFront
 
@@ -42,8 +43,15 @@ class SinkActor:
     def __init__(self, spec: SinkSpec, writer_id: str = "0") -> None:
         self.front = SinkFront(open_sink(spec, writer_id), spec.kind, actor=spec.id)
 
-    def write(self, source_id: str, batch_seq: int, tables: dict[str, pa.RecordBatch], origin: str = "") -> bool:
-        return self.front.write(source_id, batch_seq, tables, origin)
+    def write(
+        self,
+        source_id: str,
+        batch_seq: int,
+        tables: dict[str, pa.RecordBatch],
+        origin: str = "",
+        anchor: Anchor | None = None,
+    ) -> bool:
+        return self.front.write(source_id, batch_seq, tables, origin, anchor)
 
     def flush(self) -> None:
         self.front.flush()

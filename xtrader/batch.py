@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
 
 from xtrader import schema
+from xtrader.clock import Anchor
 
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
@@ -611,9 +612,31 @@ def _all_arrow_numbers(values: list[Any]) -> bool:
     return True
 
 
+class BookNotice(NamedTuple):
+    """A connector's word on one symbol's l2 stream, for the book service (it rides in `Batches.notices`).
+
+    Attributes:
+        symbol: the instrument.
+        state: "carried" (a link of `source` carries the book from now on), "lost" (no link of
+            `source` carries it any more, e.g. the link was lost: the book cannot be trusted
+            unless another source still carries it), "dropped" (unsubscribed: forget the book).
+        source: the connector saying so (`Connector.name`).
+        reason: why, in words (the link lost, the unsubscribe).
+    """
+
+    symbol: str
+    state: str
+    source: str
+    reason: str
+
+
 @dataclass
 class Batches:
-    """What one flush of a Columns produced. Tables with no rows are None."""
+    """What one flush of a Columns produced. Tables with no rows are None.
+
+    `notices` (book side only) apply before this batch's l2 rows: they were given after
+    every earlier frame was flushed.
+    """
 
     exchange: str
     trades: pa.RecordBatch | None = None
@@ -622,6 +645,9 @@ class Batches:
     bbo: pa.RecordBatch | None = None
     events: pa.RecordBatch | None = None
     rejects: int = 0
+    notices: tuple[BookNotice, ...] = ()
+    #: the producer's clocks at the flush, for code latency on the monotonic clock (`xtrader.clock`)
+    anchor: Anchor | None = None
 
     def tables(self) -> dict[str, pa.RecordBatch]:
         """Stored-table name -> batch, for the non-empty tables (l2 as stored columns)."""

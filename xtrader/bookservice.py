@@ -14,6 +14,13 @@ through `xtrader.sync`, and returns what the pipeline does next:
 REST snapshots: a message with `is_snapshot` on a venue whose books start from
 a REST snapshot (Binance) is treated as one, whether the connector sends it in
 a batch of its own (`on_batch(..., rest=True)`) or mixed with diffs.
+
+Link loss and unsubscribe: each batch's `notices` (`xtrader.batch.BookNotice`,
+applied before its l2 rows) say which connector carries which book. When no
+connector carries a book any more (its link was lost, it was unsubscribed),
+`invalidate` discards it: no book_snapshots rows from a stale book, and it is
+built again from the next snapshot; an unsubscribed book's state is freed and
+its later messages (in flight before the unsubscribe took effect) are ignored.
 """
 
 from __future__ import annotations
@@ -27,10 +34,11 @@ import numpy as np
 import pyarrow as pa
 
 from xtrader import metrics, schema
-from xtrader.batch import Batches, EventColumns, constant_dictionary, dictionary
+from xtrader.batch import Batches, BookNotice, EventColumns, constant_dictionary, dictionary
 from xtrader.book import Level
+from xtrader.clock import code_latency_ns
 from xtrader.resync_route import ResyncRouter
-from xtrader.sync import RULES, Books, BookSync, Checksum, Levels, Message, Verdict, messages_of
+from xtrader.sync import RULES, Books, BookSync, Checksum, Levels, Message, SyncCounters, Verdict, messages_of
 
 #: a resync request not answered within this many seconds is sent again
 RESYNC_RETRY_S = 5.0
@@ -87,6 +95,7 @@ class BookService:
         clock: wall clock in ns (injected for tests).
         carriers: connection id -> the symbols of its l2 subscriptions (where resync requests go;
             see `xtrader.resync_route`); also settable later with `set_carriers`.
+        mono: monotonic clock in ns (code latency; see `xtrader.clock`).
     """
 
     def __init__(
@@ -100,6 +109,7 @@ class BookService:
         snapshot_interval_s: float = 1.0,
         clock: Callable[[], int] | None = None,
         carriers: Mapping[str, Iterable[str]] | None = None,
+        mono: Callable[[], int] | None = None,
     ) -> None:
         import time
 
@@ -110,6 +120,7 @@ class BookService:
         self.depth = depth
         self.snapshot_interval_ns = int(snapshot_interval_s * 1e9)
         self.clock = clock or time.time_ns
+        self.mono = mono or time.perf_counter_ns
         self.last_snapshot_ns: int | None = None
         self.symbols: defaultdict[str, SymbolStats] = defaultdict(SymbolStats)
         self.pending: dict[str, int] = {}  # symbol -> when a resync was requested
@@ -118,6 +129,9 @@ class BookService:
         self.router = ResyncRouter(carriers)
         self.rows_forwarded = 0
         self.metrics = metrics.Stats(f"book/{exchange}")
+        self.carriers: dict[str, set[str]] = {}  # symbol -> connectors whose links carry its book (notices)
+        self.dropped: set[str] = set()  # unsubscribed: messages still in flight are not fed
+        self.discarded = SyncCounters()  # counters of books discarded by invalidate()
 
     def set_carriers(self, carriers: Mapping[str, Iterable[str]]) -> None:
         """connection id -> the symbols of its l2 subscriptions: resync requests go to one that carries the symbol."""
@@ -132,14 +146,19 @@ class BookService:
     def on_batch(self, connection: str, batches: Batches, rest: bool = False) -> BookOutput:
         """Feed the l2 part of one (deduplicated) batch; REST snapshots with `rest=True` or as is_snapshot rows."""
         out = BookOutput()
-        if batches.l2 is None or batches.l2_messages is None:
-            return out
+        events = EventColumns()
         now = self.clock()
+        for notice in batches.notices:
+            self.notice(notice, now, events)
+        if batches.l2 is None or batches.l2_messages is None:
+            out.events = events.build(self.exchange) if events.records() else None
+            return out
         self.connections.add(connection)
         if not rest:  # receipt -> book (the sink measures receipt -> write): where l2 time goes
             receive = np.asarray(batches.l2_messages.column("receive_ts").cast(pa.int64()), dtype=np.int64)
-            self.metrics.histogram(metrics.CODE_LATENCY, self.exchange, "l2@book").record_many(now - receive)
-        events = EventColumns()
+            code = code_latency_ns(receive, batches.anchor, self.mono())  # None: another host's batch
+            if code is not None:
+                self.metrics.histogram(metrics.CODE_LATENCY, self.exchange, "l2@book").record_many(code)
         self._feed(connection, batches.l2, batches.l2_messages, rest=rest, now=now, events=events)
         out.l2, out.l2_rest = self._split_rest(schema.stored(batches.l2, "l2"), batches.l2_messages, rest)
         self.rows_forwarded += batches.l2.num_rows
@@ -176,6 +195,8 @@ class BookService:
         events: EventColumns,
     ) -> None:
         for symbol, msg, levels in messages_of(l2, messages, self.keep_text):
+            if symbol in self.dropped:
+                continue
             self._message(connection, symbol, msg, levels, rest=rest, now=now, events=events)
 
     def _message(
@@ -230,6 +251,41 @@ class BookService:
             stats.unsynced_since_ns = None
             self.pending.pop(symbol, None)
             self.router.done(symbol)
+
+    # -- link loss and unsubscribe --------------------------------------------------------------------
+
+    def notice(self, notice: BookNotice, now: int, events: EventColumns) -> None:
+        """A connector's word on one symbol's stream; invalidates the book when no connector carries it."""
+        symbol = notice.symbol
+        carriers = self.carriers.setdefault(symbol, set())
+        if notice.state == "carried":
+            carriers.add(notice.source)
+            self.router.carry(notice.source, symbol)  # a run-time subscription is routable too
+            self.dropped.discard(symbol)
+            return
+        carriers.discard(notice.source)
+        if notice.state == "dropped":
+            self.router.drop(notice.source, symbol)
+        if not carriers:  # no redundant connection carries it either
+            self.invalidate(symbol, notice.reason, now, events, forget=notice.state == "dropped")
+
+    def invalidate(self, symbol: str, reason: str, now: int, events: EventColumns, forget: bool = False) -> None:
+        """Stop trusting `symbol`'s book: discard it (rebuilt from the next snapshot; no resync is asked
+        before RESYNC_RETRY_S, the reconnect brings one). `forget` (unsubscribed): free its state too, and
+        ignore its messages until a connector carries it again."""
+        sync = self.books.books.pop(("*", symbol), None)
+        if sync is not None:
+            self.discarded.add(sync.counters)
+        self.pending.pop(symbol, None)
+        if forget:
+            self.dropped.add(symbol)
+            self.symbols.pop(symbol, None)
+            self.last_connection.pop(symbol, None)
+            self.carriers.pop(symbol, None)
+        elif sync is not None:
+            self.symbols[symbol].unsynced_since_ns = now
+        if sync is not None:
+            events.add(symbol, now, "resync", f"book discarded: {reason}")
 
     def _resyncs(self, now: int, events: EventColumns) -> list[tuple[str, str]]:
         """Symbols whose book is not valid and has no request outstanding (or an unanswered one).
@@ -312,6 +368,11 @@ class BookService:
         depth = depth or self.depth
         return {symbol: sync.book.top(depth) for (_, symbol), sync in self.books.books.items() if sync.valid}
 
+    def _counters(self) -> SyncCounters:
+        total = self.books.counters()
+        total.add(self.discarded)
+        return total
+
     def stats(self) -> dict[str, Any]:
         """Counters summed over books, per-symbol instrumentation, and how many books are valid."""
         books = self.books.books
@@ -320,7 +381,7 @@ class BookService:
             "books": len(books),
             "valid": sum(1 for s in books.values() if s.valid),
             "rows_forwarded": self.rows_forwarded,
-            "counters": self.books.counters().as_dict(),
+            "counters": self._counters().as_dict(),
             "symbols": {symbol: s.as_dict() for symbol, s in sorted(self.symbols.items())},
             "metrics": self.metrics.snapshot(),
         }

@@ -1,9 +1,27 @@
-"""Receipt clocks: taken once when a frame arrives, passed to parsers, never read inside them."""
+"""Receipt clocks: taken once when a frame arrives, passed to parsers, never read inside them.
+
+Code latency (receipt -> book, receipt -> sink write) is measured on the monotonic
+clock, never as wall - wall: the wall clock may be stepped (NTP) while a batch is
+in flight. Monotonic readings are comparable only on one host (one boot), and a
+batch may cross nodes of a Ray cluster. So every flushed batch carries an `Anchor`:
+the producer's host id and both of its clocks, read together at the flush. A
+consumer on the same host computes, per row,
+
+    code latency = (its monotonic now - anchor.mono_ns) + (anchor.wall_ns - row receive_ts)
+
+i.e. monotonic time from the flush on, plus the row's wait in the producer's buffer
+(at most a batch age, both ends read on the producer's host within milliseconds).
+A consumer on another host does not record a code latency for the batch (it counts
+the rows it skipped): there is no honest way to subtract two hosts' monotonic clocks.
+Wall - exchange time stays the separate "overall" latency.
+"""
 
 from __future__ import annotations
 
+import functools
+import socket
 import time
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 class Receipt(NamedTuple):
@@ -21,6 +39,37 @@ class Receipt(NamedTuple):
 def now() -> Receipt:
     """Take both clocks now (the connector calls this once per frame)."""
     return Receipt(time.time_ns(), time.perf_counter_ns())
+
+
+class Anchor(NamedTuple):
+    """Both clocks of a producer's host, read together when it flushed a batch (see the module docstring)."""
+
+    host: str
+    wall_ns: int
+    mono_ns: int
+
+
+@functools.cache
+def host_id() -> str:
+    """This host's monotonic-clock domain: the Linux boot id (the clock restarts with each boot), else the name."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f"{socket.gethostname()}/{f.read().strip()}"
+    except OSError:
+        return socket.gethostname()
+
+
+def anchor(receipt: Receipt) -> Anchor:
+    """The anchor of a batch flushed at `receipt`."""
+    return Anchor(host_id(), receipt.wall_ns, receipt.mono_ns)
+
+
+def code_latency_ns(receive_ts: Any, batch_anchor: Anchor | None, mono_now_ns: int) -> Any:
+    """Per-row receipt -> now on the monotonic clock (numpy int64 array), or None when not comparable
+    (no anchor, or the batch was flushed on another host)."""
+    if batch_anchor is None or batch_anchor.host != host_id():
+        return None
+    return (mono_now_ns - batch_anchor.mono_ns) + (batch_anchor.wall_ns - receive_ts)
 
 
 class FakeClock:

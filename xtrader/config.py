@@ -228,6 +228,13 @@ class Pipeline(_Model):
     reconnect_backoff_cap_s: float = Field(
         default=30.0, gt=0, le=3600, description="Longest reconnect delay (jittered)."
     )
+    reconnect_backoff_reset_s: float = Field(
+        default=10.0,
+        ge=0,
+        le=86_400,
+        description="The reconnect delay starts over from the base only after a link stayed up (with data) this "
+        "long; a link dying sooner (e.g. closed after one frame) keeps the delays growing.",
+    )
     connection_lifetime_s: float = Field(
         default=84_600.0,
         ge=0,

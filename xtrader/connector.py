@@ -11,6 +11,19 @@ a shutdown notice: the old link is retired only once a frame arrived on both
 before the new one subscribed), plus a margin. Duplicates are counted; the
 arbiter dedupes them.
 
+Subscriptions: one desired set (`Connector.connection`); every link is
+reconciled against it once open and on each change, so nothing changed during
+a handshake is lost, and the URL is planned again from it (a refusal, the last
+unsubscribe: no link at all while it is empty). A refusal drops only what the
+venue refused (`Session`). The book side is told, in stream order, which books
+this connector carries (`BookNotice` in `Batches.notices`): carried when a link
+opens or a book is subscribed, lost when the last link carrying it goes, dropped
+on unsubscribe (its REST fetch in flight is cancelled). Every batch carries the
+clocks of its flush (`Batches.anchor`) for code latency on the monotonic clock.
+
+Backoff: reconnect delays grow until a link stayed up, with data, for
+`backoff_reset_s`; failed rotation opens share one growing sequence.
+
 REST snapshots (venues with `needs_snapshot`, and OKX books with `book_source`
 auto or rest) are fetched by `SnapshotFetcher` while diffs keep flowing: at a
 book's first diff ("rest"), or when no websocket snapshot came within
@@ -36,9 +49,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 from websockets.protocol import Event
 
-from xtrader.batch import Batches, FlushPolicy
-from xtrader.clock import Receipt, now
-from xtrader.errors import ParseError
+from xtrader.batch import Batches, BookNotice, FlushPolicy
+from xtrader.clock import Receipt, anchor, now
+from xtrader.errors import ConfigError, ParseError
 from xtrader.flow import FlowGate, Policy
 from xtrader.handover import Handover
 from xtrader.rest import RestStats, SnapshotFetcher
@@ -132,6 +145,9 @@ class Connector:
         ca_file: CA bundle trusted for wss / https (e.g. a simulator's).
         keepalive: overrides the venue's keepalive rule (tests: short timeouts).
         backoff_base_s, backoff_cap_s, jitter, seed: reconnect backoff (seed: reproducible jitter).
+        backoff_reset_s: the backoff starts over only after a link stayed up (and delivered
+            data) this long; a link that dies sooner keeps the delays growing. Failed
+            rotation opens share one backoff sequence, reset by a rotation that succeeds.
         rotate_after_s: replace the link after this long, make-before-break
             ("auto": before the venue's lifetime limit; None: never).
         rotate_overlap_s: how long both links run once their streams overlap.
@@ -150,6 +166,12 @@ class Connector:
         ack_timeout_s: a request unanswered this long is reported.
         drain_timeout_s: on stop, how long to wait for the last flush and the acks.
         clock: the receipt clock (tests inject a fake one).
+        name: this connector in `BookNotice`s (the book side tells redundant connectors apart).
+
+    Subscriptions: the connector keeps ONE desired subscription set (`connection` shows it,
+    with the URL planned for it). Every link is reconciled against it as soon as it is open
+    and on every change, so a change made while a link is still connecting reaches it;
+    refused subscriptions leave the set and the URL.
     """
 
     def __init__(
@@ -167,6 +189,7 @@ class Connector:
         backoff_cap_s: float = 30.0,
         jitter: Jitter = "full",
         seed: int | None = None,
+        backoff_reset_s: float = 10.0,
         rotate_after_s: float | Literal["auto"] | None = "auto",
         rotate_overlap_s: float = 5.0,
         snapshot_depth: int | None = None,
@@ -182,15 +205,20 @@ class Connector:
         ack_timeout_s: float = 10.0,
         drain_timeout_s: float = 10.0,
         clock: Callable[[], Receipt] = now,
+        name: str = "",
     ) -> None:
         self.venue = venue
-        self.connection = connection
+        self.name = name or f"{venue.name}#{id(self):x}"
+        self._desired: dict[Subscription, None] = dict.fromkeys(connection.subscriptions)
+        self._url = connection.url
         self._emit = emit
         self._policy = flush_policy or FlushPolicy()
         self._gate = FlowGate(max_inflight, flow_policy)
         self._keepalive = keepalive
         self._rng = random.Random(seed)
         self._backoff: tuple[float, float, Jitter] = (backoff_base_s, backoff_cap_s, jitter)
+        self._reset_ns = int(backoff_reset_s * _NS)
+        self._rotation_delays: Iterator[float] | None = None  # one sequence across failed rotation opens
         self._rotate_ns = _rotation_ns(venue, rotate_after_s)
         self._overlap_s = rotate_overlap_s
         self._ack_timeout_s = ack_timeout_s
@@ -227,6 +255,10 @@ class Connector:
         self._finished = asyncio.Event()
         self._drain_timeout_s = drain_timeout_s
         self._opening: set[asyncio.Future[object]] = set()  # replacement links being opened
+        self._subscribed = asyncio.Event()  # the desired set is not empty
+        if self._desired:
+            self._subscribed.set()
+        self._notices: list[BookNotice] = []  # ride with the next flush
 
     # -- public ---------------------------------------------------------------------------
 
@@ -291,8 +323,18 @@ class Connector:
                 return True
         return False
 
+    @property
+    def connection(self) -> Connection:
+        """The desired subscriptions and the URL planned for them (what every link is reconciled to)."""
+        return Connection(self._url, tuple(self._desired))
+
     async def resync(self, symbol: str) -> None:
-        """Fetch `symbol`'s book again: a new REST snapshot, or a resubscription (websocket snapshot)."""
+        """Fetch `symbol`'s book again: a new REST snapshot, or a resubscription (websocket snapshot).
+
+        Ignored for a symbol whose book this connector no longer carries (unsubscribed).
+        """
+        if symbol not in self._books():
+            return
         self._stats.resyncs += 1
         if self._fetcher is not None:
             if self._fetcher.request(symbol):
@@ -307,22 +349,97 @@ class Connector:
         Raises:
             ConfigError: they do not fit this connection (another URL route, the stream cap).
         """
-        await self._change(subscriptions, add=True)
+        books_before = self._books()
+        new = [s for s in dict.fromkeys(subscriptions) if s not in self._desired]
+        if not new:
+            return
+        desired = {**self._desired, **dict.fromkeys(new)}
+        self._plan(tuple(desired))
+        for subscription in new:
+            self.refused.pop(subscription, None)
+        self._desired = desired
+        self._subscribed.set()
+        added = self._books() - books_before
         if self._fetcher is not None and self._links and self._book_source == "rest":
-            self._awaiting_diff |= {s.symbol for s in subscriptions if s.table == "l2"}
+            self._awaiting_diff |= added
+        if added and self._links:
+            self._notices.extend(BookNotice(s, "carried", self.name, "subscribed") for s in sorted(added))
+        await self._reconcile_all()
 
     async def unsubscribe(self, subscriptions: Sequence[Subscription]) -> None:
-        """Remove subscriptions at run time."""
-        await self._change(subscriptions, add=False)
+        """Remove subscriptions at run time.
 
-    async def _change(self, subscriptions: Sequence[Subscription], add: bool) -> None:
+        A book no longer carried is dropped downstream (a `BookNotice`, applied after every
+        frame received so far), its REST snapshot in flight is cancelled.
+        """
+        gone = set(subscriptions)
+        if not gone & set(self._desired):
+            return
+        books_before = self._books()
+        desired = {s: None for s in self._desired if s not in gone}
+        self._plan(tuple(desired))
+        self._desired = desired
+        if not desired:
+            self._subscribed.clear()
+        dropped = books_before - self._books()
+        if dropped:
+            await self._notice(dropped, "dropped", "unsubscribed")
+        await self._reconcile_all()
+
+    def _books(self) -> set[str]:
+        """Symbols whose l2 stream is desired."""
+        return {s.symbol for s in self._desired if s.table == "l2"}
+
+    def _plan(self, subscriptions: tuple[Subscription, ...]) -> None:
+        """Plan the URL for a new desired set (it carries the streams on some venues).
+
+        Raises:
+            ConfigError: the set would not fit this one connection (URL route, stream cap).
+        """
+        if not subscriptions:
+            return  # nothing to carry: no link is opened until something is subscribed
+        planned = self.venue.connections(subscriptions)
+        if len(planned) != 1:
+            raise ConfigError(
+                f"{self.venue.name}: {len(subscriptions)} subscriptions need {len(planned)} connections; "
+                "subscribe the extra ones on another connection"
+            )
+        self._url = planned[0].url
+
+    async def _reconcile_all(self) -> None:
+        for link in list(self._links):
+            await self._reconcile(link)
+
+    async def _reconcile(self, link: _Link) -> None:
+        """Bring an open link's subscriptions to the desired set (requests for the difference)."""
+        session = link.session
+        if not session.is_open:
+            return
+        have = session.subscriptions
+        drop = tuple(s for s in have if s not in self._desired)
+        add = tuple(s for s in self._desired if s not in have)
         mono = self._clock().mono_ns
-        sessions = [link.session for link in self._links] or [Session(self.venue, self.connection, self._keepalive)]
-        for index, session in enumerate(sessions):
-            actions = session.subscribe(subscriptions, mono) if add else session.unsubscribe(subscriptions, mono)
-            if index < len(self._links):
-                await self._apply(self._links[index], actions)
-        self.connection = sessions[-1].connection
+        actions: list[Action] = []
+        if drop:
+            actions += session.unsubscribe(drop, mono)
+        if add:
+            actions += session.subscribe(add, mono)
+        await self._apply(link, actions)
+
+    async def _notice(self, symbols: set[str], state: str, reason: str) -> None:
+        """Tell the book side about `symbols`: everything received so far is flushed first."""
+        async with self._flush_lock:
+            await self._flush_locked()
+            if self._fetcher is not None and state != "carried":
+                for symbol in symbols:  # it would bridge diffs of a stream that is gone
+                    self._fetcher.cancel(symbol)
+                self._awaiting_diff -= symbols
+                for symbol in symbols:
+                    self._snapshot_due.pop(symbol, None)
+            self._notices.extend(BookNotice(s, state, self.name, reason) for s in sorted(symbols))
+            kind = "subscribe" if state == "dropped" else "disconnect"
+            for symbol in sorted(symbols):
+                self._record(kind, f"book {state}: {reason}", symbol)
 
     def stats(self) -> dict[str, float | int | None]:
         """Counters, the flow window, session and REST counters, and the age of the last message (s)."""
@@ -345,6 +462,9 @@ class Connector:
     async def _connect_loop(self) -> None:
         delays = self._delays()
         while not self._stop.is_set():
+            if not self._desired:
+                await self._until_subscribed()
+                continue
             try:
                 await self._open(fresh=True)
             except Exception as exc:
@@ -362,12 +482,23 @@ class Connector:
             if not self._stop.is_set():
                 await self._sleep(next(delays))
 
+    async def _until_subscribed(self) -> None:
+        """Wait (no link) until something is subscribed again, or stop()."""
+        stop = asyncio.ensure_future(self._stop.wait())
+        subscribed = asyncio.ensure_future(self._subscribed.wait())
+        try:
+            await asyncio.wait({stop, subscribed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            subscribed.cancel()
+
     async def _open(self, fresh: bool, reason: str = "", replacing: _Link | None = None) -> _Link:
         """Open a websocket, start its reader and send the session's first frames.
 
         fresh: the stream starts over (not a make-before-break replacement): books need new snapshots.
         replacing: the live link this one takes over from (their frames are compared).
         """
+        # the session starts from the set as dialled; _reconcile() sends what changed during the handshake
         session = Session(self.venue, self.connection, self._keepalive, self._ack_timeout_s, stats=self._session_stats)
         session.refused = self.refused
         url = session.connection.url
@@ -403,8 +534,23 @@ class Connector:
         self._links.append(link)
         self._record("connect", f"link {link.number} open{reason}: {_short(url)}", wall_ns=receipt.wall_ns)
         link.reader = asyncio.get_running_loop().create_task(self._read(link), name=f"reader {link.number}")
+        carried = self._carried()
         await self._apply(link, session.open(receipt.mono_ns))
+        await self._reconcile(link)
+        books = self._books() - carried
+        if books:
+            self._notices.extend(BookNotice(s, "carried", self.name, f"link {link.number} open") for s in sorted(books))
         return link
+
+    def _carried(self, without: _Link | None = None) -> set[str]:
+        """Symbols whose book an open link (other than `without`) carries."""
+        return {
+            s.symbol
+            for link in self._links
+            if link is not without and link.session.is_open
+            for s in link.session.subscriptions
+            if s.table == "l2"
+        }
 
     async def _serve(self) -> bool:
         """Until no link is left nor being opened (rotations hand over). True when any link delivered data."""
@@ -414,7 +560,9 @@ class Connector:
             waiting |= self._opening
             done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             for finished in [lk for lk in self._links if lk.reader in done]:
-                healthy |= finished.first_data_ns is not None
+                first = finished.first_data_ns
+                healthy |= first is not None and self._clock().mono_ns - finished.opened_ns >= self._reset_ns
+                await self._lost(finished)
                 self._closed(finished)
                 exc = finished.reader.exception() if finished.reader is not None else None
                 if exc is not None and self._fatal is None:
@@ -422,6 +570,16 @@ class Connector:
                     for other in list(self._links):
                         await self._close(other, abort=True)
         return healthy
+
+    async def _lost(self, link: _Link) -> None:
+        """A link is going: books no other link carries can no longer be trusted downstream."""
+        if self._stop.is_set():
+            return
+        lost = {s.symbol for s in link.session.subscriptions if s.table == "l2"} & self._books()
+        lost -= self._carried(without=link)
+        if lost:
+            reason = f"link {link.number} lost: {link.close_reason or 'closed'}"
+            await self._notice(lost, "lost", reason)
 
     def _closed(self, link: _Link) -> None:
         self._links.remove(link)
@@ -557,13 +715,15 @@ class Connector:
                 self._refused(link, action)
 
     def _refused(self, link: _Link, refused: Refused) -> None:
-        self._stats.refused += len(refused.subscriptions)
-        gone = set(refused.subscriptions)
-        self.connection = Connection(
-            link.session.connection.url, tuple(s for s in self.connection.subscriptions if s not in gone)
-        )
-        if link.session.failed is not None and self._fatal is None:
-            self._fatal = link.session.failed
+        """Refused subscriptions leave the desired set and the URL; the others go on."""
+        gone = set(refused.subscriptions) & set(self._desired)
+        if not gone:
+            return  # another link had it refused already
+        self._stats.refused += len(gone)
+        self._desired = {s: None for s in self._desired if s not in gone}
+        self._plan(tuple(self._desired))
+        if not self._desired and self._fatal is None:
+            self._fatal = refused.error
             for other in list(self._links):
                 other.close_reason = "every subscription was refused"
                 other.ws.transport.abort()
@@ -642,8 +802,11 @@ class Connector:
                 fresh=old not in self._links, reason=f" (replacing link {old.number}: {reason})", replacing=old
             )
         except Exception as exc:
+            self._stats.connect_failures += 1
             self._record("error", f"replacing link {old.number} failed: {exc!r}")
-            await self._sleep(next(self._delays()))
+            if self._rotation_delays is None:
+                self._rotation_delays = self._delays()
+            await self._sleep(next(self._rotation_delays))
             old.rotating = False
             return
         finally:
@@ -664,6 +827,7 @@ class Connector:
         if old in self._links:
             old.retired = True
             self._stats.rotations += 1
+            self._rotation_delays = None
             await self._close(old, abort=False)  # _closed() ends the handover
         else:
             _end_handover(new)
@@ -684,7 +848,11 @@ class Connector:
         self._policy.reset()
         if not columns.pending():
             return
-        batches = columns.flush(self._clock().wall_ns)
+        receipt = self._clock()
+        batches = columns.flush(receipt.wall_ns)
+        batches.anchor = anchor(receipt)
+        if self._notices:
+            batches.notices, self._notices = tuple(self._notices), []
         self._count(batches)
         await self._ship(batches)
 
@@ -724,6 +892,8 @@ class Connector:
 
     async def _deliver_snapshot(self, symbol: str, body: bytes, receipt: Receipt) -> bool:
         """Emit a fetched REST snapshot in stream order: diffs received before it are flushed first."""
+        if symbol not in self._books():
+            return True  # unsubscribed while it was fetched
         async with self._flush_lock:
             await self._flush_locked()
             columns = self.venue.columns()

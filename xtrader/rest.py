@@ -126,6 +126,14 @@ class SnapshotFetcher:
         task.add_done_callback(lambda t: self._done(symbol, t))
         return True
 
+    def cancel(self, symbol: str) -> bool:
+        """Cancel `symbol`'s fetch in flight (its book was dropped); False when none was."""
+        task = self._tasks.pop(symbol, None)
+        if task is None or task.done():
+            return False
+        task.cancel()
+        return True
+
     def in_flight(self) -> set[str]:
         return {s for s, t in self._tasks.items() if not t.done()}
 

@@ -6,14 +6,21 @@ actions it gets back: `Send` a frame, `Reconnect`, `Record` an events row,
 handle `Refused` subscriptions. No sockets, no clock reads: tests drive it
 with a fake monotonic time.
 
-Request ids: each request is given the next free id; a venue that splits one
-request into several frames may number them on from it (Deribit) or reuse it
-(OKX), so every id in [id, id + frames) maps back to the request. A request
-counts as confirmed on its first ack and as refused on any error reply.
+Requests: the venue splits a subscription change into requests
+(`Venue.request_groups`), each given the next free id; a request sent as
+several frames reuses its id (OKX) or numbers on from it, so every id in
+[id, id + frames) maps back to it. Each reply (ack or error) covers the
+subscriptions the venue says it does (`Venue.reply_covers`: the channels a
+Deribit result lists, the arg of an OKX ack or error, the whole request on
+Binance). A request is settled once all its expected replies came
+(`Venue.replies_expected`), or at its ack timeout after an error: only what no
+ack confirmed is refused then. One bad symbol never refuses the others.
+Connection setup (Deribit's `set_heartbeat`) is a request of its own.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
@@ -83,11 +90,19 @@ class SessionStats:
 @dataclass
 class _Request:
     request_id: int
-    op: str  # open, subscribe, unsubscribe, reply
+    op: str  # setup, open, subscribe, unsubscribe, reply
     subscriptions: tuple[Subscription, ...]
     sent_ns: int
-    confirmed: bool = False
+    expected: int = 1  # replies that settle it
+    confirmed: bool = False  # settled: every expected reply came (or it was given up)
     reported: bool = False
+    replies: int = 0
+    acked: set[Subscription] = field(default_factory=set)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def subscribing(self) -> bool:
+        return self.op in ("open", "subscribe") and bool(self.subscriptions)
 
 
 @dataclass
@@ -142,13 +157,14 @@ class Session:
         self._ping_outstanding = False
         self._stale_reported = False
         connection = self.connection
-        actions = self._request("open", connection.subscriptions, now_ns, self._initial)
-        if not actions:  # subscribed by the URL: live as soon as the link is
+        actions = self._request("setup", (), now_ns, self.venue.setup_messages)
+        opening = self._requests("open", connection.subscriptions, now_ns, self._initial)
+        if not opening:  # subscribed by the URL: live as soon as the link is
             self.acked = set(connection.subscriptions)
-        return actions
+        return actions + opening
 
-    def _initial(self, request_id: int) -> list[bytes]:
-        return self.venue.initial_messages(self.connection, request_id)
+    def _initial(self, group: tuple[Subscription, ...], request_id: int) -> list[bytes]:
+        return self.venue.initial_messages(Connection(self.connection.url, group), request_id)
 
     def closed(self) -> None:
         """The websocket closed; unanswered requests die with it."""
@@ -203,36 +219,67 @@ class Session:
         request = self._pending.get(_as_id(control.request_id))
         if request is None or request.confirmed:
             return []
-        request.confirmed = True
-        if request.op == "unsubscribe":
+        if request.op == "unsubscribe":  # the first reply settles it: the streams stop either way
+            request.confirmed = True
             self.acked.difference_update(request.subscriptions)
             return []
-        if not request.subscriptions:
+        if not request.subscribing:
+            request.confirmed = True
             return []
-        self.acked.update(s for s in request.subscriptions if s in self.connection.subscriptions)
-        detail = f"request {request.request_id} confirmed: {len(request.subscriptions)} subscription(s)"
-        return [Record("subscribe", detail)]
+        covered = self.venue.reply_covers(control, request.subscriptions)
+        request.replies += 1
+        request.acked.update(request.subscriptions if covered is None else covered)
+        self.acked.update(s for s in request.acked if s in self.connection.subscriptions)
+        return self._settle(request) if request.replies >= request.expected else []
 
     def _error(self, control: Control) -> list[Action]:
         request = self._pending.get(_as_id(control.request_id))
-        if request is None or request.op not in ("open", "subscribe") or not request.subscriptions:
+        if request is None or request.confirmed or not request.subscribing:
             what = f" (request {request.request_id} {request.op})" if request is not None else ""
             return [Record("error", f"venue error{what}: {control.detail}"[:500])]
-        refused = tuple(s for s in request.subscriptions if s in self.connection.subscriptions)
-        self._forget(request)
+        request.replies += 1
+        covered = self.venue.reply_covers(control, request.subscriptions)
+        actions: list[Action] = []
+        if covered is None:  # one of the request's subscriptions, the venue does not say which
+            request.errors.append(control.detail)
+        else:
+            actions += self._refuse(tuple(s for s in covered if s not in request.acked), control.detail)
+        if request.replies >= request.expected:
+            actions += self._settle(request)
+        return actions
+
+    def _settle(self, request: _Request) -> list[Action]:
+        """Every reply of a subscribe request came (or it timed out after an error): refuse what none confirmed."""
+        request.confirmed = True
+        actions: list[Action] = []
+        unconfirmed = tuple(s for s in request.subscriptions if s not in request.acked and s not in self.refused)
+        if unconfirmed:
+            detail = "; ".join(dict.fromkeys(request.errors)) or "not confirmed in the venue's reply"
+            actions += self._refuse(unconfirmed, detail)
+        confirmed = len(request.acked)
+        if confirmed:
+            detail = (
+                f"request {request.request_id} confirmed: {confirmed} of {len(request.subscriptions)} subscription(s)"
+            )
+            actions.insert(0, Record("subscribe", detail))
+        return actions
+
+    def _refuse(self, subscriptions: tuple[Subscription, ...], detail: str) -> list[Action]:
+        """Drop refused subscriptions (never retried): events rows, then `Refused` for the connector."""
+        refused = tuple(s for s in subscriptions if s in self.connection.subscriptions and s not in self.refused)
         if not refused:
             return []
         self.stats.refused += len(refused)
         for subscription in refused:
-            self.refused[subscription] = control.detail
+            self.refused[subscription] = detail
         self.acked.difference_update(refused)
         remaining = tuple(s for s in self.connection.subscriptions if s not in self.refused)
         self.connection = Connection(self.connection.url, remaining)
-        error = SubscriptionError(f"{self.venue.name} refused {len(refused)} subscription(s): {control.detail}")
+        error = SubscriptionError(f"{self.venue.name} refused {len(refused)} subscription(s): {detail}")
         if not remaining:
             self.failed = error
         actions: list[Action] = [
-            Record("error", f"subscription refused ({s.table} {s.channel or ''}): {control.detail}"[:500], s.symbol)
+            Record("error", f"subscription refused ({s.table} {s.channel or ''}): {detail}"[:500], s.symbol)
             for s in refused
         ]
         actions.append(Refused(refused, error))
@@ -265,6 +312,8 @@ class Session:
             if request.confirmed:
                 if now_ns - request.sent_ns >= timeout_ns:
                     self._forget(request)  # late duplicate acks no longer matter
+            elif request.errors and now_ns - request.sent_ns >= timeout_ns:
+                actions += self._settle(request)  # a venue error and no more replies: refuse what is unconfirmed
             elif not request.reported and now_ns - request.sent_ns >= timeout_ns:
                 request.reported = True
                 self.stats.unanswered += 1
@@ -286,7 +335,7 @@ class Session:
             deadline = min(deadline, self._watchdog.last_ns + int(self.rules.idle_s * _NS))
         timeout_ns = int(self.ack_timeout_s * _NS)
         for request in self._pending.values():
-            if not request.confirmed and not request.reported:
+            if not request.confirmed and (not request.reported or request.errors):
                 deadline = min(deadline, request.sent_ns + timeout_ns)
         return deadline
 
@@ -306,7 +355,7 @@ class Session:
         self._replan((*self.connection.subscriptions, *new))
         if not self.is_open:
             return []
-        return self._request("subscribe", new, now_ns, lambda rid: self.venue.subscribe_messages(new, rid))
+        return self._requests("subscribe", new, now_ns, self.venue.subscribe_messages)
 
     def unsubscribe(self, subscriptions: Sequence[Subscription], now_ns: int) -> list[Action]:
         """Remove subscriptions: frames now if open; later opens leave them out."""
@@ -320,7 +369,7 @@ class Session:
             self.connection = Connection(self.connection.url, ())
         if not self.is_open:
             return []
-        return self._request("unsubscribe", gone, now_ns, lambda rid: self.venue.unsubscribe_messages(gone, rid))
+        return self._requests("unsubscribe", gone, now_ns, self.venue.unsubscribe_messages)
 
     def resubscribe(self, symbol: str, now_ns: int) -> list[Action]:
         """Unsubscribe and subscribe `symbol`'s book again: the venue then sends a fresh snapshot."""
@@ -328,8 +377,8 @@ class Session:
         if not books or not self.is_open:
             return []
         actions: list[Action] = [Record("resync", "resubscribe", symbol)]
-        actions += self._request("unsubscribe", books, now_ns, lambda rid: self.venue.unsubscribe_messages(books, rid))
-        actions += self._request("subscribe", books, now_ns, lambda rid: self.venue.subscribe_messages(books, rid))
+        actions += self._requests("unsubscribe", books, now_ns, self.venue.unsubscribe_messages)
+        actions += self._requests("subscribe", books, now_ns, self.venue.subscribe_messages)
         return actions
 
     def _replan(self, subscriptions: tuple[Subscription, ...]) -> None:
@@ -344,19 +393,39 @@ class Session:
 
     # -- requests -------------------------------------------------------------------
 
+    def _requests(
+        self,
+        op: str,
+        subscriptions: tuple[Subscription, ...],
+        now_ns: int,
+        make: Callable[[tuple[Subscription, ...], int], list[bytes]],
+    ) -> list[Action]:
+        """One request per `Venue.request_groups` group, each with its own id (answered and refused alone)."""
+        actions: list[Action] = []
+        for group in self.venue.request_groups(subscriptions):
+            actions += self._request(op, group, now_ns, functools.partial(_frames, make, group))
+        return actions
+
     def _request(
         self, op: str, subscriptions: tuple[Subscription, ...], now_ns: int, make: Callable[[int], list[bytes]]
     ) -> list[Action]:
         request_id = self._next_id
         frames = make(request_id)
-        self._next_id += max(1, len(frames))
         if not frames:
             return []
+        self._next_id += len(frames)
         self.stats.requests += 1
-        request = _Request(request_id, op, subscriptions, now_ns)
+        expected = self.venue.replies_expected(subscriptions) if subscriptions else 1
+        request = _Request(request_id, op, subscriptions, now_ns, expected=expected)
         for offset in range(len(frames)):
             self._pending[request_id + offset] = request
         return [Send(frame) for frame in frames]
+
+
+def _frames(
+    make: Callable[[tuple[Subscription, ...], int], list[bytes]], group: tuple[Subscription, ...], request_id: int
+) -> list[bytes]:
+    return make(group, request_id)
 
 
 def _some(frame: bytes | None) -> list[bytes]:

@@ -6,10 +6,12 @@ batch again; the front writes each (source_id, batch_seq) once. Sequences may
 arrive out of order (several in flight), so the front keeps, per source, the
 highest contiguous seq written plus the set of seqs seen above it.
 
-Latency: code latency is receipt -> sink write (the sink's wall clock minus
-each row's `receive_ts`, the connector's wall clock at receipt: the same host's
-clock); overall latency is sink write - exchange event time. Both are
-mergeable `xtrader.histogram.Histogram`s in the `xtrader.metrics` snapshot.
+Latency: code latency is receipt -> sink write on the monotonic clock, from
+the batch's `xtrader.clock.Anchor` (the producer's clocks at its flush; see
+`xtrader.clock` for why and for batches from another host, which are counted in
+`latency_skipped_rows` instead); overall latency is sink write wall time -
+exchange event time. Both are mergeable `xtrader.histogram.Histogram`s in the
+`xtrader.metrics` snapshot.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from xtrader import metrics
+from xtrader.clock import Anchor, code_latency_ns
 from xtrader.histogram import Histogram
 
 
@@ -64,15 +67,23 @@ class SinkFront:
         name: the sink's name in stats (`parquet`, `questdb`).
         actor: the actor id in metric labels.
         clock: wall clock in ns.
+        mono: monotonic clock in ns (the connector's receipt clock: `time.perf_counter_ns`).
     """
 
     def __init__(
-        self, writer: Writer, name: str = "sink", actor: str = "", clock: Callable[[], int] = time.time_ns
+        self,
+        writer: Writer,
+        name: str = "sink",
+        actor: str = "",
+        clock: Callable[[], int] = time.time_ns,
+        mono: Callable[[], int] = time.perf_counter_ns,
     ) -> None:
         self.writer = writer
         self.name = name
         self.metrics = metrics.Stats(actor or f"sink/{name}")
         self.clock = clock
+        self.mono = mono
+        self.latency_skipped_rows = 0  # no comparable monotonic receipt (no anchor, another host)
         self.seen: defaultdict[str, _Seen] = defaultdict(_Seen)
         self.rows: defaultdict[str, defaultdict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.origins: defaultdict[str, defaultdict[str, defaultdict[str, int]]] = defaultdict(
@@ -84,12 +95,18 @@ class SinkFront:
         self.write_time = Histogram()  # one write() call, ns (Parquet: queueing; QuestDB: the request)
 
     def write(
-        self, source_id: str, batch_seq: int, tables: Mapping[str, pa.RecordBatch | None], origin: str = ""
+        self,
+        source_id: str,
+        batch_seq: int,
+        tables: Mapping[str, pa.RecordBatch | None],
+        origin: str = "",
+        anchor: Anchor | None = None,
     ) -> bool:
         """Write each table of a batch once; False (nothing written) for a repeat.
 
         `origin` tags rows that did not come from the websocket (`rest`: a REST book
-        snapshot); they are counted in `rows` and also under `origins`.
+        snapshot); they are counted in `rows` and also under `origins`. `anchor`: the
+        producer's clocks at its flush (code latency).
         """
         if not self.seen[source_id].add(batch_seq):
             self.repeats += 1
@@ -105,17 +122,20 @@ class SinkFront:
             if origin:
                 self.origins[origin][table][exchange] += batch.num_rows
             elif "receive_ts" in batch.schema.names:  # a REST snapshot's age is not latency
-                self._latency(batch, exchange, table)
+                self._latency(batch, exchange, table, anchor)
         self.write_time.record(int((time.perf_counter() - start) * 1e9))
         self.batches += 1
         return True
 
-    def _latency(self, batch: pa.RecordBatch, exchange: str, table: str) -> None:
+    def _latency(self, batch: pa.RecordBatch, exchange: str, table: str, anchor: Anchor | None) -> None:
         now = self.clock()
         receive = np.asarray(batch.column("receive_ts").cast(pa.int64()), dtype=np.int64)
-        code = now - receive
-        self.latency.record_many(code)
-        self.metrics.histogram(metrics.CODE_LATENCY, exchange, table).record_many(code)
+        code = code_latency_ns(receive, anchor, self.mono())
+        if code is None:
+            self.latency_skipped_rows += batch.num_rows
+        else:
+            self.latency.record_many(code)
+            self.metrics.histogram(metrics.CODE_LATENCY, exchange, table).record_many(code)
         event = batch.column("exchange_ts").cast(pa.int64())
         if event.null_count < len(event):
             values = np.asarray(event.drop_null() if event.null_count else event, dtype=np.int64)
@@ -143,6 +163,7 @@ class SinkFront:
             "batches": self.batches,
             "repeats": self.repeats,
             "latency_ms": metrics.latency_ms(self.latency),
+            "latency_skipped_rows": self.latency_skipped_rows,
             "write_ms": {k: v for k, v in metrics.latency_ms(self.write_time).items() if k != "p999"},
             "metrics": self.metrics.snapshot(),
         }

@@ -94,8 +94,8 @@ def test_capture_subscribe_response_is_an_ack_listing_every_requested_channel(re
     assert len(requested) == 30
     assert sorted(ack.detail.split(",")) == sorted(requested)
     subscriptions = [Subscription("l2", c.split(".")[1], "raw") for c in requested if c.startswith("book.")]
-    assert Deribit.missing_channels(subscriptions, ack) == []
-    assert Deribit.missing_channels([Subscription("l2", "BTC-PERPETUAL")], ack) == ["book.BTC-PERPETUAL.100ms"]
+    assert Deribit().reply_covers(ack, tuple(subscriptions)) == tuple(subscriptions)
+    assert Deribit().reply_covers(ack, (Subscription("l2", "BTC-PERPETUAL"),)) == ()
 
 
 def test_capture_first_snapshot_levels(replay: Replay) -> None:
@@ -483,7 +483,8 @@ def test_connection_url_and_initial_messages() -> None:
     (connection,) = v.connections(subs)
     assert connection.url == "wss://www.deribit.com/ws/api/v2"
     assert connection.subscriptions == tuple(subs)
-    heartbeat, subscribe = (orjson.loads(m) for m in v.initial_messages(connection, 10))
+    (heartbeat,) = (orjson.loads(m) for m in v.setup_messages(10))  # a request of its own
+    (subscribe,) = (orjson.loads(m) for m in v.initial_messages(connection, 11))
     assert heartbeat == {"jsonrpc": "2.0", "id": 10, "method": "public/set_heartbeat", "params": {"interval": 15}}
     assert HEARTBEAT_S >= 10
     assert subscribe == {
@@ -511,11 +512,13 @@ def test_large_plans_split_into_requests_and_connections() -> None:
     connections = v.connections(subs)
     assert [len(c.subscriptions) for c in connections] == [300, 300, 150]
     assert [s for c in connections for s in c.subscriptions] == subs[:-1]
-    messages = [orjson.loads(m) for m in v.initial_messages(connections[0], 1)]
-    assert [m["id"] for m in messages] == [1, 2, 3, 4]
-    assert [len(m["params"]["channels"]) for m in messages[1:]] == [100, 100, 100]
-    assert all(len(m["params"]["channels"]) <= MAX_CHANNELS_PER_REQUEST for m in messages[1:])
-    channels = [c for m in messages[1:] for c in m["params"]["channels"]]
+    messages = [orjson.loads(m) for m in v.initial_messages(connections[0], 1)]  # the heartbeat is apart
+    assert [m["id"] for m in messages] == [1, 2, 3]
+    assert [len(m["params"]["channels"]) for m in messages] == [100, 100, 100]
+    assert all(len(m["params"]["channels"]) <= MAX_CHANNELS_PER_REQUEST for m in messages)
+    groups = v.request_groups(connections[0].subscriptions)  # one request (own id) per frame
+    assert [len({channel_name(s) for s in g}) for g in groups] == [100, 100, 100]
+    channels = [c for m in messages for c in m["params"]["channels"]]
     assert len(set(channels)) == 300 and channels[:2] == ["book.BTC-0-C.100ms", "trades.BTC-0-C.100ms"]
 
 

@@ -10,6 +10,7 @@ import pytest
 from xtrader.arbiter_batches import BatchArbiter
 from xtrader.batch import Batches, Columns
 from xtrader.bookservice import BookService
+from xtrader.clock import Anchor, host_id
 from xtrader.sinkfront import SinkFront
 
 NOW = 1_700_000_000_000_000_000
@@ -181,14 +182,16 @@ class Recorder:
 
 def test_sink_front_writes_each_source_batch_once_even_out_of_order() -> None:
     recorder = Recorder()
-    front = SinkFront(recorder, "parquet", clock=lambda: NOW + 5_000_000)
+    # code latency runs on the monotonic clock from each batch's anchor (xtrader.clock)
+    front = SinkFront(recorder, "parquet", clock=lambda: NOW + 5_000_000, mono=lambda: 5_000_000)
+    at = Anchor(host_id(), NOW, 0)
     trades = trades_batch("binance", [("X", "1"), ("X", "2")]).trades
-    assert front.write("c0", 0, {"trades": trades})
-    assert front.write("c0", 2, {"trades": trades})
-    assert not front.write("c0", 0, {"trades": trades})
-    assert front.write("c0", 1, {"trades": trades})
-    assert not front.write("c0", 2, {"trades": trades})
-    assert front.write("c1", 0, {"trades": trades, "l2": None})
+    assert front.write("c0", 0, {"trades": trades}, anchor=at)
+    assert front.write("c0", 2, {"trades": trades}, anchor=at)
+    assert not front.write("c0", 0, {"trades": trades}, anchor=at)
+    assert front.write("c0", 1, {"trades": trades}, anchor=at)
+    assert not front.write("c0", 2, {"trades": trades}, anchor=at)
+    assert front.write("c1", 0, {"trades": trades, "l2": None}, anchor=at)
     assert recorder.written == [("trades", 2)] * 4
     stats = front.stats()
     assert stats["rows"] == {"trades": {"binance": 8}}

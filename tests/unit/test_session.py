@@ -50,21 +50,28 @@ def test_a_url_subscribed_connection_sends_nothing_and_is_live_at_once():
     assert session.pending() == 0
 
 
-def test_okx_subscribes_on_open_and_an_ack_confirms_the_request():
+def okx_ack(request_id: object, inst: str, channel: str = "books") -> bytes:
+    return b'{"id":"%s","event":"subscribe","arg":{"channel":"%s","instId":"%s"},"connId":"a"}' % (
+        str(request_id).encode(),
+        channel.encode(),
+        inst.encode(),
+    )
+
+
+def test_okx_subscribes_on_open_and_each_per_arg_ack_confirms_its_arg():
     session = okx_session("BTC-USDT", "ETH-USDT")
     (frame,) = sends(session.open(0))
     request = orjson.loads(frame)
     assert request["op"] == "subscribe" and len(request["args"]) == 2
     assert session.acked == set() and session.pending() == 1
-    ack = b'{"id":"%s","event":"subscribe","arg":{"channel":"books","instId":"BTC-USDT"},"connId":"a"}' % (
-        request["id"].encode()
-    )
-    actions = session.on_controls(controls(session.venue, ack), 1 * S)
+    assert session.on_controls(controls(session.venue, okx_ack(request["id"], "BTC-USDT")), 1 * S) == []
+    assert session.acked == {Subscription("l2", "BTC-USDT")} and session.pending() == 1
+    actions = session.on_controls(controls(session.venue, okx_ack(request["id"], "ETH-USDT")), 1 * S)
     assert kinds(actions) == ["subscribe"]
     assert session.acked == set(session.subscriptions)
     assert session.pending() == 0
-    # the second per-arg ack of the same request changes nothing
-    assert session.on_controls(controls(session.venue, ack), 1 * S) == []
+    # a repeated per-arg ack of the same request changes nothing
+    assert session.on_controls(controls(session.venue, okx_ack(request["id"], "ETH-USDT")), 1 * S) == []
 
 
 def test_a_refused_subscription_is_dropped_recorded_and_raised_as_subscription_error():
@@ -157,7 +164,7 @@ def test_server_pings_count_as_life_where_the_server_pings():
 def test_next_deadline_is_the_earliest_of_ping_and_stale():
     session = okx_session()
     session.open(0)
-    session.on_controls(controls(session.venue, b'{"id":"1","event":"subscribe","arg":{"channel":"books"}}'), 0)
+    session.on_controls(controls(session.venue, okx_ack(1, "BTC-USDT")), 0)
     session.on_frame(2 * S)
     assert session.next_deadline_ns() == 22 * S
     session.poll(22 * S)
@@ -195,17 +202,17 @@ def test_deribit_opens_with_heartbeat_then_subscribe_each_with_its_own_id():
 def test_deribit_test_request_is_answered_with_public_test():
     session = deribit_session()
     session.open(0)
-    assert session.pending() == 1
+    assert session.pending() == 2  # set_heartbeat and subscribe
     request = b'{"jsonrpc":"2.0","method":"heartbeat","params":{"type":"test_request"}}'
     (frame,) = sends(session.on_controls(controls(session.venue, request), 1 * S))
     answer = orjson.loads(frame)
     assert answer["method"] == "public/test"
     assert session.stats.test_requests == 1
-    assert session.pending() == 2
+    assert session.pending() == 3
     # its reply confirms it
     reply = b'{"jsonrpc":"2.0","id":%d,"result":{"version":"1.2.26"}}' % answer["id"]
     session.on_controls(controls(session.venue, reply), 2 * S)
-    assert session.pending() == 1
+    assert session.pending() == 2
 
 
 def test_a_shutdown_notice_asks_for_a_graceful_reconnect_now():
@@ -276,3 +283,98 @@ def test_resubscribe_unsubscribes_and_subscribes_the_book_again():
     assert all(o["args"] == [{"channel": "books", "instId": "ETH-USDT"}] for o in ops)
     assert ops[0]["id"] != ops[1]["id"]
     assert session.resubscribe("XRP-USDT", 1 * S) == []
+
+
+# -- issue 12, items 2 and 3: refuse only what was not acknowledged ------------------------------
+
+
+def refused_of(actions) -> set[Subscription]:
+    return {s for a in actions if isinstance(a, Refused) for s in a.subscriptions}
+
+
+def test_okx_an_error_naming_one_arg_refuses_only_that_arg():
+    session = okx_session("BTC-USDT", "ETH-USDT", "NOPE-USDT")
+    request = orjson.loads(sends(session.open(0))[0])
+    error = (
+        b'{"id":"%s","event":"error","code":"60018","msg":"Wrong URL or channel:books,instId:NOPE-USDT '
+        b"doesn't exist. Please use the correct URL, channel and parameters referring to API document.\","
+        b'"connId":"a"}'
+    ) % request["id"].encode()
+    error = error.replace(b'document.\\",', b'document.",')
+    actions = []
+    for frame in (okx_ack(request["id"], "BTC-USDT"), error, okx_ack(request["id"], "ETH-USDT")):
+        actions += session.on_controls(controls(session.venue, frame), 1 * S)
+    assert refused_of(actions) == {Subscription("l2", "NOPE-USDT")}
+    assert session.acked == {Subscription("l2", "BTC-USDT"), Subscription("l2", "ETH-USDT")}
+    assert session.subscriptions == (Subscription("l2", "BTC-USDT"), Subscription("l2", "ETH-USDT"))
+    assert session.failed is None and session.stats.refused == 1 and session.pending() == 0
+    assert [(a.kind, a.symbol) for a in actions if isinstance(a, Record) and a.kind == "error"] == [
+        ("error", "NOPE-USDT")
+    ]
+
+
+def test_okx_an_unnamed_error_before_the_other_acks_refuses_only_the_unacknowledged_arg():
+    session = okx_session("BTC-USDT", "ETH-USDT", "NOPE-USDT")
+    request = orjson.loads(sends(session.open(0))[0])
+    error = b'{"id":"%s","event":"error","code":"64003","msg":"fee tier","connId":"a"}' % request["id"].encode()
+    actions = session.on_controls(controls(session.venue, error), 1 * S)
+    assert refused_of(actions) == set()  # which arg? wait for the other replies
+    actions += session.on_controls(controls(session.venue, okx_ack(request["id"], "BTC-USDT")), 1 * S)
+    actions += session.on_controls(controls(session.venue, okx_ack(request["id"], "ETH-USDT")), 1 * S)
+    assert refused_of(actions) == {Subscription("l2", "NOPE-USDT")}
+    assert session.refused[Subscription("l2", "NOPE-USDT")] == "code 64003: fee tier"
+
+
+def test_okx_an_unnamed_error_refuses_the_unacknowledged_args_at_the_ack_timeout():
+    session = okx_session("BTC-USDT", "ETH-USDT", "NOPE-USDT", ack_timeout_s=5.0)
+    request = orjson.loads(sends(session.open(0))[0])
+    error = b'{"id":"%s","event":"error","code":"64003","msg":"fee tier","connId":"a"}' % request["id"].encode()
+    session.on_controls(controls(session.venue, okx_ack(request["id"], "BTC-USDT")), 1 * S)
+    session.on_controls(controls(session.venue, error), 1 * S)
+    assert session.pending() == 1 and session.next_deadline_ns() == 5 * S  # one reply is still missing
+    assert refused_of(session.poll(5 * S)) == {Subscription("l2", "ETH-USDT"), Subscription("l2", "NOPE-USDT")}
+    assert session.acked == {Subscription("l2", "BTC-USDT")} and session.pending() == 0
+
+
+def deribit_two_requests_session() -> Session:
+    v = venue("deribit", ws_base="ws://127.0.0.1:1")
+    subs = [Subscription("l2", "BTC-PERPETUAL"), Subscription("trades", "BTC-PERPETUAL", "raw")]
+    (connection,) = v.connections(subs)
+    return Session(v, connection)
+
+
+def test_deribit_a_refused_raw_request_refuses_only_its_own_channels():
+    session = deribit_two_requests_session()
+    frames = [orjson.loads(f) for f in sends(session.open(0))]
+    assert [(f["method"], f["params"].get("channels")) for f in frames] == [
+        ("public/set_heartbeat", None),
+        ("public/subscribe", ["book.BTC-PERPETUAL.100ms"]),
+        ("public/subscribe", ["trades.BTC-PERPETUAL.raw"]),
+    ]
+    heartbeat, book, raw = (f["id"] for f in frames)
+    assert len({heartbeat, book, raw}) == 3
+    ack = b'{"jsonrpc":"2.0","id":%d,"result":["book.BTC-PERPETUAL.100ms"]}' % book
+    error = (
+        b'{"jsonrpc":"2.0","id":%d,"error":{"message":"raw_subscriptions_not_available_for_unauthorized",'
+        b'"code":13778}}' % raw
+    )
+    actions = session.on_controls(controls(session.venue, ack), 1 * S)
+    actions += session.on_controls(controls(session.venue, error), 1 * S)
+    assert refused_of(actions) == {Subscription("trades", "BTC-PERPETUAL", "raw")}
+    assert session.acked == {Subscription("l2", "BTC-PERPETUAL")}
+    assert session.subscriptions == (Subscription("l2", "BTC-PERPETUAL"),) and session.failed is None
+
+
+def test_deribit_the_heartbeat_ok_confirms_no_subscription_and_a_channel_left_out_is_refused():
+    v = venue("deribit", ws_base="ws://127.0.0.1:1")
+    (connection,) = v.connections([Subscription("l2", "BTC-PERPETUAL"), Subscription("l2", "NOPE-PERPETUAL")])
+    session = Session(v, connection)
+    heartbeat, subscribe = (orjson.loads(f)["id"] for f in sends(session.open(0)))
+    ok = b'{"jsonrpc":"2.0","id":%d,"result":"ok"}' % heartbeat
+    assert refused_of(session.on_controls(controls(v, ok), 1 * S)) == set()
+    assert session.acked == set() and session.pending() == 1  # the subscribe request is still unanswered
+    result = b'{"jsonrpc":"2.0","id":%d,"result":["book.BTC-PERPETUAL.100ms"]}' % subscribe
+    actions = session.on_controls(controls(v, result), 2 * S)
+    assert refused_of(actions) == {Subscription("l2", "NOPE-PERPETUAL")}
+    assert ("error", "NOPE-PERPETUAL") in [(a.kind, a.symbol) for a in actions if isinstance(a, Record)]
+    assert session.acked == {Subscription("l2", "BTC-PERPETUAL")}

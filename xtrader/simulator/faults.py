@@ -43,6 +43,7 @@ class Faults:
     rest_429: int = 0  # the first N snapshot requests get HTTP 429 + Retry-After
     stale_snapshot: int = 0  # the first N snapshot requests per symbol return an old book
     shutdown_after_s: float = 0.0  # extra: venue shutdown notice, then close, this long after open
+    handshake_delay_s: float = 0.0  # delay every websocket handshake (a link that is still connecting)
 
     @property
     def active(self) -> bool:

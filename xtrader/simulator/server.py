@@ -248,6 +248,8 @@ class Simulator:
                 return _response(replayer.rest(path, params))
             reply = await venue.rest(HttpRequest(path, params, faults, spec or ""))
             return _response(reply or HttpReply.json(404, {"code": -1, "msg": f"no REST endpoint at {path!r}"}))
+        if faults.handshake_delay_s:
+            await asyncio.sleep(faults.handshake_delay_s)
         opened = replayer.open_ws(path, query, faults) if replayer else venue.open_ws(path, query, faults)
         if isinstance(opened, HttpReply):
             return _response(opened)

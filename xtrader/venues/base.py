@@ -132,6 +132,30 @@ class Venue(ABC):
     def initial_messages(self, connection: Connection, request_id: int) -> list[bytes]:
         """Frames to send right after connecting (subscribe requests not in the URL, heartbeat setup)."""
 
+    def setup_messages(self, request_id: int) -> list[bytes]:
+        """Frames that set a new connection up, sent as a request of their own before any subscription
+        (Deribit's `public/set_heartbeat`): their reply confirms no subscription."""
+        return []
+
+    def request_groups(self, subscriptions: Sequence[Subscription]) -> list[tuple[Subscription, ...]]:
+        """How a subscription change splits into requests; each gets its own id and is settled (or
+        refused) on its own. Default: one request."""
+        return [tuple(subscriptions)] if subscriptions else []
+
+    def reply_covers(
+        self, control: Control, subscriptions: tuple[Subscription, ...]
+    ) -> tuple[Subscription, ...] | None:
+        """The subscriptions of one request (`subscriptions`) that an ack or error reply is about.
+
+        None: one of them, the venue does not say which (the request is settled, and what no
+        ack confirmed refused, once `replies_expected` replies came). Default: the whole request.
+        """
+        return subscriptions
+
+    def replies_expected(self, subscriptions: tuple[Subscription, ...]) -> int:
+        """Replies (acks or errors) that answer a request for `subscriptions` in full. Default: one."""
+        return 1
+
     @abstractmethod
     def subscribe_messages(self, subscriptions: Sequence[Subscription], request_id: int) -> list[bytes]:
         """Frames that add subscriptions to an open connection."""

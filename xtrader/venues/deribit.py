@@ -156,6 +156,15 @@ def _unique_channels(subscriptions: Sequence[Subscription]) -> list[str]:
     return list(dict.fromkeys(channel_name(s) for s in subscriptions))
 
 
+def _chunks(channels: list[str]) -> list[list[str]]:
+    """Channels in requests of <= MAX_CHANNELS_PER_REQUEST, `raw` ones in requests of their own."""
+    step = MAX_CHANNELS_PER_REQUEST
+    chunks: list[list[str]] = []
+    for group in ([c for c in channels if not c.endswith(".raw")], [c for c in channels if c.endswith(".raw")]):
+        chunks.extend(group[i : i + step] for i in range(0, len(group), step))
+    return chunks
+
+
 @register
 class Deribit(Venue):
     """Deribit v2 public market data. Books start from the first websocket push (a snapshot)."""
@@ -191,10 +200,31 @@ class Deribit(Venue):
         step = self.max_streams_per_connection
         return [Connection(url, tuple(unique[i : i + step])) for i in range(0, len(unique), step)]
 
+    def setup_messages(self, request_id: int) -> list[bytes]:
+        """`public/set_heartbeat`, a request of its own: its "ok" confirms no subscription."""
+        return [_request(request_id, "public/set_heartbeat", {"interval": HEARTBEAT_S})]
+
     def initial_messages(self, connection: Connection, request_id: int) -> list[bytes]:
-        """`public/set_heartbeat` (id `request_id`), then the subscribe requests (ids following on)."""
-        heartbeat = _request(request_id, "public/set_heartbeat", {"interval": HEARTBEAT_S})
-        return [heartbeat, *self.subscribe_messages(connection.subscriptions, request_id + 1)]
+        """The subscribe requests (ids request_id, +1, ...); the heartbeat is `setup_messages`."""
+        return self.subscribe_messages(connection.subscriptions, request_id)
+
+    def request_groups(self, subscriptions: Sequence[Subscription]) -> list[tuple[Subscription, ...]]:
+        """Requests of <= MAX_CHANNELS_PER_REQUEST channels, `raw` ones apart (see `_channel_requests`):
+        each has its own id, so a refused one (13778) refuses only its own channels."""
+        by_channel: dict[str, list[Subscription]] = {}
+        for subscription in subscriptions:
+            by_channel.setdefault(channel_name(subscription), []).append(subscription)
+        return [tuple(s for c in chunk for s in by_channel[c]) for chunk in _chunks(list(by_channel))]
+
+    def reply_covers(
+        self, control: Control, subscriptions: tuple[Subscription, ...]
+    ) -> tuple[Subscription, ...] | None:
+        """An ack covers the channels its result lists (the others were not subscribed: check each
+        result, EXCHANGES.md 4.2); an error covers the whole request."""
+        if control.kind != "ack":
+            return subscriptions
+        confirmed = set(control.detail.split(",")) if control.detail else set()
+        return tuple(s for s in subscriptions if channel_name(s) in confirmed)
 
     def subscribe_messages(self, subscriptions: Sequence[Subscription], request_id: int) -> list[bytes]:
         """`public/subscribe` requests of <= MAX_CHANNELS_PER_REQUEST channels, ids request_id, +1, ..."""
@@ -207,11 +237,7 @@ class Deribit(Venue):
     def _channel_requests(self, method: str, subscriptions: Sequence[Subscription], request_id: int) -> list[bytes]:
         """Chunks of MAX_CHANNELS_PER_REQUEST; `raw` channels go in requests of their own, because
         an unauthenticated request mixing raw with other channels has been seen to fail as a whole."""
-        channels = _unique_channels(subscriptions)
-        step = MAX_CHANNELS_PER_REQUEST
-        chunks: list[list[str]] = []
-        for group in ([c for c in channels if not c.endswith(".raw")], [c for c in channels if c.endswith(".raw")]):
-            chunks.extend(group[i : i + step] for i in range(0, len(group), step))
+        chunks = _chunks(_unique_channels(subscriptions))
         return [_request(request_id + n, method, {"channels": chunk}) for n, chunk in enumerate(chunks)]
 
     def keepalive(self) -> Keepalive:
@@ -223,12 +249,6 @@ class Deribit(Venue):
         if control.kind == "test_request":
             return _request(request_id, "public/test", {})
         return None
-
-    @staticmethod
-    def missing_channels(subscriptions: Sequence[Subscription], ack: Control) -> list[str]:
-        """Channels of `subscriptions` that a subscribe ack (detail: comma-separated channels) lacks."""
-        confirmed = set(ack.detail.split(",")) if ack.detail else set()
-        return [c for c in _unique_channels(subscriptions) if c not in confirmed]
 
     def instruments_request(self) -> list[str]:
         """One `public/get_instruments` per settlement currency."""

@@ -53,6 +53,7 @@ Notes on choices made here:
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -80,6 +81,11 @@ REST_BOOK_MAX = 400
 #: args of one request total at most 64 KB
 MAX_REQUEST_BYTES = 64 * 1024
 
+#: error codes about a whole request, not one of its args: bad JSON / op, bad args, too frequent
+_REQUEST_ERRORS = frozenset({"60011", "60012", "60013", "60014"})
+#: an error message naming its arg (60018: "Wrong URL or channel:books,instId:NOPE-USDT doesn't exist...")
+_NAMED_ARG = re.compile(r"channel:([\w-]+),\s*instId:([\w-]+)")
+_CODE = re.compile(r"code (\d+):")
 _ERRORS = (KeyError, TypeError, IndexError, ValueError, AttributeError, OverflowError)
 _PONG = (Control("pong"),)
 _PONG_FRAMES = frozenset({b"pong", "pong"})
@@ -479,6 +485,27 @@ class Okx(Venue):
         if chunk:
             requests.append(head + b",".join(chunk) + b"]}")
         return requests
+
+    def replies_expected(self, subscriptions: tuple[Subscription, ...]) -> int:
+        """OKX answers each arg of a request: an ack or an error."""
+        return len({(self.channel(s), s.symbol) for s in subscriptions})
+
+    def reply_covers(
+        self, control: Control, subscriptions: tuple[Subscription, ...]
+    ) -> tuple[Subscription, ...] | None:
+        """An ack covers its arg; an error its arg when the message names it ("channel:X,instId:Y"),
+        the whole request for request-level codes (bad JSON, bad args, too frequent), else one
+        unnamed arg (None)."""
+        if control.kind == "ack":
+            _, channel, inst = [*control.detail.split(" "), "", "", ""][:3]
+            return tuple(s for s in subscriptions if self.channel(s) == channel and s.symbol == inst)
+        named = _NAMED_ARG.search(control.detail)
+        if named is not None:
+            return tuple(s for s in subscriptions if self.channel(s) == named[1] and s.symbol == named[2])
+        code = _CODE.match(control.detail)
+        if code is not None and code[1] in _REQUEST_ERRORS:
+            return subscriptions
+        return None
 
     def keepalive(self) -> Keepalive:
         """Text `ping` after 20 s of silence (the server drops a connection silent for 30 s)."""
