@@ -615,9 +615,12 @@ async def test_resync_resubscribes_for_a_fresh_websocket_snapshot(name):
                 asked.append(asyncio.get_running_loop().create_task(c.resync(symbol)))
             return snapshots() == 3
 
-        stats = await run_until(c, done)
-    assert stats["resyncs"] == 1
-    assert ("resync", "resubscribe", symbol) in capture.events("resync")
+        stats = await run_until(c, done, then=lambda: settle(simulator, name, capture, ("l2",)))
+        assert stats["resyncs"] == 1
+        assert ("resync", "resubscribe", symbol) in capture.events("resync")
+        assert sum(m.snapshot for m in capture.messages(symbol)) == 2
+        # the book from the fresh snapshot on is the simulator's
+        assert_books_are_true(simulator, name, capture, v.sync_kind, depth=10)
 
 
 async def test_okx_text_pings_keep_a_quiet_link_alive():
