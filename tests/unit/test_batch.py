@@ -144,3 +144,33 @@ def test_a_bad_bbo_record_is_dropped_alone() -> None:
     assert batches.bbo is not None
     assert batches.bbo.column("seq").to_pylist() == [1, 3]
     assert batches.bbo.column("bid_price").to_pylist() == [10.0, None]
+
+
+#: strings Python's float() takes and Arrow refuses (found by the fuzz contract: a flipped byte made " .3521")
+PYTHON_ONLY_NUMBERS = [" 1", "1 ", "\t1", " .35210000", "1_0", "\u0661", "\uff11", "\u00a01"]
+
+
+@pytest.mark.parametrize("bad", PYTHON_ONLY_NUMBERS)
+def test_the_slow_path_refuses_what_arrow_refuses(bad: str) -> None:
+    with pytest.raises(pa.ArrowInvalid):
+        pa.array([bad]).cast(pa.float64())
+    out = Columns("binance")
+    add_trade(out, "1", "100")
+    add_trade(out, "2", bad)
+    add_trade(out, "3", "1e")  # a value every check refuses, so the slow path is taken
+    batches = out.flush()
+    assert batches.rejects == 2
+    assert batches.trades is not None and batches.trades.column("trade_id").to_pylist() == ["1"]
+    assert batches.events is not None
+    assert batches.events.column("detail").to_pylist() == ["2 unconvertible trades record(s) dropped"]
+
+
+@pytest.mark.parametrize("bad", PYTHON_ONLY_NUMBERS)
+def test_a_value_arrow_refuses_alone_is_a_reject_not_an_event_of_zero(bad: str) -> None:
+    out = Columns("binance")
+    add_trade(out, "1", "100")
+    add_trade(out, "2", bad)
+    batches = out.flush()
+    assert batches.rejects == 1
+    assert batches.events is not None
+    assert batches.events.column("detail").to_pylist() == ["1 unconvertible trades record(s) dropped"]
