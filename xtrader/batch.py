@@ -34,6 +34,9 @@ def _is_opt_int(value: Any) -> bool:
 def _is_number(value: Any) -> bool:
     """True when Arrow can turn the raw value into a float64."""
     if type(value) is str:
+        # float() also takes what Arrow refuses: surrounding whitespace, "1_0", non-ASCII digits
+        if not value.isascii() or "_" in value or value.strip() != value:
+            return False
         try:
             float(value)
         except ValueError:
@@ -734,7 +737,7 @@ class Columns:
             bad = table._bad_records()
             table._drop_records(bad)
             rejects = len(bad)
-            if name != "events":
+            if rejects and name != "events":
                 self.events.add(None, now_wall_ns, "reject", f"{rejects} unconvertible {name} record(s) dropped")
             built = table.build(self.exchange) if table.records() else None  # type: ignore[attr-defined]
         table.clear()

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.captures import ws_frames
+from tests.fuzz.contract import assert_buffered_rows_survive, buffered_alone
 from tests.fuzz.mutations import mutate, paths
 from xtrader.clock import Receipt
 from xtrader.errors import ParseError
@@ -57,7 +58,12 @@ def check(frame: bytes | str) -> None:
         VENUE.parse(frame, RECEIPT, out)
     except ParseError:
         assert out.mark() == before
-    out.flush(RECEIPT.wall_ns)  # never raises, whatever was appended
+    flushed = out.flush(RECEIPT.wall_ns)  # never raises, whatever was appended
+    assert_buffered_rows_survive(ALONE, flushed)
+
+
+#: what the buffered frame flushes to on its own: it must come out of every flush whole
+ALONE = buffered_alone(lambda out: VENUE.parse(SYNTHETIC[2], RECEIPT, out), VENUE.columns, RECEIPT.wall_ns)
 
 
 SWAPS: list[Any] = [

@@ -11,7 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.captures import ws_frames
+from tests.fuzz.contract import assert_buffered_rows_survive, buffered_alone
 from tests.fuzz.mutations import mutate, paths
+from xtrader.batch import Columns
 from xtrader.clock import Receipt
 from xtrader.errors import ParseError
 from xtrader.venues import venue
@@ -77,15 +79,24 @@ def seeds() -> list[bytes]:
 def check(frame: bytes | str) -> None:
     """The fuzz contract, with rows already buffered so that a bad rollback would show."""
     out = VENUE.columns()
-    VENUE.parse(SYNTHETIC[0], RECEIPT, out)
-    VENUE.parse(SYNTHETIC[4], RECEIPT, out)
-    VENUE.parse(SYNTHETIC[3], RECEIPT, out)
+    buffer(out)
     before = out.mark()
     try:
         VENUE.parse(frame, RECEIPT, out)
     except ParseError:
         assert out.mark() == before
-    out.flush(RECEIPT.wall_ns)  # never raises, whatever was appended
+    flushed = out.flush(RECEIPT.wall_ns)  # never raises, whatever was appended
+    assert_buffered_rows_survive(ALONE, flushed)
+
+
+def buffer(out: Columns) -> None:
+    VENUE.parse(SYNTHETIC[0], RECEIPT, out)
+    VENUE.parse(SYNTHETIC[4], RECEIPT, out)
+    VENUE.parse(SYNTHETIC[3], RECEIPT, out)
+
+
+#: what the buffered frames flush to on their own: they must come out of every flush whole
+ALONE = buffered_alone(buffer, VENUE.columns, RECEIPT.wall_ns)
 
 
 @FUZZ

@@ -36,6 +36,7 @@ from xtrader import schema
 from xtrader.config import parse_config
 from xtrader.metrics import METRICS
 from xtrader.plan import Endpoint, build_plan
+from xtrader.sinks.parquet import ParquetSink
 
 REPO = Path(__file__).resolve().parents[2]
 GUIDE = REPO / "docs" / "guide.md"
@@ -142,11 +143,6 @@ def synthetic_dataset(root: Path) -> None:
     rows["events"].append(_event("okx", "BTC-USDT", START_NS + 12 * SECOND, "gap", "prevSeqId 1012 != seqId 1010"))
     rows["events"].append(_event("okx", "BTC-USDT", START_NS + 12 * SECOND + 1, "resync", "requested"))
     batches = {table: pa.RecordBatch.from_pylist(found, schema=schema.TABLES[table]) for table, found in rows.items()}
-    try:
-        from xtrader.sinks.parquet import ParquetSink
-    except ImportError:  # before the sink lands: the same layout, written directly
-        _write_directly(root, batches)
-        return
     sink = ParquetSink(root, "guide", fsync=False)
     for table, batch in batches.items():
         sink.write(table, batch)
@@ -215,27 +211,6 @@ def _l2(
 
 def _event(exchange: str, symbol: str | None, ts: int, kind: str, detail: str) -> dict[str, object]:
     return {"exchange": exchange, "symbol": symbol, "ts": ts, "kind": kind, "detail": detail}
-
-
-def _write_directly(root: Path, batches: dict[str, pa.RecordBatch]) -> None:
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    for table, batch in batches.items():
-        data = pa.Table.from_batches([batch])
-        time = data.column("ts" if "ts" in data.column_names else "receive_ts")
-        if "exchange_ts" in data.column_names:
-            time = pc.coalesce(data.column("exchange_ts"), time)
-        dates = pc.strftime(time, format="%Y-%m-%d")
-        exchange = data.column("exchange").cast(pa.string())
-        data = data.set_column(data.column_names.index("exchange"), "exchange", exchange)
-        for name in pc.unique(exchange).to_pylist():
-            for date in pc.unique(dates).to_pylist():
-                part = data.filter(pc.and_(pc.equal(exchange, name), pc.equal(dates, date)))
-                if part.num_rows:
-                    directory = root / table / f"exchange={name}" / f"date={date}"
-                    directory.mkdir(parents=True, exist_ok=True)
-                    pq.write_table(part, directory / "part-guide-0.parquet", compression="zstd")
 
 
 @pytest.fixture(scope="module")

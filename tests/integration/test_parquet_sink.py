@@ -19,6 +19,7 @@ import pytest
 from tests.integration import sink_batches
 from tests.integration.sink_batches import DAY
 from xtrader import schema
+from xtrader.sinks import files
 from xtrader.sinks.common import SinkError
 from xtrader.sinks.files import PartitionFiles
 from xtrader.sinks.parquet import ParquetSink
@@ -248,6 +249,60 @@ def test_readers_during_writing_never_see_a_torn_file(tmp_path: Path) -> None:
     assert errors == []
     assert counts == sorted(counts)  # only whole files appear, so the count never goes back
     assert dataset(tmp_path, "trades").count_rows() == 700
+
+
+def test_a_file_being_written_is_not_in_the_table_tree(tmp_path: Path) -> None:
+    sink = make_sink(tmp_path, row_group_rows=4)  # realtime defaults: the file stays open for a minute
+    sink.write("trades", sink_batches.trades(rows=10))
+    # two row groups are in the open file, two rows wait for the next one
+    wait_for(lambda: sink.stats()["rows"] == {"trades": {"binance": 8}} and sink.stats()["open_files"] == 1)
+    assert published(tmp_path) == []
+    temporary = sorted((tmp_path / ".tmp").rglob("*.parquet.tmp"))
+    assert len(temporary) == 1  # it is written under .tmp
+    sink.close()
+    (file,) = published(tmp_path)
+    assert pq.ParquetFile(file).metadata.num_rows == 10
+
+
+def test_a_file_appears_only_with_its_footer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pause at each publication and look as a reader would: before it and after it, every file is whole."""
+    seen: list[str] = []
+    publications: list[int] = []
+    real_publish = files.publish_file
+
+    def readable(path: Path) -> int | None:
+        try:
+            return int(pq.ParquetFile(path).metadata.num_rows)
+        except Exception:  # no footer (yet)
+            return None
+
+    def look(moment: str) -> None:
+        for path in published(tmp_path):
+            if readable(path) is None:
+                seen.append(f"{moment}: {path.name} has no footer")
+
+    def paused_publish(temporary: Path, final: Path) -> None:
+        look("before")
+        if final.exists():
+            seen.append(f"before: {final.name} is visible before its publication")
+        rows = readable(temporary)
+        if not rows:
+            seen.append(f"before: {temporary.name} is not complete when published ({rows} rows)")
+        real_publish(temporary, final)
+        look("after")
+        if readable(final) != rows:
+            seen.append(f"after: {final.name} holds {readable(final)} rows, not {rows}")
+        publications.append(rows or 0)
+
+    monkeypatch.setattr(files, "publish_file", paused_publish)
+    sink = make_sink(tmp_path, max_rows=10, row_group_rows=4)
+    for n in range(7):
+        sink.write("trades", sink_batches.trades(rows=5, first_id=5 * n))
+    sink.close()
+
+    assert seen == []
+    assert publications == [10, 10, 10, 5]
+    assert dataset(tmp_path, "trades").count_rows() == 35
 
 
 def test_a_failed_write_surfaces_on_the_next_call_and_its_rows_are_retried(

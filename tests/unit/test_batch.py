@@ -106,3 +106,105 @@ def test_one_bad_record_keeps_the_exact_text_of_the_others_and_okx_checksums_hol
     assert None not in text  # ... and every other level keeps the venue's exact string
     counters = books.counters()
     assert (counters.checksum_ok, counters.checksum_failed, counters.gaps) == (7, 0, 0)
+
+
+def add_trade(out: Columns, trade_id: object, price: object, symbol: str = "BTCUSDT") -> None:
+    t = out.trades
+    t.symbol.append(symbol)
+    t.exchange_ts.append(1_000)
+    t.receive_ts.append(2_000)
+    t.trade_id.append(trade_id)
+    t.side.append("buy")
+    t.price.append(price)
+    t.size.append("0.5")
+
+
+def test_a_mixed_batch_keeps_its_good_rows_and_drops_counts_and_reports_the_bad_one() -> None:
+    out = Columns("binance")
+    add_trade(out, "1", "100.5")
+    add_trade(out, "2", "1e")  # Arrow cannot parse this price: the record must go, and only it
+    add_trade(out, "3", 101.0)  # a number among strings: the slow path converts it too
+    add_trade(out, "4", "102", symbol="ETHUSDT")
+    batches = out.flush(now_wall_ns=7)
+    assert batches.rejects == 1
+    assert batches.trades is not None
+    kept = batches.trades.to_pydict()
+    assert [str(i) for i in kept["trade_id"]] == ["1", "3", "4"]
+    assert kept["price"] == [100.5, 101.0, 102.0]
+    assert kept["symbol"] == ["BTCUSDT", "BTCUSDT", "ETHUSDT"]
+    assert batches.events is not None
+    events = batches.events.to_pydict()
+    assert events["kind"] == ["reject"] and batches.events.column("ts").cast(pa.int64()).to_pylist() == [7]
+    assert events["detail"] == ["1 unconvertible trades record(s) dropped"]
+    assert not out.pending()  # nothing left behind for the next flush
+
+
+def test_a_bad_l2_message_goes_with_its_levels_and_the_others_stay_whole() -> None:
+    out = Columns("binance")
+    l2 = out.l2
+    for seq, levels in ((1, ["10", "11"]), (2, ["12", "x"]), (3, ["13"])):
+        l2.message("BTCUSDT", 1_000, 2_000, seq, None, seq, False, None, len(levels), 0)
+        l2.price.extend(levels)
+        l2.size.extend(["1"] * len(levels))
+    add_trade(out, "9", "100")  # another table in the same flush is untouched
+    batches = out.flush(now_wall_ns=7)
+    assert batches.rejects == 1
+    assert batches.l2 is not None and batches.l2_messages is not None
+    assert batches.l2_messages.column("seq").to_pylist() == [1, 3]
+    assert list(zip(batches.l2.column("seq").to_pylist(), batches.l2.column("price").to_pylist(), strict=True)) == [
+        (1, 10.0),
+        (1, 11.0),
+        (3, 13.0),
+    ]
+    assert batches.trades is not None and batches.trades.num_rows == 1
+    assert batches.events is not None
+    assert batches.events.column("detail").to_pylist() == ["1 unconvertible l2 record(s) dropped"]
+
+
+def test_a_bad_bbo_record_is_dropped_alone() -> None:
+    out = Columns("okx")
+    b = out.bbo
+    for seq, bid in ((1, "10"), (2, "ten"), (3, None)):
+        b.symbol.append("BTC-USDT")
+        b.exchange_ts.append(1_000)
+        b.receive_ts.append(2_000)
+        b.seq.append(seq)
+        b.bid_price.append(bid)
+        b.bid_size.append("1")
+        b.ask_price.append("11")
+        b.ask_size.append("2")
+    batches = out.flush()
+    assert batches.rejects == 1
+    assert batches.bbo is not None
+    assert batches.bbo.column("seq").to_pylist() == [1, 3]
+    assert batches.bbo.column("bid_price").to_pylist() == [10.0, None]
+
+
+#: strings Python's float() takes and Arrow refuses (found by the fuzz contract: a flipped byte made " .3521")
+PYTHON_ONLY_NUMBERS = [" 1", "1 ", "\t1", " .35210000", "1_0", "\u0661", "\uff11", "\u00a01"]
+
+
+@pytest.mark.parametrize("bad", PYTHON_ONLY_NUMBERS)
+def test_the_slow_path_refuses_what_arrow_refuses(bad: str) -> None:
+    with pytest.raises(pa.ArrowInvalid):
+        pa.array([bad]).cast(pa.float64())
+    out = Columns("binance")
+    add_trade(out, "1", "100")
+    add_trade(out, "2", bad)
+    add_trade(out, "3", "1e")  # a value every check refuses, so the slow path is taken
+    batches = out.flush()
+    assert batches.rejects == 2
+    assert batches.trades is not None and batches.trades.column("trade_id").to_pylist() == ["1"]
+    assert batches.events is not None
+    assert batches.events.column("detail").to_pylist() == ["2 unconvertible trades record(s) dropped"]
+
+
+@pytest.mark.parametrize("bad", PYTHON_ONLY_NUMBERS)
+def test_a_value_arrow_refuses_alone_is_a_reject_not_an_event_of_zero(bad: str) -> None:
+    out = Columns("binance")
+    add_trade(out, "1", "100")
+    add_trade(out, "2", bad)
+    batches = out.flush()
+    assert batches.rejects == 1
+    assert batches.events is not None
+    assert batches.events.column("detail").to_pylist() == ["1 unconvertible trades record(s) dropped"]

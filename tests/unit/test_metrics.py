@@ -303,16 +303,43 @@ def test_metrics_are_served_over_http_on_localhost() -> None:
         assert samples[("xtrader_code_latency_seconds", quantile)] == pytest.approx(0.001, rel=0.005)
 
 
+def served(actor: str, exchange: str, messages: int) -> Callable[[], metrics.Snapshot]:
+    """An aggregator's snapshot after one second of real stats from one actor."""
+    clock = Clock()
+    aggregator = Aggregator(clock)
+    stats = Stats(actor)
+    aggregator.update(stats.snapshot())
+    aggregator.tick()
+    stats.count(MESSAGES, messages, exchange, "trades")
+    stats.count(ROWS, 2 * messages, exchange, "trades")
+    stats.queue(3, exchange)
+    stats.histogram(CODE_LATENCY, exchange, "trades").record_many([2_000_000] * 100)
+    aggregator.update(stats.snapshot())
+    clock.now += 1.0
+    aggregator.tick()
+    return aggregator.snapshot
+
+
 def test_each_server_has_its_own_registry() -> None:
-    one, two = MetricsServer(lambda: {}), MetricsServer(lambda: {})
+    one = MetricsServer(served("okx/c0/r0", "okx", 500))
+    two = MetricsServer(served("deribit/c0/r0", "deribit", 70))
     assert one.registry is not two.registry
     one.start()
+    two.start()
     try:
-        samples = scrape(one)
+        first, second = scrape(one), scrape(two)
     finally:
         one.stop()
-    assert not any(name.startswith("python_") or name.startswith("process_") for name, _ in samples)
-    assert all(value is not None for value in samples.values())
+        two.stop()
+    for samples, exchange, messages in ((first, "okx", 500), (second, "deribit", 70)):
+        actor = {"exchange": exchange, "actor": f"{exchange}/c0/r0"}
+        assert samples[("xtrader_messages_total", labels(channel="trades", **actor))] == messages
+        assert samples[("xtrader_rows_total", labels(channel="trades", **actor))] == 2 * messages
+        assert samples[("xtrader_throughput_msgs_per_s", labels(exchange=exchange))] == messages
+        # only this server's own stats: nothing of the other's, no default process / Python collectors
+        assert {dict(labels_).get("exchange") for _, labels_ in samples} == {exchange}, exchange
+        assert not any(name.startswith(("python_", "process_", "gc_")) for name, _ in samples)
+        assert all(value is not None and not math.isnan(value) for value in samples.values())
 
 
 def test_the_module_imports_no_ray() -> None:

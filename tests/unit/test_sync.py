@@ -53,6 +53,14 @@ BINANCE_SPOT = {
         [B, A, G, B, A],
         14,
     ),
+    # 5. at each edge of "U > book_id + 1": U == lastUpdateId + 1 follows on, U == lastUpdateId + 2 is a gap
+    "first_at_last_plus_one": ([("rest", snap(100)), ("ws", diff(101, 105))], [A, A], 105),
+    "first_at_last_plus_two": ([("rest", snap(100)), ("ws", diff(102, 105))], [A, G], None),
+    "later_at_last_plus_two": (
+        [("rest", snap(100)), ("ws", diff(101, 105)), ("ws", diff(107, 109))],
+        [A, A, G],
+        None,
+    ),
 }
 
 BINANCE_FUTURES = {
@@ -67,6 +75,23 @@ BINANCE_FUTURES = {
     "stale_snapshot": ([("ws", diff(100, 105, 99)), ("rest", snap(90)), ("rest", snap(103))], [B, S, A], 105),
     "gap": ([("rest", snap(50)), ("ws", diff(45, 55, 44)), ("ws", diff(60, 70, 58))], [A, A, G], None),
     "bridge_gap": ([("rest", snap(50)), ("ws", diff(60, 70, 59))], [A, G], None),
+    # 4. the bracket U <= lastUpdateId <= u at each edge, buffered before or arriving after the snapshot
+    "bracket_first_equal_buffered": ([("ws", diff(100, 104, 99)), ("rest", snap(100))], [B, A], 104),
+    "bracket_last_equal_buffered": ([("ws", diff(95, 100, 94)), ("rest", snap(100))], [B, A], 100),
+    "bracket_first_equal_live": ([("rest", snap(100)), ("ws", diff(100, 104, 99))], [A, A], 104),
+    "bracket_last_equal_live": ([("rest", snap(100)), ("ws", diff(95, 100, 94))], [A, A], 100),
+    "bracket_first_one_after": ([("rest", snap(100)), ("ws", diff(101, 104, 100))], [A, G], None),
+    # buffered events all after the snapshot: it cannot be bridged, fetch a newer one
+    "bracket_first_one_after_buffered": (
+        [("ws", diff(101, 104, 100)), ("ws", diff(105, 106, 104)), ("rest", snap(100))],
+        [B, B, S],
+        None,
+    ),
+    "bracket_last_one_before": (
+        [("rest", snap(100)), ("ws", diff(95, 99, 94)), ("ws", diff(100, 104, 99))],
+        [A, D, A],
+        104,
+    ),
     # futures ids are not contiguous: only pu == previous u counts
     "non_contiguous_ids": ([("rest", snap(50)), ("ws", diff(45, 55, 44)), ("ws", diff(80, 90, 55))], [A, A, A], 90),
     "out_of_order": (

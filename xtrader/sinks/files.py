@@ -29,6 +29,14 @@ from xtrader.sinks.partition import FILE_SCHEMAS, Piece
 RETRY_AFTER_ERROR_S = 1.0
 
 
+def publish_file(temporary: Path, final: Path) -> None:
+    """Rename a complete file into the table tree: the one moment readers can first see it.
+
+    A module function so that a test can pause here and look at the tree as a reader would.
+    """
+    os.replace(temporary, final)
+
+
 @dataclass
 class Limits:
     """When a file is closed (any of the first three) and how big its row groups are."""
@@ -168,7 +176,7 @@ class PartitionFiles:
             if final.exists():
                 final = directory / f"part-{self.writer_id}-{self._allocate_number(directory)}.parquet"
             directory.mkdir(parents=True, exist_ok=True)
-            os.replace(temporary, final)
+            publish_file(temporary, final)
             self.counters["recovered_files"] += 1
         self._next_number.clear()  # numbering restarts from what is now on disk
 
@@ -259,7 +267,7 @@ class PartitionFiles:
             open_file.handle.close()
             size = open_file.temporary.stat().st_size
             open_file.final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(open_file.temporary, open_file.final)
+            publish_file(open_file.temporary, open_file.final)
             self.disk_writes += 1
             self._sync_directory(open_file.final.parent)
         except Exception:
@@ -287,7 +295,7 @@ class PartitionFiles:
             intact = False
         if intact and open_file.rows:
             open_file.final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(open_file.temporary, open_file.final)
+            publish_file(open_file.temporary, open_file.final)
             with self.lock:
                 self.counters["files"] += 1
                 self.counters["bytes"] += open_file.final.stat().st_size

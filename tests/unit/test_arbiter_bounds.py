@@ -1,0 +1,67 @@
+"""The arbiter's memory is bounded in time (TTL) and in size (oldest key evicted first).
+
+Time is passed in and the capacity is small, so each bound is reached on purpose.
+One table (trades) only: the bounds hold whether keys share one LRU or have one per table.
+"""
+
+from __future__ import annotations
+
+from xtrader.arbiter_batches import BatchArbiter
+from xtrader.batch import Columns
+
+NOW = 1_700_000_000_000_000_000
+TTL_NS = 5_000_000_000
+
+
+def kept(arbiter: BatchArbiter, connection: str, trade_ids: list[int], now_ns: int) -> list[int]:
+    """Offer one trade per id (symbol X) from `connection` at `now_ns`; the ids it won."""
+    columns = Columns("binance")
+    t = columns.trades
+    for trade_id in trade_ids:
+        t.symbol.append("X")
+        t.exchange_ts.append(NOW)
+        t.receive_ts.append(NOW)
+        t.trade_id.append(str(trade_id))
+        t.side.append("buy")
+        t.price.append(1.0)
+        t.size.append(2.0)
+    batches = columns.flush(NOW)
+    out = arbiter.filter(connection, batches, now_ns)
+    return [] if out.trades is None else [int(i) for i in out.trades.column("trade_id").to_pylist()]
+
+
+def test_a_key_is_a_duplicate_within_its_ttl_and_new_again_after_it() -> None:
+    arbiter = BatchArbiter(capacity=100, ttl_ns=TTL_NS)
+    assert kept(arbiter, "a", [1, 2], NOW) == [1, 2]
+    assert kept(arbiter, "b", [1, 2], NOW + TTL_NS // 2) == []  # the other link's copies, in time
+    # after the TTL the key is forgotten: a sequence reset may reuse it
+    assert kept(arbiter, "b", [1], NOW + 3 * TTL_NS) == [1]
+    assert kept(arbiter, "a", [1], NOW + 3 * TTL_NS + 1) == []  # remembered again from its new first arrival
+    stats = arbiter.snapshot()
+    assert stats["unique"] == 3 and stats["duplicates"] == 3
+
+
+def test_no_ttl_remembers_a_key_for_ever() -> None:
+    arbiter = BatchArbiter(capacity=100, ttl_ns=0)
+    assert kept(arbiter, "a", [1], NOW) == [1]
+    assert kept(arbiter, "b", [1], NOW + 1000 * TTL_NS) == []
+
+
+def test_a_full_arbiter_forgets_its_oldest_key_first() -> None:
+    arbiter = BatchArbiter(capacity=3, ttl_ns=0)
+    assert kept(arbiter, "a", [1, 2, 3, 4], NOW) == [1, 2, 3, 4]
+    # 4 keys in a memory of 3: the oldest, 1, is forgotten; the three newest are still duplicates
+    assert kept(arbiter, "b", [2, 3, 4], NOW + 1) == []
+    assert kept(arbiter, "b", [1], NOW + 2) == [1]
+    stats = arbiter.snapshot()
+    assert stats["unique"] == 5 and stats["duplicates"] == 3
+
+
+def test_eviction_follows_first_arrival_order_over_many_keys() -> None:
+    capacity = 50
+    arbiter = BatchArbiter(capacity=capacity, ttl_ns=0)
+    assert kept(arbiter, "a", list(range(200)), NOW) == list(range(200))
+    # the newest `capacity` keys are remembered, every older one is forgotten
+    newest = list(range(200 - capacity, 200))
+    assert kept(arbiter, "b", newest, NOW + 1) == []
+    assert kept(arbiter, "b", [0, 1, 149], NOW + 2) == [0, 1, 149]
