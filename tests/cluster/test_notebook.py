@@ -59,7 +59,7 @@ def capture_config(root: Path, address: str) -> dict[str, object]:
 def test_notebook_controls_a_running_capture(tmp_path: Path) -> None:
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
-    from tests.cluster.private_ray import PrivateHead, private_env
+    from tests.cluster.private_ray import PrivateHead
 
     started = time.monotonic()
     data = tmp_path / "data"
@@ -67,7 +67,7 @@ def test_notebook_controls_a_running_capture(tmp_path: Path) -> None:
     head.start()
     capture = None
     try:
-        env = private_env(head.address)
+        env = head.env()
         config = tmp_path / "capture.yaml"
         config.write_text(yaml.safe_dump(capture_config(data, head.address)), encoding="utf-8")
         summary_path = tmp_path / "summary.json"
