@@ -24,12 +24,13 @@ class StopWhen:
             from the venue's stream (REST snapshot rows not counted) taken by every sink, for every
             venue that streams it.
         books_valid: every subscribed symbol has a valid order book.
-        check: any other condition, on the aggregated totals (Python API only): True when met.
+        check: any other condition (Python API only): called with every actor's stats and the aggregated
+            totals, True when met.
     """
 
     min_rows: int = 0
     books_valid: bool = False
-    check: Callable[[Mapping[str, Any]], bool] | None = None
+    check: Callable[[Mapping[str, Any], Mapping[str, Any]], bool] | None = None
 
     def __bool__(self) -> bool:
         return bool(self.min_rows or self.books_valid or self.check)
@@ -49,7 +50,7 @@ class StopWhen:
                 valid = int(s.get("valid", 0)) if isinstance(s, dict) else 0
                 if valid < len(book.symbols):
                     out.append(f"{book.id}: {valid}/{len(book.symbols)} books valid")
-        if self.check is not None and not self.check(totals):
+        if self.check is not None and not self.check(stats, totals):
             out.append("the caller's condition does not hold")
         return out
 

@@ -37,7 +37,7 @@ def test_books_valid_counts_every_subscribed_symbol() -> None:
 
 
 def test_the_callers_condition_and_no_condition() -> None:
-    until = StopWhen(check=lambda totals: totals["events"]["gaps"] > 0)
+    until = StopWhen(check=lambda stats, totals: totals["events"]["gaps"] > 0)
     assert until.missing(plan(), {}, {"events": {"gaps": 0}}) == ["the caller's condition does not hold"]
     assert until.missing(plan(), {}, {"events": {"gaps": 1}}) == []
     assert not StopWhen()
