@@ -3,6 +3,12 @@
 Every sink write carries (source_id, batch_seq); `source_id` is unique per
 actor incarnation, so a retried call is written once and a restarted
 producer's new batches are not mistaken for repeats.
+
+Calls to the order-book and arbiter actors carry (source_id, seq, dropped): the
+producer numbers its calls to each of them 0, 1, 2, ... in the order its batches
+were made, and the receiving actor processes them in that order
+(`actors._inorder`), whatever order Ray runs them in. `dropped` names numbers
+the lossy policy dropped, so the receiver does not wait for them.
 """
 
 from __future__ import annotations
@@ -48,6 +54,8 @@ class Outputs:
         self.book = book
         self.arbiter = arbiter
         self.batch_seq = 0
+        self.book_numbers = _Numbers()
+        self.arbiter_numbers = _Numbers()
         self.dropped_reported = 0
         self.max_inflight = max_inflight
         self.pending_writes: list[asyncio.Task[None]] = []
@@ -55,28 +63,55 @@ class Outputs:
         self.book_window = Downstream(max_inflight, policy)
         self.arbiter_window = Downstream(max_inflight, policy)
 
-    async def emit(self, batches: Batches, rest: bool = False) -> None:
-        """Send one producer batch on; `rest` marks a REST book snapshot (never dropped)."""
+    def book_ticket(self, batches: Batches) -> int | None:
+        """Take the number of `batches`' call to the book now (None when it has no l2 for the book).
+
+        A producer that emits several batches takes their numbers first, in order, so the book
+        processes them in that order whichever `emit` gets its window slots first.
+        """
+        if (batches.l2 is None and not batches.notices) or self.book is None:
+            return None
+        return self.book_numbers.take()
+
+    async def emit(self, batches: Batches, rest: bool = False, book_seq: int | None = None) -> None:
+        """Send one producer batch on; `rest` marks a REST book snapshot (never dropped).
+
+        `book_seq`: its number from `book_ticket` (taken here when None).
+        """
         if self.arbiter is not None and not rest:
-            await self.arbiter_window.send(
-                batches.rows(), lambda: self.arbiter.on_batch.remote(self.name, batches), precious=False
+            seq = self.arbiter_numbers.take()
+            arbiter, numbers = self.arbiter, self.arbiter_numbers
+            sent = await self.arbiter_window.send(
+                batches.rows(),
+                lambda: arbiter.on_batch.remote(self.name, batches, self.source_id, seq, numbers.report()),
+                precious=False,
             )
+            if not sent:
+                numbers.dropped(seq)
             return
+        if book_seq is None:
+            book_seq = self.book_ticket(batches)
         tables = _direct_tables(batches)
         if tables:
             await self.write(tables, anchor=batches.anchor)
-        if (batches.l2 is not None or batches.notices) and self.book is not None:
+        if (batches.l2 is not None or batches.notices) and self.book is not None and book_seq is not None:
             l2 = _book_part(batches)
             rows = batches.l2.num_rows if batches.l2 is not None else 0
+            book, numbers, seq = self.book, self.book_numbers, book_seq
             # notices (a link lost, an unsubscribe) are never dropped
-            await self.book_window.send(
-                rows, lambda: self.book.on_batch.remote(self.name, l2, rest), precious=rest or bool(batches.notices)
+            sent = await self.book_window.send(
+                rows,
+                lambda: book.on_batch.remote(self.name, l2, rest, self.source_id, seq, numbers.report()),
+                precious=rest or bool(batches.notices),
             )
+            if not sent:
+                numbers.dropped(seq)
 
     def submit(self, batches: Batches, rest: bool = False) -> list[Any]:
         """Start the downstream calls of one batch now, without a window (the caller bounds them); the refs."""
         if self.arbiter is not None and not rest:
-            return [self.arbiter.on_batch.remote(self.name, batches)]
+            numbers = self.arbiter_numbers
+            return [self.arbiter.on_batch.remote(self.name, batches, self.source_id, numbers.take(), numbers.report())]
         refs: list[Any] = []
         tables = _direct_tables(batches)
         if tables:
@@ -85,7 +120,8 @@ class Outputs:
             refs.extend(sink.write.remote(self.source_id, seq, tables, "", batches.anchor) for sink in self.sinks)
         if (batches.l2 is not None or batches.notices) and self.book is not None:
             l2 = _book_part(batches)
-            refs.append(self.book.on_batch.remote(self.name, l2, rest))
+            seq, dropped = self.book_numbers.take(), self.book_numbers.report()
+            refs.append(self.book.on_batch.remote(self.name, l2, rest, self.source_id, seq, dropped))
         return refs
 
     async def write(self, tables: dict[str, Any], origin: str = "", anchor: Anchor | None = None) -> None:
@@ -169,3 +205,25 @@ def _direct_tables(batches: Batches) -> dict[str, Any]:
     """The tables of a producer batch that go straight to the sinks."""
     pairs = (("trades", batches.trades), ("bbo", batches.bbo), ("events", batches.events))
     return {table: batch for table, batch in pairs if batch is not None}
+
+
+class _Numbers:
+    """The numbers of a producer's calls to one actor, and those the lossy policy dropped (reported once)."""
+
+    def __init__(self) -> None:
+        self.next = 0
+        self.unreported: list[int] = []
+
+    def take(self) -> int:
+        number = self.next
+        self.next += 1
+        return number
+
+    def dropped(self, number: int) -> None:
+        self.unreported.append(number)
+
+    def report(self) -> tuple[int, ...]:
+        """The dropped numbers not yet told to the receiver (told with the next call)."""
+        out = tuple(self.unreported)
+        self.unreported.clear()
+        return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from actors._inorder import InOrder
 from actors._route import Outputs
 from xtrader.arbiter_batches import BatchArbiter
 from xtrader.batch import Batches
@@ -37,23 +38,40 @@ class ArbiterActor:
             actor=f"{stream}/arbiter",
         )
         self.outputs = Outputs(f"arbiter:{stream}", sinks, book=book, max_inflight=max_inflight, policy=policy)
+        self.inorder: InOrder[tuple[str, Batches]] = InOrder(self._process)
 
     async def register(self, connections: list[str]) -> None:
         for connection in connections:
             self.arbiter.register(connection)
         await self.outputs.warm()
 
-    async def on_batch(self, connection: str, batches: Batches) -> None:
-        kept = self.arbiter.filter(connection, batches, time.monotonic_ns())  # synchronous: arrival order
-        await self.outputs.emit(kept)
+    async def on_batch(
+        self,
+        connection: str,
+        batches: Batches,
+        source: str | None = None,
+        seq: int | None = None,
+        dropped: tuple[int, ...] = (),
+    ) -> None:
+        """One connector batch; (source, seq): its number from that connector (processed in that order)."""
+        await self.inorder.push(source, seq, (connection, batches), dropped)
+
+    async def _process(self, ready: list[tuple[str, Batches]]) -> None:
+        now = time.monotonic_ns()
+        kept = [self.arbiter.filter(connection, batches, now) for connection, batches in ready]
+        # the book's order is fixed here, before any await lets another call's batches through
+        tickets = [self.outputs.book_ticket(batches) for batches in kept]
+        for batches, ticket in zip(kept, tickets, strict=True):
+            await self.outputs.emit(batches, book_seq=ticket)
 
     def rotation_due(self) -> str | None:
         """The connection to replace now (rotation), if any."""
         return self.arbiter.rotation_due(time.monotonic_ns())
 
     async def drain(self) -> None:
+        await self.inorder.flush()
         await self.outputs.drain()
 
     def stats(self) -> dict[str, Any]:
         self.outputs.count_drops(self.arbiter.metrics, self.arbiter.exchange)
-        return {**self.arbiter.snapshot(), "flow": self.outputs.stats()}
+        return {**self.arbiter.snapshot(), "flow": self.outputs.stats(), "order": self.inorder.stats()}

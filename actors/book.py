@@ -6,6 +6,7 @@ import asyncio
 import time
 from typing import Any
 
+from actors._inorder import InOrder
 from actors._route import Outputs
 from xtrader.batch import Batches
 from xtrader.bookservice import BookService
@@ -45,6 +46,8 @@ class OrderBookActor:
         self.connectors: dict[str, Any] = {}
         self.resync_failures = 0
         self.ticker: asyncio.Task[None] | None = None
+        # each producer's l2 in the order it sent it (a batch overtaken on the way is a false gap)
+        self.inorder: InOrder[tuple[str, Batches, bool]] = InOrder(self._process)
 
     async def set_connectors(self, connectors: dict[str, Any], carriers: dict[str, list[str]] | None = None) -> None:
         """connection id -> ConnectorActor handle, and -> its l2 symbols (where resync requests go); warms the sinks."""
@@ -52,16 +55,31 @@ class OrderBookActor:
         self.service.set_carriers(carriers if carriers is not None else {c: [] for c in connectors})
         await self.outputs.warm()
 
-    async def on_batch(self, connection: str, batches: Batches, rest: bool = False) -> None:
-        out = self.service.on_batch(connection, batches, rest=rest)  # synchronous: books see calls in order
-        self._resync(out.resyncs)
-        if out.l2_rest is not None:
-            await self.outputs.write_soon({"l2": out.l2_rest}, origin="rest")
-        tables = {"l2": out.l2} if out.l2 is not None else {}
-        if out.events is not None:
-            tables["events"] = out.events
-        if tables:
-            await self.outputs.write_soon(tables, anchor=batches.anchor)  # receipt clocks: sink code latency
+    async def on_batch(
+        self,
+        connection: str,
+        batches: Batches,
+        rest: bool = False,
+        source: str | None = None,
+        seq: int | None = None,
+        dropped: tuple[int, ...] = (),
+    ) -> None:
+        """One producer batch; (source, seq): its number from that producer (applied in that order)."""
+        await self.inorder.push(source, seq, (connection, batches, rest), dropped)
+
+    async def _process(self, ready: list[tuple[str, Batches, bool]]) -> None:
+        # synchronous, for every due batch before the first await: the books see them in order
+        outs = [self.service.on_batch(connection, batches, rest=rest) for connection, batches, rest in ready]
+        for out in outs:
+            self._resync(out.resyncs)
+        for out, (_, batches, _) in zip(outs, ready, strict=True):
+            if out.l2_rest is not None:
+                await self.outputs.write_soon({"l2": out.l2_rest}, origin="rest")
+            tables = {"l2": out.l2} if out.l2 is not None else {}
+            if out.events is not None:
+                tables["events"] = out.events
+            if tables:
+                await self.outputs.write_soon(tables, anchor=batches.anchor)  # receipt clocks: sink code latency
         self._start_ticker()
 
     def _resync(self, requests: list[tuple[str, str]]) -> None:
@@ -92,6 +110,7 @@ class OrderBookActor:
 
     async def drain(self) -> None:
         """Stop the periodic snapshots, write a last one, wait for every sink ack."""
+        await self.inorder.flush()
         if self.ticker is not None:
             self.ticker.cancel()
             self.ticker = None
@@ -107,5 +126,6 @@ class OrderBookActor:
             **self.service.stats(),
             "flow": self.outputs.stats(),
             "resync_failures": self.resync_failures,
+            "order": self.inorder.stats(),
             "ts": time.time(),
         }

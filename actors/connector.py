@@ -119,6 +119,7 @@ class ConnectorActor:
         out["venue"] = self.spec.venue
         out["error"] = self.error
         out["started"] = self.task is not None
+        out["source_id"] = self.outputs.source_id  # unique to this incarnation of the actor
         out["duplicates"] = self.dedup.arbiter.stats.duplicates if self.dedup is not None else 0
         out["metrics"] = self._snapshot(out)
         return out

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jobs.until import StopWhen, caught_up
 from xtrader.config import Capture
 from xtrader.errors import ConfigError, XtraderError
 from xtrader.plan import Endpoint, Plan, build_plan
@@ -32,8 +33,10 @@ SUMMARY_PREFIX = "xtrader-summary: "
 SINK_KINDS = ("parquet", "questdb")
 #: exit statuses
 EXIT_OK, EXIT_CONFIG, EXIT_PLACEMENT, EXIT_FAILED = 0, 2, 3, 1
-#: seconds the connectors get, after the simulator stopped sending, to read what is on the wire
-SETTLE_S = 1.5
+#: after the simulator stopped sending: the longest the driver waits for the pipeline to store what was sent,
+#: and how long nothing may move before it stops waiting (rows lost to a fault never arrive)
+SETTLE_TIMEOUT_S = 60.0
+SETTLE_QUIET_S = 3.0
 
 
 class PlacementTimeout(XtraderError):
@@ -536,8 +539,13 @@ def run(
     verbose: bool = False,
     stop_event: threading.Event | None = None,
     ray_init: Mapping[str, Any] | None = None,
+    until: StopWhen | None = None,
 ) -> dict[str, Any]:
     """Run a whole capture and return its summary (also printed, and written to `summary_json`).
+
+    It runs until `duration_s`, a stop request (`stop_event`, SIGINT/SIGTERM, `attach().stop()`), or, with
+    `until`, as soon as its condition holds; then the summary has `until`: whether it was met
+    (`met`), when (`after_s`) and, if not, what was still missing (`missing`).
 
     Raises:
         ConfigError: the plan is invalid.
@@ -582,7 +590,7 @@ def run(
         statsd = open_statsd(capture)
         started = time.monotonic()
         running = start(capture, plan)
-        _loop(
+        missing = _loop(
             capture,
             running,
             started,
@@ -590,10 +598,16 @@ def run(
             stop_event=stop_event,
             aggregator=aggregator,
             statsd=statsd,
+            until=until,
         )
+        until_state = None
+        if until:
+            until_state = {"met": not missing, "after_s": round(time.monotonic() - started, 3), "missing": missing}
+            if missing:
+                print(f"xtrader: stop condition not met: {'; '.join(missing)}", file=sys.stderr, flush=True)
         if sim is not None:
             sim.pause()
-            time.sleep(SETTLE_S)
+            _settle(running, sim, aggregator)
         duration = time.monotonic() - started
         final = stop(running)
         totals = aggregate(final, aggregator)
@@ -607,6 +621,8 @@ def run(
             if mismatches:
                 print("xtrader: books not matching the simulator: " + "; ".join(mismatches), file=sys.stderr)
         result = summary(capture, duration, totals=totals, sim_stats=sim_stats, books=books, unknown_symbols=unknown)
+        if until_state is not None:
+            result["until"] = until_state
         if verbose:
             print(json.dumps({"actors": final}, default=str)[:20000], file=sys.stderr)
             print_latency(aggregator.snapshot())
@@ -635,8 +651,10 @@ def _loop(
     stop_event: threading.Event,
     aggregator: Any,
     statsd: Any = None,
-) -> dict[str, Any]:
-    """Aggregate stats every interval (and push them to StatsD) until stopped; returns the last totals."""
+    until: StopWhen | None = None,
+) -> list[str]:
+    """Aggregate stats every interval (and push them to StatsD) until stopped, or until `until` holds;
+    what `until` still missed."""
     import ray
 
     interval = capture.metrics.interval_s
@@ -646,7 +664,7 @@ def _loop(
 
         live = Live(refresh_per_second=2)
         live.start()
-    totals: dict[str, Any] = {}
+    missing = ["no stats read yet"] if until else []
     try:
         while not stop_event.is_set():
             elapsed = time.monotonic() - started
@@ -668,10 +686,45 @@ def _loop(
             elapsed = time.monotonic() - started
             if live is not None:
                 live.update(live_table(totals, elapsed, throughput))
+            if until:
+                missing = until.missing(running.plan, stats, totals)
+                if not missing:
+                    break
     finally:
         if live is not None:
             live.stop()
-    return totals
+    return missing
+
+
+def _settle(running: Running, sim: SimulatorThread, aggregator: Any) -> None:
+    """After `sim.pause()`: wait until the sinks stored every row the simulator sent and every book is valid.
+
+    Gives up after SETTLE_TIMEOUT_S, or once nothing moved for SETTLE_QUIET_S (rows lost to a fault, e.g.
+    on a killed connection, never arrive); the summary then shows the difference.
+    """
+    import ray
+
+    books = StopWhen(books_valid=True)
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    last: Any = None
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        try:
+            stats = ray.get(running.controller.stats.remote(), timeout=10)
+        except Exception as exc:
+            log.warning("settle: %r", exc)
+            continue
+        totals = aggregate(stats, aggregator)
+        missing = caught_up(stats, sim.stats()) + books.missing(running.plan, stats, totals)
+        if not missing:
+            return
+        moved = (totals["messages"], totals["written"], missing)
+        if moved != last:
+            last, quiet_since = moved, time.monotonic()
+        elif time.monotonic() - quiet_since >= SETTLE_QUIET_S:
+            log.warning("settle: still missing, nothing moving: %s", "; ".join(missing))
+            return
+        time.sleep(0.2)
 
 
 def open_statsd(capture: Capture) -> Any:
@@ -796,11 +849,43 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_capture_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags shared by `python -m jobs.capture` and `xtrader capture`."""
-    parser.add_argument("--duration", type=float, default=None, help="seconds to run (default: until stopped)")
+    parser.add_argument("--duration", type=float, default=None, help="seconds to run, at most (default: until stopped)")
+    add_until_arguments(parser)
     parser.add_argument("--summary-json", default=None, help="also write the final summary to this file")
     parser.add_argument("--latency-mode", choices=("realtime", "archival"), default=None, help="batching preset")
     parser.add_argument("--lossy", action="store_true", help="drop batches instead of blocking (counted)")
     parser.add_argument("--verbose", action="store_true", help="log actor output and details")
+
+
+def add_until_arguments(parser: argparse.ArgumentParser) -> None:
+    """Stop conditions (`xtrader capture`, `python -m jobs.capture`, `xtrader demo`)."""
+    parser.add_argument(
+        "--min-rows",
+        type=int,
+        default=0,
+        metavar="N",
+        help="stop once every table (trades, l2, bbo) of every venue has N rows from the venue's stream in every "
+        "sink; with --duration, exit 1 if that did not happen in time",
+    )
+    parser.add_argument(
+        "--until-books-valid",
+        action="store_true",
+        help="stop once every subscribed symbol has a valid order book (with --min-rows: both); "
+        "with --duration, exit 1 if that did not happen in time",
+    )
+
+
+def until_from(args: argparse.Namespace) -> StopWhen | None:
+    """The stop condition the flags ask for (None: none)."""
+    if args.min_rows < 0:
+        raise ConfigError(f"--min-rows: must be >= 0, got {args.min_rows}")
+    until = StopWhen(min_rows=args.min_rows, books_valid=args.until_books_valid)
+    return until if until else None
+
+
+def until_met(result: Mapping[str, Any]) -> bool:
+    """False when the run had a stop condition that did not hold before --duration ran out."""
+    return bool(result.get("until", {}).get("met", True))
 
 
 def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
@@ -817,20 +902,28 @@ def run_file(path: str, args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
     try:
         capture = load_config(path, overrides_from(args))
+        until = until_from(args)
     except ConfigError as exc:
         print(f"xtrader capture: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     stop_event = threading.Event()
     install_signal_handlers(stop_event)
     try:
-        run(capture, args.duration, summary_json=args.summary_json, verbose=args.verbose, stop_event=stop_event)
+        result = run(
+            capture,
+            args.duration,
+            summary_json=args.summary_json,
+            verbose=args.verbose,
+            stop_event=stop_event,
+            until=until,
+        )
     except ConfigError as exc:
         print(f"xtrader capture: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except PlacementTimeout as exc:
         print(f"xtrader capture: {exc}", file=sys.stderr)
         return EXIT_PLACEMENT
-    return EXIT_OK
+    return EXIT_OK if until_met(result) else EXIT_FAILED
 
 
 def main(argv: list[str] | None = None) -> int:

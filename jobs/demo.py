@@ -86,7 +86,7 @@ def query_hint(out: str) -> str:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from jobs.capture import PlacementTimeout, install_signal_handlers, run
+    from jobs.capture import PlacementTimeout, install_signal_handlers, run, until_from, until_met
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
     from pydantic import ValidationError
@@ -102,6 +102,7 @@ def run_demo(args: argparse.Namespace) -> int:
             questdb=args.questdb,
             options=parse_venue_options(args.venue_option),
         )
+        until = until_from(args)
     except ValidationError as exc:
         print(
             f"xtrader demo: {'; '.join(str(e['msg']).removeprefix('Value error, ') for e in exc.errors())}",
@@ -112,12 +113,18 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"xtrader demo: {exc}", file=sys.stderr)
         return 2
     venues = ", ".join(s.venue for s in capture.streams)
-    print(f"xtrader demo: simulator ({venues}), local Ray, {args.duration:g} s into {args.out}", flush=True)
+    limit = f"until {_condition(args)} (at most {args.duration:g} s)" if until else f"{args.duration:g} s"
+    print(f"xtrader demo: simulator ({venues}), local Ray, {limit} into {args.out}", flush=True)
     stop_event = threading.Event()
     install_signal_handlers(stop_event)
     try:
         result: dict[str, Any] = run(
-            capture, args.duration, summary_json=args.summary_json, verbose=args.verbose, stop_event=stop_event
+            capture,
+            args.duration,
+            summary_json=args.summary_json,
+            verbose=args.verbose,
+            stop_event=stop_event,
+            until=until,
         )
     except PlacementTimeout as exc:
         print(f"xtrader demo: {exc}", file=sys.stderr)
@@ -133,4 +140,11 @@ def run_demo(args: argparse.Namespace) -> int:
         f"books matching the simulator: {books['matched']}/{books['checked']}"
     )
     print("query the trades:\n  " + query_hint(args.out))
-    return 0 if ok else 1
+    return 0 if ok and until_met(result) else 1
+
+
+def _condition(args: argparse.Namespace) -> str:
+    parts = [f"{args.min_rows} rows per table and venue"] if args.min_rows else []
+    if args.until_books_valid:
+        parts.append("every book valid")
+    return " and ".join(parts)

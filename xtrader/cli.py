@@ -31,14 +31,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument("args", nargs=argparse.REMAINDER, help="simulator options (see xtrader simulate --help)")
 
-    from jobs.capture import add_capture_arguments
+    from jobs.capture import add_capture_arguments, add_until_arguments
 
     capture = commands.add_parser(
         "capture",
         help="run a capture from a configuration file on Ray",
         description="Validate the configuration, start the actors on a local Ray (or cluster.address), "
-        "capture until --duration or SIGINT/SIGTERM, drain, flush and print the summary. "
-        "Exit 0: done; 2: invalid configuration; 3: placement groups could not be placed.",
+        "capture until --duration, a stop condition (--min-rows, --until-books-valid) or SIGINT/SIGTERM, drain, "
+        "flush and print the summary. Exit 0: done; 1: the stop condition did not hold within --duration; "
+        "2: invalid configuration; 3: placement groups could not be placed.",
     )
     capture.add_argument("config", metavar="FILE", help="capture configuration (YAML or JSON)")
     add_capture_arguments(capture)
@@ -49,7 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start the simulator (every simulated venue, a few symbols each) and a local Ray, capture "
         "trades, l2 and bbo into Parquet, print the summary (written vs sent, books vs the simulator) and a query.",
     )
-    demo.add_argument("--duration", type=float, default=20.0, help="seconds to capture (default 20)")
+    demo.add_argument(
+        "--duration", type=float, default=20.0, help="seconds to capture, at most with a stop condition (default 20)"
+    )
+    add_until_arguments(demo)
     demo.add_argument("--out", default="./xtrader-data", help="Parquet dataset root (default ./xtrader-data)")
     demo.add_argument("--summary-json", default=None, help="also write the summary to this file")
     demo.add_argument("--faults", default="", help="simulator fault SPEC, e.g. drop_rate=0.001")

@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -87,11 +89,16 @@ class Window:
 
 
 class FlowGate:
-    """`Window` for asyncio: `await acquire(rows)` before sending, `release()` on the ack."""
+    """`Window` for asyncio: `await acquire(rows)` before sending, `release()` on the ack.
+
+    First come, first served: a freed slot goes to the batch that waited longest, never to one that
+    arrives after it (slots are handed over in `release`, so a newcomer finds the window still full).
+    """
 
     def __init__(self, max_inflight: int = 4, policy: Policy = "block") -> None:
         self.window = Window(max_inflight, policy)
-        self._changed = asyncio.Condition()
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._idle: list[asyncio.Future[None]] = []
 
     @property
     def stats(self) -> FlowStats:
@@ -103,24 +110,39 @@ class FlowGate:
         verdict = window.admit(rows, precious)
         if verdict == "drop":
             return False
-        if verdict == "wait":
-            async with self._changed:
-                await self._changed.wait_for(lambda: not window.full)
-                window.sent()
+        if verdict == "send":
+            window.sent()
             return True
-        window.sent()
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # the slot was handed over as the wait was cancelled: pass it on
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            raise
         return True
 
     def release(self, ok: bool = True) -> None:
-        """Free the slot of an acknowledged (or failed) batch."""
+        """Free the slot of an acknowledged (or failed) batch: it goes to the longest waiter, if any."""
         self.window.acked(ok)
-        asyncio.get_running_loop().create_task(self._notify())
-
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+        while self._waiters and not self.window.full:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.window.sent()
+                waiter.set_result(None)
+        if self.window.stats.inflight == 0:
+            idle, self._idle = self._idle, []
+            for future in idle:
+                if not future.done():
+                    future.set_result(None)
 
     async def drain(self) -> None:
         """Wait until no batch is in flight."""
-        async with self._changed:
-            await self._changed.wait_for(lambda: self.window.stats.inflight == 0)
+        while self.window.stats.inflight:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._idle.append(future)
+            await future

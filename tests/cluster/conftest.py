@@ -1,15 +1,59 @@
-"""One local Ray for the whole test session (ray.init takes seconds; actors are ~65 MB each)."""
+"""One local Ray for the whole test session (ray.init takes seconds; actors are ~65 MB each).
+
+Token authentication with a token of the session's own: before anything starts a Ray, the session
+generates a token into a temp dir and points RAY_AUTH_TOKEN_PATH at it (RAY_AUTH_MODE=token), so the
+test session's Ray, `xtrader demo` / `python -m jobs.capture` subprocesses and their local Rays use it.
+Nothing reads or writes `~/.ray/auth_token`: the suite behaves the same on a machine that never ran Ray.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+from tests.cluster.private_ray import token_env, write_token
+
+AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ray_auth_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """RAY_AUTH_MODE=token with a fresh token in a temp dir, for this process and every child; restored after."""
+    saved = {name: os.environ.get(name) for name in AUTH_VARS}
+    path = write_token(tmp_path_factory.mktemp("ray-auth") / "auth_token")
+    env = token_env(path)
+    os.environ.pop("RAY_AUTH_TOKEN", None)
+    os.environ.update({name: env[name] for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")})
+    _reload_ray_auth()
+    try:
+        yield str(path)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        _reload_ray_auth()
+
+
+def _reload_ray_auth() -> None:
+    """Make this process's Ray see the auth variables as they are now.
+
+    Ray reads RAY_AUTH_MODE when it is imported (collection imports it here, before any fixture runs)
+    and caches the token it loaded; this is what Ray itself does when it turns token mode on.
+    """
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
+
 
 @pytest.fixture(scope="session")
-def ray_session() -> Iterator[None]:
+def ray_session(ray_auth_token: str) -> Iterator[None]:
     import ray
 
     ray.init(
@@ -23,3 +67,32 @@ def ray_session() -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+# -- what every end-to-end test checks the same way ----------------------------------------------------------------
+
+#: the most a capture of the simulator may take to reach its stop condition (a busy 2-core machine is slow)
+UNTIL_TIMEOUT_S = 300.0
+#: rows per table and venue a capture waits for: every table then has rows of every venue
+MIN_ROWS = 20
+
+
+def expected_written(entry: dict[str, Any]) -> int:
+    """The rows a sink must hold for one `tables.TABLE.VENUE` summary entry when nothing was lost:
+    every row the simulator sent plus the REST snapshot rows the books started from."""
+    return int(entry["sent"]) + int(entry["rest"])
+
+
+def assert_written(summary: dict[str, Any], sinks: tuple[str, ...] = ("parquet",)) -> None:
+    """Every table of every venue: the simulator sent rows, and every sink holds exactly what it should."""
+    for table, venues in summary["tables"].items():
+        for venue, entry in venues.items():
+            assert entry["sent"] is not None and entry["sent"] > 0, (table, venue, entry)
+            for sink in sinks:
+                assert entry["written"][sink] == expected_written(entry), (table, venue, sink, entry)
+
+
+def assert_until_met(summary: dict[str, Any]) -> None:
+    """The capture stopped because its condition held, not because the time ran out."""
+    until = summary.get("until")
+    assert until is not None and until["met"], f"stop condition not met: {until}"

@@ -6,6 +6,10 @@ every Ray on the machine (other engineers' and the test session's). `PrivateHead
 by process id: the `ray start` process and every descendant it has (GCS, raylets, workers, and the
 fake nodes the autoscaler launched), plus any process still naming the private temp dir.
 
+Token authentication: every private head has a token of its own, generated into its temp dir
+(`RAY_AUTH_TOKEN_PATH`), never read from or written to `~/.ray/auth_token`. `PrivateHead.env()` is the
+environment of any process that must talk to that head (RAY_ADDRESS, RAY_AUTH_MODE=token and that token).
+
 `FakeAutoscalingCluster` is an `AutoscalingCluster` whose config is built here (the 2.60 wheel lacks
 the `fake_multi_node/example.yaml` the stock class loads) and whose head is a `PrivateHead`. Its
 worker nodes are real raylets on this machine, launched and terminated by the Ray autoscaler.
@@ -16,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -26,8 +31,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
-from ray.cluster_utils import AutoscalingCluster
+# Ray first: where psutil is not installed, importing Ray puts its bundled copy on sys.path
+from ray.cluster_utils import AutoscalingCluster  # isort: skip
+import psutil  # isort: skip
 
 RAY = str(Path(sys.executable).with_name("ray"))
 HEAD_TYPE = "ray.head.default"
@@ -39,10 +45,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def private_env(address: str | None = None) -> dict[str, str]:
-    """The environment of a process that must talk to this head only (and no other Ray on the machine)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
+def write_token(path: Path) -> Path:
+    """A new random Ray auth token (what `ray get-auth-token --generate` writes), owner-readable only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(secrets.token_hex(32), encoding="utf-8")
+    return path
+
+
+def token_env(token_path: Path) -> dict[str, str]:
+    """Token authentication with the token in `token_path` (Ray reads RAY_AUTH_TOKEN before the path: unset)."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_TOKEN"}
     env["RAY_AUTH_MODE"] = "token"  # the same mode on the head, its nodes and every client (docs/guide.md)
+    env["RAY_AUTH_TOKEN_PATH"] = str(token_path)
+    return env
+
+
+def private_env(address: str | None, token_path: Path) -> dict[str, str]:
+    """The environment of a process that must talk to one head only (and no other Ray on the machine)."""
+    env = {k: v for k, v in token_env(token_path).items() if not k.startswith("RAY_ADDRESS")}
     env["PYTHONUNBUFFERED"] = "1"
     if address is not None:
         env["RAY_ADDRESS"] = address
@@ -61,6 +82,11 @@ class PrivateHead:
         self.address = f"127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
         self.log = Path(self.temp_dir) / "head.log"
+        self.token_path = write_token(Path(self.temp_dir) / "auth_token")
+
+    def env(self) -> dict[str, str]:
+        """The environment of a process that joins this head (its address and its token)."""
+        return private_env(self.address, self.token_path)
 
     def start(self, timeout_s: float = 60.0) -> None:
         command = [
@@ -82,7 +108,7 @@ class PrivateHead:
             f"--node-manager-port={free_port()}",
             f"--object-manager-port={free_port()}",
         ]
-        env = private_env()
+        env = private_env(None, self.token_path)
         if self.autoscaling_config is not None:
             config = {**self.autoscaling_config}
             # the fake nodes join this head's GCS (the provider defaults to port 6379)
@@ -191,6 +217,10 @@ class FakeAutoscalingCluster(AutoscalingCluster):
     def address(self) -> str:
         assert self.head is not None, "not started"
         return self.head.address
+
+    def env(self) -> dict[str, str]:
+        assert self.head is not None, "not started"
+        return self.head.env()
 
     def start(self, _system_config: Any = None, override_env: Any = None) -> None:
         if _system_config is not None or override_env:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from tests.cluster.conftest import MIN_ROWS, UNTIL_TIMEOUT_S, assert_until_met, assert_written
+
 
 def test_capture_entrypoint_runs_a_config_file(tmp_path: Path) -> None:
     config = {
@@ -29,23 +31,25 @@ def test_capture_entrypoint_runs_a_config_file(tmp_path: Path) -> None:
             "jobs.capture",
             "--config",
             str(path),
+            "--min-rows",
+            str(MIN_ROWS),
+            "--until-books-valid",
             "--duration",
-            "5",
+            str(UNTIL_TIMEOUT_S),
             "--summary-json",
             str(tmp_path / "summary.json"),
         ],
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=UNTIL_TIMEOUT_S + 180,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["unknown_symbols"] == ["binance:NOPEUSDT"]
     assert "NOPEUSDT" in done.stderr
-    for venues in summary["tables"].values():
-        for entry in venues.values():
-            assert entry["written"]["parquet"] == entry["sent"]
+    assert_until_met(summary)
+    assert_written(summary)
 
 
 def test_an_invalid_config_names_the_field_and_exits_2(tmp_path: Path) -> None:

@@ -1,0 +1,61 @@
+"""A consumer actor's entry point: each producer's calls processed in the order the producer numbered them.
+
+Ray runs an async actor's calls as they become ready, not in the order they were made (Ray's own
+documentation says so), so the order-book and arbiter actors put every numbered call through
+`xtrader.reorder.Reorder` and process what it releases. `process` gets the due items as a list and must
+do its order-sensitive part for all of them before its first `await`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+from xtrader.reorder import TIMEOUT_S, Reorder
+
+T = TypeVar("T")
+
+
+class InOrder(Generic[T]):
+    """Feeds `process` each producer's items in sequence; an item missing its predecessors past the
+    timeout is released anyway (by a timer, so nothing waits for the next call)."""
+
+    def __init__(self, process: Callable[[list[T]], Awaitable[None]], timeout_s: float = TIMEOUT_S) -> None:
+        self.order: Reorder[T] = Reorder(int(timeout_s * 1e9))
+        self.process = process
+        self.timer: asyncio.Task[None] | None = None
+
+    async def push(self, source: str | None, seq: int | None, item: T, dropped: Sequence[int] = ()) -> None:
+        """One call's item; unnumbered items (no `source`) are processed at once."""
+        if source is None or seq is None:
+            await self.process([item])
+            return
+        ready = self.order.push(source, seq, item, time.monotonic_ns(), tuple(dropped))
+        if self.order.stats.waiting and self.timer is None:
+            self.timer = asyncio.get_running_loop().create_task(self._expire())
+        if ready:
+            await self.process(ready)
+
+    async def _expire(self) -> None:
+        try:
+            while (oldest := self.order.oldest_ns()) is not None:
+                await asyncio.sleep(max(0.0, (oldest + self.order.timeout_ns - time.monotonic_ns()) / 1e9))
+                ready = self.order.expired(time.monotonic_ns())
+                if ready:
+                    await self.process(ready)
+        finally:
+            self.timer = None
+
+    async def flush(self) -> None:
+        """Process everything still held (at drain: no predecessor is coming any more)."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        ready = self.order.flush()
+        if ready:
+            await self.process(ready)
+
+    def stats(self) -> dict[str, Any]:
+        return self.order.stats.as_dict()
