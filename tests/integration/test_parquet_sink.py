@@ -69,7 +69,10 @@ READERS: dict[str, Callable[[Path, str], pa.Table]] = {
 
 
 def published(root: Path) -> list[Path]:
-    return sorted(path for path in root.rglob("*") if path.is_file() and ".tmp" not in path.parts)
+    """Files in the table tree (not the hidden `.tmp` / `.wal` of the writers)."""
+    return sorted(
+        path for path in root.rglob("*") if path.is_file() and not path.relative_to(root).parts[0].startswith(".")
+    )
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
@@ -306,9 +309,9 @@ def test_write_waits_when_the_writer_falls_behind(tmp_path: Path, monkeypatch: p
     sink = make_sink(tmp_path, buffer_bytes=1)  # every batch fills the buffer
     real_process = ParquetSink._process
 
-    def slow_process(self: ParquetSink, pieces: list[Any], force: bool) -> BaseException | None:
+    def slow_process(self: ParquetSink, pieces: list[Any], *args: Any) -> BaseException | None:
         time.sleep(0.05)
-        return real_process(self, pieces, force)
+        return real_process(self, pieces, *args)
 
     monkeypatch.setattr(ParquetSink, "_process", slow_process)
     for n in range(10):
