@@ -41,7 +41,7 @@ import pyarrow as pa
 from xtrader import metrics
 from xtrader.histogram import Histogram
 from xtrader.retry import backoff
-from xtrader.sinks.common import SinkError
+from xtrader.sinks.common import SinkClosed, SinkError
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +185,9 @@ class SinkFront:
             try:
                 call()
                 return
+            except SinkClosed:
+                self.failures += 1
+                raise
             except SinkError as exc:
                 delay = next(delays)
                 if time.monotonic() + delay > deadline:

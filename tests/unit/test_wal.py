@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
+import pytest
 
 from xtrader.sinks.wal import WriteAheadLog, read_segment
 
@@ -81,3 +84,54 @@ def test_truncating_everything_keeps_the_numbering(tmp_path: Path) -> None:
     again = WriteAheadLog(tmp_path, fsync=False)
     assert again.recovered() == []
     assert again.append("s", 4, tables(4)) == 4
+
+
+def test_sync_policy_batch_fsyncs_each_append_and_os_on_sync(tmp_path: Path, monkeypatch: Any) -> None:
+    import os
+
+    calls: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real(fd)))
+    per_batch = WriteAheadLog(tmp_path / "batch", sync="batch")
+    calls.clear()
+    for seq in range(3):
+        per_batch.append("s", seq, tables(seq))
+    assert len(calls) == 3
+    on_sync = WriteAheadLog(tmp_path / "os", sync="os")
+    calls.clear()
+    for seq in range(3):
+        on_sync.append("s", seq, tables(seq))
+    assert calls == []
+    on_sync.sync()
+    on_sync.sync()  # nothing new: no second fsync
+    assert len(calls) == 1
+
+
+class FailingOnce:
+    """A segment file whose next write stores half the bytes, then fails like a full disk."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.failed = False
+
+    def write(self, data: Any) -> int:
+        if not self.failed:
+            self.failed = True
+            self.handle.write(bytes(data[: len(data) // 2]))
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return int(self.handle.write(data))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.handle, name)
+
+
+def test_a_failed_append_hides_no_later_record(tmp_path: Path) -> None:
+    log = WriteAheadLog(tmp_path, fsync=False)
+    log.append("s", 0, tables(0))
+    log._handle = FailingOnce(log._handle)  # type: ignore[assignment]
+    with pytest.raises(OSError):
+        log.append("s", 1, tables(1))
+    assert log.append("s", 1, tables(1)) == 1  # the retry: a new segment, same lsn (the failed one was never logged)
+    log.append("s", 2, tables(2))
+    log.close()
+    assert [(r.lsn, r.seq) for r in WriteAheadLog(tmp_path, fsync=False).recovered()] == [(0, 0), (1, 1), (2, 2)]

@@ -223,10 +223,10 @@ class PartitionFiles:
         for temporary in sorted(self.temporary_root.rglob("*.parquet.tmp")):
             directory = self.root / temporary.relative_to(self.temporary_root).parent
             try:
-                complete = pq.ParquetFile(temporary).metadata.num_rows > 0
+                rows = pq.ParquetFile(temporary).metadata.num_rows
             except Exception:  # no footer: torn by the crash
-                complete = False
-            if not complete:
+                rows = 0
+            if not rows:
                 temporary.unlink()
                 self.counters["discarded_temporary_files"] += 1
                 continue
@@ -237,6 +237,9 @@ class PartitionFiles:
             os.replace(temporary, final)
             self._sync_directory(directory)
             self.counters["recovered_files"] += 1
+            # published now, so counted now (the crashed writer counted only what it published)
+            table, exchange = directory.relative_to(self.root).parts[:2]
+            add_counts(self.rows, table, {exchange.removeprefix("exchange="): rows})
         self._next_number.clear()  # numbering restarts from what is now on disk
 
     def remove_empty_directories(self) -> None:

@@ -25,8 +25,11 @@ While writing fails, the sink holds at most `buffer_bytes` of such rows and then
 refuses new batches with a `SinkError` (back-pressure) until a write succeeds.
 
 Acknowledged means durable: with `wal` (the default) `write()` returns only once
-the batch is in the write-ahead log (`xtrader.sinks.wal`, `ROOT/.wal/<writer>/`,
-fsync'd when `fsync`). A new sink on the same root and writer id publishes the
+the batch is in the write-ahead log (`xtrader.sinks.wal`, `ROOT/.wal/<writer>/`):
+written to the kernel, so it survives the death of the process, and fsync'd on
+every `tick()` (`wal_sync="os"`, the default), or fsync'd before `write()`
+returns (`wal_sync="batch"`: it survives a power loss too, at a price measured
+in benchmarks/RESULTS.md). A new sink on the same root and writer id publishes the
 complete temporary files of a crash, then replays the log, skipping the rows
 already in a file (each file's footer says where in the log it ends), so every
 acknowledged row lands exactly once. The log is truncated as files are
@@ -47,10 +50,10 @@ from typing import Any
 import pyarrow as pa
 
 from xtrader.histogram import Histogram
-from xtrader.sinks.common import Durations, SinkError, conform
+from xtrader.sinks.common import Durations, SinkClosed, SinkError, conform
 from xtrader.sinks.files import Limits, PartitionFiles, Position
 from xtrader.sinks.partition import Piece, split
-from xtrader.sinks.wal import WriteAheadLog
+from xtrader.sinks.wal import Sync, WriteAheadLog
 
 MODES: dict[str, dict[str, Any]] = {
     "realtime": {
@@ -90,6 +93,8 @@ class ParquetSink:
         clock: monotonic seconds, for `max_seconds`.
         wal: log every batch before acknowledging it (see the module doc).
         wal_max_bytes: publish every open file early when the log is bigger.
+        wal_sync: `"os"` (acknowledged once in the kernel: survives the process; fsync'd on `tick()`)
+            or `"batch"` (fsync'd before each acknowledgement: survives a power loss); `xtrader.sinks.wal`.
     """
 
     def __init__(
@@ -108,6 +113,7 @@ class ParquetSink:
         clock: Callable[[], float] = time.monotonic,
         wal: bool = True,
         wal_max_bytes: int | None = None,
+        wal_sync: Sync = "os",
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {sorted(MODES)}, got {mode!r}")
@@ -154,7 +160,7 @@ class ParquetSink:
         self.recovered_keys: list[tuple[str, int]] = []
         self._replayed_rows = 0
         if wal:
-            self._wal = WriteAheadLog(self.root / ".wal" / writer_id, fsync=fsync)
+            self._wal = WriteAheadLog(self.root / ".wal" / writer_id, fsync=fsync, sync=wal_sync)
             self._replay()
         self._thread = threading.Thread(target=self._run, name=f"parquet-sink-{writer_id}", daemon=True)
         self._thread.start()
@@ -182,7 +188,7 @@ class ParquetSink:
         with self._cond:
             self._raise_failure()
             if self._closed or self._closing:
-                raise SinkError("ParquetSink is closed")
+                raise SinkClosed("ParquetSink is closed")
             if self._failing and self._pending_bytes + self._filling_bytes + size > self.buffer_bytes:
                 raise SinkError(
                     f"Parquet writer is failing ({self._last_error}); {self._pending_rows} rows held, "
@@ -202,7 +208,12 @@ class ParquetSink:
                 self._raise_failure()
             if not pieces:
                 return
-            mark = (self._wal.append(source, seq, conformed), 0) if self._wal is not None else None
+            try:
+                mark = (self._wal.append(source, seq, conformed), 0) if self._wal is not None else None
+            except OSError as exc:  # disk full...: not logged, not taken; the caller retries
+                self._counters["errors"] += 1
+                self._last_error = repr(exc)
+                raise SinkError(f"write-ahead log failed: {exc!r}; the batch was not taken") from exc
             self._filling.extend((mark, piece) for piece in pieces)
             self._filling_bytes += size
             depth = self._filling_bytes + self._writing_bytes
@@ -228,10 +239,13 @@ class ParquetSink:
 
     def tick(self, hold_s: float) -> None:
         """Ask the writer to write rows held in memory longer than `hold_s` into their files (a row group each);
-        called periodically by the sink's host (`pipeline.flush_interval_s`). Does not wait."""
+        called periodically by the sink's host (`pipeline.flush_interval_s`). Also fsyncs the log (`wal_sync="os"`).
+        """
         with self._cond:
             self._hold_s = hold_s
             self._cond.notify_all()
+        if self._wal is not None:
+            self._wal.sync()
 
     def close(self) -> None:
         """Flush everything and stop the writer thread. Raises like `flush()`; may then be called again."""

@@ -40,7 +40,7 @@ from xtrader.errors import ConfigError
 from xtrader.histogram import Histogram
 from xtrader.retry import backoff
 from xtrader.sinks import ilp
-from xtrader.sinks.common import Durations, SinkError, add_counts, conform, rows_by_exchange
+from xtrader.sinks.common import Durations, SinkClosed, add_counts, conform, rows_by_exchange
 from xtrader.sinks.spill import Spill
 
 #: QuestDB's JSON error codes that mean "this batch will never be accepted as it is"
@@ -168,7 +168,7 @@ class QuestDBSink:
             SinkError: the sink is closed.
         """
         if self._closed:
-            raise SinkError("QuestDBSink is closed")
+            raise SinkClosed("QuestDBSink is closed")
         batch = conform(table, batch)
         if batch.num_rows == 0:
             return

@@ -15,10 +15,18 @@ ignored: its `append()` never returned, so it was never acknowledged.
 `truncate(low)` deletes the segments whose records all have `lsn < low` (the
 caller's data up to `low` is durable elsewhere); the active segment is rotated
 first when everything in it is below `low`.
+
+Sync policy (`sync`): `"batch"` fsyncs every append before it returns (the
+record survives a power loss); `"os"` returns once the record is written to
+the kernel (it survives the death of the process: SIGKILL, OOM kill,
+`ray.kill`) and fsyncs on `sync()`, which the sink's host calls every
+`pipeline.flush_interval_s`. See benchmarks/RESULTS.md for what each costs.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import struct
@@ -27,7 +35,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Literal
 
 import pyarrow as pa
 
@@ -35,6 +43,8 @@ MAGIC = b"XTW1"
 _HEADER = struct.Struct("<4sIIQ")
 _META = struct.Struct("<I")
 _NAME_DIGITS = 20
+Sync = Literal["batch", "os"]
+SYNCS: tuple[Sync, ...] = ("batch", "os")
 
 
 @dataclass(frozen=True)
@@ -100,13 +110,25 @@ class WriteAheadLog:
 
     Args:
         directory: this sink's log directory (one writer only).
-        fsync: fsync each append (off only in tests and benchmarks of the cost).
+        fsync: fsync at all (off only in tests).
+        sync: `"batch"` (fsync every append) or `"os"` (fsync on `sync()`); see the module doc.
         segment_bytes: rotate the active segment beyond this size.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], fsync: bool = True, segment_bytes: int = 64 << 20) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        fsync: bool = True,
+        sync: Sync = "batch",
+        segment_bytes: int = 64 << 20,
+    ) -> None:
+        if sync not in SYNCS:
+            raise ValueError(f"sync must be one of {SYNCS}, got {sync!r}")
         self.directory = Path(directory)
         self.fsync = fsync
+        self.sync_each = fsync and sync == "batch"
+        self._dirty = False
+        self._broken = False
         self.segment_bytes = segment_bytes
         self.torn_records = 0
         self._lock = threading.Lock()
@@ -129,19 +151,37 @@ class WriteAheadLog:
         return list(self._recovered)
 
     def append(self, source: str, seq: int, tables: dict[str, pa.RecordBatch]) -> int:
-        """Log one batch durably; its lsn."""
+        """Log one batch durably; its lsn.
+
+        Raises:
+            OSError: the log could not be written (disk full...): the batch is not logged, and the
+                next append starts a new segment, so a partly written record never hides later ones.
+        """
         with self._lock:
             lsn = self.next_lsn
             frame = encode(lsn, source, seq, tables)
-            if self._handle.tell() and self._handle.tell() + len(frame) > self.segment_bytes:
+            if self._broken or (self._handle.tell() and self._handle.tell() + len(frame) > self.segment_bytes):
                 self._rotate()
-            self._handle.write(frame)
-            self._handle.flush()
-            if self.fsync:
-                os.fsync(self._handle.fileno())
+            try:
+                view = memoryview(frame)
+                while view:  # unbuffered: once write() returns, the bytes are in the kernel (survive this process)
+                    view = view[self._handle.write(view) or 0 :]
+                if self.sync_each:
+                    os.fsync(self._handle.fileno())
+            except OSError:
+                self._broken = True
+                raise
+            self._dirty = self.fsync and not self.sync_each
             self.next_lsn = lsn + 1
             self._bytes += len(frame)
             return lsn
+
+    def sync(self) -> None:
+        """fsync what was appended since the last fsync (a no-op with `sync="batch"`)."""
+        with self._lock:
+            if self._dirty:
+                os.fsync(self._handle.fileno())
+                self._dirty = False
 
     def truncate(self, low: int) -> int:
         """Delete every segment whose records all have lsn < `low`; the number deleted."""
@@ -165,6 +205,9 @@ class WriteAheadLog:
 
     def close(self) -> None:
         with self._lock:
+            if self._dirty:
+                os.fsync(self._handle.fileno())
+                self._dirty = False
             self._handle.close()
 
     def _read_all(self) -> Iterator[Record]:
@@ -174,13 +217,19 @@ class WriteAheadLog:
             yield from records
 
     def _rotate(self) -> None:
-        self._handle.close()
+        if self._dirty and not self._broken:
+            os.fsync(self._handle.fileno())
+            self._dirty = False
+        with contextlib.suppress(OSError):
+            self._handle.close()
         self._handle = self._open_segment(self.next_lsn)
+        self._broken = False
 
-    def _open_segment(self, first: int) -> BinaryIO:
+    def _open_segment(self, first: int) -> io.FileIO:
         path = self.directory / f"{first:0{_NAME_DIGITS}d}.wal"
         # a segment reused here holds no intact record (else `first` would be past it): start it afresh
-        handle = open(path, "wb")  # noqa: SIM115 - closed by _rotate / close
+        # unbuffered: a failed write leaves nothing behind to be written later
+        handle = open(path, "wb", buffering=0)  # noqa: SIM115 - closed by _rotate / close
         if not self._segments or self._segments[-1][1] != path:
             self._segments.append((first, path))
             if self.fsync:
