@@ -9,7 +9,8 @@ and `wal_sync="os"` (acknowledged once in the kernel, fsync'd every tick) and
 with `wal_sync="batch"` (fsync'd before every acknowledgement), in rotating
 order so load on the shared machine hits all alike. Latency is one `SinkFront.write`
 call (what a producer's acknowledgement waits for); rows/s counts the writes
-plus the final `close()` (every row published). `--dir` must be on the disk
+plus the final `close()` (every row published), in wall time and per CPU second
+of the process (steadier on a shared machine); medians over rounds. `--dir` must be on the disk
 under test (not tmpfs): fsync is the cost being measured.
 """
 
@@ -46,20 +47,21 @@ def trades_batch(rows: int, first: int) -> pa.RecordBatch:
     return columns.build("binance")
 
 
-def run(root: Path, batches: list[pa.RecordBatch], mode: str) -> tuple[float, list[float]]:
-    """(rows/s including close, per-write latencies in s)."""
+def run(root: Path, batches: list[pa.RecordBatch], mode: str) -> tuple[float, float, list[float]]:
+    """(rows/s including close, rows per CPU second of the process, per-write latencies in s)."""
     sink = ParquetSink(root, "bench", wal=mode != "off", wal_sync="batch" if mode == "batch" else "os")
     front = SinkFront(sink, "parquet")
     front.start_timer(1.0)  # as SinkActor does (realtime flush_interval_s)
     latencies = []
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for seq, batch in enumerate(batches):
         t0 = time.perf_counter()
         front.write("bench#1", seq, {"trades": batch})
         latencies.append(time.perf_counter() - t0)
     front.close()
-    elapsed = time.perf_counter() - started
-    return sum(b.num_rows for b in batches) / elapsed, latencies
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    rows = sum(b.num_rows for b in batches)
+    return rows / elapsed, rows / cpu, latencies
 
 
 MODES = ("off", "os", "batch")
@@ -73,23 +75,28 @@ def main() -> None:
     parser.add_argument("--dir", default=None, help="where the sinks write (default: a temp dir under the CWD)")
     args = parser.parse_args()
     batches = [trades_batch(args.rows, n * args.rows) for n in range(args.batches)]
-    results: dict[str, tuple[list[float], list[float]]] = {mode: ([], []) for mode in MODES}
+    results: dict[str, tuple[list[float], list[float], list[float]]] = {mode: ([], [], []) for mode in MODES}
     with tempfile.TemporaryDirectory(dir=args.dir or Path.cwd()) as directory:
         for round_ in range(args.rounds):
             order = MODES[round_ % len(MODES) :] + MODES[: round_ % len(MODES)]
             for mode in order:
-                rate, latencies = run(Path(directory) / f"r{round_}-{mode}", batches, mode)
+                rate, per_cpu, latencies = run(Path(directory) / f"r{round_}-{mode}", batches, mode)
                 results[mode][0].append(rate)
-                results[mode][1].extend(latencies)
+                results[mode][1].append(per_cpu)
+                results[mode][2].extend(latencies)
     print(f"{args.rounds} rounds x {args.batches} batches x {args.rows} rows, Parquet fsync on, flush tick 1 s")
-    print(f"{'wal':>6} {'rows/s (median)':>16} {'p50 ms':>8} {'p99 ms':>8} {'x rows/s':>9} {'x p50':>6}")
-    base_rate = statistics.median(results["off"][0])
-    base_p50 = percentile(results["off"][1], 0.5)
+    print(
+        f"{'wal':>6} {'rows/s':>9} {'rows/cpu-s':>11} {'p50 ms':>7} {'p99 ms':>7}"
+        f" {'x rows/s':>9} {'x rows/cpu-s':>13} {'x p50':>6}"
+    )
+    base_rate, base_cpu = statistics.median(results["off"][0]), statistics.median(results["off"][1])
+    base_p50 = percentile(results["off"][2], 0.5)
     for mode in MODES:
-        rates, latencies = results[mode]
-        rate, p50, p99 = statistics.median(rates), percentile(latencies, 0.5), percentile(latencies, 0.99)
-        ratios = f"{rate / base_rate:>9.2f} {p50 / base_p50:>6.2f}"
-        print(f"{mode:>6} {rate:>16,.0f} {p50 * 1e3:>8.3f} {p99 * 1e3:>8.3f} {ratios}")
+        rates, per_cpu, latencies = results[mode]
+        rate, cpu = statistics.median(rates), statistics.median(per_cpu)
+        p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
+        ratios = f"{rate / base_rate:>9.2f} {cpu / base_cpu:>13.2f} {p50 / base_p50:>6.2f}"
+        print(f"{mode:>6} {rate:>9,.0f} {cpu:>11,.0f} {p50 * 1e3:>7.3f} {p99 * 1e3:>7.3f} {ratios}")
 
 
 def percentile(values: list[float], fraction: float) -> float:
