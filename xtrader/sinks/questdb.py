@@ -19,6 +19,10 @@
   malformed data, 413, 415) sends the batch to `spill_dir/rejected/` instead.
 - At-least-once: a request that times out after QuestDB committed it is sent
   again. Declare `DEDUP UPSERT KEYS` on the tables where that matters.
+- Acknowledged means durable without a log of its own: `write()` returns only
+  once QuestDB committed the batch or it is in an fsync'd spill file, so the
+  spill is this sink's write-ahead log (replayed on restart and by the host's
+  periodic `flush()`, deleted once committed).
 
 Not thread-safe: one sink per actor.
 """
