@@ -2,7 +2,9 @@
 
 Every sink write carries (source_id, batch_seq); `source_id` is unique per
 actor incarnation, so a retried call is written once and a restarted
-producer's new batches are not mistaken for repeats.
+producer's new batches are not mistaken for repeats. Each sink has its own
+seq counter, and a seq is taken only when the batch is actually sent to that
+sink: a batch the lossy policy drops takes none, so no sink waits for a gap.
 
 Calls to the order-book and arbiter actors carry (source_id, seq, dropped): the
 producer numbers its calls to each of them 0, 1, 2, ... in the order its batches
@@ -53,7 +55,8 @@ class Outputs:
         self.sinks = sinks
         self.book = book
         self.arbiter = arbiter
-        self.batch_seq = 0
+        #: the next batch_seq of each sink
+        self.sink_seqs = [0] * len(sinks)
         self.book_numbers = _Numbers()
         self.arbiter_numbers = _Numbers()
         self.dropped_reported = 0
@@ -115,9 +118,7 @@ class Outputs:
         refs: list[Any] = []
         tables = _direct_tables(batches)
         if tables:
-            seq = self.batch_seq
-            self.batch_seq += 1
-            refs.extend(sink.write.remote(self.source_id, seq, tables, "", batches.anchor) for sink in self.sinks)
+            refs.extend(self._sink_write(i, tables, "", batches.anchor)() for i in range(len(self.sinks)))
         if (batches.l2 is not None or batches.notices) and self.book is not None:
             l2 = _book_part(batches)
             seq, dropped = self.book_numbers.take(), self.book_numbers.report()
@@ -125,32 +126,36 @@ class Outputs:
         return refs
 
     async def write(self, tables: dict[str, Any], origin: str = "", anchor: Anchor | None = None) -> None:
-        """Write tables to every sink under the next batch_seq (`anchor`: the producer's clocks, for latency)."""
-        seq = self.batch_seq
-        self.batch_seq += 1
-        rows = sum(b.num_rows for b in tables.values())
-        for sink, window in zip(self.sinks, self.sink_windows, strict=True):
-            await window.send(rows, _call(sink.write, self.source_id, seq, tables, origin, anchor))
+        """Write tables to every sink, each under its next batch_seq (`anchor`: the producer's clocks, for latency)."""
+        await self._write(tables, origin, anchor)
 
     async def write_soon(self, tables: dict[str, Any], origin: str = "", anchor: Anchor | None = None) -> None:
-        """`write` without holding the caller: the batch_seq is taken now, the slots are awaited in a task.
+        """`write` without holding the caller: the slots are awaited (and the seqs taken) in a task.
 
         The caller (an actor method) returns at once, so the next batch is not held up behind
         a sink ack; at most 2 * max_inflight writes wait here, beyond that the caller waits too.
         """
-        seq = self.batch_seq
-        self.batch_seq += 1
-        task = asyncio.get_running_loop().create_task(self._write(seq, tables, origin, anchor))
+        task = asyncio.get_running_loop().create_task(self._write(tables, origin, anchor))
         self.pending_writes.append(task)
         self.pending_writes = [t for t in self.pending_writes if not t.done()]
         while len(self.pending_writes) > 2 * self.max_inflight:
             await self.pending_writes[0]
             self.pending_writes = [t for t in self.pending_writes if not t.done()]
 
-    async def _write(self, seq: int, tables: dict[str, Any], origin: str, anchor: Anchor | None) -> None:
+    async def _write(self, tables: dict[str, Any], origin: str, anchor: Anchor | None) -> None:
         rows = sum(b.num_rows for b in tables.values())
-        for sink, window in zip(self.sinks, self.sink_windows, strict=True):
-            await window.send(rows, _call(sink.write, self.source_id, seq, tables, origin, anchor))
+        for index, window in enumerate(self.sink_windows):
+            await window.send(rows, self._sink_write(index, tables, origin, anchor))
+
+    def _sink_write(self, index: int, tables: dict[str, Any], origin: str, anchor: Anchor | None) -> Any:
+        """A thunk starting sink `index`'s write; the batch_seq is taken when it is called (the batch is sent)."""
+
+        def call() -> Any:
+            seq = self.sink_seqs[index]
+            self.sink_seqs[index] = seq + 1
+            return self.sinks[index].write.remote(self.source_id, seq, tables, origin, anchor)
+
+        return call
 
     async def warm(self) -> None:
         """One round trip to every downstream actor, so the first data batch does not pay for the connection."""
@@ -183,11 +188,6 @@ class Outputs:
                     max(total.get(key, 0), value) if key in ("high_water", "inflight") else (total.get(key, 0) + value)
                 )
         return total
-
-
-def _call(method: Any, *args: Any) -> Any:
-    """A thunk starting `method.remote(*args)` (binds the arguments now, not when called)."""
-    return lambda: method.remote(*args)
 
 
 def _book_part(batches: Batches) -> Batches:

@@ -1,7 +1,12 @@
-"""SinkActor: hosts a ParquetSink or QuestDBSink behind an idempotent `xtrader.sinkfront.SinkFront`."""
+"""SinkActor: hosts a ParquetSink or QuestDBSink behind an idempotent `xtrader.sinkfront.SinkFront`.
+
+The front's timer flushes every `spec.flush_interval_s` (`pipeline.flush_interval_s`), traffic or not.
+"""
 
 from __future__ import annotations
 
+import re
+import uuid
 from typing import Any
 
 import pyarrow as pa
@@ -11,8 +16,16 @@ from xtrader.plan import SinkSpec
 from xtrader.sinkfront import SinkFront
 
 
-def open_sink(spec: SinkSpec, name: str = "0") -> Any:
-    """The sink object a SinkSpec describes."""
+def writer_id(capture: str) -> str:
+    """A Parquet writer id unique among the writers of one root: the capture's name plus a random suffix.
+
+    Pass it to the actor's constructor: a restarted actor gets the same id back, and with it its log.
+    """
+    return f"{re.sub(r'[^A-Za-z0-9_-]', '_', capture)}-{uuid.uuid4().hex[:8]}"
+
+
+def open_sink(spec: SinkSpec, name: str) -> Any:
+    """The sink object a SinkSpec describes; `name` is the Parquet writer id."""
     from xtrader.config import ParquetSink as ParquetConfig
     from xtrader.config import QuestDBSink as QuestDBConfig
 
@@ -38,10 +51,16 @@ def open_sink(spec: SinkSpec, name: str = "0") -> Any:
 
 
 class SinkActor:
-    """One sink: `write(source_id, batch_seq, tables)` stores each batch once."""
+    """One sink: `write(source_id, batch_seq, tables)` stores each batch once.
 
-    def __init__(self, spec: SinkSpec, writer_id: str = "0") -> None:
-        self.front = SinkFront(open_sink(spec, writer_id), spec.kind, actor=spec.id)
+    Args:
+        spec: the sink.
+        writer: the Parquet writer id (`writer_id(capture)`); None: a new unique one.
+    """
+
+    def __init__(self, spec: SinkSpec, writer: str | None = None) -> None:
+        self.front = SinkFront(open_sink(spec, writer or writer_id(spec.kind)), spec.kind, actor=spec.id)
+        self.front.start_timer(spec.flush_interval_s)
 
     def write(
         self,

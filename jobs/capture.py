@@ -173,7 +173,7 @@ def start(capture: Capture, plan: Plan) -> Running:
     from actors.book import OrderBookActor
     from actors.connector import ConnectorActor
     from actors.controller import CONTROLLER_NAME, ControllerActor
-    from actors.sink import SinkActor
+    from actors.sink import SinkActor, writer_id
 
     pipeline = capture.pipeline
     running = Running(plan)
@@ -189,7 +189,7 @@ def start(capture: Capture, plan: Plan) -> Running:
         raise
     flow = {"max_inflight": pipeline.max_inflight, "policy": pipeline.policy}
     for spec in plan.sinks:
-        running.sinks[spec.id] = actor(SinkActor, num_cpus=spec.cpus).remote(spec)
+        running.sinks[spec.id] = actor(SinkActor, num_cpus=spec.cpus).remote(spec, writer_id(capture.name))
     sinks = list(running.sinks.values())
     for book_spec in plan.books:
         running.books[book_spec.id] = actor(OrderBookActor, num_cpus=book_spec.cpus).remote(

@@ -4,7 +4,21 @@ Every batch travels with `(source_id, batch_seq)`: the producer numbers its
 batches 0, 1, 2, ... A restarted producer (or a retried Ray call) may send a
 batch again; the front writes each (source_id, batch_seq) once. Sequences may
 arrive out of order (several in flight), so the front keeps, per source, the
-highest contiguous seq written plus the set of seqs seen above it.
+highest contiguous seq written plus the set of seqs seen above it (at most
+`MAX_ABOVE`; beyond, the floor jumps over the oldest gap, counted in
+`skipped_gaps`).
+
+A seq is recorded only once every table of its batch is stored. A `SinkError`
+(disk full, server down) is retried in place with capped backoff for up to
+`retry_s`, then raised; the tables already stored are remembered, so the
+producer's retry stores only the rest. A writer with `write_tables(tables,
+source, seq)` (ParquetSink) takes a whole batch at once; its
+`recovered_keys` (batches replayed from its log at start) are marked seen.
+
+`start_timer(interval_s)` runs `tick()` every `interval_s`
+(`pipeline.flush_interval_s`) on a thread of its own: the writer's `tick(hold_s)`
+(Parquet: rows held longer are written) or else its `flush()` (QuestDB: replay
+the spill while traffic is idle). Every call into the writer holds one lock.
 
 Latency: code latency is receipt -> sink write on the monotonic clock, from
 the batch's `xtrader.clock.Anchor` (the producer's clocks at its flush; see
@@ -16,6 +30,8 @@ exchange event time. Both are mergeable `xtrader.histogram.Histogram`s in the
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
@@ -27,6 +43,13 @@ import pyarrow as pa
 from xtrader import metrics
 from xtrader.clock import Anchor, code_latency_ns
 from xtrader.histogram import Histogram
+from xtrader.retry import backoff
+from xtrader.sinks.common import SinkClosed, SinkError
+
+log = logging.getLogger(__name__)
+
+#: seqs kept above a source's contiguous floor before the oldest gap is given up
+MAX_ABOVE = 65_536
 
 
 class Writer(Protocol):
@@ -42,17 +65,25 @@ class Writer(Protocol):
 class _Seen:
     """Batch seqs of one source already written: a contiguous floor plus a sparse set above it."""
 
-    __slots__ = ("above", "floor")
+    __slots__ = ("above", "floor", "max_above", "skipped")
 
-    def __init__(self) -> None:
+    def __init__(self, max_above: int = MAX_ABOVE) -> None:
         self.floor = -1
         self.above: set[int] = set()
+        self.max_above = max_above
+        self.skipped = 0
+
+    def __contains__(self, seq: int) -> bool:
+        return seq <= self.floor or seq in self.above
 
     def add(self, seq: int) -> bool:
         """True when `seq` is new (and records it)."""
-        if seq <= self.floor or seq in self.above:
+        if seq in self:
             return False
         self.above.add(seq)
+        if len(self.above) > self.max_above:  # a gap that never closes must not grow the set forever
+            self.floor = min(self.above) - 1
+            self.skipped += 1
         while self.floor + 1 in self.above:
             self.floor += 1
             self.above.discard(self.floor)
@@ -68,6 +99,8 @@ class SinkFront:
         actor: the actor id in metric labels.
         clock: wall clock in ns.
         mono: monotonic clock in ns (the connector's receipt clock: `time.perf_counter_ns`).
+        retry_s: how long a `SinkError` is retried in place before it is raised.
+        sleep: between retries (injectable for tests).
     """
 
     def __init__(
@@ -77,6 +110,9 @@ class SinkFront:
         actor: str = "",
         clock: Callable[[], int] = time.time_ns,
         mono: Callable[[], int] = time.perf_counter_ns,
+        *,
+        retry_s: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.writer = writer
         self.name = name
@@ -85,6 +121,17 @@ class SinkFront:
         self.mono = mono
         self.latency_skipped_rows = 0  # no comparable monotonic receipt (no anchor, another host)
         self.seen: defaultdict[str, _Seen] = defaultdict(_Seen)
+        #: tables of a batch already stored when a later one failed
+        self.partial: dict[tuple[str, int], set[str]] = {}
+        self.retry_s = retry_s
+        self.sleep = sleep
+        self.retries = 0
+        self.failures = 0
+        self.lock = threading.RLock()
+        self._timer: threading.Thread | None = None
+        self._stop = threading.Event()
+        for source, seq in getattr(writer, "recovered_keys", ()):
+            self.seen[source].add(seq)
         self.rows: defaultdict[str, defaultdict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.origins: defaultdict[str, defaultdict[str, defaultdict[str, int]]] = defaultdict(
             lambda: defaultdict(lambda: defaultdict(int))
@@ -107,15 +154,72 @@ class SinkFront:
         `origin` tags rows that did not come from the websocket (`rest`: a REST book
         snapshot); they are counted in `rows` and also under `origins`. `anchor`: the
         producer's clocks at its flush (code latency).
+
+        Raises:
+            SinkError: still failing after `retry_s`; the batch is not recorded (a retry stores what is missing).
         """
-        if not self.seen[source_id].add(batch_seq):
+        with self.lock:
+            return self._write(source_id, batch_seq, tables, origin, anchor)
+
+    def _write(
+        self,
+        source_id: str,
+        batch_seq: int,
+        tables: Mapping[str, pa.RecordBatch | None],
+        origin: str,
+        anchor: Anchor | None,
+    ) -> bool:
+        seen = self.seen[source_id]
+        if batch_seq in seen:
             self.repeats += 1
             return False
         start = time.perf_counter()
+        key = (source_id, batch_seq)
+        done = self.partial.get(key, set())
+        todo = {t: b for t, b in tables.items() if b is not None and b.num_rows and t not in done}
+        write_tables = getattr(self.writer, "write_tables", None)
+        if callable(write_tables):
+            self._retrying(lambda: write_tables(todo, source_id, batch_seq))
+            self._count(todo, origin, anchor)
+        else:
+            for table, batch in todo.items():
+                try:
+                    self._retrying(lambda t=table, b=batch: self.writer.write(t, b))  # type: ignore[misc]
+                except SinkError:
+                    if done:
+                        self.partial[key] = done
+                    raise
+                done = done | {table}
+                self._count({table: batch}, origin, anchor)
+        self.partial.pop(key, None)
+        seen.add(batch_seq)
+        self.write_time.record(int((time.perf_counter() - start) * 1e9))
+        self.batches += 1
+        return True
+
+    def _retrying(self, call: Callable[[], Any]) -> None:
+        """`call()`, retried on SinkError with capped backoff for up to `retry_s`."""
+        deadline = time.monotonic() + self.retry_s
+        delays = backoff(0.05, 2.0)
+        while True:
+            try:
+                call()
+                return
+            except SinkClosed:
+                self.failures += 1
+                raise
+            except SinkError as exc:
+                delay = next(delays)
+                if time.monotonic() + delay > deadline:
+                    self.failures += 1
+                    raise
+                self.retries += 1
+                if self.retries == 1 or self.retries % 100 == 0:
+                    log.warning("%s: write failed (%s), retrying (%d retries so far)", self.name, exc, self.retries)
+                self.sleep(delay)
+
+    def _count(self, tables: Mapping[str, pa.RecordBatch], origin: str, anchor: Anchor | None) -> None:
         for table, batch in tables.items():
-            if batch is None or not batch.num_rows:
-                continue
-            self.writer.write(table, batch)
             exchange = _exchange(batch)
             self.rows[table][exchange] += batch.num_rows
             self.metrics.count(metrics.ROWS, batch.num_rows, exchange, table)
@@ -123,9 +227,6 @@ class SinkFront:
                 self.origins[origin][table][exchange] += batch.num_rows
             elif "receive_ts" in batch.schema.names:  # a REST snapshot's age is not latency
                 self._latency(batch, exchange, table, anchor)
-        self.write_time.record(int((time.perf_counter() - start) * 1e9))
-        self.batches += 1
-        return True
 
     def _latency(self, batch: pa.RecordBatch, exchange: str, table: str, anchor: Anchor | None) -> None:
         now = self.clock()
@@ -142,10 +243,39 @@ class SinkFront:
             self.metrics.histogram(metrics.OVERALL_LATENCY, exchange, table).record_many(now - values)
 
     def flush(self) -> None:
-        self.writer.flush()
+        with self.lock:
+            self.writer.flush()
+
+    def tick(self, interval_s: float) -> None:
+        """The periodic flush: the writer's `tick(interval_s)` if it has one, else its `flush()`."""
+        with self.lock:
+            tick = getattr(self.writer, "tick", None)
+            if callable(tick):
+                tick(interval_s)
+            else:
+                self.writer.flush()
+
+    def start_timer(self, interval_s: float) -> None:
+        """Call `tick()` every `interval_s` on a daemon thread until `close()`."""
+        if self._timer is not None:
+            return
+
+        def run() -> None:
+            while not self._stop.wait(interval_s):
+                try:
+                    self.tick(interval_s)
+                except Exception as exc:  # the next write reports a failing writer; the timer goes on
+                    log.warning("%s: periodic flush failed: %r", self.name, exc)
+
+        self._timer = threading.Thread(target=run, name=f"sink-timer-{self.name}", daemon=True)
+        self._timer.start()
 
     def close(self) -> None:
-        self.writer.close()
+        self._stop.set()
+        if self._timer is not None:
+            self._timer.join()
+        with self.lock:
+            self.writer.close()
 
     def stats(self) -> dict[str, Any]:
         """Rows written per table and venue, repeats dropped, latency, and the `xtrader.metrics` snapshot.
@@ -162,6 +292,9 @@ class SinkFront:
             "origins": {o: {t: dict(v) for t, v in tables.items()} for o, tables in self.origins.items()},
             "batches": self.batches,
             "repeats": self.repeats,
+            "retries": self.retries,
+            "failures": self.failures,
+            "skipped_gaps": sum(seen.skipped for seen in self.seen.values()),
             "latency_ms": metrics.latency_ms(self.latency),
             "latency_skipped_rows": self.latency_skipped_rows,
             "write_ms": {k: v for k, v in metrics.latency_ms(self.write_time).items() if k != "p999"},

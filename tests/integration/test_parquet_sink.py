@@ -70,7 +70,10 @@ READERS: dict[str, Callable[[Path, str], pa.Table]] = {
 
 
 def published(root: Path) -> list[Path]:
-    return sorted(path for path in root.rglob("*") if path.is_file() and ".tmp" not in path.parts)
+    """Files in the table tree (not the hidden `.tmp` / `.wal` of the writers)."""
+    return sorted(
+        path for path in root.rglob("*") if path.is_file() and not path.relative_to(root).parts[0].startswith(".")
+    )
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
@@ -254,8 +257,11 @@ def test_readers_during_writing_never_see_a_torn_file(tmp_path: Path) -> None:
 def test_a_file_being_written_is_not_in_the_table_tree(tmp_path: Path) -> None:
     sink = make_sink(tmp_path, row_group_rows=4)  # realtime defaults: the file stays open for a minute
     sink.write("trades", sink_batches.trades(rows=10))
-    # two row groups are in the open file, two rows wait for the next one
-    wait_for(lambda: sink.stats()["rows"] == {"trades": {"binance": 8}} and sink.stats()["open_files"] == 1)
+    # two row groups are in the open file, two rows wait for the next one (rows count as written once published)
+    wait_for(
+        lambda: (s := sink.stats())["open_files"] == 1 and s["pending_rows"] == 2 and s["flush_p50_ms"] is not None
+    )
+    assert sink.stats()["rows"] == {}
     assert published(tmp_path) == []
     temporary = sorted((tmp_path / ".tmp").rglob("*.parquet.tmp"))
     assert len(temporary) == 1  # it is written under .tmp
@@ -361,9 +367,9 @@ def test_write_waits_when_the_writer_falls_behind(tmp_path: Path, monkeypatch: p
     sink = make_sink(tmp_path, buffer_bytes=1)  # every batch fills the buffer
     real_process = ParquetSink._process
 
-    def slow_process(self: ParquetSink, pieces: list[Any], force: bool) -> BaseException | None:
+    def slow_process(self: ParquetSink, pieces: list[Any], *args: Any) -> BaseException | None:
         time.sleep(0.05)
-        return real_process(self, pieces, force)
+        return real_process(self, pieces, *args)
 
     monkeypatch.setattr(ParquetSink, "_process", slow_process)
     for n in range(10):

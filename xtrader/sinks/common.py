@@ -17,6 +17,10 @@ class SinkError(XtraderError):
     """
 
 
+class SinkClosed(SinkError):
+    """The sink was closed: retrying cannot help."""
+
+
 def conform(table: str, batch: pa.RecordBatch) -> pa.RecordBatch:
     """`batch` as the stored schema of `table` (wire-only columns dropped, safe casts applied).
 

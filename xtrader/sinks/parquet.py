@@ -21,6 +21,20 @@ files); the numbers follow `xtrader.config.ROTATION_PRESETS`.
 
 A write error in the thread is raised by the next call (`SinkError`); the rows
 that failed stay buffered and are retried on the next flush or after a second.
+While writing fails, the sink holds at most `buffer_bytes` of such rows and then
+refuses new batches with a `SinkError` (back-pressure) until a write succeeds.
+
+Acknowledged means durable: with `wal` (the default) `write()` returns only once
+the batch is in the write-ahead log (`xtrader.sinks.wal`, `ROOT/.wal/<writer>/`):
+written to the kernel, so it survives the death of the process, and fsync'd on
+every `tick()` (`wal_sync="os"`, the default), or fsync'd before `write()`
+returns (`wal_sync="batch"`: it survives a power loss too, at a price measured
+in benchmarks/RESULTS.md). A new sink on the same root and writer id publishes the
+complete temporary files of a crash, then replays the log, skipping the rows
+already in a file (each file's footer says where in the log it ends), so every
+acknowledged row lands exactly once. The log is truncated as files are
+published; when it grows beyond `wal_max_bytes` every open file is published
+early so it can be. `recovered_keys` lists the (source_id, batch_seq) replayed.
 """
 
 from __future__ import annotations
@@ -36,9 +50,10 @@ from typing import Any
 import pyarrow as pa
 
 from xtrader.histogram import Histogram
-from xtrader.sinks.common import Durations, SinkError, conform
-from xtrader.sinks.files import Limits, PartitionFiles
+from xtrader.sinks.common import Durations, SinkClosed, SinkError, conform
+from xtrader.sinks.files import Limits, PartitionFiles, Position
 from xtrader.sinks.partition import Piece, split
+from xtrader.sinks.wal import Sync, WriteAheadLog
 
 MODES: dict[str, dict[str, Any]] = {
     "realtime": {
@@ -47,6 +62,7 @@ MODES: dict[str, dict[str, Any]] = {
         "max_seconds": 60.0,
         "row_group_rows": 10_000,
         "buffer_bytes": 16 << 20,
+        "wal_max_bytes": 256 << 20,
     },
     "archival": {
         "max_rows": 50_000_000,
@@ -54,6 +70,7 @@ MODES: dict[str, dict[str, Any]] = {
         "max_seconds": 3600.0,
         "row_group_rows": 500_000,
         "buffer_bytes": 64 << 20,
+        "wal_max_bytes": 1 << 30,
     },
 }
 _WRITER_ID = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -72,8 +89,12 @@ class ParquetSink:
         compression: Parquet codec.
         buffer_bytes: size of the caller's buffer; `write()` waits beyond it while the
             writer is busy.
-        fsync: fsync files and directories when publishing.
+        fsync: fsync files and directories when publishing, and each log append.
         clock: monotonic seconds, for `max_seconds`.
+        wal: log every batch before acknowledging it (see the module doc).
+        wal_max_bytes: publish every open file early when the log is bigger.
+        wal_sync: `"os"` (acknowledged once in the kernel: survives the process; fsync'd on `tick()`)
+            or `"batch"` (fsync'd before each acknowledgement: survives a power loss); `xtrader.sinks.wal`.
     """
 
     def __init__(
@@ -90,6 +111,9 @@ class ParquetSink:
         buffer_bytes: int | None = None,
         fsync: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        wal: bool = True,
+        wal_max_bytes: int | None = None,
+        wal_sync: Sync = "os",
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {sorted(MODES)}, got {mode!r}")
@@ -110,7 +134,7 @@ class ParquetSink:
         self._clock = clock
         self._cond = threading.Condition()
         # caller side, under _cond
-        self._filling: list[Piece] = []
+        self._filling: list[tuple[Position | None, Piece]] = []
         self._filling_bytes = 0
         self._writing_bytes = 0
         self._flush_requested = 0
@@ -125,27 +149,51 @@ class ParquetSink:
         self._last_error: str | None = None
         self._open_files = 0
         self._pending_rows = 0
+        self._pending_bytes = 0
+        self._failing = False
+        self._hold_s: float | None = None
+        self.wal_max_bytes: int = wal_max_bytes or defaults["wal_max_bytes"]
         # writer-thread side
         self._files = PartitionFiles(self.root, writer_id, self.limits, compression, fsync, self._cond)
         self._files.recover()
+        self._wal: WriteAheadLog | None = None
+        self.recovered_keys: list[tuple[str, int]] = []
+        self._replayed_rows = 0
+        if wal:
+            self._wal = WriteAheadLog(self.root / ".wal" / writer_id, fsync=fsync, sync=wal_sync)
+            self._replay()
         self._thread = threading.Thread(target=self._run, name=f"parquet-sink-{writer_id}", daemon=True)
         self._thread.start()
 
     # caller API -----------------------------------------------------------------------
 
     def write(self, table: str, batch: pa.RecordBatch) -> None:
-        """Queue one batch of stored table `table`; waits only if the writer is a full buffer behind.
+        """Queue one batch of stored table `table`; see `write_tables`."""
+        self.write_tables({table: batch})
+
+    def write_tables(self, tables: dict[str, pa.RecordBatch], source: str = "", seq: int = -1) -> None:
+        """Log (when `wal`) and queue one producer batch of stored tables, all or nothing.
+
+        Returns once the batch would survive this process's death; waits only if the
+        writer is a full buffer behind. `source` / `seq` are kept in the log for a replay.
 
         Raises:
             ValueError: unknown table or a batch that does not fit its schema.
-            SinkError: the writer failed since the last call (this batch was not taken), or closed.
+            SinkError: the writer failed since the last call, or still fails with `buffer_bytes`
+                of rows held, or the sink is closed (this batch was not taken).
         """
-        pieces = split(table, conform(table, batch)) if batch.num_rows else []
+        conformed = {t: conform(t, b) for t, b in tables.items() if b.num_rows}
+        pieces = [piece for t, b in conformed.items() for piece in split(t, b)]
         size = sum(piece.batch.nbytes for piece in pieces)
         with self._cond:
             self._raise_failure()
             if self._closed or self._closing:
-                raise SinkError("ParquetSink is closed")
+                raise SinkClosed("ParquetSink is closed")
+            if self._failing and self._pending_bytes + self._filling_bytes + size > self.buffer_bytes:
+                raise SinkError(
+                    f"Parquet writer is failing ({self._last_error}); {self._pending_rows} rows held, "
+                    "no more taken until a write succeeds"
+                )
             if self._filling and self._filling_bytes + size > self.buffer_bytes:
                 self._counters["blocked_writes"] += 1
                 started = time.perf_counter()
@@ -158,7 +206,15 @@ class ParquetSink:
                     self._cond.wait()
                 self._blocked_s += time.perf_counter() - started
                 self._raise_failure()
-            self._filling.extend(pieces)
+            if not pieces:
+                return
+            try:
+                mark = (self._wal.append(source, seq, conformed), 0) if self._wal is not None else None
+            except OSError as exc:  # disk full...: not logged, not taken; the caller retries
+                self._counters["errors"] += 1
+                self._last_error = repr(exc)
+                raise SinkError(f"write-ahead log failed: {exc!r}; the batch was not taken") from exc
+            self._filling.extend((mark, piece) for piece in pieces)
             self._filling_bytes += size
             depth = self._filling_bytes + self._writing_bytes
             self._queue_high_water_bytes = max(self._queue_high_water_bytes, depth)
@@ -181,6 +237,16 @@ class ParquetSink:
                 self._cond.wait()
             self._raise_failure()
 
+    def tick(self, hold_s: float) -> None:
+        """Ask the writer to write rows held in memory longer than `hold_s` into their files (a row group each);
+        called periodically by the sink's host (`pipeline.flush_interval_s`). Also fsyncs the log (`wal_sync="os"`).
+        """
+        with self._cond:
+            self._hold_s = hold_s
+            self._cond.notify_all()
+        if self._wal is not None:
+            self._wal.sync()
+
     def close(self) -> None:
         """Flush everything and stop the writer thread. Raises like `flush()`; may then be called again."""
         with self._cond:
@@ -197,6 +263,8 @@ class ParquetSink:
         self._thread.join()
         with self._cond:
             self._closed = True
+        if self._wal is not None:
+            self._wal.close()
 
     def stats(self) -> dict[str, Any]:
         """Counters and gauges.
@@ -207,7 +275,8 @@ class ParquetSink:
         (writes that waited for the writer), `flush_p50_ms` / `flush_p99_ms` (a writer pass that wrote row
         groups or published files; passes that only buffered rows are not flushes),
         `errors`, `last_error`, `lost_rows` (in a file that a write error left unreadable),
-        `recovered_files` / `discarded_temporary_files` (left by a crash).
+        `recovered_files` / `discarded_temporary_files` (left by a crash), `wal_bytes`, `replayed_rows`
+        (taken from the log at start), `wal_torn_records` (a crash's unacknowledged tail, ignored).
         """
         with self._cond:
             return {
@@ -222,6 +291,9 @@ class ParquetSink:
                 "flush_p50_ms": self._durations.percentile_ms(0.50),
                 "flush_p99_ms": self._durations.percentile_ms(0.99),
                 "last_error": self._last_error,
+                "wal_bytes": self._wal.bytes if self._wal is not None else 0,
+                "replayed_rows": self._replayed_rows,
+                "wal_torn_records": self._wal.torn_records if self._wal is not None else 0,
             }
 
     def flush_times(self) -> Histogram:
@@ -253,7 +325,9 @@ class ParquetSink:
     def _cycle(self) -> bool:
         """Take the caller's buffer, write it; False when the sink is closed."""
         with self._cond:
-            while not (self._filling or self._closing or self._flush_requested > self._flush_done):
+            while not (
+                self._filling or self._closing or self._flush_requested > self._flush_done or self._hold_s is not None
+            ):
                 deadline = self._files.deadline()
                 timeout = None if deadline is None else deadline - self._clock()
                 if timeout is not None and timeout <= 0:
@@ -262,11 +336,13 @@ class ParquetSink:
             pieces, self._filling = self._filling, []
             self._writing_bytes, self._filling_bytes = self._filling_bytes, 0
             flush_target, closing = self._flush_requested, self._closing
+            hold_s, self._hold_s = self._hold_s, None
             self._cond.notify_all()  # callers waiting for room
-        force = flush_target > self._flush_done or closing
-        disk_writes = self._files.disk_writes
+        wal_full = self._wal is not None and self._wal.bytes > self.wal_max_bytes
+        force = flush_target > self._flush_done or closing or wal_full
+        disk_writes, published = self._files.disk_writes, self._files.published
         started = time.perf_counter()
-        error = self._process(pieces, force)
+        error = self._process(pieces, force, hold_s)
         elapsed = time.perf_counter() - started
         with self._cond:
             self._writing_bytes = 0
@@ -277,16 +353,55 @@ class ParquetSink:
                 self._counters["errors"] += 1
                 self._last_error = repr(error)
                 self._closing = False  # close() raises; the sink stays usable and close() may be retried
+            self._failing = error is not None
+            if self._wal is not None and (self._files.published != published or not self._files.pending_rows()):
+                self._truncate_wal()
             self._flush_done = max(self._flush_done, flush_target)
             if closing and error is None:
                 self._files.remove_empty_directories()
             self._open_files = self._files.open_files()
             self._pending_rows = self._files.pending_rows()
+            self._pending_bytes = self._files.pending_bytes()
             self._cond.notify_all()
             return not (closing and error is None)
 
-    def _process(self, pieces: list[Piece], force: bool) -> BaseException | None:
+    def _process(
+        self, pieces: list[tuple[Position | None, Piece]], force: bool, hold_s: float | None = None
+    ) -> BaseException | None:
         """Hand what was taken to the files; with `force`, publish everything."""
         now = self._clock()
         self._files.add(pieces, now)
-        return self._files.write(now, publish_all=force)
+        return self._files.write(now, publish_all=force, hold_s=hold_s)
+
+    def _truncate_wal(self) -> None:
+        """Drop the log records whose rows are all in published files; call with _cond held."""
+        assert self._wal is not None
+        lows = [mark[0] for mark, _ in self._filling if mark is not None]
+        low = self._files.low_water()
+        if low is not None:
+            lows.append(low)
+        self._wal.truncate(min(lows, default=self._wal.next_lsn))
+
+    def _replay(self) -> None:
+        """Queue the log's records again, without the rows already in this writer's files."""
+        assert self._wal is not None
+        covered: dict[Path, Position | None] = {}
+        for record in self._wal.recovered():
+            for table, batch in record.tables.items():
+                for piece in split(table, conform(table, batch)):
+                    directory = piece.directory(self.root)
+                    if directory not in covered:
+                        covered[directory] = self._files.covered(directory)
+                    end = covered[directory]
+                    skip = 0
+                    if end is not None and record.lsn < end[0]:
+                        continue
+                    if end is not None and record.lsn == end[0]:
+                        skip = end[1]
+                    if skip >= piece.batch.num_rows:
+                        continue
+                    rest = Piece(piece.table, piece.exchange, piece.date, piece.batch.slice(skip)) if skip else piece
+                    self._filling.append(((record.lsn, skip), rest))
+                    self._filling_bytes += rest.batch.nbytes
+                    self._replayed_rows += rest.batch.num_rows
+            self.recovered_keys.append((record.source, record.seq))

@@ -19,6 +19,10 @@
   malformed data, 413, 415) sends the batch to `spill_dir/rejected/` instead.
 - At-least-once: a request that times out after QuestDB committed it is sent
   again. Declare `DEDUP UPSERT KEYS` on the tables where that matters.
+- Acknowledged means durable without a log of its own: `write()` returns only
+  once QuestDB committed the batch or it is in an fsync'd spill file, so the
+  spill is this sink's write-ahead log (replayed on restart and by the host's
+  periodic `flush()`, deleted once committed).
 
 Not thread-safe: one sink per actor.
 """
@@ -40,7 +44,7 @@ from xtrader.errors import ConfigError
 from xtrader.histogram import Histogram
 from xtrader.retry import backoff
 from xtrader.sinks import ilp
-from xtrader.sinks.common import Durations, SinkError, add_counts, conform, rows_by_exchange
+from xtrader.sinks.common import Durations, SinkClosed, add_counts, conform, rows_by_exchange
 from xtrader.sinks.spill import Spill
 
 #: QuestDB's JSON error codes that mean "this batch will never be accepted as it is"
@@ -168,7 +172,7 @@ class QuestDBSink:
             SinkError: the sink is closed.
         """
         if self._closed:
-            raise SinkError("QuestDBSink is closed")
+            raise SinkClosed("QuestDBSink is closed")
         batch = conform(table, batch)
         if batch.num_rows == 0:
             return

@@ -20,7 +20,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-_NAME = re.compile(r"^(\d{20})\.([a-z_]+)\.parquet$")
+#: `<seq>.<table>.parquet`; table names may hold digits (`l2`)
+_NAME = re.compile(r"^(\d{20})\.([a-z0-9_]+)\.parquet$")
 
 
 @dataclass(frozen=True)

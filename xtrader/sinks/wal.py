@@ -1,0 +1,245 @@
+"""Write-ahead log of a sink: a batch is acknowledged only once it is here, fsync'd.
+
+Layout: `DIR/<first_lsn:020d>.wal` segments. Each open starts a new segment, so
+appends never follow a torn record. A record is one producer batch (several
+tables), numbered by a log sequence number (`lsn`, increasing, never reused):
+
+    header   magic b"XTW1" | payload length u32 | crc32(payload) u32 | lsn u64   (little endian)
+    payload  meta length u32 | meta JSON {"source", "seq", "tables": [[name, bytes], ...]}
+             | one Arrow IPC stream (schema + batch + end) per table
+
+A record whose header or payload is cut short, or whose CRC does not match,
+is the torn tail of a crash: it (and anything after it in its segment) is
+ignored: its `append()` never returned, so it was never acknowledged.
+
+`truncate(low)` deletes the segments whose records all have `lsn < low` (the
+caller's data up to `low` is durable elsewhere); the active segment is rotated
+first when everything in it is below `low`.
+
+Sync policy (`sync`): `"batch"` fsyncs every append before it returns (the
+record survives a power loss); `"os"` returns once the record is written to
+the kernel (it survives the death of the process: SIGKILL, OOM kill,
+`ray.kill`) and fsyncs on `sync()`, which the sink's host calls every
+`pipeline.flush_interval_s`. See benchmarks/RESULTS.md for what each costs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import struct
+import threading
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import pyarrow as pa
+
+MAGIC = b"XTW1"
+_HEADER = struct.Struct("<4sIIQ")
+_META = struct.Struct("<I")
+_NAME_DIGITS = 20
+Sync = Literal["batch", "os"]
+SYNCS: tuple[Sync, ...] = ("batch", "os")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One logged batch."""
+
+    lsn: int
+    source: str
+    seq: int
+    tables: dict[str, pa.RecordBatch]
+
+
+def encode(lsn: int, source: str, seq: int, tables: dict[str, pa.RecordBatch]) -> bytes:
+    """One framed record."""
+    streams = []
+    for batch in tables.values():
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, batch.schema) as writer:
+            writer.write_batch(batch)
+        streams.append(sink.getvalue())
+    meta = json.dumps(
+        {"source": source, "seq": seq, "tables": [[t, s.size] for t, s in zip(tables, streams, strict=True)]}
+    ).encode()
+    payload = b"".join([_META.pack(len(meta)), meta, *(s.to_pybytes() for s in streams)])
+    return _HEADER.pack(MAGIC, len(payload), zlib.crc32(payload), lsn) + payload
+
+
+def _decode(lsn: int, payload: bytes) -> Record:
+    (meta_size,) = _META.unpack_from(payload)
+    meta = json.loads(payload[_META.size : _META.size + meta_size])
+    offset = _META.size + meta_size
+    tables: dict[str, pa.RecordBatch] = {}
+    for table, size in meta["tables"]:
+        reader = pa.ipc.open_stream(pa.py_buffer(payload[offset : offset + size]))
+        tables[table] = reader.read_next_batch()
+        offset += size
+    return Record(lsn, meta["source"], int(meta["seq"]), tables)
+
+
+def read_segment(path: Path) -> tuple[list[Record], bool]:
+    """The intact records of one segment, and whether a torn tail was found (and ignored)."""
+    data = path.read_bytes()
+    records: list[Record] = []
+    offset = 0
+    while offset < len(data):
+        if offset + _HEADER.size > len(data):
+            return records, True
+        magic, size, crc, lsn = _HEADER.unpack_from(data, offset)
+        start = offset + _HEADER.size
+        payload = data[start : start + size]
+        if magic != MAGIC or len(payload) < size or zlib.crc32(payload) != crc:
+            return records, True
+        try:
+            records.append(_decode(lsn, payload))
+        except (ValueError, KeyError, pa.ArrowException):  # a CRC collision on garbage: treat as torn
+            return records, True
+        offset = start + size
+    return records, False
+
+
+class WriteAheadLog:
+    """Append-only, fsync'd log of batches in `directory`; thread-safe.
+
+    Args:
+        directory: this sink's log directory (one writer only).
+        fsync: fsync at all (off only in tests).
+        sync: `"batch"` (fsync every append) or `"os"` (fsync on `sync()`); see the module doc.
+        segment_bytes: rotate the active segment beyond this size.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        fsync: bool = True,
+        sync: Sync = "batch",
+        segment_bytes: int = 64 << 20,
+    ) -> None:
+        if sync not in SYNCS:
+            raise ValueError(f"sync must be one of {SYNCS}, got {sync!r}")
+        self.directory = Path(directory)
+        self.fsync = fsync
+        self.sync_each = fsync and sync == "batch"
+        self._dirty = False
+        self._broken = False
+        self.segment_bytes = segment_bytes
+        self.torn_records = 0
+        self._lock = threading.Lock()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._segments: list[tuple[int, Path]] = sorted(
+            (int(path.name[:_NAME_DIGITS]), path) for path in self.directory.glob("*.wal") if path.name[:-4].isdigit()
+        )
+        for path in self.directory.glob(".*.tmp"):
+            path.unlink()
+        recovered = list(self._read_all())
+        last = max((r.lsn for r in recovered), default=-1)
+        start = max([last + 1] + [first for first, _ in self._segments])
+        self._recovered = recovered
+        self.next_lsn = start
+        self._bytes = sum(path.stat().st_size for _, path in self._segments)
+        self._handle = self._open_segment(start)
+
+    def recovered(self) -> list[Record]:
+        """The records found at open (oldest first): unacknowledged by nothing durable yet."""
+        return list(self._recovered)
+
+    def append(self, source: str, seq: int, tables: dict[str, pa.RecordBatch]) -> int:
+        """Log one batch durably; its lsn.
+
+        Raises:
+            OSError: the log could not be written (disk full...): the batch is not logged, and the
+                next append starts a new segment, so a partly written record never hides later ones.
+        """
+        with self._lock:
+            lsn = self.next_lsn
+            frame = encode(lsn, source, seq, tables)
+            if self._broken or (self._handle.tell() and self._handle.tell() + len(frame) > self.segment_bytes):
+                self._rotate()
+            try:
+                view = memoryview(frame)
+                while view:  # unbuffered: once write() returns, the bytes are in the kernel (survive this process)
+                    view = view[self._handle.write(view) or 0 :]
+                if self.sync_each:
+                    os.fsync(self._handle.fileno())
+            except OSError:
+                self._broken = True
+                raise
+            self._dirty = self.fsync and not self.sync_each
+            self.next_lsn = lsn + 1
+            self._bytes += len(frame)
+            return lsn
+
+    def sync(self) -> None:
+        """fsync what was appended since the last fsync (a no-op with `sync="batch"`)."""
+        with self._lock:
+            if self._dirty:
+                os.fsync(self._handle.fileno())
+                self._dirty = False
+
+    def truncate(self, low: int) -> int:
+        """Delete every segment whose records all have lsn < `low`; the number deleted."""
+        with self._lock:
+            if low >= self.next_lsn and self._handle.tell():
+                self._rotate()
+            deleted = 0
+            while len(self._segments) > 1 and self._segments[1][0] <= low:
+                _, path = self._segments.pop(0)
+                self._bytes -= path.stat().st_size
+                path.unlink()
+                deleted += 1
+            if deleted and self.fsync:
+                _sync_directory(self.directory)
+            return deleted
+
+    @property
+    def bytes(self) -> int:
+        """Bytes on disk (all segments)."""
+        return self._bytes
+
+    def close(self) -> None:
+        with self._lock:
+            if self._dirty:
+                os.fsync(self._handle.fileno())
+                self._dirty = False
+            self._handle.close()
+
+    def _read_all(self) -> Iterator[Record]:
+        for _, path in self._segments:
+            records, torn = read_segment(path)
+            self.torn_records += torn
+            yield from records
+
+    def _rotate(self) -> None:
+        if self._dirty and not self._broken:
+            os.fsync(self._handle.fileno())
+            self._dirty = False
+        with contextlib.suppress(OSError):
+            self._handle.close()
+        self._handle = self._open_segment(self.next_lsn)
+        self._broken = False
+
+    def _open_segment(self, first: int) -> io.FileIO:
+        path = self.directory / f"{first:0{_NAME_DIGITS}d}.wal"
+        # a segment reused here holds no intact record (else `first` would be past it): start it afresh
+        # unbuffered: a failed write leaves nothing behind to be written later
+        handle = open(path, "wb", buffering=0)  # noqa: SIM115 - closed by _rotate / close
+        if not self._segments or self._segments[-1][1] != path:
+            self._segments.append((first, path))
+            if self.fsync:
+                _sync_directory(self.directory)
+        return handle
+
+
+def _sync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
