@@ -76,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--seconds", type=float, default=10.0, help="measuring time per entry (default 10)")
     bench.add_argument("--warmup", type=float, default=10.0, help="seconds before latency is measured (default 10)")
+    bench.add_argument(
+        "--latency-mode",
+        choices=("realtime", "archival"),
+        default="realtime",
+        help="batching preset of hot_path and xtrader_e2e (default realtime)",
+    )
     bench.add_argument("--json", action="store_true", help="print exactly one JSON object")
     bench.add_argument(
         "--skip",
@@ -113,9 +119,9 @@ def _bench(args: argparse.Namespace) -> int:
     from xtrader.bench.report import text
     from xtrader.bench.runner import run
 
-    result = run(args.seconds, set(args.skip), args.warmup)
+    result = run(args.seconds, set(args.skip), args.warmup, args.latency_mode)
     print(json.dumps(result, separators=(",", ":")) if args.json else text(result), flush=True)
-    return 0
+    return 1 if result["errors"] else 0
 
 
 def _verify(args: argparse.Namespace) -> int:

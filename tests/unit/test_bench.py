@@ -88,3 +88,24 @@ def test_count_frames_counts_data_frames_only_and_keeps_a_partial_one() -> None:
     frames, consumed = count_frames(data)
     assert frames == 2
     assert consumed == len(text_frame + ping + long_frame)
+
+
+def test_runner_reports_a_failed_entry_and_still_runs_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    from xtrader.bench import limits, runner
+
+    monkeypatch.setattr(runner, "MEMORY_STEPS", 500)
+
+    def broken(data: list[bytes], seconds: float) -> dict[str, object]:
+        raise RuntimeError("no parser today")
+
+    network = {"limit_recv", "xtrader_e2e", "cryptofeed"}
+    monkeypatch.setattr(limits, "limit_parse", broken)
+    result = runner.run(0.05, network, warmup_s=0.0)
+    assert result["limit_parse"] is None
+    assert result["errors"] == {"limit_parse": "RuntimeError: no parser today"}
+    assert result["hot_path"]["msgs_per_cpu_s"] > 0 and result["hot_path"]["not_applied"] == 0
+    assert result["settings"]["batch_rows"] == 500  # the realtime preset
+    assert result["ratios"]["hot_path/limit_parse"] is None
+    assert "limit_parse   failed: RuntimeError: no parser today" in text(result).splitlines()
+    with pytest.raises(ValueError, match="unknown entries"):
+        runner.run(0.05, {"limit-recv"}, warmup_s=0.0)

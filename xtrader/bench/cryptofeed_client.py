@@ -10,7 +10,8 @@ Commands on stdin, one per line; each answer is one JSON line on stdout:
 - `target N`: answer `{"frames": n, "done": t}` once N frames went through the feed's message handler
   (t: time.monotonic() when the N-th was handled);
 - `measure`: start recording latencies (receipt -> callback), dropping earlier ones; answers `{}`;
-- `report`: answer `{"frames": n, "callbacks": c, "latencies_s": [...]}` (since `measure`);
+- `report`: answer `{"frames": n, "callbacks": c, "latencies_s": [...], "overall_s": [...]}` since `measure`
+  (overall: callback wall time - the exchange's event time);
 - `quit`.
 On start it prints `{"ready": true, "symbols": [...]}` once the feed handler runs.
 """
@@ -63,27 +64,26 @@ def main(ws_base: str, rest_base: str) -> None:
 
     state: dict[str, object] = {"target": -1, "done": None, "measuring": False}
     latencies: list[float] = []
+    overall: list[float] = []
     callbacks = [0]
 
     def answer(obj: object) -> None:
         sys.stdout.write(json.dumps(obj) + "\n")
         sys.stdout.flush()
 
-    async def on_book(book: object, receipt_timestamp: float) -> None:
+    async def on_data(data: Any, receipt_timestamp: float) -> None:
         callbacks[0] += 1
         if state["measuring"]:
-            latencies.append(time.time() - receipt_timestamp)
-
-    async def on_trade(trade: object, receipt_timestamp: float) -> None:
-        callbacks[0] += 1
-        if state["measuring"]:
-            latencies.append(time.time() - receipt_timestamp)
+            now = time.time()
+            latencies.append(now - receipt_timestamp)
+            if data.timestamp is not None:  # the exchange's event time (E / T), seconds
+                overall.append(now - data.timestamp)
 
     book_feed, trade_feed = simulated("/public"), simulated("/market")
     symbols = [s for s in book_feed.symbols() if s.endswith("-PERP")]
     handler = FeedHandler(config={"log": {"disabled": True}, "uvloop": False})
-    handler.add_feed(book_feed(symbols=symbols, channels=[L2_BOOK], callbacks={L2_BOOK: on_book}))
-    handler.add_feed(trade_feed(symbols=symbols, channels=[TRADES], callbacks={TRADES: on_trade}))
+    handler.add_feed(book_feed(symbols=symbols, channels=[L2_BOOK], callbacks={L2_BOOK: on_data}))
+    handler.add_feed(trade_feed(symbols=symbols, channels=[TRADES], callbacks={TRADES: on_data}))
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     handler.run(start_loop=False, install_signal_handlers=False)
@@ -98,11 +98,12 @@ def main(ws_base: str, rest_base: str) -> None:
                 answer({"frames": frames[0], "done": state["done"] or time.monotonic()})
         elif words[0] == "measure":
             latencies.clear()
+            overall.clear()
             state["measuring"] = True
             answer({})
         elif words[0] == "report":
             state["measuring"] = False
-            answer({"frames": frames[0], "callbacks": callbacks[0], "latencies_s": latencies})
+            answer({"frames": frames[0], "callbacks": callbacks[0], "latencies_s": latencies, "overall_s": overall})
         elif words[0] == "quit":
             loop.stop()
 

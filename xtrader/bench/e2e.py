@@ -1,12 +1,15 @@
 """`xtrader_e2e`: the whole pipeline on a local Ray, on the benchmark feed over wss.
 
 The capture is built and started with the driver's own functions (`jobs.capture.start` / `stop`):
-connector actors (one per USD-M route) -> arbiter -> order-book actor -> Parquet sink actor. CPU is read
-with psutil on the pids of those actors (asked of each actor), never the feed's or the driver's.
+connector actors (one per USD-M route) -> arbiter (redundant streams only) -> order-book actor -> Parquet
+sink actor, with `pipeline.latency_mode` as given. CPU is read with psutil on the pids of those actors (asked
+of each actor), never the feed's or the driver's.
 
 - throughput: a fresh feed with a pool of pre-encoded steps, paused until every stream is subscribed; the
-  window runs from `resume()` until the Parquet sink has accepted every row the feed sent (plus the REST
-  snapshot rows). After it the capture is drained and closed, the rows are counted on disk: written == sent.
+  wall window runs from `resume()` until the Parquet sink has accepted every row the feed sent (plus the
+  REST snapshot rows). The capture is then drained and its sink closed; `cpu_s` runs until the close
+  returned (the last rows are on disk), `cpu_s_to_accepted` only to the end of the wall window. The rows
+  are counted on disk: written == sent + rest.
 - latency: a fresh feed generating live at `rate` msg/s; after `warmup_s` the code-latency (receipt ->
   the sink accepted the row) and overall-latency (sink wall time - exchange time) histograms of every actor
   are read, and again `seconds` later; the figures are those of the observations in between.
@@ -24,6 +27,7 @@ from xtrader.bench.cpu import CpuMeter
 from xtrader.bench.feed import VENUE, Feed, FeedOptions, streams
 from xtrader.bench.limits import wait_sent, wait_subscribed
 from xtrader.bench.report import rates
+from xtrader.config import LatencyMode
 
 TABLES: tuple[Literal["trades", "l2"], ...] = ("trades", "l2")
 #: Ray options of the local Ray the bench starts (workers trust the feeds' CAs through SSL_CERT_FILE)
@@ -51,7 +55,7 @@ def trust(ca_bundle: str, feed: Feed) -> None:
         out.write(Path(feed.ca_file).read_text(encoding="utf-8") + "\n")
 
 
-def capture_of(feed: Feed, out: str) -> Any:
+def capture_of(feed: Feed, out: str, latency_mode: LatencyMode) -> Any:
     from xtrader.config import Capture, Cluster, Metrics, ParquetSink, Pipeline, Sinks, Stream
 
     return Capture(
@@ -65,7 +69,7 @@ def capture_of(feed: Feed, out: str) -> Any:
                 rest_base=feed.urls["rest"],
             ),
         ),
-        pipeline=Pipeline(connector_cpus=1.0),
+        pipeline=Pipeline(connector_cpus=1.0, latency_mode=latency_mode),
         sinks=Sinks(parquet=ParquetSink(root=out)),
         cluster=Cluster(num_cpus=NUM_CPUS),
         metrics=Metrics(enabled=False, live_table=False),
@@ -105,13 +109,15 @@ def sent_rows(state: dict[str, Any]) -> int:
     return sum(int(n) for t in TABLES for n in state["unique"].get(t, {}).values())
 
 
-def throughput(ca_bundle: str, steps: int, symbols: int, timeout_s: float = 600.0) -> dict[str, Any]:
+def throughput(
+    ca_bundle: str, steps: int, symbols: int, latency_mode: LatencyMode = "realtime", timeout_s: float = 600.0
+) -> dict[str, Any]:
     from jobs.capture import start, stop, teardown
     from xtrader.plan import build_plan
 
     with Feed(FeedOptions(symbols=symbols, pregenerate=steps)) as feed, tempfile.TemporaryDirectory() as out:
         trust(ca_bundle, feed)
-        capture = capture_of(feed, out)
+        capture = capture_of(feed, out, latency_mode)
         running = start(capture, build_plan(capture))
         try:
             pids = actor_pids(running)
@@ -133,12 +139,14 @@ def throughput(ca_bundle: str, steps: int, symbols: int, timeout_s: float = 600.
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"xtrader_e2e: {rows} of {expected} + {rest} rows accepted in {timeout_s:g} s")
                 time.sleep(0.01)
+            accepted_cpu = meter.stop()
+            final = stop(running)  # drain, and close the sink: the last rows go to disk
             cpu = meter.stop()
-            final = stop(running)
         finally:
             teardown(running)
         written = rows_on_disk(out)
     result = rates(sent, done - started, cpu)
+    result["cpu_s_to_accepted"] = round(accepted_cpu, 4)
     events = {k: 0 for k in ("rejects", "reconnects", "gaps", "resyncs")}
     for name, s in final.items():
         if name.startswith("connector/") and isinstance(s, dict):
@@ -157,7 +165,13 @@ def throughput(ca_bundle: str, steps: int, symbols: int, timeout_s: float = 600.
 
 
 def latency(
-    ca_bundle: str, rate: float, steps_per_frame: float, symbols: int, warmup_s: float, seconds: float
+    ca_bundle: str,
+    rate: float,
+    steps_per_frame: float,
+    symbols: int,
+    warmup_s: float,
+    seconds: float,
+    latency_mode: LatencyMode = "realtime",
 ) -> dict[str, Any]:
     """Code and overall latency at `rate` frames/s (live market), after `warmup_s`, over `seconds`."""
     import ray
@@ -178,7 +192,7 @@ def latency(
 
     with Feed(FeedOptions(symbols=symbols, rate=rate * steps_per_frame)) as feed, tempfile.TemporaryDirectory() as out:
         trust(ca_bundle, feed)
-        capture = capture_of(feed, out)
+        capture = capture_of(feed, out, latency_mode)
         running = start(capture, build_plan(capture))
         try:
             wait_subscribed(feed, len(streams(feed.symbols)))

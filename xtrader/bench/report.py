@@ -76,7 +76,8 @@ def text(result: Mapping[str, Any]) -> str:
     for name in ENTRIES:
         entry = result.get(name)
         if entry is None:
-            lines.append(f"{name:13} skipped")
+            error = result.get("errors", {}).get(name)
+            lines.append(f"{name:13} {'failed: ' + error if error else 'skipped'}")
             continue
         latency = entry.get("latency") or {}
         lines.append(

@@ -56,7 +56,7 @@ class Client:
         env = {**os.environ, "SSL_CERT_FILE": feed.ca_file}
         env.pop("PYTHONPATH", None)
         self.process = subprocess.Popen(
-            [str(python), str(CLIENT), feed.urls["wss"], feed.urls["rest"]],
+            [str(python), "-P", str(CLIENT), feed.urls["wss"], feed.urls["rest"]],  # -P: not this directory
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -106,6 +106,7 @@ def throughput(python: Path, steps: int, symbols: int) -> dict[str, Any]:
         finally:
             client.close()
     result = rates(sent, done - started, cpu)
+    result["steps_per_frame"] = round(steps / sent, 4) if sent else None
     result["version"] = version(python)
     return result
 
@@ -130,4 +131,5 @@ def latency(
         "rate_msgs_per_s": round((sent1 - sent0) / (t1 - t0), 1),
         "messages": len(report["latencies_s"]),
         **percentiles_ms(report["latencies_s"]),
+        "overall": percentiles_ms(report["overall_s"]),
     }
