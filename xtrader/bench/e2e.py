@@ -10,9 +10,10 @@ of each actor), never the feed's or the driver's.
   REST snapshot rows). The capture is then drained and its sink closed; `cpu_s` runs until the close
   returned (the last rows are on disk), `cpu_s_to_accepted` only to the end of the wall window. The rows
   are counted on disk: written == sent + rest.
-- latency: a fresh feed generating live at `rate` msg/s; after `warmup_s` the code-latency (receipt ->
-  the sink accepted the row) and overall-latency (sink wall time - exchange time) histograms of every actor
-  are read, and again `seconds` later; the figures are those of the observations in between.
+- latency: a fresh feed generating live at `rate` msg/s; after `warmup_s` the sinks' code-latency (receipt
+  -> the sink accepted the row) and overall-latency (sink wall time - exchange time) histograms are read,
+  and again `seconds` later; the figures are those of the observations in between. `book` is the book
+  actor's code latency (receipt -> the message applied to the book), over the same interval.
 """
 
 from __future__ import annotations
@@ -93,6 +94,21 @@ def sink_rows(running: Any) -> tuple[int, int]:
     rows = sum(int(stats.get("rows", {}).get(t, {}).get(VENUE, 0)) for t in TABLES)
     rest = sum(int(stats.get("origins", {}).get("rest", {}).get(t, {}).get(VENUE, 0)) for t in TABLES)
     return rows, rest
+
+
+def of_actors(snapshot: Any, name: str, actor_prefix: str) -> Any:
+    """One histogram merging the series `name` of the actors whose name starts with `actor_prefix`.
+
+    Code latency is recorded twice: by the sinks (receipt -> the sink accepted the row) and by the book
+    actor (receipt -> the book applied the message); the bench's figure is the sinks'.
+    """
+    from xtrader.histogram import Histogram
+
+    merged = Histogram()
+    for series in snapshot.get("histograms", ()):
+        if series["name"] == name and str(series["actor"]).startswith(actor_prefix):
+            merged.merge(Histogram.from_dict(series["value"]))
+    return merged
 
 
 def rows_on_disk(root: str) -> int:
@@ -180,13 +196,14 @@ def latency(
     from xtrader import metrics
     from xtrader.plan import build_plan
 
-    def histograms() -> tuple[Any, Any, int]:
+    def histograms() -> tuple[Any, Any, Any, int]:
         stats = ray.get(running.controller.stats.remote(), timeout=60)
         snapshots = [s["metrics"] for s in stats.values() if isinstance(s, dict) and isinstance(s.get("metrics"), dict)]
         merged = metrics.merge(snapshots)
         return (
-            metrics.latency(merged, metrics.CODE_LATENCY),
-            metrics.latency(merged, metrics.OVERALL_LATENCY),
+            of_actors(merged, metrics.CODE_LATENCY, "sink/"),
+            of_actors(merged, metrics.CODE_LATENCY, "book/"),
+            of_actors(merged, metrics.OVERALL_LATENCY, "sink/"),
             metrics.total(merged, metrics.MESSAGES),
         )
 
@@ -198,10 +215,10 @@ def latency(
             wait_subscribed(feed, len(streams(feed.symbols)))
             feed.resume()
             time.sleep(warmup_s)
-            code0, overall0, messages0 = histograms()
+            code0, book0, overall0, messages0 = histograms()
             sent0, t0 = feed.state()["messages"], time.monotonic()
             time.sleep(seconds)
-            code1, overall1, messages1 = histograms()
+            code1, book1, overall1, messages1 = histograms()
             sent1, t1 = feed.state()["messages"], time.monotonic()
             feed.pause()
             stop(running)
@@ -209,6 +226,7 @@ def latency(
             teardown(running)
     code = metrics.latency_ms(code1.since(code0))
     overall = metrics.latency_ms(overall1.since(overall0))
+    book = metrics.latency_ms(book1.since(book0))
     return {
         "rate_msgs_per_s": round((sent1 - sent0) / (t1 - t0), 1),
         "messages": messages1 - messages0,
@@ -216,4 +234,5 @@ def latency(
         "p99_ms": code["p99"],
         "p999_ms": code["p999"],
         "overall": {"p50_ms": overall["p50"], "p99_ms": overall["p99"], "p999_ms": overall["p999"]},
+        "book": {"p50_ms": book["p50"], "p99_ms": book["p99"], "p999_ms": book["p999"]},
     }
