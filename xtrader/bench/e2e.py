@@ -9,7 +9,8 @@ of each actor), never the feed's or the driver's.
   wall window runs from `resume()` until the Parquet sink has accepted every row the feed sent (plus the
   REST snapshot rows). The capture is then drained and its sink closed; `cpu_s` runs until the close
   returned (the last rows are on disk), `cpu_s_to_accepted` only to the end of the wall window. The rows
-  are counted on disk: written == sent + rest.
+  are counted on disk: written == sent + rest. `events` are the capture summary's (gaps, resyncs,
+  reconnects, rejects, duplicates, drops).
 - latency: a fresh feed generating live at `rate` msg/s; after `warmup_s` the sinks' code-latency (receipt
   -> the sink accepted the row) and overall-latency (sink wall time - exchange time) histograms are read,
   and again `seconds` later; the figures are those of the observations in between. `book` is the book
@@ -128,7 +129,7 @@ def sent_rows(state: dict[str, Any]) -> int:
 def throughput(
     ca_bundle: str, steps: int, symbols: int, latency_mode: LatencyMode = "realtime", timeout_s: float = 600.0
 ) -> dict[str, Any]:
-    from jobs.capture import start, stop, teardown
+    from jobs.capture import aggregate, start, stop, teardown
     from xtrader.plan import build_plan
 
     with Feed(FeedOptions(symbols=symbols, pregenerate=steps)) as feed, tempfile.TemporaryDirectory() as out:
@@ -138,7 +139,7 @@ def throughput(
         try:
             pids = actor_pids(running)
             wait_subscribed(feed, len(streams(feed.symbols)))
-            time.sleep(1.0)  # REST snapshots of the (still) books
+            time.sleep(1.0)  # the connectors' REST snapshots, while the market stands still
             meter = CpuMeter(pids.values())
             meter.start()
             started = time.monotonic()
@@ -163,12 +164,7 @@ def throughput(
         written = rows_on_disk(out)
     result = rates(sent, done - started, cpu)
     result["cpu_s_to_accepted"] = round(accepted_cpu, 4)
-    events = {k: 0 for k in ("rejects", "reconnects", "gaps", "resyncs")}
-    for name, s in final.items():
-        if name.startswith("connector/") and isinstance(s, dict):
-            for k in events:
-                value = s.get(k)
-                events[k] += int(value) if isinstance(value, int) else 0
+    events = aggregate(final)["events"]  # what the capture summary reports: gaps, resyncs, reconnects...
     result.update(
         {
             "rows": {"sent": expected, "rest": rest, "written": written, "complete": written == expected + rest},
