@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
 
 def cpu_seconds(pid: int) -> float:
@@ -32,11 +31,8 @@ def used(before: Mapping[int, float], after: Mapping[int, float]) -> float:
     return total
 
 
-@dataclass
 class CpuMeter:
-    """CPU seconds of `pids` between `start()` and `stop()`."""
-
-    pids: tuple[int, ...]
+    """CPU seconds of `pids` between `start()` and each `stop()`."""
 
     def __init__(self, pids: Iterable[int]) -> None:
         self.pids = tuple(sorted(set(pids)))
