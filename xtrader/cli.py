@@ -1,4 +1,4 @@
-"""The `xtrader` command line: demo | capture | simulate | verify | status."""
+"""The `xtrader` command line: demo | capture | simulate | verify | bench | status."""
 
 from __future__ import annotations
 
@@ -69,6 +69,31 @@ def build_parser() -> argparse.ArgumentParser:
         "websocket snapshot, built from the REST book",
     )
     demo.add_argument("--verbose", action="store_true", help="log actor output and details")
+
+    bench = commands.add_parser(
+        "bench",
+        help="benchmark xtrader against the machine's limits and cryptofeed",
+        description="Run, one after the other, on the simulator's Binance USD-M depth + trade feed: limit_recv "
+        "(bare websocket client), limit_parse (orjson.loads), hot_path (parse + batch + book sync in memory), "
+        "xtrader_e2e (the whole pipeline on a local Ray into Parquet) and cryptofeed (installed on first use in "
+        "its own virtual environment). Reports msgs/s, msgs per CPU-second, latency at 10,000 msg/s and ratios.",
+    )
+    bench.add_argument("--seconds", type=float, default=10.0, help="measuring time per entry (default 10)")
+    bench.add_argument("--warmup", type=float, default=10.0, help="seconds before latency is measured (default 10)")
+    bench.add_argument(
+        "--latency-mode",
+        choices=("realtime", "archival"),
+        default="realtime",
+        help="batching preset of hot_path and xtrader_e2e (default realtime)",
+    )
+    bench.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    bench.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        choices=("limit_recv", "limit_parse", "hot_path", "xtrader_e2e", "cryptofeed"),
+        help="leave an entry out (repeatable); it is reported as null",
+    )
     return parser
 
 
@@ -89,7 +114,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         from jobs.demo import run_demo
 
         return run_demo(args)
+    if args.command == "bench":
+        return _bench(args)
     return 2
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from xtrader.bench.report import text
+    from xtrader.bench.runner import run
+
+    result = run(args.seconds, set(args.skip), args.warmup, args.latency_mode)
+    print(json.dumps(result, separators=(",", ":")) if args.json else text(result), flush=True)
+    return 1 if result["errors"] else 0
 
 
 def _verify(args: argparse.Namespace) -> int:

@@ -1,0 +1,234 @@
+"""`xtrader_e2e`: the whole pipeline on a local Ray, on the benchmark feed over wss.
+
+The capture is built and started with the driver's own functions (`jobs.capture.start` / `stop`):
+connector actors (one per USD-M route) -> arbiter (redundant streams only) -> order-book actor -> Parquet
+sink actor, with `pipeline.latency_mode` as given. CPU is read with psutil on the pids of those actors (asked
+of each actor), never the feed's or the driver's.
+
+- throughput: a fresh feed with a pool of pre-encoded steps, paused until every stream is subscribed; the
+  wall window runs from `resume()` until the Parquet sink has accepted every row the feed sent (plus the
+  REST snapshot rows). The capture is then drained and its sink closed; `cpu_s` runs until the close
+  returned (the last rows are on disk), `cpu_s_to_accepted` only to the end of the wall window. The rows
+  are counted on disk: written == sent + rest. `events` are the capture summary's (gaps, resyncs,
+  reconnects, rejects, duplicates, drops).
+- latency: a fresh feed generating live at `rate` msg/s; after `warmup_s` the sinks' code-latency (receipt
+  -> the sink accepted the row) and overall-latency (sink wall time - exchange time) histograms are read,
+  and again `seconds` later; the figures are those of the observations in between. `book` is the book
+  actor's code latency (receipt -> the message applied to the book), over the same interval.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from xtrader.bench.cpu import CpuMeter
+from xtrader.bench.feed import VENUE, Feed, FeedOptions, streams
+from xtrader.bench.limits import wait_sent, wait_subscribed
+from xtrader.bench.report import rates
+from xtrader.config import LatencyMode
+
+TABLES: tuple[Literal["trades", "l2"], ...] = ("trades", "l2")
+#: Ray options of the local Ray the bench starts (workers trust the feeds' CAs through SSL_CERT_FILE)
+NUM_CPUS = 8
+
+
+def init_ray(ca_bundle: str) -> None:
+    import logging
+
+    import ray
+
+    ray.init(
+        num_cpus=NUM_CPUS,
+        include_dashboard=False,
+        namespace="xtrader-bench",
+        log_to_driver=False,
+        logging_level=logging.WARNING,
+        runtime_env={"env_vars": {"SSL_CERT_FILE": ca_bundle}},
+    )
+
+
+def trust(ca_bundle: str, feed: Feed) -> None:
+    """Add the feed's CA to the bundle the Ray workers trust (read when a connector is created)."""
+    with open(ca_bundle, "a", encoding="utf-8") as out:
+        out.write(Path(feed.ca_file).read_text(encoding="utf-8") + "\n")
+
+
+def capture_of(feed: Feed, out: str, latency_mode: LatencyMode) -> Any:
+    from xtrader.config import Capture, Cluster, Metrics, ParquetSink, Pipeline, Sinks, Stream
+
+    return Capture(
+        name="bench",
+        streams=(
+            Stream(
+                venue=VENUE,
+                symbols=tuple(feed.symbols),
+                tables=TABLES,
+                ws_base=feed.urls["wss"],
+                rest_base=feed.urls["rest"],
+            ),
+        ),
+        pipeline=Pipeline(connector_cpus=1.0, latency_mode=latency_mode),
+        sinks=Sinks(parquet=ParquetSink(root=out)),
+        cluster=Cluster(num_cpus=NUM_CPUS),
+        metrics=Metrics(enabled=False, live_table=False),
+    )
+
+
+def actor_pids(running: Any) -> dict[str, int]:
+    """The pid of every connector, arbiter, book and sink actor (the controller only answers the driver)."""
+    import ray
+
+    handles = running.all()
+    pids = ray.get([h.__ray_call__.remote(lambda self: os.getpid()) for h in handles.values()], timeout=60)
+    return dict(zip(handles, pids, strict=True))
+
+
+def sink_rows(running: Any) -> tuple[int, int]:
+    """(rows the Parquet sink accepted, of which from REST snapshots) over TABLES."""
+    import ray
+
+    stats = ray.get(running.sinks["sink/parquet"].stats.remote(), timeout=60)
+    rows = sum(int(stats.get("rows", {}).get(t, {}).get(VENUE, 0)) for t in TABLES)
+    rest = sum(int(stats.get("origins", {}).get("rest", {}).get(t, {}).get(VENUE, 0)) for t in TABLES)
+    return rows, rest
+
+
+def of_actors(snapshot: Any, name: str, actor_prefix: str) -> Any:
+    """One histogram merging the series `name` of the actors whose name starts with `actor_prefix`.
+
+    Code latency is recorded twice: by the sinks (receipt -> the sink accepted the row) and by the book
+    actor (receipt -> the book applied the message); the bench's figure is the sinks'.
+    """
+    from xtrader.histogram import Histogram
+
+    merged = Histogram()
+    for series in snapshot.get("histograms", ()):
+        if series["name"] == name and str(series["actor"]).startswith(actor_prefix):
+            merged.merge(Histogram.from_dict(series["value"]))
+    return merged
+
+
+def rows_on_disk(root: str) -> int:
+    import pyarrow.dataset as ds
+
+    total = 0
+    for table in TABLES:
+        if (Path(root) / table).exists():
+            total += ds.dataset(Path(root) / table, format="parquet", partitioning="hive").count_rows()
+    return total
+
+
+def sent_rows(state: dict[str, Any]) -> int:
+    return sum(int(n) for t in TABLES for n in state["unique"].get(t, {}).values())
+
+
+def throughput(
+    ca_bundle: str, steps: int, symbols: int, latency_mode: LatencyMode = "realtime", timeout_s: float = 600.0
+) -> dict[str, Any]:
+    from jobs.capture import aggregate, start, stop, teardown
+    from xtrader.plan import build_plan
+
+    with Feed(FeedOptions(symbols=symbols, pregenerate=steps)) as feed, tempfile.TemporaryDirectory() as out:
+        trust(ca_bundle, feed)
+        capture = capture_of(feed, out, latency_mode)
+        running = start(capture, build_plan(capture))
+        try:
+            pids = actor_pids(running)
+            wait_subscribed(feed, len(streams(feed.symbols)))
+            time.sleep(1.0)  # the connectors' REST snapshots, while the market stands still
+            meter = CpuMeter(pids.values())
+            meter.start()
+            started = time.monotonic()
+            feed.resume()
+            sent = wait_sent(feed, timeout_s)
+            state = feed.state()
+            expected = sent_rows(state)
+            deadline = time.monotonic() + timeout_s
+            while True:
+                rows, rest = sink_rows(running)
+                if rows >= expected + rest:
+                    done = time.monotonic()
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"xtrader_e2e: {rows} of {expected} + {rest} rows accepted in {timeout_s:g} s")
+                time.sleep(0.01)
+            accepted_cpu = meter.stop()
+            final = stop(running)  # drain, and close the sink: the last rows go to disk
+            cpu = meter.stop()
+        finally:
+            teardown(running)
+        written = rows_on_disk(out)
+    result = rates(sent, done - started, cpu)
+    result["cpu_s_to_accepted"] = round(accepted_cpu, 4)
+    events = aggregate(final)["events"]  # what the capture summary reports: gaps, resyncs, reconnects...
+    result.update(
+        {
+            "rows": {"sent": expected, "rest": rest, "written": written, "complete": written == expected + rest},
+            "steps_per_frame": round(steps / sent, 4) if sent else None,
+            "actors": sorted(pids),
+            "events": events,
+        }
+    )
+    return result
+
+
+def latency(
+    ca_bundle: str,
+    rate: float,
+    steps_per_frame: float,
+    symbols: int,
+    warmup_s: float,
+    seconds: float,
+    latency_mode: LatencyMode = "realtime",
+) -> dict[str, Any]:
+    """Code and overall latency at `rate` frames/s (live market), after `warmup_s`, over `seconds`."""
+    import ray
+
+    from jobs.capture import start, stop, teardown
+    from xtrader import metrics
+    from xtrader.plan import build_plan
+
+    def histograms() -> tuple[Any, Any, Any, int]:
+        stats = ray.get(running.controller.stats.remote(), timeout=60)
+        snapshots = [s["metrics"] for s in stats.values() if isinstance(s, dict) and isinstance(s.get("metrics"), dict)]
+        merged = metrics.merge(snapshots)
+        return (
+            of_actors(merged, metrics.CODE_LATENCY, "sink/"),
+            of_actors(merged, metrics.CODE_LATENCY, "book/"),
+            of_actors(merged, metrics.OVERALL_LATENCY, "sink/"),
+            metrics.total(merged, metrics.MESSAGES),
+        )
+
+    with Feed(FeedOptions(symbols=symbols, rate=rate * steps_per_frame)) as feed, tempfile.TemporaryDirectory() as out:
+        trust(ca_bundle, feed)
+        capture = capture_of(feed, out, latency_mode)
+        running = start(capture, build_plan(capture))
+        try:
+            wait_subscribed(feed, len(streams(feed.symbols)))
+            feed.resume()
+            time.sleep(warmup_s)
+            code0, book0, overall0, messages0 = histograms()
+            sent0, t0 = feed.state()["messages"], time.monotonic()
+            time.sleep(seconds)
+            code1, book1, overall1, messages1 = histograms()
+            sent1, t1 = feed.state()["messages"], time.monotonic()
+            feed.pause()
+            stop(running)
+        finally:
+            teardown(running)
+    code = metrics.latency_ms(code1.since(code0))
+    overall = metrics.latency_ms(overall1.since(overall0))
+    book = metrics.latency_ms(book1.since(book0))
+    return {
+        "rate_msgs_per_s": round((sent1 - sent0) / (t1 - t0), 1),
+        "messages": messages1 - messages0,
+        "p50_ms": code["p50"],
+        "p99_ms": code["p99"],
+        "p999_ms": code["p999"],
+        "overall": {"p50_ms": overall["p50"], "p99_ms": overall["p99"], "p999_ms": overall["p999"]},
+        "book": {"p50_ms": book["p50"], "p99_ms": book["p99"], "p999_ms": book["p999"]},
+    }
