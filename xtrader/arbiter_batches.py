@@ -10,10 +10,11 @@ connection carrying the stream:
   stay consistent (row i of a message batch owns bid_rows + ask_rows rows);
 - trades: (symbol, trade_id);
 - bbo: (symbol, seq) when the venue publishes a sequence, else
-  (symbol, exchange_ts, bid, bid size, ask, ask size, n), n counting that same
-  quote at that same exchange time on the connection: a sequence-less quote
-  is never a duplicate on its own connection (A -> B -> A in one ms is three
-  updates), and the n-th A of another connection is the copy of the n-th A.
+  (symbol, exchange_ts, bid, bid size, ask, ask size, n), n counting how often
+  the connection changed to that quote at that exchange time: A -> B -> A in
+  one ms is three updates (n = 1, 1, 2), while A -> A (the same frame resent:
+  a quote stream only sends changes) is one; the n-th A of another connection
+  is the copy of the n-th A.
 
 Events are per connection and always kept. Rotation: every `rotation_s`
 seconds the connection that won least is reported (the caller replaces it).
@@ -180,8 +181,8 @@ class UpdateKeys:
     MAX_QUOTES = 4096
 
     def __init__(self) -> None:
-        # (connection, symbol) -> (exchange time, {quote: times seen at that time})
-        self._quotes: dict[tuple[str, str], tuple[int | None, dict[tuple[Any, ...], int]]] = {}
+        # (connection, symbol) -> (exchange time, {quote: times changed to at that time}, the last quote)
+        self._quotes: dict[tuple[str, str], tuple[int | None, dict[tuple[Any, ...], int], tuple[Any, ...]]] = {}
 
     def trades(self, trades: pa.RecordBatch) -> list[tuple[Any, ...]]:
         """("trades", symbol, trade_id) per row."""
@@ -213,13 +214,16 @@ class UpdateKeys:
         return keys
 
     def _occurrence(self, connection: str, symbol: str, ts: int | None, quote: tuple[Any, ...]) -> int:
-        """How many times `connection` has sent this quote at this exchange time, this one included."""
+        """How many times `connection` has changed to this quote at this exchange time, this one included
+        (a quote equal to the one before it is the same update sent again)."""
         slot = (connection, symbol)
-        at, counts = self._quotes.get(slot, (None, {}))
+        at, counts, last = self._quotes.get(slot, (None, {}, ()))
         if at != ts or (ts is None and len(counts) >= self.MAX_QUOTES):
-            counts = {}
+            counts, last = {}, ()
+        if quote == last:
+            return counts[quote]
         n = counts[quote] = counts.get(quote, 0) + 1
-        self._quotes[slot] = (ts, counts)
+        self._quotes[slot] = (ts, counts, quote)
         return n
 
     def forget(self, connection: str) -> None:

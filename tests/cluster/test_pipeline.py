@@ -85,7 +85,10 @@ def assert_complete(
         on_disk = counts(websocket_rows(read(root, name), name))
         every_row = counts(read(root, name))
         for venue, entry in venues.items():
-            assert on_disk.get(venue, 0) == entry["sent"], (name, venue, on_disk, entry)
+            if venue in REST_SNAPSHOT_VENUES or not entry["rest"]:
+                # (OKX REST book rows look like its websocket snapshots on disk: for them, every row is
+                # checked against sent + rest below)
+                assert on_disk.get(venue, 0) == entry["sent"], (name, venue, on_disk, entry)
             assert every_row.get(venue, 0) == entry["written"]["parquet"], (name, venue, every_row, entry)
     assert duplicates(read(root, "trades"), ["exchange", "symbol", "trade_id"]) == 0
     l2 = websocket_rows(read(root, "l2"), "l2")
@@ -210,7 +213,10 @@ def test_an_unsatisfiable_placement_group_is_reported_not_waited_for(tmp_path: P
 
 
 def test_faults_reconnects_and_resyncs_lose_nothing(tmp_path: Path) -> None:
-    faults = "drop_rate=0.02,disconnect_after_s=3,duplicate_rate=0.02,malformed_rate=0.01,stale_snapshot=1"
+    # faults for the first 20 s, then the venues behave: the capture must recover, every book valid again
+    faults = (
+        "drop_rate=0.02,disconnect_after_s=3,duplicate_rate=0.02,malformed_rate=0.01,stale_snapshot=1,faults_for_s=20"
+    )
     capture = demo_capture(str(tmp_path / "data"), symbols=2, rate=40.0, faults=faults)
     seen = ("reconnects", "gaps", "duplicates", "rejects")
 
@@ -384,7 +390,10 @@ def l2_holes(l2: pa.Table) -> list[tuple[str, int, int, int]]:
     """(symbol, first, last missing update id, seq of the next message) of each break in a symbol's chain of
     websocket l2 messages (Binance: a message's first id U follows the previous one's last id u)."""
     out = []
-    messages = l2.group_by(["symbol", "seq", "first_seq"]).aggregate([])
+    plain = pa.table({name: l2.column(name) for name in ("seq", "first_seq")}).append_column(
+        "symbol", l2.column("symbol").cast(pa.string())
+    )  # (dictionaries differ between files: group on plain strings)
+    messages = plain.group_by(["symbol", "seq", "first_seq"]).aggregate([])
     by_symbol: dict[str, list[tuple[int, int]]] = {}
     for symbol, seq, first in zip(
         messages.column("symbol").cast(pa.string()).to_pylist(),

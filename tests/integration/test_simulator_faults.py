@@ -211,3 +211,19 @@ async def test_global_spec_errors_name_the_fault() -> None:
         Simulator(venues=["binance"], faults="stall_after_s=-1")
     with pytest.raises(ValueError, match="unknown venue 'kraken'"):
         Simulator(venues=["kraken"])
+
+
+async def test_faults_for_s_ends_every_fault_on_open_connections_too() -> None:
+    """`faults_for_s`: drops and the armed disconnect timer end together; the same socket then streams
+    a gap-free sequence and stays open."""
+    spec = "drop_rate=0.5,disconnect_after_s=1.5,faults_for_s=0.6"
+    async with Simulator(venues=["binance"], symbols=1, rate=300, faults=spec) as sim:
+        ws_url = sim.urls["binance"]["ws"] + DEPTH
+        async with client(ws_url) as ws:
+            during = depth_events(await collect(ws, 0.5))
+            await asyncio.sleep(0.3)  # the faults end at 0.6 s
+            await collect(ws, 0.2)  # what was on the way when they ended
+            after = depth_events(await collect(ws, 1.5))  # past the disconnect the fault had armed
+            assert ws.close_code is None
+    assert gaps(during) > 0
+    assert len(after) > 50 and gaps(after) == 0

@@ -71,6 +71,16 @@ def test_the_connector_dedup_keeps_flicking_quotes_across_batches() -> None:
     assert bbo_sizes(arbiter.filter("c0", quotes(A))) == [20.0]
 
 
+def test_a_quote_sent_twice_in_a_row_is_one_update() -> None:
+    """A quote stream sends changes: the same quote again right after itself is the frame resent (a venue or
+    network duplicate), not an update; a copy of it on another connection is a duplicate too."""
+    arbiter = BatchArbiter()
+    kept = arbiter.filter("c0", quotes(A, A, B, B, A))
+    assert bbo_sizes(kept) == [20.0, 30.0, 20.0]
+    assert arbiter.snapshot()["duplicates"] == 2
+    assert arbiter.filter("c1", quotes(A, B, A)).bbo is None
+
+
 # -- item 12: one bound per table ----------------------------------------------------------------------------------
 
 

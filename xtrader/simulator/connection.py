@@ -18,7 +18,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame as WsFrame
 from websockets.frames import Opcode
 
-from .faults import FaultDice, Faults
+from .faults import NO_FAULTS, FaultDice, Faults
 from .truth import ConnectionStats, Frame
 
 if TYPE_CHECKING:
@@ -64,6 +64,7 @@ class Connection:
         self._inbound: deque[float] = deque()
         self._tasks: list[asyncio.Task[None]] = []
         self._timers: list[asyncio.TimerHandle] = []
+        self._fault_timers: list[asyncio.TimerHandle] = []  # the faults' own (cancelled by `clear_faults`)
         self._held: tuple[Frame, bytes] | None = None  # fault reorder_rate
         self._out: list[bytes] = []  # the current batch's websocket frames, written at its end
 
@@ -126,6 +127,13 @@ class Connection:
             await asyncio.sleep(grace_s)
         self.kill("server shutdown", 1001)
 
+    def clear_faults(self) -> None:
+        """Behave like the real venue from now on: no fault switch, no fault timer still armed."""
+        self.faults = NO_FAULTS
+        for timer in self._fault_timers:
+            timer.cancel()
+        self._fault_timers.clear()
+
     # -- running -----------------------------------------------------------------
 
     async def run(self, ws: SimServerConnection) -> None:
@@ -143,14 +151,16 @@ class Connection:
             self._tasks.append(loop.create_task(self._keepalive(keep.ping_interval_s, keep.pong_timeout_s)))
         for task in self._tasks:
             task.add_done_callback(self._task_done)
-        for delay, action in (
-            (keep.max_lifetime_s, lambda: self.kill("maximum connection lifetime", 1000)),
-            (f.disconnect_after_s, lambda: self.kill("fault disconnect_after_s", 1000)),
-            (f.stall_after_s, self._stall),
-            (f.shutdown_after_s, lambda: self._tasks.append(loop.create_task(self.shutdown()))),
+        for delay, action, fault in (
+            (keep.max_lifetime_s, lambda: self.kill("maximum connection lifetime", 1000), False),
+            (f.disconnect_after_s, lambda: self.kill("fault disconnect_after_s", 1000), True),
+            (f.stall_after_s, self._stall, True),
+            (f.shutdown_after_s, lambda: self._tasks.append(loop.create_task(self.shutdown())), True),
         ):
             if delay:
                 self._timers.append(loop.call_later(delay, action))
+                if fault:
+                    self._fault_timers.append(self._timers[-1])
         try:
             async for message in ws:
                 text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message

@@ -44,6 +44,7 @@ class Faults:
     stale_snapshot: int = 0  # the first N snapshot requests per symbol return an old book
     shutdown_after_s: float = 0.0  # extra: venue shutdown notice, then close, this long after open
     handshake_delay_s: float = 0.0  # delay every websocket handshake (a link that is still connecting)
+    faults_for_s: float = 0.0  # simulator-wide: every fault ends this long after the simulator started (0: never)
 
     @property
     def active(self) -> bool:

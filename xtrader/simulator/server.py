@@ -26,7 +26,7 @@ from websockets.http11 import Request, Response
 
 from . import registry
 from .connection import Connection, SimServerConnection
-from .faults import parse_faults, split_faults
+from .faults import NO_FAULTS, parse_faults, split_faults
 from .replay import Replayer, load
 from .venue import HttpReply, HttpRequest, Venue, VenueOptions
 
@@ -173,6 +173,21 @@ class Simulator:
                 self._tasks.append(asyncio.create_task(venue.background()))
         stats_port = await self._listen(_Listener(None, None), None, next_port)
         self.stats_url = f"http://{self.host}:{stats_port}{STATS_PATH}"
+        faults_for_s = parse_faults(self.fault_spec).faults_for_s
+        if faults_for_s:
+            self._tasks.append(asyncio.create_task(self._end_faults(faults_for_s)))
+
+    async def _end_faults(self, after_s: float) -> None:
+        await asyncio.sleep(after_s)
+        self.clear_faults()
+
+    def clear_faults(self) -> None:
+        """End every simulator-wide fault now (call in the simulator's loop): each venue and each open
+        connection behaves like the real venue from here on; fault timers already armed are cancelled."""
+        for venue in self.venues.values():
+            venue.faults = NO_FAULTS
+            for connection in list(venue.connections):
+                connection.clear_faults()
 
     async def stop(self) -> None:
         """Stop the markets, close every connection and listener."""
