@@ -42,7 +42,7 @@ class Window:
     wait for it; booked slots are in order, so concurrent callers are served FIFO.
     """
 
-    __slots__ = ("limit", "window_ns", "_times", "used_total")
+    __slots__ = ("_times", "limit", "used_total", "window_ns")
 
     def __init__(self, limit: int, window_s: float) -> None:
         if limit < 1 or window_s <= 0:
@@ -91,7 +91,7 @@ class Window:
 class Credits:
     """A token bucket: `pool` credits, refilled at `refill_per_s`; a request costs some of them."""
 
-    __slots__ = ("pool", "refill_per_s", "_credits", "_at_ns", "used_total")
+    __slots__ = ("_at_ns", "_credits", "pool", "refill_per_s", "used_total")
 
     def __init__(self, pool: float, refill_per_s: float) -> None:
         if pool <= 0 or refill_per_s <= 0:

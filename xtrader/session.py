@@ -308,7 +308,7 @@ class Session:
         return actions
 
     def _too_frequent(self, request: _Request, control: Control, now_ns: int) -> list[Action]:
-        """"Too many requests" for (part of) a subscribe request: ask again after a per-symbol backoff."""
+        """ "Too many requests" for (part of) a subscribe request: ask again after a per-symbol backoff."""
         request.replies += 1
         covered = self.venue.reply_covers(control, request.subscriptions)
         again = [s for s in (request.subscriptions if covered is None else covered) if s not in request.acked]
@@ -425,7 +425,7 @@ class Session:
             if not request.confirmed and (not request.reported or request.errors):
                 deadline = min(deadline, request.sent_ns + timeout_ns)
         if self._retry and self.paused is None:
-            deadline = min(deadline, min(self._retry.values()))
+            deadline = min(deadline, *self._retry.values())
         return deadline
 
     def _retries(self, now_ns: int) -> list[Action]:

@@ -218,7 +218,7 @@ def test_a_book_that_never_gets_its_first_snapshot_asks_for_one() -> None:
     assert out.resyncs == []  # the subscription's snapshot is normally on its way
     clock.now += 6_000_000_000
     assert service.tick()[2] == [("c0", "S")]
-    assert service.tick()[2] == []  # asked: not again before RESYNC_RETRY_S
+    assert service.tick()[2] == []  # asked: not again before its backoff (RESYNC_BASE_S)
 
 
 # -- sequence resets (OKX, Deribit): a websocket snapshot is authoritative, a broken chain is a gap ---------------
@@ -296,7 +296,7 @@ def test_resyncs_of_a_redundant_stream_go_to_connectors_that_carry_the_symbol_ro
     out = service.on_batch("arbiter:okx", l2_batch("okx", [("ETH-USDT", 30, 20, None, False, [(1.0, 2.0)], [])]))
     assert out.resyncs == [("okx/c1/r0", "ETH-USDT")]
     asked = []
-    for _ in range(2):  # no answer: asked again, of the other copy, then the first again
-        clock.now += 6_000_000_000
+    for _ in range(2):  # no answer: asked again (after the backoff: <= 5 s, then <= 10 s), of the other copy, ...
+        clock.now += 11_000_000_000
         asked += service.tick()[2]
     assert asked == [("okx/c1/r1", "ETH-USDT"), ("okx/c1/r0", "ETH-USDT")]
