@@ -278,6 +278,7 @@ class Connector:
         self._deferred: dict[str, int] = {}  # symbol -> when its resync may go (the request budget was spent)
         self._pause_ns = int(pause_wait_s * _NS)
         self._resume_at_ns = 0  # no reconnect before (a venue pause, a credit refill)
+        self._venue_paused: str | None = None  # the last link was paused by the venue (maintenance)
 
     # -- public ---------------------------------------------------------------------------
 
@@ -493,21 +494,28 @@ class Connector:
                     raise
                 self._stats.connect_failures += 1
                 self._record("error", f"connect failed: {exc!r}")
-                await self._sleep(next(delays))
+                if self._venue_paused is not None:  # still paused (maintenance): ask again after a pause only
+                    self._resume_at_ns = max(self._resume_at_ns, self._clock().mono_ns + self._pause_ns)
+                await self._sleep(self._reconnect_delay(next(delays)))
                 continue
+            self._venue_paused = None
             healthy = await self._serve()
             if self._fatal is not None:
                 raise self._fatal
             if healthy:
                 delays = self._delays()
             if not self._stop.is_set():
-                delay = next(delays)
-                hold = (self._resume_at_ns - self._clock().mono_ns) / _NS
-                if hold > delay:
-                    self._stats.pause_waits += 1
-                    self._record("disconnect", f"reconnect waits {hold:.1f} s for the venue (pause or credits)")
-                    delay = hold
-                await self._sleep(delay)
+                await self._sleep(self._reconnect_delay(next(delays)))
+
+    def _reconnect_delay(self, delay: float) -> float:
+        """The backoff delay, or longer while the venue paused us or wants its credits back (said once each)."""
+        hold = (self._resume_at_ns - self._clock().mono_ns) / _NS
+        if hold <= delay:
+            return delay
+        self._stats.pause_waits += 1
+        why = f"venue paused: {self._venue_paused}" if self._venue_paused else "the venue's credits refill"
+        self._record("disconnect", f"reconnect waits {hold:.1f} s ({why})")
+        return hold
 
     async def _until_subscribed(self) -> None:
         """Wait (no link) until something is subscribed again, or stop()."""
@@ -612,6 +620,7 @@ class Connector:
         session = link.session
         mono = self._clock().mono_ns
         if session.paused is not None:
+            self._venue_paused = session.paused
             self._resume_at_ns = max(self._resume_at_ns, mono + self._pause_ns)
         if session.cooldown_ns:
             self._resume_at_ns = max(self._resume_at_ns, session.cooldown_ns)

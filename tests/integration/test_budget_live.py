@@ -85,3 +85,29 @@ async def test_binance_thirty_spot_books_and_two_connectors_on_one_ip_get_no_429
         assert [s["snapshot_banned"] for s in stats] == [0, 0]
         assert all(s["snapshot_used_weight"] <= 6000 for s in stats)
     reset_shared()
+
+
+# -- issue 13 section 3: Deribit platform state ------------------------------------------------------
+
+
+async def test_deribit_a_maintenance_pauses_the_connector_instead_of_hammering_the_venue():
+    options = {"deribit": {"maintenance_at_s": 1.5, "maintenance_s": 3.0}}
+    async with Simulator(venues=["deribit"], symbols=1, rate=200, seed=3, venue_options=options) as sim:
+        (btc,) = sim.symbols["deribit"]
+        v = sim_venue(sim, "deribit")
+        (connection,) = v.connections([Subscription("l2", btc)])
+        capture = Capture()
+        # a backoff of 0.05 .. 0.5 s alone would try ~10 times during the 3 s maintenance
+        c = make(v, connection, capture, pause_wait_s=1.0)
+        async with running(c) as task:
+            await wait_for(lambda: capture.rows("l2", btc) > 0, task, what="book rows")
+            await wait_for(lambda: c.stats()["session_pauses"] >= 1, task, what="the maintenance notice")
+            await wait_for(lambda: c.stats()["connects"] >= 2, task, timeout_s=20, what="the reconnect after it")
+            after = capture.rows("l2", btc)
+            await wait_for(lambda: capture.rows("l2", btc) > after, task, what="book rows after the maintenance")
+            stats = c.stats()
+        refused = sim.venues["deribit"].maintenance_refused  # type: ignore[attr-defined]
+        assert refused <= 4, f"{refused} connection attempts during a 3 s maintenance"
+        assert stats["pause_waits"] >= 1
+        assert any("venue paused" in d and "maintenance" in d for _, d, _ in capture.events("error"))
+        assert any("reconnect waits" in d for _, d, _ in capture.events("disconnect"))
