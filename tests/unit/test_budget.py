@@ -102,8 +102,7 @@ def stuck_service(exchange: str, kind: str, symbols: list[str], clock: Clock, ca
     """A book service whose books broke (a gap) and never become valid again."""
     service = BookService(exchange, kind, clock=clock, backoff=Backoff(5, cap_s, rng=random.Random(7)))
     for symbol in symbols:
-        snapshot_prev = None if kind != "binance_spot" else None
-        service.on_batch("c0", l2_batch(exchange, [(symbol, 10, snapshot_prev, None, True, [(1.0, 1.0)], [])]))
+        service.on_batch("c0", l2_batch(exchange, [(symbol, 10, None, None, True, [(1.0, 1.0)], [])]))
         service.on_batch("c0", l2_batch(exchange, [(symbol, 30, 20, 25, False, [(1.0, 2.0)], [])]))  # a gap
     return service
 

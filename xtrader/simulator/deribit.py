@@ -161,6 +161,7 @@ class Deribit(Venue):
         self._born = time.monotonic()
         self._maintenance_timer: asyncio.TimerHandle | None = None
         self.maintenance_refused = 0  # websocket opens refused during the maintenance
+        self._maintenance_tasks: set[asyncio.Future[None]] = set()
         # Deribit names its perpetuals itself: rebuild the markets under those names (same seeds).
         self.instruments = [replace(i, quote=_name_suffix(i.base)) for i in self.instruments]
         rng = random.Random(f"{options.seed}:{self.name}")
@@ -531,7 +532,9 @@ class Deribit(Venue):
         """Tell every platform_state subscriber, then close every connection."""
         for conn in list(self.connections):
             if isinstance(conn, DeribitConnection):
-                asyncio.ensure_future(conn.maintenance())
+                task = asyncio.ensure_future(conn.maintenance())
+                self._maintenance_tasks.add(task)
+                task.add_done_callback(self._maintenance_tasks.discard)
 
     def open_ws(self, path: str, query: str, faults: Faults) -> Connection | HttpReply:
         if path.rstrip("/") != "/ws/api/v2":
