@@ -146,6 +146,9 @@ _COUNTERS = (
     (metrics.RECONNECTS, "reconnects"),
     (metrics.DROPPED_ROWS, "flow_dropped_rows"),
     (metrics.DUPLICATES, "duplicates"),
+    (metrics.BUDGET_WAITS, "budget_waits"),  # resyncs waiting for the request budget (issue 13)
+    (metrics.BUDGET_WAITS, "snapshot_budget_waits"),  # REST snapshots waiting for the IP's weight
+    (metrics.BUDGET_WAITS, "pause_waits"),  # reconnects held back by a venue pause or its credits
 )
 
 
