@@ -111,3 +111,30 @@ async def test_deribit_a_maintenance_pauses_the_connector_instead_of_hammering_t
         assert stats["pause_waits"] >= 1
         assert any("venue paused" in d and "maintenance" in d for _, d, _ in capture.events("error"))
         assert any("reconnect waits" in d for _, d, _ in capture.events("disconnect"))
+
+
+async def test_deribit_10028_waits_for_the_credits_before_reconnecting():
+    # a venue much stricter than the documented one: 5000 credits, 500 a request, 500 refilled per second
+    options = {"deribit": {"credit_pool": 5000, "credit_refill_per_s": 500, "subscribe_cost": 500}}
+    async with Simulator(venues=["deribit"], symbols=1, rate=200, seed=3, venue_options=options) as sim:
+        (btc,) = sim.symbols["deribit"]
+        v = sim_venue(sim, "deribit")
+        (connection,) = v.connections([Subscription("l2", btc)])
+        capture = Capture()
+        c = make(v, connection, capture)
+        async with running(c) as task:
+            await wait_for(lambda: capture.rows("l2", btc) > 0, task, what="book rows")
+            for _ in range(10):  # 20 requests: more than the simulated pool holds
+                await c.resync(btc)
+            await wait_for(
+                lambda: any("10028" in d for _, d, _ in capture.events("error")), task, what="the 10028 answer"
+            )
+            seen = asyncio.get_running_loop().time()
+            await wait_for(lambda: c.stats()["connects"] >= 2, task, timeout_s=20, what="the reconnect")
+            waited = asyncio.get_running_loop().time() - seen
+            after = capture.rows("l2", btc)
+            await wait_for(lambda: capture.rows("l2", btc) > after, task, what="book rows after the reconnect")
+            stats = c.stats()
+        assert waited >= 4.0, f"reconnected {waited:.1f} s after 10028: the credits had no time to refill"
+        assert stats["pause_waits"] >= 1 and stats["refused"] == 0
+        assert any("credits refill" in d for _, d, _ in capture.events("disconnect"))
