@@ -300,3 +300,18 @@ def test_resyncs_of_a_redundant_stream_go_to_connectors_that_carry_the_symbol_ro
         clock.now += 11_000_000_000
         asked += service.tick()[2]
     assert asked == [("okx/c1/r1", "ETH-USDT"), ("okx/c1/r0", "ETH-USDT")]
+
+
+def test_a_book_that_never_becomes_valid_backs_off_per_symbol_instead_of_asking_every_5_s() -> None:
+    """Issue 13: 10 minutes of a broken, never-answered book: the retries back off (5 s doubling to 300 s)."""
+    clock = Clock()
+    service = BookService("okx", "okx", clock=clock)
+    service.on_batch("c0", l2_batch("okx", [("S", 10, None, None, True, [(1.0, 1.0)], [])]))
+    out = service.on_batch("c0", l2_batch("okx", [("S", 30, 20, None, False, [(1.0, 2.0)], [])]))  # a gap
+    asked = [clock.now] if out.resyncs else []
+    for _ in range(600):
+        clock.now += 1_000_000_000
+        asked += [clock.now for _ in service.tick()[2]]
+    assert 5 <= len(asked) <= 10, len(asked)  # every 5 s would be 120
+    gaps = [b - a for a, b in zip(asked, asked[1:], strict=False)]
+    assert gaps[-1] > gaps[0] and gaps[-1] >= 100_000_000_000
