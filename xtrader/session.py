@@ -46,6 +46,8 @@ _NS = 1_000_000_000
 _FAR = 1 << 62  # a deadline that never comes
 #: requests of the hourly budget a resync may not take: kept for subscription changes and retries
 RESERVE = 48
+#: while the venue is paused, a resync asks again after this long (one events row each time)
+PAUSED_RETRY_S = 30.0
 #: subscribe/unsubscribe operations charged to the request budget
 _BUDGETED = frozenset({"open", "subscribe", "unsubscribe"})
 
@@ -494,7 +496,7 @@ class Session:
         if not books or not self.is_open:
             return []
         if self.paused is not None:
-            return [Wait(symbol, int(self.backoff.base_s * _NS), f"venue paused: {self.paused}")]
+            return [Wait(symbol, int(PAUSED_RETRY_S * _NS), f"venue paused: {self.paused}")]
         wait = self._budget_wait(now_ns, 2 * len(self.venue.request_groups(books)), RESERVE)
         if wait:
             self.stats.budget_waits += 1
