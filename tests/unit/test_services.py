@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pyarrow as pa
@@ -313,5 +314,5 @@ def test_a_book_that_never_becomes_valid_backs_off_per_symbol_instead_of_asking_
         clock.now += 1_000_000_000
         asked += [clock.now for _ in service.tick()[2]]
     assert 5 <= len(asked) <= 10, len(asked)  # every 5 s would be 120
-    gaps = [b - a for a, b in zip(asked, asked[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(asked)]
     assert gaps[-1] > gaps[0] and gaps[-1] >= 100_000_000_000
