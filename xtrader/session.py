@@ -542,7 +542,8 @@ class Session:
         if not frames:
             return []
         if self.budget is not None and op in _BUDGETED:
-            self.budget.reserve(now_ns, len(frames))  # charged even when over (the venue's 60014 then retries)
+            # charged even when over (the venue's 60014 is then retried)
+            self.budget.reserve(now_ns, min(len(frames), self.budget.limit))
         self._next_id += len(frames)
         self.stats.requests += 1
         expected = self.venue.replies_expected(subscriptions) if subscriptions else 1

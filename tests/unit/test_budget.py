@@ -138,13 +138,13 @@ def test_okx_books_that_never_become_valid_stay_within_480_requests_per_connecti
 
 
 def test_okx_without_the_backoff_and_budget_a_stuck_book_would_exceed_the_limit() -> None:
-    """The harness can fail: resubscribing every 5 s (the old RESYNC_RETRY_S) with no budget goes over 480/h
-    with 4 stuck books inside 10 minutes... over the hour."""
+    """The harness can fail: 4 stuck books resubscribed every 5 s (the old RESYNC_RETRY_S) with no request
+    budget send 2 requests x 4 books x 720 per hour, far over 480."""
     v = venue("okx", ws_base="ws://127.0.0.1:1")
     symbols = [f"S{i}-USDT" for i in range(4)]
     (connection,) = v.connections([Subscription("l2", s) for s in symbols])
-    session = Session(v, connection, budget=None)
-    session.budget = None
+    session = Session(v, connection)
+    session.budget = None  # (None at construction means "the venue's")
     sent = []
     now = 0
     session.open(now)

@@ -33,10 +33,10 @@ Wire names (used only in this module):
     bidPx, bidSz, askPx, askSz: best bid / ask of `tickers` ("" when the side is empty).
     event, code, msg, id, connId: subscribe / unsubscribe acks, errors and notices (64008 = service upgrade).
 
-Limits: "Connection count limit ... 480 'subscribe/unsubscribe/login' requests per hour" per connection and
-error 60014 "Requests too frequent" (https://www.okx.com/docs-v5/en/#overview-websocket-connect and the
-error-code table of https://www.okx.com/docs-v5/en/#error-code-websocket-public; EXCHANGES.md 3.1-3.2, as
-stored mid-2026; not re-checked offline). `request_budget` keeps each connection under 480 per hour, and a
+Limits: at most 480 subscribe/unsubscribe/login requests per connection per hour, and error 60014
+"Requests too frequent" (OKX API docs, "WebSocket" overview https://www.okx.com/docs-v5/en/#overview-websocket
+and the WebSocket error-code table; read through EXCHANGES.md 3.1-3.2, as stored mid-2026: the pages
+themselves could not be checked offline). `request_budget` keeps each connection under 480 per hour, and a
 60014 is retried with backoff (`retryable`), never taken as a refusal.
 
 Notes on choices made here:
