@@ -59,6 +59,7 @@ class ConnectorActor:
             rotate_after_s=pipeline.connection_lifetime_s or None,
             book_source=spec.book_source,
             ws_snapshot_wait_s=spec.ws_snapshot_wait_s,
+            snapshot_depth=spec.snapshot_depth,
             name=spec.id,
         )
         self.task: asyncio.Task[None] | None = None
