@@ -59,6 +59,7 @@ class ConnectorActor:
             rotate_after_s=pipeline.connection_lifetime_s or None,
             book_source=spec.book_source,
             ws_snapshot_wait_s=spec.ws_snapshot_wait_s,
+            snapshot_depth=spec.snapshot_depth,
             name=spec.id,
         )
         self.task: asyncio.Task[None] | None = None
@@ -147,6 +148,9 @@ _COUNTERS = (
     (metrics.RECONNECTS, "reconnects"),
     (metrics.DROPPED_ROWS, "flow_dropped_rows"),
     (metrics.DUPLICATES, "duplicates"),
+    (metrics.BUDGET_WAITS, "budget_waits"),  # resyncs waiting for the request budget (issue 13)
+    (metrics.BUDGET_WAITS, "snapshot_budget_waits"),  # REST snapshots waiting for the IP's weight
+    (metrics.BUDGET_WAITS, "pause_waits"),  # reconnects held back by a venue pause or its credits
 )
 
 

@@ -36,12 +36,16 @@ import pyarrow as pa
 from xtrader import metrics, schema
 from xtrader.batch import Batches, BookNotice, EventColumns, constant_dictionary, dictionary
 from xtrader.book import Level
+from xtrader.budget import Backoff
 from xtrader.clock import code_latency_ns
 from xtrader.resync_route import ResyncRouter
 from xtrader.sync import RULES, Books, BookSync, Checksum, Levels, Message, SyncCounters, Verdict, messages_of
 
-#: a resync request not answered within this many seconds is sent again
-RESYNC_RETRY_S = 5.0
+#: resync retries of one symbol back off from this many seconds (a book waiting for its first snapshot
+#: asks after this long) ...
+RESYNC_BASE_S = 5.0
+#: ... doubling (with jitter) up to this cap, until the book is valid again
+RESYNC_CAP_S = 300.0
 
 
 @dataclass
@@ -96,6 +100,8 @@ class BookService:
         carriers: connection id -> the symbols of its l2 subscriptions (where resync requests go;
             see `xtrader.resync_route`); also settable later with `set_carriers`.
         mono: monotonic clock in ns (code latency; see `xtrader.clock`).
+        backoff: per-symbol delays between resync requests of a book that stays invalid
+            (default: RESYNC_BASE_S doubling with jitter up to RESYNC_CAP_S).
     """
 
     def __init__(
@@ -110,6 +116,7 @@ class BookService:
         clock: Callable[[], int] | None = None,
         carriers: Mapping[str, Iterable[str]] | None = None,
         mono: Callable[[], int] | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         import time
 
@@ -124,6 +131,8 @@ class BookService:
         self.last_snapshot_ns: int | None = None
         self.symbols: defaultdict[str, SymbolStats] = defaultdict(SymbolStats)
         self.pending: dict[str, int] = {}  # symbol -> when a resync was requested
+        self.backoff = backoff or Backoff(base_s=RESYNC_BASE_S, cap_s=RESYNC_CAP_S, floor_s=1.0)
+        self.retry_at: dict[str, int] = {}  # symbol -> no resync request before (its backoff)
         self.last_connection: dict[str, str] = {}
         self.connections: set[str] = set()
         self.router = ResyncRouter(carriers)
@@ -250,6 +259,8 @@ class BookService:
                 self.metrics.histogram(metrics.BOOK_SYNC, self.exchange, "l2").record(now - stats.unsynced_since_ns)
             stats.unsynced_since_ns = None
             self.pending.pop(symbol, None)
+            self.retry_at.pop(symbol, None)
+            self.backoff.reset(symbol)
             self.router.done(symbol)
 
     # -- link loss and unsubscribe --------------------------------------------------------------------
@@ -271,13 +282,15 @@ class BookService:
 
     def invalidate(self, symbol: str, reason: str, now: int, events: EventColumns, forget: bool = False) -> None:
         """Stop trusting `symbol`'s book: discard it (rebuilt from the next snapshot; no resync is asked
-        before RESYNC_RETRY_S, the reconnect brings one). `forget` (unsubscribed): free its state too, and
+        before RESYNC_BASE_S, the reconnect brings one). `forget` (unsubscribed): free its state too, and
         ignore its messages until a connector carries it again."""
         sync = self.books.books.pop(("*", symbol), None)
         if sync is not None:
             self.discarded.add(sync.counters)
         self.pending.pop(symbol, None)
         if forget:
+            self.retry_at.pop(symbol, None)
+            self.backoff.reset(symbol)
             self.dropped.add(symbol)
             self.symbols.pop(symbol, None)
             self.last_connection.pop(symbol, None)
@@ -290,12 +303,15 @@ class BookService:
     def _resyncs(self, now: int, events: EventColumns) -> list[tuple[str, str]]:
         """Symbols whose book is not valid and has no request outstanding (or an unanswered one).
 
-        A book broken by a gap (or a stale snapshot) asks at once. A book waiting for its
-        first snapshot (the connector fetches it, or the venue sends it on subscribing) asks
-        only when none came within RESYNC_RETRY_S, e.g. after this actor restarted mid-stream.
+        A book broken by a gap (or a stale snapshot) asks at once, unless its last request
+        did not make it valid: then it waits for its backoff (`self.backoff`, per symbol:
+        RESYNC_BASE_S doubling with jitter up to RESYNC_CAP_S; reset once the book is valid).
+        A book waiting for its first snapshot (the connector fetches it, or the venue sends it
+        on subscribing) asks only when none came within RESYNC_BASE_S, e.g. after this actor
+        restarted mid-stream. The venue's own request budget is the connector's to keep.
         """
         out = []
-        retry_ns = int(RESYNC_RETRY_S * 1e9)
+        base_ns = int(self.backoff.base_s * 1e9)
         for (_, symbol), sync in self.books.books.items():
             if sync.valid:
                 continue
@@ -304,9 +320,12 @@ class BookService:
             stats = self.symbols[symbol]
             waiting = not (stats.gaps or stats.stale_snapshots or stats.syncs) or not sync.needs_resync
             if asked is None and waiting:
-                asked = stats.unsynced_since_ns  # the snapshot should be on its way
-            if asked is not None and now - asked < retry_ns:
-                continue
+                first = stats.unsynced_since_ns  # the snapshot should be on its way
+                if first is not None and now - first < base_ns:
+                    continue
+            if now < self.retry_at.get(symbol, now):
+                continue  # backing off: the last request did not make it valid
+            self.retry_at[symbol] = now + self.backoff.next_ns(symbol)
             self.pending[symbol] = now
             stats.resyncs_requested += 1
             self.metrics.count(metrics.RESYNCS, 1, self.exchange, "l2")

@@ -108,6 +108,14 @@ class Stream(_Model):
         le=60,
         description="book_source auto: seconds after the subscribe ack to wait for a websocket snapshot.",
     )
+    snapshot_depth: int | None = Field(
+        default=None,
+        ge=1,
+        le=5000,
+        description="Levels per side of a REST book snapshot (binance: limit, capped at 5000 spot / 1000 USD-M; "
+        "okx: sz, capped at 400). null: the venue's default, chosen by request weight (binance spot 1000 levels, "
+        "weight 50 of the IP's 6000 per minute, rather than 5000 at weight 250).",
+    )
 
     @field_validator("venue")
     @classmethod

@@ -21,6 +21,15 @@ opens or a book is subscribed, lost when the last link carrying it goes, dropped
 on unsubscribe (its REST fetch in flight is cancelled). Every batch carries the
 clocks of its flush (`Batches.anchor`) for code latency on the monotonic clock.
 
+Limits (`xtrader.budget`): every frame a link sends goes through the venue's
+pacer (`Venue.control_pacer`: Binance's inbound messages per second, Deribit's
+credits), waiting for its slot instead of going over. A resync the request
+budget cannot afford now (`session.Wait`: OKX's 480 requests per connection
+per hour) waits: one `resync` events row saying so and the `budget_waits`
+counter, then it is sent when the budget allows, never as a burst. A link the
+venue paused (Deribit maintenance, public methods disabled) or starved of
+credits (10028) is reconnected only after `pause_wait_s` / the credit refill.
+
 Backoff: reconnect delays grow until a link stayed up, with data, for
 `backoff_reset_s`; failed rotation opens share one growing sequence.
 
@@ -50,13 +59,14 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import Event
 
 from xtrader.batch import Batches, BookNotice, FlushPolicy
+from xtrader.budget import Credits, Window
 from xtrader.clock import Receipt, anchor, now
 from xtrader.errors import ConfigError, ParseError
 from xtrader.flow import FlowGate, Policy
 from xtrader.handover import Handover
 from xtrader.rest import RestStats, SnapshotFetcher
 from xtrader.retry import Jitter, backoff, classify
-from xtrader.session import Action, Reconnect, Record, Refused, Send, Session, SessionStats
+from xtrader.session import Action, Reconnect, Record, Refused, Send, Session, SessionStats, Wait
 from xtrader.venues.base import Connection, Keepalive, Subscription, Venue
 
 Emit = Callable[[Batches], Awaitable[object]]
@@ -99,6 +109,9 @@ class ConnectorStats:
     overlap_duplicates: int = 0
     resyncs: int = 0
     refused: int = 0
+    budget_waits: int = 0
+    paced_frames: int = 0
+    pause_waits: int = 0
 
 
 class _Socket(ClientConnection):
@@ -129,6 +142,7 @@ class _Link:
         self.rotating = False
         self.retired = False  # closed on purpose after a rotation
         self.close_reason: str | None = None
+        self.pacer: Window | Credits | None = session.venue.control_pacer()
 
 
 class Connector:
@@ -163,6 +177,7 @@ class Connector:
             snapshot, else REST `ws_snapshot_wait_s` after the subscribe ack) or "ws" (websocket snapshots,
             resync by resubscribing); None: "ws". Always "rest" when the venue `needs_snapshot`.
         ws_snapshot_wait_s: see book_source "auto".
+        pause_wait_s: after the venue paused the link (maintenance), wait at least this long before reconnecting.
         ack_timeout_s: a request unanswered this long is reported.
         drain_timeout_s: on stop, how long to wait for the last flush and the acks.
         clock: the receipt clock (tests inject a fake one).
@@ -202,6 +217,7 @@ class Connector:
         ws_ping_interval_s: float | None = None,
         book_source: str | None = None,
         ws_snapshot_wait_s: float = 1.0,
+        pause_wait_s: float = 30.0,
         ack_timeout_s: float = 10.0,
         drain_timeout_s: float = 10.0,
         clock: Callable[[], Receipt] = now,
@@ -259,6 +275,10 @@ class Connector:
         if self._desired:
             self._subscribed.set()
         self._notices: list[BookNotice] = []  # ride with the next flush
+        self._deferred: dict[str, int] = {}  # symbol -> when its resync may go (the request budget was spent)
+        self._pause_ns = int(pause_wait_s * _NS)
+        self._resume_at_ns = 0  # no reconnect before (a venue pause, a credit refill)
+        self._venue_paused: str | None = None  # the last link was paused by the venue (maintenance)
 
     # -- public ---------------------------------------------------------------------------
 
@@ -335,6 +355,8 @@ class Connector:
         """
         if symbol not in self._books():
             return
+        if symbol in self._deferred:
+            return  # it waits for the request budget already: asking again would be a burst later
         self._stats.resyncs += 1
         if self._fetcher is not None:
             if self._fetcher.request(symbol):
@@ -472,15 +494,28 @@ class Connector:
                     raise
                 self._stats.connect_failures += 1
                 self._record("error", f"connect failed: {exc!r}")
-                await self._sleep(next(delays))
+                if self._venue_paused is not None:  # still paused (maintenance): ask again after a pause only
+                    self._resume_at_ns = max(self._resume_at_ns, self._clock().mono_ns + self._pause_ns)
+                await self._sleep(self._reconnect_delay(next(delays)))
                 continue
+            self._venue_paused = None
             healthy = await self._serve()
             if self._fatal is not None:
                 raise self._fatal
             if healthy:
                 delays = self._delays()
             if not self._stop.is_set():
-                await self._sleep(next(delays))
+                await self._sleep(self._reconnect_delay(next(delays)))
+
+    def _reconnect_delay(self, delay: float) -> float:
+        """The backoff delay, or longer while the venue paused us or wants its credits back (said once each)."""
+        hold = (self._resume_at_ns - self._clock().mono_ns) / _NS
+        if hold <= delay:
+            return delay
+        self._stats.pause_waits += 1
+        why = f"venue paused: {self._venue_paused}" if self._venue_paused else "the venue's credits refill"
+        self._record("disconnect", f"reconnect waits {hold:.1f} s ({why})")
+        return hold
 
     async def _until_subscribed(self) -> None:
         """Wait (no link) until something is subscribed again, or stop()."""
@@ -582,7 +617,16 @@ class Connector:
             await self._notice(lost, "lost", reason)
 
     def _closed(self, link: _Link) -> None:
+        session = link.session
+        mono = self._clock().mono_ns
+        if session.paused is not None:
+            self._venue_paused = session.paused
+            self._resume_at_ns = max(self._resume_at_ns, mono + self._pause_ns)
+        if session.cooldown_ns:
+            self._resume_at_ns = max(self._resume_at_ns, session.cooldown_ns)
         self._links.remove(link)
+        if not self._links:
+            self._deferred.clear()  # the next link subscribes afresh (and has its own budget)
         link.session.closed()
         handover, replaced, successor = link.handover, link.replaces, link.replaced_by
         if handover is not None:
@@ -698,10 +742,18 @@ class Connector:
     async def _apply(self, link: _Link, actions: Sequence[Action]) -> None:
         for action in actions:
             if isinstance(action, Send):
+                pacer = link.pacer
+                if pacer is not None:
+                    wait = pacer.reserve(self._clock().mono_ns, self.venue.control_cost(action.op))
+                    if wait > 0:
+                        self._stats.paced_frames += 1
+                        await asyncio.sleep(wait / _NS)
                 try:
                     await link.ws.send(action.frame, text=True)
                 except ConnectionClosed:
                     return
+            elif isinstance(action, Wait):
+                self._defer(action)
             elif isinstance(action, Record):
                 self._record(action.kind, action.detail, action.symbol)
             elif isinstance(action, Reconnect):
@@ -713,6 +765,20 @@ class Connector:
                     await self._close(link, abort=True)
             elif isinstance(action, Refused):
                 self._refused(link, action)
+
+    def _defer(self, wait: Wait) -> None:
+        """The request budget cannot afford `wait.symbol`'s resync now: say so once, ask again when it can."""
+        if wait.symbol in self._deferred:
+            return
+        self._deferred[wait.symbol] = self._clock().mono_ns + wait.wait_ns
+        self._stats.budget_waits += 1
+        self._record("resync", f"waits {wait.wait_ns / _NS:.1f} s: {wait.reason}", wait.symbol)
+        self._wake.set()
+
+    async def _deferred_due(self, mono: int) -> None:
+        for symbol in [s for s, at in self._deferred.items() if at <= mono]:
+            del self._deferred[symbol]
+            await self.resync(symbol)
 
     def _refused(self, link: _Link, refused: Refused) -> None:
         """Refused subscriptions leave the desired set and the URL; the others go on."""
@@ -748,6 +814,8 @@ class Connector:
                     self._maybe_rotate(link, mono)
                 if self._snapshot_due:
                     self._snapshots_due(mono)
+                if self._deferred:
+                    await self._deferred_due(mono)
                 if self._policy.due(self._columns.rows(), mono):
                     await self._flush()
                 await self._wait(self._next_wake(self._clock().mono_ns))
@@ -760,6 +828,8 @@ class Connector:
         deadlines = [mono + _NS]
         if self._snapshot_due:
             deadlines.append(min(self._snapshot_due.values()))
+        if self._deferred:
+            deadlines.append(min(self._deferred.values()))
         if self._policy.oldest_mono_ns is not None:
             deadlines.append(self._policy.oldest_mono_ns + self._policy.batch_ns)
         for link in self._links:

@@ -45,6 +45,7 @@ CODE_LATENCY = "xtrader_code_latency_seconds"
 OVERALL_LATENCY = "xtrader_overall_latency_seconds"
 SINK_FLUSH = "xtrader_sink_flush_seconds"
 BOOK_SYNC = "xtrader_book_sync_seconds"
+BUDGET_WAITS = "xtrader_budget_waits_total"
 
 Kind = Literal["counter", "gauge", "histogram"]
 
@@ -76,6 +77,12 @@ METRICS: dict[str, MetricSpec] = {
         MetricSpec(OVERALL_LATENCY, "histogram", "Sink write wall time minus exchange event time."),
         MetricSpec(SINK_FLUSH, "histogram", "Duration of one sink flush."),
         MetricSpec(BOOK_SYNC, "histogram", "Time from subscription to a synchronised book."),
+        MetricSpec(
+            BUDGET_WAITS,
+            "counter",
+            "Resyncs, REST snapshots and reconnects held back by a venue limit (request budget, "
+            "REST weight, credits, maintenance); each also has an events row.",
+        ),
     )
 }
 

@@ -54,6 +54,7 @@ class ConnectorSpec:
     cpus: float
     book_source: str | None = None  # where l2 books start (`Stream.book_source`, resolved; None: the venue's way)
     ws_snapshot_wait_s: float = 1.0  # book_source auto: wait for a websocket snapshot this long after the ack
+    snapshot_depth: int | None = None  # REST snapshot levels (`Stream.snapshot_depth`; None: the venue's default)
 
 
 @dataclass(frozen=True)
@@ -282,6 +283,7 @@ def _connectors(
                 cpus=cpus,
                 book_source=stream.resolved_book_source(),
                 ws_snapshot_wait_s=stream.ws_snapshot_wait_s,
+                snapshot_depth=stream.snapshot_depth,
             )
             for replica in range(stream.redundancy)
         )

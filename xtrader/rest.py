@@ -1,8 +1,13 @@
 """REST book snapshots fetched beside the websocket, never in its way.
 
 One asyncio task per symbol asks `venue.snapshot_request()` over a shared
-httpx.AsyncClient, at most `concurrency` at a time. HTTP 429 and 418 pause
-every fetch of the venue (the limit is per IP) for `Retry-After` seconds (418
+httpx.AsyncClient, at most `concurrency` at a time. Venues that weigh their
+REST requests (`Venue.weight_limit`, Binance) take each snapshot's weight from
+the process-wide budget of the host (`xtrader.budget.shared_weight`, kept true
+by the `X-MBX-USED-WEIGHT-1M` header) before asking: when it is spent, the
+fetch waits, with an events row and the `budget_waits` counter, instead of
+earning a 429. HTTP 429 and 418 pause every fetch of the host (the limit is per
+IP, so every connector of the process waits) for `Retry-After` seconds (418
 without one: `ban_wait_s`); transport errors and 5xx retry with backoff; a
 4xx is reported and given up. The body goes to `deliver`, which parses it in
 stream order (the connector's job); a body that does not parse is refetched.
@@ -21,6 +26,7 @@ from dataclasses import asdict, dataclass
 
 import httpx
 
+from xtrader.budget import WeightBudget, shared_weight
 from xtrader.clock import Receipt, now
 from xtrader.retry import Jitter, backoff
 from xtrader.venues.base import Venue
@@ -42,6 +48,7 @@ class RestStats:
     errors: int = 0
     coalesced: int = 0
     used_weight: int = 0
+    budget_waits: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -107,7 +114,8 @@ class SnapshotFetcher:
         self._rng = rng or random.Random()
         self._clock = clock
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._resume_at = 0.0  # loop time before which no request goes out (429 / 418)
+        self._budget: WeightBudget | None = None
+        self._resume_at = 0.0  # loop time before which no request goes out (429 / 418; venues without a weight)
         self._client = httpx.AsyncClient(
             verify=ssl_context if ssl_context is not None else True,
             timeout=timeout_s,
@@ -160,11 +168,16 @@ class SnapshotFetcher:
             return
         delays = backoff(*self._backoff_s, jitter=self._jitter, rng=self._rng)
         loop = asyncio.get_running_loop()
+        weight = self.venue.snapshot_weight(self.depth)
+        budget = shared_weight(request.url, self.venue.weight_limit) if weight and self.venue.weight_limit else None
+        self._budget = budget
         while True:
             async with self._slots:
                 pause = self._resume_at - loop.time()
                 if pause > 0:
                     await asyncio.sleep(pause)
+                if budget is not None:
+                    await self._within_budget(symbol, budget, weight)
                 self.stats.requests += 1
                 try:
                     response = await self._client.get(request.url)
@@ -179,6 +192,21 @@ class SnapshotFetcher:
                     wait = wait_or_done
             await asyncio.sleep(wait)
 
+    async def _within_budget(self, symbol: str, budget: WeightBudget, weight: int) -> None:
+        """Wait (saying so) until the host's weight budget has room for this request."""
+        wait_ns = budget.reserve(self._clock().mono_ns, weight)
+        if wait_ns <= 0:
+            return
+        self.stats.budget_waits += 1
+        used = budget.window.used(self._clock().mono_ns)
+        self._record(
+            "resync",
+            f"snapshot waits {wait_ns / 1e9:.1f} s: REST weight budget of the host spent "
+            f"({used} of {budget.window.limit} planned per minute; venue limit {budget.limit})",
+            symbol,
+        )
+        await asyncio.sleep(wait_ns / 1e9)
+
     async def _handle(self, symbol: str, response: httpx.Response, delays: Iterator[float]) -> float | None:
         """None when done (taken, or given up); else seconds to wait before the next try."""
         receipt = self._clock()
@@ -186,6 +214,8 @@ class SnapshotFetcher:
         weight = response.headers.get("X-MBX-USED-WEIGHT-1M")
         if weight is not None and weight.isdigit():
             self.stats.used_weight = int(weight)
+            if self._budget is not None:
+                self._budget.observe(receipt.mono_ns, int(weight))
         if status == 200:
             if await self._deliver(symbol, response.content, receipt):
                 self.stats.snapshots += 1
@@ -199,7 +229,10 @@ class SnapshotFetcher:
             else:
                 self.stats.throttled += 1
                 wait = asked if asked is not None else next(delays)
-            self._resume_at = max(self._resume_at, asyncio.get_running_loop().time() + wait)
+            if self._budget is not None:  # per IP: every fetcher of the host waits
+                self._budget.pause(receipt.mono_ns, wait)
+            else:
+                self._resume_at = max(self._resume_at, asyncio.get_running_loop().time() + wait)
             self._record("error", f"snapshot HTTP {status}: every snapshot request waits {wait:g} s", symbol)
             return 0.0  # the pause applies to every fetch, this one included
         self.stats.errors += 1

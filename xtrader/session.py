@@ -16,6 +16,18 @@ Binance). A request is settled once all its expected replies came
 (`Venue.replies_expected`), or at its ack timeout after an error: only what no
 ack confirmed is refused then. One bad symbol never refuses the others.
 Connection setup (Deribit's `set_heartbeat`) is a request of its own.
+
+Limits (`xtrader.budget`): each session (= connection) has the venue's request
+budget (`Venue.request_budget`, OKX: 480 subscribe/unsubscribe requests per
+hour). Every subscribe/unsubscribe frame is charged to it; a resubscribe that
+would eat into the last `RESERVE` of it is not sent but answered with `Wait`
+(the connector tries again when the budget allows, and says so). A "too many
+requests" error (`Venue.retryable`: OKX 60014, Deribit 10028) is never a
+refusal: the subscriptions are asked again after a per-symbol backoff, within
+the budget. Deribit's platform state (`pause` / `resume` controls: maintenance,
+public methods disabled) pauses the session: no request goes out until it
+resumes, and `paused` tells the connector not to hammer the venue with
+reconnects meanwhile.
 """
 
 from __future__ import annotations
@@ -25,18 +37,34 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
 
+from xtrader.budget import Backoff, Window
 from xtrader.errors import ConfigError, SubscriptionError
 from xtrader.retry import Watchdog
 from xtrader.venues.base import Connection, Control, Keepalive, Subscription, Venue
 
 _NS = 1_000_000_000
 _FAR = 1 << 62  # a deadline that never comes
+#: requests of the hourly budget a resync may not take: kept for subscription changes and retries
+RESERVE = 48
+#: while the venue is paused, a resync asks again after this long (one events row each time)
+PAUSED_RETRY_S = 30.0
+#: subscribe/unsubscribe operations charged to the request budget
+_BUDGETED = frozenset({"open", "subscribe", "unsubscribe"})
 
 
 class Send(NamedTuple):
-    """Send this frame on the connection."""
+    """Send this frame on the connection (`op`: the request it belongs to, for the venue's pacer)."""
 
     frame: bytes
+    op: str = ""
+
+
+class Wait(NamedTuple):
+    """The request budget is spent: `symbol`'s resync waits `wait_ns` (ask again then)."""
+
+    symbol: str
+    wait_ns: int
+    reason: str
 
 
 class Reconnect(NamedTuple):
@@ -61,7 +89,7 @@ class Refused(NamedTuple):
     error: SubscriptionError
 
 
-Action = Send | Reconnect | Record | Refused
+Action = Send | Reconnect | Record | Refused | Wait
 
 
 @dataclass
@@ -82,6 +110,10 @@ class SessionStats:
     unknown: int = 0
     stale: int = 0
     unanswered: int = 0
+    budget_waits: int = 0
+    too_frequent: int = 0
+    retries: int = 0
+    pauses: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -99,6 +131,7 @@ class _Request:
     replies: int = 0
     acked: set[Subscription] = field(default_factory=set)
     errors: list[str] = field(default_factory=list)
+    retrying: set[Subscription] = field(default_factory=set)  # a "too many requests" answer: asked again later
 
     @property
     def subscribing(self) -> bool:
@@ -114,6 +147,8 @@ class Session:
         connection: the planned connection; runtime (un)subscriptions replace it.
         keepalive: overrides `venue.keepalive()` (tests use short timeouts).
         ack_timeout_s: a request unanswered this long is reported (once) as an error event.
+        budget: the connection's request budget (None: `venue.request_budget()`).
+        backoff: per-symbol delays of retries after "too many requests".
     """
 
     venue: Venue
@@ -127,8 +162,17 @@ class Session:
     refused: dict[Subscription, str] = field(default_factory=dict)
     #: set when every subscription was refused: the connection has no purpose
     failed: SubscriptionError | None = None
+    budget: Window | None = None
+    backoff: Backoff = field(default_factory=lambda: Backoff(base_s=2.0, cap_s=120.0, floor_s=1.0))
+    #: why the venue asked for a pause (maintenance, public methods disabled); None: not paused
+    paused: str | None = None
+    #: no reconnect before this monotonic time (the venue said its credits ran out); 0: none
+    cooldown_ns: int = 0
 
     def __post_init__(self) -> None:
+        if self.budget is None:
+            self.budget = self.venue.request_budget()
+        self._retry: dict[Subscription, int] = {}  # subscription -> when to ask again
         self.rules: Keepalive = self.keepalive or self.venue.keepalive()
         self.is_open = False
         self._pending: dict[int, _Request] = {}
@@ -156,6 +200,7 @@ class Session:
         self._watchdog = Watchdog(self.rules.stale_s, now_ns)
         self._ping_outstanding = False
         self._stale_reported = False
+        self._retry.clear()  # the open subscribes everything
         connection = self.connection
         actions = self._request("setup", (), now_ns, self.venue.setup_messages)
         opening = self._requests("open", connection.subscriptions, now_ns, self._initial)
@@ -197,7 +242,10 @@ class Session:
             return self._confirm(control)
         if kind == "error":
             stats.errors += 1
-            return self._error(control)
+            cooldown = self.venue.cooldown_s(control)
+            if cooldown is not None:  # e.g. Deribit 10028: the venue ends the session; wait for credits
+                self.cooldown_ns = max(self.cooldown_ns, now_ns + int(cooldown * _NS))
+            return self._error(control, now_ns)
         if kind == "pong":
             stats.pongs += 1
         elif kind == "heartbeat":
@@ -211,6 +259,15 @@ class Session:
         elif kind == "notice":
             stats.notices += 1
             return [Record("unknown", f"notice: {control.detail}"[:500])]
+        elif kind == "pause":
+            if self.paused is None:
+                stats.pauses += 1
+            self.paused = control.detail or "venue asked for a pause"
+            return [Record("error", f"venue paused: {self.paused}; no requests until it resumes"[:500])]
+        elif kind == "resume":
+            if self.paused is not None:
+                self.paused = None
+                return [Record("connect", f"venue resumed: {control.detail}"[:500])]
         else:
             stats.unknown += 1
         return []
@@ -232,8 +289,12 @@ class Session:
         self.acked.update(s for s in request.acked if s in self.connection.subscriptions)
         return self._settle(request) if request.replies >= request.expected else []
 
-    def _error(self, control: Control) -> list[Action]:
+    def _error(self, control: Control, now_ns: int) -> list[Action]:
         request = self._pending.get(_as_id(control.request_id))
+        if self.venue.retryable(control):
+            self.stats.too_frequent += 1
+            if request is not None and not request.confirmed and request.subscribing:
+                return self._too_frequent(request, control, now_ns)
         if request is None or request.confirmed or not request.subscribing:
             what = f" (request {request.request_id} {request.op})" if request is not None else ""
             return [Record("error", f"venue error{what}: {control.detail}"[:500])]
@@ -248,11 +309,37 @@ class Session:
             actions += self._settle(request)
         return actions
 
+    def _too_frequent(self, request: _Request, control: Control, now_ns: int) -> list[Action]:
+        """ "Too many requests" for (part of) a subscribe request: ask again after a per-symbol backoff."""
+        request.replies += 1
+        covered = self.venue.reply_covers(control, request.subscriptions)
+        again = [s for s in (request.subscriptions if covered is None else covered) if s not in request.acked]
+        delay = 0
+        for subscription in again:
+            request.retrying.add(subscription)
+            wait = self.backoff.next_ns(subscription.symbol)
+            delay = max(delay, wait)
+            self._retry[subscription] = max(self._retry.get(subscription, 0), now_ns + wait)
+        actions: list[Action] = [
+            Record(
+                "error",
+                f"venue says too many requests (request {request.request_id}, {len(again)} subscription(s)): "
+                f"asked again in {delay / _NS:.1f} s, not a refusal: {control.detail}"[:500],
+            )
+        ]
+        if request.replies >= request.expected:
+            actions += self._settle(request)
+        return actions
+
     def _settle(self, request: _Request) -> list[Action]:
         """Every reply of a subscribe request came (or it timed out after an error): refuse what none confirmed."""
         request.confirmed = True
         actions: list[Action] = []
-        unconfirmed = tuple(s for s in request.subscriptions if s not in request.acked and s not in self.refused)
+        unconfirmed = tuple(
+            s
+            for s in request.subscriptions
+            if s not in request.acked and s not in self.refused and s not in request.retrying
+        )
         if unconfirmed:
             detail = "; ".join(dict.fromkeys(request.errors)) or "not confirmed in the venue's reply"
             actions += self._refuse(unconfirmed, detail)
@@ -307,6 +394,8 @@ class Session:
             self._ping_outstanding = True
             self.stats.pings_sent += 1
             actions.append(Send(rules.ping))
+        if self._retry:
+            actions += self._retries(now_ns)
         timeout_ns = int(self.ack_timeout_s * _NS)
         for request in {id(r): r for r in self._pending.values()}.values():
             if request.confirmed:
@@ -337,7 +426,37 @@ class Session:
         for request in self._pending.values():
             if not request.confirmed and (not request.reported or request.errors):
                 deadline = min(deadline, request.sent_ns + timeout_ns)
+        if self._retry and self.paused is None:
+            deadline = min(deadline, *self._retry.values())
         return deadline
+
+    def _retries(self, now_ns: int) -> list[Action]:
+        """Ask again for the subscriptions whose retry is due, when the budget (and the venue) allow."""
+        if self.paused is not None:
+            return []
+        due = tuple(s for s, at in self._retry.items() if at <= now_ns)
+        due = tuple(s for s in due if s in self.connection.subscriptions and s not in self.acked)
+        if not due:
+            for s in [s for s, at in self._retry.items() if at <= now_ns]:
+                del self._retry[s]
+            return []
+        wait = self._budget_wait(now_ns, len(self.venue.request_groups(due)), reserve=0)
+        if wait:
+            for subscription in due:
+                self._retry[subscription] = now_ns + wait
+            return []
+        for subscription in due:
+            del self._retry[subscription]
+        self.stats.retries += 1
+        return self._requests("subscribe", due, now_ns, self.venue.subscribe_messages)
+
+    def _budget_wait(self, now_ns: int, requests: int, reserve: int) -> int:
+        """ns until `requests` fit the budget while leaving `reserve` of it (0: now)."""
+        budget = self.budget
+        if budget is None:
+            return 0
+        cost = min(budget.limit, requests + min(reserve, budget.limit - requests))
+        return budget.wait_ns(now_ns, cost)
 
     # -- runtime changes ------------------------------------------------------------
 
@@ -376,6 +495,15 @@ class Session:
         books = tuple(s for s in self.connection.subscriptions if s.symbol == symbol and s.table == "l2")
         if not books or not self.is_open:
             return []
+        if self.paused is not None:
+            return [Wait(symbol, int(PAUSED_RETRY_S * _NS), f"venue paused: {self.paused}")]
+        wait = self._budget_wait(now_ns, 2 * len(self.venue.request_groups(books)), RESERVE)
+        if wait:
+            self.stats.budget_waits += 1
+            budget = self.budget
+            assert budget is not None
+            spent = f"{budget.used(now_ns)} of {budget.limit} requests per {budget.window_ns / _NS:g} s used"
+            return [Wait(symbol, wait, f"request budget spent ({spent}, {RESERVE} kept in reserve)")]
         actions: list[Action] = [Record("resync", "resubscribe", symbol)]
         actions += self._requests("unsubscribe", books, now_ns, self.venue.unsubscribe_messages)
         actions += self._requests("subscribe", books, now_ns, self.venue.subscribe_messages)
@@ -413,13 +541,16 @@ class Session:
         frames = make(request_id)
         if not frames:
             return []
+        if self.budget is not None and op in _BUDGETED:
+            # charged even when over (the venue's 60014 is then retried)
+            self.budget.reserve(now_ns, min(len(frames), self.budget.limit))
         self._next_id += len(frames)
         self.stats.requests += 1
         expected = self.venue.replies_expected(subscriptions) if subscriptions else 1
         request = _Request(request_id, op, subscriptions, now_ns, expected=expected)
         for offset in range(len(frames)):
             self._pending[request_id + offset] = request
-        return [Send(frame) for frame in frames]
+        return [Send(frame, op) for frame in frames]
 
 
 def _frames(

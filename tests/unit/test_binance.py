@@ -309,11 +309,16 @@ def test_keepalive_is_server_pinged() -> None:
     assert BinanceSpot().keepalive() == Keepalive(ping=None, idle_s=20.0, stale_s=60.0)
 
 
-def test_snapshot_request_asks_for_5000_levels_by_default() -> None:
+def test_snapshot_request_asks_for_1000_levels_by_default_and_up_to_5000_when_configured() -> None:
+    """Issue 13: the default snapshot weighs 50 (limit 1000), not 250 (limit 5000), of the 6000/min IP budget."""
     spot = BinanceSpot(rest_base="http://127.0.0.1:9001")
     request = spot.snapshot_request("NKNUSDT")
-    assert (request.symbol, request.url) == ("NKNUSDT", "http://127.0.0.1:9001/api/v3/depth?symbol=NKNUSDT&limit=5000")
+    assert (request.symbol, request.url) == ("NKNUSDT", "http://127.0.0.1:9001/api/v3/depth?symbol=NKNUSDT&limit=1000")
+    assert spot.snapshot_weight(None) == 50
     assert spot.snapshot_request("nknusdt", 100).url.endswith("symbol=NKNUSDT&limit=100")
+    assert spot.snapshot_weight(100) == 5
+    assert spot.snapshot_request("NKNUSDT", 5000).url.endswith("&limit=5000")
+    assert spot.snapshot_weight(5000) == 250
     assert spot.snapshot_request("NKNUSDT", 9000).url.endswith("&limit=5000")
     assert spot.instruments_request() == ["http://127.0.0.1:9001/api/v3/exchangeInfo"]
 

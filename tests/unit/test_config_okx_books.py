@@ -127,3 +127,13 @@ def test_demo_rejects_a_bad_venue_option_with_exit_2(capsys: pytest.CaptureFixtu
     assert "venue 'okx' has no option 'initial_snapshots'" in capsys.readouterr().err
     assert main(["demo", "--venue-option", "okx-initial_snapshot"]) == 2
     assert "expected VENUE.NAME=VALUE" in capsys.readouterr().err
+
+
+def test_snapshot_depth_defaults_to_the_venues_and_reaches_the_connectors() -> None:
+    """Issue 13 section 2: depth by weight (binance spot 1000 levels) unless a stream configures it."""
+    binance = {"venue": "binance", "symbols": ["BTCUSDT"], "tables": ["l2"]}
+    (spec,) = build_plan(parse_config({"streams": [binance]}, environ={})).connectors
+    assert spec.snapshot_depth is None
+    (spec,) = build_plan(parse_config({"streams": [{**binance, "snapshot_depth": 5000}]}, environ={})).connectors
+    assert spec.snapshot_depth == 5000
+    assert "snapshot_depth" in error_of({**binance, "snapshot_depth": 0})

@@ -483,9 +483,15 @@ def test_connection_url_and_initial_messages() -> None:
     (connection,) = v.connections(subs)
     assert connection.url == "wss://www.deribit.com/ws/api/v2"
     assert connection.subscriptions == tuple(subs)
-    (heartbeat,) = (orjson.loads(m) for m in v.setup_messages(10))  # a request of its own
+    heartbeat, platform = (orjson.loads(m) for m in v.setup_messages(9))  # a request of its own
     (subscribe,) = (orjson.loads(m) for m in v.initial_messages(connection, 11))
-    assert heartbeat == {"jsonrpc": "2.0", "id": 10, "method": "public/set_heartbeat", "params": {"interval": 15}}
+    assert heartbeat == {"jsonrpc": "2.0", "id": 9, "method": "public/set_heartbeat", "params": {"interval": 15}}
+    assert platform == {
+        "jsonrpc": "2.0",
+        "id": 10,
+        "method": "public/subscribe",
+        "params": {"channels": ["platform_state", "platform_state.public_methods_state"]},
+    }
     assert HEARTBEAT_S >= 10
     assert subscribe == {
         "jsonrpc": "2.0",

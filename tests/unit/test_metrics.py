@@ -65,7 +65,10 @@ def test_labels_never_include_the_symbol() -> None:
 
 def test_every_documented_counter_exists() -> None:
     counters = {n.removeprefix("xtrader_").removesuffix("_total") for n, s in METRICS.items() if s.kind == "counter"}
-    expected = {"messages", "rows", "bytes", "rejects", "gaps", "resyncs", "reconnects", "duplicates", "dropped_rows"}
+    expected = {
+        *("messages", "rows", "bytes", "rejects", "gaps", "resyncs", "reconnects", "duplicates", "dropped_rows"),
+        "budget_waits",  # issue 13: waits for a venue's request budget, REST weight, credits or maintenance
+    }
     assert counters == expected
 
 

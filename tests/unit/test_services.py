@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pyarrow as pa
@@ -218,7 +219,7 @@ def test_a_book_that_never_gets_its_first_snapshot_asks_for_one() -> None:
     assert out.resyncs == []  # the subscription's snapshot is normally on its way
     clock.now += 6_000_000_000
     assert service.tick()[2] == [("c0", "S")]
-    assert service.tick()[2] == []  # asked: not again before RESYNC_RETRY_S
+    assert service.tick()[2] == []  # asked: not again before its backoff (RESYNC_BASE_S)
 
 
 # -- sequence resets (OKX, Deribit): a websocket snapshot is authoritative, a broken chain is a gap ---------------
@@ -296,7 +297,22 @@ def test_resyncs_of_a_redundant_stream_go_to_connectors_that_carry_the_symbol_ro
     out = service.on_batch("arbiter:okx", l2_batch("okx", [("ETH-USDT", 30, 20, None, False, [(1.0, 2.0)], [])]))
     assert out.resyncs == [("okx/c1/r0", "ETH-USDT")]
     asked = []
-    for _ in range(2):  # no answer: asked again, of the other copy, then the first again
-        clock.now += 6_000_000_000
+    for _ in range(2):  # no answer: asked again (after the backoff: <= 5 s, then <= 10 s), of the other copy, ...
+        clock.now += 11_000_000_000
         asked += service.tick()[2]
     assert asked == [("okx/c1/r1", "ETH-USDT"), ("okx/c1/r0", "ETH-USDT")]
+
+
+def test_a_book_that_never_becomes_valid_backs_off_per_symbol_instead_of_asking_every_5_s() -> None:
+    """Issue 13: 10 minutes of a broken, never-answered book: the retries back off (5 s doubling to 300 s)."""
+    clock = Clock()
+    service = BookService("okx", "okx", clock=clock)
+    service.on_batch("c0", l2_batch("okx", [("S", 10, None, None, True, [(1.0, 1.0)], [])]))
+    out = service.on_batch("c0", l2_batch("okx", [("S", 30, 20, None, False, [(1.0, 2.0)], [])]))  # a gap
+    asked = [clock.now] if out.resyncs else []
+    for _ in range(600):
+        clock.now += 1_000_000_000
+        asked += [clock.now for _ in service.tick()[2]]
+    assert 5 <= len(asked) <= 10, len(asked)  # every 5 s would be 120
+    gaps = [b - a for a, b in itertools.pairwise(asked)]
+    assert gaps[-1] > gaps[0] and gaps[-1] >= 100_000_000_000

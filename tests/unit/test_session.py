@@ -190,8 +190,9 @@ def deribit_session() -> Session:
 def test_deribit_opens_with_heartbeat_then_subscribe_each_with_its_own_id():
     session = deribit_session()
     frames = [orjson.loads(f) for f in sends(session.open(0))]
-    assert [f["method"] for f in frames] == ["public/set_heartbeat", "public/subscribe"]
-    subscribe_id = frames[1]["id"]
+    assert [f["method"] for f in frames] == ["public/set_heartbeat", "public/subscribe", "public/subscribe"]
+    assert frames[1]["params"]["channels"] == ["platform_state", "platform_state.public_methods_state"]
+    subscribe_id = frames[2]["id"]
     ack = b'{"jsonrpc":"2.0","id":%d,"result":["book.BTC-PERPETUAL.100ms","trades.BTC-PERPETUAL.100ms"]}' % (
         subscribe_id
     )
@@ -348,11 +349,12 @@ def test_deribit_a_refused_raw_request_refuses_only_its_own_channels():
     frames = [orjson.loads(f) for f in sends(session.open(0))]
     assert [(f["method"], f["params"].get("channels")) for f in frames] == [
         ("public/set_heartbeat", None),
+        ("public/subscribe", ["platform_state", "platform_state.public_methods_state"]),
         ("public/subscribe", ["book.BTC-PERPETUAL.100ms"]),
         ("public/subscribe", ["trades.BTC-PERPETUAL.raw"]),
     ]
-    heartbeat, book, raw = (f["id"] for f in frames)
-    assert len({heartbeat, book, raw}) == 3
+    heartbeat, platform, book, raw = (f["id"] for f in frames)
+    assert len({heartbeat, platform, book, raw}) == 4
     ack = b'{"jsonrpc":"2.0","id":%d,"result":["book.BTC-PERPETUAL.100ms"]}' % book
     error = (
         b'{"jsonrpc":"2.0","id":%d,"error":{"message":"raw_subscriptions_not_available_for_unauthorized",'
@@ -369,7 +371,7 @@ def test_deribit_the_heartbeat_ok_confirms_no_subscription_and_a_channel_left_ou
     v = venue("deribit", ws_base="ws://127.0.0.1:1")
     (connection,) = v.connections([Subscription("l2", "BTC-PERPETUAL"), Subscription("l2", "NOPE-PERPETUAL")])
     session = Session(v, connection)
-    heartbeat, subscribe = (orjson.loads(f)["id"] for f in sends(session.open(0)))
+    heartbeat, _platform, subscribe = (orjson.loads(f)["id"] for f in sends(session.open(0)))
     ok = b'{"jsonrpc":"2.0","id":%d,"result":"ok"}' % heartbeat
     assert refused_of(session.on_controls(controls(v, ok), 1 * S)) == set()
     assert session.acked == set() and session.pending() == 1  # the subscribe request is still unanswered

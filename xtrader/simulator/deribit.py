@@ -25,6 +25,7 @@ generator's (BTC-PERPETUAL ticks 0.01, not 0.5); only the generated perpetuals a
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -140,6 +141,9 @@ class Deribit(Venue):
         "request_cost": "credits one request costs (default 500)",
         "subscribe_cost": "credits a subscribe or unsubscribe costs (default 500)",
         "max_frame_bytes": "largest request frame; bigger ones get -32600 (default 32768)",
+        "maintenance_at_s": "seconds after start when a maintenance begins (0: never): platform_state pushes "
+        '{"maintenance":true}, every connection is closed (1001) and new ones get HTTP 503 until it ends',
+        "maintenance_s": "how long the maintenance lasts (default 5)",
     }
 
     def __init__(self, options: VenueOptions) -> None:
@@ -152,6 +156,12 @@ class Deribit(Venue):
         self.request_cost = self.setting("request_cost", 500)
         self.subscribe_cost = self.setting("subscribe_cost", 500)
         self.max_frame_bytes = self.setting("max_frame_bytes", 32 * 1024)
+        self.maintenance_at_s = self.setting("maintenance_at_s", 0.0)
+        self.maintenance_s = self.setting("maintenance_s", 5.0)
+        self._born = time.monotonic()
+        self._maintenance_timer: asyncio.TimerHandle | None = None
+        self.maintenance_refused = 0  # websocket opens refused during the maintenance
+        self._maintenance_tasks: set[asyncio.Future[None]] = set()
         # Deribit names its perpetuals itself: rebuild the markets under those names (same seeds).
         self.instruments = [replace(i, quote=_name_suffix(i.base)) for i in self.instruments]
         rng = random.Random(f"{options.seed}:{self.name}")
@@ -512,9 +522,29 @@ class Deribit(Venue):
 
     # -- optional hooks ----------------------------------------------------------------
 
+    def in_maintenance(self) -> bool:
+        if not self.maintenance_at_s:
+            return False
+        since = time.monotonic() - self._born - self.maintenance_at_s
+        return 0 <= since < self.maintenance_s
+
+    def _maintenance_begins(self) -> None:
+        """Tell every platform_state subscriber, then close every connection."""
+        for conn in list(self.connections):
+            if isinstance(conn, DeribitConnection):
+                task = asyncio.ensure_future(conn.maintenance())
+                self._maintenance_tasks.add(task)
+                task.add_done_callback(self._maintenance_tasks.discard)
+
     def open_ws(self, path: str, query: str, faults: Faults) -> Connection | HttpReply:
         if path.rstrip("/") != "/ws/api/v2":
             return HttpReply.json(404, envelope(None, now_us(), error=RpcError(-32601, "Method not found")))
+        if self.in_maintenance():
+            self.maintenance_refused += 1
+            return HttpReply.json(503, envelope(None, now_us(), error=RpcError(11098, "maintenance")))
+        if self.maintenance_at_s and self._maintenance_timer is None:
+            delay = max(0.0, self._born + self.maintenance_at_s - time.monotonic())
+            self._maintenance_timer = asyncio.get_running_loop().call_later(delay, self._maintenance_begins)
         conn = DeribitConnection(self, path + ("?" + query if query else ""), faults)
         self.connections.add(conn)
         return conn

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from .deribit import Channel, Deribit
 
 HEARTBEAT = b'{"jsonrpc":"2.0","method":"heartbeat","params":{"type":"heartbeat"}}'
+#: platform channels (https://docs.deribit.com/subscriptions/platform/): accepted, pushed on a maintenance
+PLATFORM = ("platform_state", "platform_state.public_methods_state")
 TEST_REQUEST = b'{"jsonrpc":"2.0","method":"heartbeat","params":{"type":"test_request"}}'
 TOKEN_LIFETIME_S = 900
 _SUBSCRIBE_METHODS = ("subscribe", "unsubscribe", "unsubscribe_all")
@@ -97,6 +99,7 @@ class DeribitConnection(Connection):
     def __init__(self, venue: Deribit, path: str, faults: Faults) -> None:
         super().__init__(venue, path, faults)
         self.channels: dict[str, Channel] = {}
+        self.platform: set[str] = set()  # platform channels subscribed
         self.authenticated = False
         self.heartbeat_s: float | None = None
         self._heard = False  # any request since the last heartbeat tick
@@ -206,6 +209,8 @@ class DeribitConnection(Connection):
             return removed, None
         if not authed and any(c.rpartition(".")[2] == "raw" for c in channels):
             raise RpcError(13778, "raw_subscriptions_not_available_for_unauthorized")
+        platform = [c for c in channels if c in PLATFORM]
+        self.platform.update(platform)
         accepted = [(c, spec) for c in channels if (spec := self.venue.resolve(c)) is not None]
 
         def attach() -> None:
@@ -215,7 +220,7 @@ class DeribitConnection(Connection):
                     self.channels[channel] = spec
                     self.venue.attach(self, channel, spec)
 
-        return [c for c, _ in accepted], attach
+        return platform + [c for c, _ in accepted], attach
 
     def _authorized(self, params: dict[str, Any]) -> bool:
         if self.authenticated:
@@ -270,6 +275,16 @@ class DeribitConnection(Connection):
             return False
         self._credits -= cost
         return True
+
+    async def maintenance(self) -> None:
+        """A maintenance begins: platform_state subscribers are told, then the connection is closed."""
+        if "platform_state" in self.platform:
+            data = b'{"maintenance":true}'
+            await self.send_control(
+                b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":"platform_state","data":' + data + b"}}"
+            )
+        await asyncio.sleep(0.05)
+        self.kill("maintenance", 1001)
 
     # -- heartbeat -----------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal, NamedTuple
 
 from xtrader.batch import Columns
+from xtrader.budget import Credits, Window
 from xtrader.clock import Receipt
 
 Table = Literal["trades", "l2", "bbo"]
@@ -167,6 +168,33 @@ class Venue(ABC):
     @abstractmethod
     def keepalive(self) -> Keepalive:
         """The keepalive rule of this venue."""
+
+    def control_pacer(self) -> Window | Credits | None:
+        """A fresh pacer of the frames one connection sends (the venue's inbound message limit), or None."""
+        return None
+
+    def control_cost(self, op: str) -> int:
+        """What one frame of request `op` (setup, open, subscribe, unsubscribe, reply, ping) costs on the pacer."""
+        return 1
+
+    def request_budget(self) -> Window | None:
+        """A fresh budget of subscribe/unsubscribe requests per connection (OKX: 480 per hour), or None."""
+        return None
+
+    def retryable(self, control: Control) -> bool:
+        """An error reply that says "too many requests": retry later with backoff, never a refusal."""
+        return False
+
+    def cooldown_s(self, control: Control) -> float | None:
+        """Seconds to wait before reconnecting after this error (Deribit 10028: the credits refill), or None."""
+        return None
+
+    def snapshot_weight(self, depth: int | None) -> int:
+        """The REST request weight of one book snapshot of `depth` levels (0: the venue counts none)."""
+        return 0
+
+    #: the REST weight budget per IP and minute (0: none known)
+    weight_limit: ClassVar[int] = 0
 
     def login_required(self, subscription: Subscription) -> str | None:
         """Why `subscription` needs a logged-in account (this client never logs in), or None when it is public."""

@@ -37,6 +37,17 @@ Real payloads (shared captures binance.jsonl, binance_futures.jsonl):
     REST /fapi/v1/depth: {"lastUpdateId":600859605926,"E":1626992741264,"T":1626992741261,
      "bids":[["7.6110","6"],..],"asks":[..]}
 
+Limits (EXCHANGES.md 1.3, 1.5, 2.2, 2.4, as stored mid-2026; the pages themselves could not be checked offline):
+spot accepts 5 incoming messages per second per connection, USD-M 10 (more closes the link);
+REST weight is counted per IP per minute (`REQUEST_WEIGHT` in exchangeInfo: 6000 spot, 2400 USD-M) and
+reported in the `X-MBX-USED-WEIGHT-1M` header; GET /api/v3/depth weighs 5 (limit <= 100), 25 (<= 500),
+50 (<= 1000), 250 (<= 5000) -- "Order book" in
+https://developers.binance.com/docs/binance-spot-api-docs/rest-api/market-data-endpoints and rest-api.md of
+https://github.com/binance/binance-spot-api-docs;
+GET /fapi/v1/depth weighs 2 (<= 50), 5 (100), 10 (500), 20 (1000) -- "Order Book" in
+https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api/Order-Book.
+HTTP 429 asks to back off (`Retry-After`); 418 is an IP ban. `xtrader.budget` keeps under all of them.
+
 Docs: https://developers.binance.com/docs/binance-spot-api-docs/web-socket-streams ·
 https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams ·
 https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams/Important-WebSocket-Change-Notice
@@ -51,6 +62,7 @@ from typing import Any, ClassVar
 import orjson
 
 from xtrader.batch import Columns
+from xtrader.budget import Window
 from xtrader.clock import Receipt
 from xtrader.errors import ConfigError, ParseError
 from xtrader.venues import register
@@ -383,9 +395,24 @@ class _Binance(Venue):
     instruments_path: ClassVar[str]
     #: snapshot depth asked for when the caller gives none
     default_depth: ClassVar[int]
+    #: the largest snapshot depth the venue serves
+    max_depth: ClassVar[int]
+    #: (limit, weight) steps of the snapshot's request weight, ascending
+    depth_weights: ClassVar[tuple[tuple[int, int], ...]]
+    #: incoming messages per second per connection the venue allows (going over closes the link)
+    inbound_per_s: ClassVar[int]
     #: seconds between the server's websocket pings
     server_ping_s: ClassVar[float]
     supports_microseconds: ClassVar[bool] = False
+
+    def control_pacer(self) -> Window:
+        """One frame less than the venue's per-second limit (the library's pongs count too), over 1.1 s
+        (frames sent 1 s apart may arrive closer together)."""
+        return Window(self.inbound_per_s - 1, 1.1)
+
+    def snapshot_weight(self, depth: int | None) -> int:
+        limit = self.snapshot_limit(depth)
+        return next((weight for top, weight in self.depth_weights if limit <= top), self.depth_weights[-1][1])
 
     def __init__(self, ws_base: str | None = None, rest_base: str | None = None, *, microseconds: bool = False) -> None:
         super().__init__(ws_base, rest_base)
@@ -456,7 +483,7 @@ class _Binance(Venue):
 
     def snapshot_limit(self, depth: int | None) -> int:
         """The `limit` parameter for a snapshot of at least `depth` levels (capped by the venue)."""
-        return self.default_depth if depth is None else max(1, min(depth, self.default_depth))
+        return self.default_depth if depth is None else max(1, min(depth, self.max_depth))
 
     def snapshot_request(self, symbol: str, depth: int | None = None) -> SnapshotRequest:
         url = f"{self.rest_base}{self.depth_path}?symbol={symbol.upper()}&limit={self.snapshot_limit(depth)}"
@@ -538,7 +565,13 @@ class BinanceSpot(_Binance):
     field_sources = SPOT_FIELD_SOURCES
     depth_path = "/api/v3/depth"
     instruments_path = "/api/v3/exchangeInfo"
-    default_depth = 5000  # the maximum; the documented local-book procedure asks for it
+    #: 1000 levels (weight 50) unless configured: the documented procedure's 5000 (weight 250 of the
+    #: 6000-per-minute IP budget) lets a few resyncs exhaust the budget (issue 13 section 2)
+    default_depth = 1000
+    max_depth = 5000
+    depth_weights = ((100, 5), (500, 25), (1000, 50), (5000, 250))
+    weight_limit = 6000
+    inbound_per_s = 5
     server_ping_s = 20.0
     supports_microseconds = True
 
@@ -556,6 +589,10 @@ class BinanceFutures(_Binance):
     depth_path = "/fapi/v1/depth"
     instruments_path = "/fapi/v1/exchangeInfo"
     default_depth = 1000
+    max_depth = 1000
+    depth_weights = ((50, 2), (100, 5), (500, 10), (1000, 20))
+    weight_limit = 2400
+    inbound_per_s = 10
     server_ping_s = 180.0
     #: the only snapshot sizes /fapi/v1/depth accepts
     depth_limits: ClassVar[tuple[int, ...]] = (5, 10, 20, 50, 100, 500, 1000)

@@ -48,6 +48,23 @@ Notes on choices made here:
     * An empty side of the top of book is null in `quote` but was `0.0` price and
       `0.0` amount in `ticker` pushes (real 2021 capture): a side with a null price
       or a zero amount becomes a null bid/ask in the bbo table.
+    * Platform state: every connection subscribes `platform_state` and
+      `platform_state.public_methods_state` in its setup (docs: "platform_state" and
+      "platform_state.public_methods_state" under https://docs.deribit.com/subscriptions/platform/,
+      as stored in the search corpus, no date shown; read offline, not re-checked live). A
+      `maintenance: true` push, or `allow_unauthenticated_public_requests: false`, becomes a
+      `pause` control: an events row, no more requests on the link, and a reconnect that waits
+      (`Connector(pause_wait_s=)`) instead of hammering; `false` / `true` resumes. The page lists
+      `price_index` + `locked` (an index lock: an events row only); the `maintenance` field name is
+      the channel's stated purpose ("detect maintenance periods") as this client reads it
+      **[unverified]**.
+    * Credits (https://docs.deribit.com/articles/rate-limits and the support article "Rate Limits",
+      https://support.deribit.com/hc/en-us/articles/25944617523357-Rate-Limits, via EXCHANGES.md 4.5,
+      as stored mid-2026, not re-checked offline): 500 credits a request from a 50,000 pool refilled
+      at 10,000/s; subscribe calls reported at 3,000 from a 30,000 pool **[unverified]**. The
+      connection's pacer (`control_pacer`) plans with the stricter numbers: a 30,000 pool refilled at
+      10,000/s, 3,000 a (un)subscribe, 500 anything else. Error 10028 `too_many_requests` ends the
+      session: it is retried, never a refusal, and the reconnect waits `CREDIT_REFILL_S` for the pool.
     * Subscribe requests hold at most `MAX_CHANNELS_PER_REQUEST` channels (very large
       requests fail with -32600); a connection carries at most
       `max_streams_per_connection` channels, so a few requests each.
@@ -61,6 +78,7 @@ from typing import Any, ClassVar
 import orjson
 
 from xtrader.batch import Columns
+from xtrader.budget import Credits
 from xtrader.clock import Receipt
 from xtrader.errors import ConfigError, ParseError
 from xtrader.venues import register
@@ -70,6 +88,14 @@ from xtrader.venues.base import NO_CONTROL, Connection, Control, Keepalive, Subs
 HEARTBEAT_S = 15
 #: channels per public/subscribe request
 MAX_CHANNELS_PER_REQUEST = 100
+#: platform channels every connection subscribes in its setup
+PLATFORM_CHANNELS = ("platform_state", "platform_state.public_methods_state")
+#: the pacer's credit pool, refill per second, and costs (see "Credits" above)
+CREDIT_POOL, CREDIT_REFILL_PER_S = 30_000, 10_000
+SUBSCRIBE_COST, REQUEST_COST = 3_000, 500
+#: after 10028, wait this long for the pool to refill before reconnecting
+CREDIT_REFILL_S = 50_000 / 10_000
+_TOO_MANY = "10028 "
 #: book / trades / ticker update intervals (`raw` needs authentication)
 INTERVALS = frozenset({"raw", "100ms", "agg2"})
 
@@ -201,8 +227,25 @@ class Deribit(Venue):
         return [Connection(url, tuple(unique[i : i + step])) for i in range(0, len(unique), step)]
 
     def setup_messages(self, request_id: int) -> list[bytes]:
-        """`public/set_heartbeat`, a request of its own: its "ok" confirms no subscription."""
-        return [_request(request_id, "public/set_heartbeat", {"interval": HEARTBEAT_S})]
+        """`public/set_heartbeat` and the platform-state subscription, a request of their own: their
+        replies confirm no market-data subscription."""
+        return [
+            _request(request_id, "public/set_heartbeat", {"interval": HEARTBEAT_S}),
+            _request(request_id + 1, "public/subscribe", {"channels": list(PLATFORM_CHANNELS)}),
+        ]
+
+    def control_pacer(self) -> Credits:
+        return Credits(CREDIT_POOL, CREDIT_REFILL_PER_S)
+
+    def control_cost(self, op: str) -> int:
+        return SUBSCRIBE_COST if op in ("setup", "open", "subscribe", "unsubscribe") else REQUEST_COST
+
+    def retryable(self, control: Control) -> bool:
+        """10028 too_many_requests: wait for credits, then ask again."""
+        return control.kind == "error" and control.detail.startswith(_TOO_MANY)
+
+    def cooldown_s(self, control: Control) -> float | None:
+        return CREDIT_REFILL_S if self.retryable(control) else None
 
     def initial_messages(self, connection: Connection, request_id: int) -> list[bytes]:
         """The subscribe requests (ids request_id, +1, ...); the heartbeat is `setup_messages`."""
@@ -337,11 +380,31 @@ def _notification(message: Any, receipt: Receipt, out: Columns) -> Sequence[Cont
     channel = params["channel"]
     if type(channel) is not str:
         raise ParseError(f"deribit: channel {channel!r}")
-    handler = _CHANNELS.get(channel.partition(".")[0])
+    prefix = channel.partition(".")[0]
+    if prefix == "platform_state":
+        return _platform_state(channel, params["data"])
+    handler = _CHANNELS.get(prefix)
     if handler is None:
         return (Control("unknown", f"channel {channel}"),)
     handler(channel, params["data"], receipt.wall_ns, out)
     return NO_CONTROL
+
+
+def _platform_state(channel: str, data: Any) -> Sequence[Control]:
+    """`platform_state` / `platform_state.public_methods_state` pushes -> pause / resume / notice controls."""
+    if type(data) is not dict:
+        raise ParseError(f"deribit: {channel} data {data!r:.100}")
+    controls: list[Control] = []
+    allowed = data.get("allow_unauthenticated_public_requests")
+    if type(allowed) is bool:
+        kind = "resume" if allowed else "pause"
+        controls.append(Control(kind, f"{channel}: public methods {'enabled' if allowed else 'disabled'}"))
+    maintenance = data.get("maintenance")
+    if type(maintenance) is bool:
+        controls.append(Control("pause" if maintenance else "resume", f"{channel}: maintenance {maintenance}"))
+    if "locked" in data:
+        controls.append(Control("notice", f"{channel}: index {data.get('price_index')} locked={data['locked']}"))
+    return controls or (Control("unknown", f"{channel}: {orjson.dumps(data).decode()[:200]}"),)
 
 
 # --- market data ------------------------------------------------------------------------------

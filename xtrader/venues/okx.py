@@ -33,6 +33,12 @@ Wire names (used only in this module):
     bidPx, bidSz, askPx, askSz: best bid / ask of `tickers` ("" when the side is empty).
     event, code, msg, id, connId: subscribe / unsubscribe acks, errors and notices (64008 = service upgrade).
 
+Limits: at most 480 subscribe/unsubscribe/login requests per connection per hour, and error 60014
+"Requests too frequent" (OKX API docs, "WebSocket" overview https://www.okx.com/docs-v5/en/#overview-websocket
+and the WebSocket error-code table; read through EXCHANGES.md 3.1-3.2, as stored mid-2026: the pages
+themselves could not be checked offline). `request_budget` keeps each connection under 480 per hour, and a
+60014 is retried with backoff (`retryable`), never taken as a refusal.
+
 Notes on choices made here:
     * Books without `seqId` (before OKX added it) get seq = `ts` in ms and a null prev_seq: only the
       checksum can check them. `prevSeqId` -1 (a snapshot) becomes a null prev_seq; a reset
@@ -61,6 +67,7 @@ from typing import Any, ClassVar
 import orjson
 
 from xtrader.batch import Columns
+from xtrader.budget import Window
 from xtrader.clock import Receipt
 from xtrader.errors import ConfigError, ParseError
 from xtrader.venues import register
@@ -81,6 +88,10 @@ REST_BOOK_MAX = 400
 #: args of one request total at most 64 KB
 MAX_REQUEST_BYTES = 64 * 1024
 
+#: subscribe/unsubscribe/login requests per connection per hour (EXCHANGES.md 3.2)
+REQUESTS_PER_HOUR = 480
+#: "Requests too frequent": retried with backoff, never a refusal
+_TOO_FREQUENT = "60014"
 #: error codes about a whole request, not one of its args: bad JSON / op, bad args, too frequent
 _REQUEST_ERRORS = frozenset({"60011", "60012", "60013", "60014"})
 #: an error message naming its arg (60018: "Wrong URL or channel:books,instId:NOPE-USDT doesn't exist...")
@@ -506,6 +517,14 @@ class Okx(Venue):
         if code is not None and code[1] in _REQUEST_ERRORS:
             return subscriptions
         return None
+
+    def request_budget(self) -> Window:
+        """480 subscribe/unsubscribe/login requests per connection per hour (each frame is a request)."""
+        return Window(REQUESTS_PER_HOUR, 3600.0)
+
+    def retryable(self, control: Control) -> bool:
+        """60014 "Requests too frequent": wait and ask again."""
+        return control.kind == "error" and control.detail.startswith(f"code {_TOO_FREQUENT}:")
 
     def keepalive(self) -> Keepalive:
         """Text `ping` after 20 s of silence (the server drops a connection silent for 30 s)."""
