@@ -9,6 +9,7 @@ import pyarrow as pa
 from xtrader.clock import Anchor
 from xtrader.plan import SinkSpec
 from xtrader.sinkfront import SinkFront
+from xtrader.streams_table import EventTail
 
 
 def open_sink(spec: SinkSpec, name: str = "0") -> Any:
@@ -42,6 +43,7 @@ class SinkActor:
 
     def __init__(self, spec: SinkSpec, writer_id: str = "0") -> None:
         self.front = SinkFront(open_sink(spec, writer_id), spec.kind, actor=spec.id)
+        self.events = EventTail()
 
     def write(
         self,
@@ -51,7 +53,14 @@ class SinkActor:
         origin: str = "",
         anchor: Anchor | None = None,
     ) -> bool:
-        return self.front.write(source_id, batch_seq, tables, origin, anchor)
+        written = self.front.write(source_id, batch_seq, tables, origin, anchor)
+        if written and "events" in tables:
+            self.events.add(tables["events"])
+        return written
+
+    def recent_events(self, since: float | None = None) -> pa.Table:
+        """The newest `events` rows this sink took (at or after `since`, epoch seconds)."""
+        return self.events.table(since)
 
     def flush(self) -> None:
         self.front.flush()

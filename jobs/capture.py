@@ -236,13 +236,17 @@ def start(capture: Capture, plan: Plan) -> Running:
             "tables": list(s.tables),
             "symbols": list(s.symbols),
             "connectors": [c.id for c in plan.connectors if c.stream == s.id],
+            # where the venue is served (the controller reads its instrument list to check run-time requests)
+            "ws_base": next((c.ws_base for c in plan.connectors if c.stream == s.id), None),
+            "rest_base": next((c.rest_base for c in plan.connectors if c.stream == s.id), None),
         }
         for s in capture.streams
     }
+    groups = {c.id: f"{capture.name}:{c.placement_group}" for c in plan.connectors}
     with contextlib.suppress(ValueError):
         ray.kill(ray.get_actor(CONTROLLER_NAME))  # a previous capture's controller
     running.controller = actor(ControllerActor, name=CONTROLLER_NAME).remote(capture.name)
-    ray.get(running.controller.register.remote(running.all(), streams))
+    ray.get(running.controller.register.remote(running.all(), streams, groups))
     # every service actor constructed (a bad sink configuration fails here, not mid-stream) before data flows
     services = {**running.sinks, **running.books, **running.arbiters}
     ray.get([handle.stats.remote() for handle in services.values()], timeout=capture.cluster.placement_timeout_s)
@@ -265,7 +269,12 @@ def stop(running: Running, timeout_s: float = 60.0) -> dict[str, Any]:
         return out
 
     final: dict[str, Any] = {}
-    names = list(running.connectors)
+    try:  # connectors the control plane stopped at run time (unsubscribed from everything): their final stats
+        retired = ray.get(running.controller.retired_connectors.remote(), timeout=10)
+    except Exception:
+        retired = {}
+    final.update(retired)
+    names = [n for n in running.connectors if n not in retired]
     for name, stats in zip(names, wait([running.connectors[n].stop.remote() for n in names]), strict=True):
         final[name] = stats
     wait([a.drain.remote() for a in running.arbiters.values()])
