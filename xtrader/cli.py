@@ -65,6 +65,19 @@ def build_parser() -> argparse.ArgumentParser:
         "websocket snapshot, built from the REST book",
     )
     demo.add_argument("--verbose", action="store_true", help="log actor output and details")
+
+    from xtrader.status import build_parser as status_arguments
+
+    status_arguments(
+        commands.add_parser(
+            "status",
+            help="show a running capture's streams, totals and last minute's events",
+            description="Attach to the running capture (its controller actor) and print one row per "
+            "(venue, table, symbol, connection): state, rows/s over the last 10 s, rows, last message age, gaps, "
+            "resyncs, reconnects, latency p99 and node; then totals and the last minute's events. "
+            "Exit 0: shown; 1: no capture running.",
+        )
+    )
     return parser
 
 
@@ -81,6 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from jobs.capture import run_file
 
         return run_file(args.config, args)
+    if args.command == "status":
+        from xtrader.status import main as status_main
+
+        return status_main(args)
     if args.command == "demo":
         from jobs.demo import run_demo
 

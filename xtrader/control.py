@@ -48,7 +48,7 @@ class Control:
     def streams(self) -> pa.Table:
         """One row per (venue, table, symbol, connection): state, rows/s over the last 10 s, rows, last
         message age, gaps, resyncs, reconnects, latency p99, node (`xtrader.streams_table.STREAMS_SCHEMA`)."""
-        return self._call("streams_table")  # type: ignore[no-any-return]
+        return self._call("streams_table")
 
     def stream_config(self) -> dict[str, Any]:
         """Stream id -> venue, tables, symbols (now subscribed) and connector ids."""
@@ -78,7 +78,7 @@ class Control:
 
     def stats(self) -> pa.Table:
         """One row per actor: kind, venue, ok / error, messages, rows, reconnects, last message age, node."""
-        return self._call("stats_table")  # type: ignore[no-any-return]
+        return self._call("stats_table")
 
     def actor_stats(self) -> dict[str, Any]:
         """Every actor's full stats dict (what `stats()` summarises)."""
@@ -87,7 +87,7 @@ class Control:
     def events(self, since: float | None = None) -> pa.Table:
         """The newest `events` rows (connects, disconnects, gaps, resyncs, rejects...), at or after `since`
         (epoch seconds; None: all kept, about the last 10 000)."""
-        return self._call("events", since)  # type: ignore[no-any-return]
+        return self._call("events", since)
 
     def stop(self) -> None:
         """Ask the driver to stop: it drains every actor and flushes every sink."""
@@ -99,13 +99,32 @@ def attach(address: str | None = "auto", namespace: str = "xtrader", timeout_s: 
 
     Raises:
         LookupError: no capture is running in `namespace`.
+        ConnectionError: no Ray answers at `address` (a HOST:PORT is tried first, so this takes seconds,
+            not Ray's minutes of retries), or, for "auto", no Ray runs on this machine.
     """
     import ray
 
     if not ray.is_initialized():
+        _check_reachable(address)
         ray.init(address=address, namespace=namespace, log_to_driver=False)
     try:
         handle = ray.get_actor(CONTROLLER_NAME, namespace=namespace)
     except ValueError:
         raise LookupError(f"no running capture (no {CONTROLLER_NAME!r} actor in namespace {namespace!r})") from None
     return Control(handle, timeout_s)
+
+
+def _check_reachable(address: str | None, timeout_s: float = 3.0) -> None:
+    """Raise ConnectionError when `address` is HOST:PORT and nothing listens there."""
+    import socket
+
+    if not address or address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise ConnectionError(f"no Ray at {address}: {exc.strerror or exc}") from None
