@@ -42,6 +42,10 @@ class ControllerActor:
         self.rates = streams_table.RateWindow()
         self.instruments: dict[str, tuple[float, set[str] | None]] = {}
         self.lock = asyncio.Lock()  # one subscription change at a time
+        self.config: Any = None  # the Capture (to plan streams added at run time)
+        self.endpoints: dict[str, Any] | None = None  # the simulator's endpoints per venue
+        self.added: list[Any] = []  # actors.grow.Added, per stream started at run time
+        self.tasks: set[asyncio.Task[None]] = set()
         self.stop_requested = False
 
     def register(
@@ -50,6 +54,11 @@ class ControllerActor:
         self.actors.update(actors)
         self.streams.update(streams)
         self.groups.update(groups or {})
+
+    def configure(self, capture: Any, endpoints: dict[str, Any] | None) -> None:
+        """The capture's configuration and the simulator's endpoints (for streams started at run time)."""
+        self.config = capture
+        self.endpoints = dict(endpoints) if endpoints else None
 
     def list_streams(self) -> dict[str, dict[str, Any]]:
         """Stream id -> venue, tables, symbols and connector ids (the configuration view)."""
@@ -66,7 +75,8 @@ class ControllerActor:
 
     async def stats(self) -> dict[str, Any]:
         """Every actor's stats (an actor that does not answer shows its error); samples the row rates."""
-        names = sorted(self.actors)
+        waiting = {c for added in self.added for c in added.pending}
+        names = sorted(a for a in self.actors if a not in waiting)  # a connector not yet placed cannot answer
         results = await asyncio.gather(*(self.actors[n].stats.remote() for n in names), return_exceptions=True)
         out: dict[str, Any] = {
             n: (r if not isinstance(r, BaseException) else {"error": repr(r)})
@@ -78,7 +88,8 @@ class ControllerActor:
     async def streams_table(self) -> pa.Table:
         """One row per (venue, table, symbol, connection): see `xtrader.streams_table.streams`."""
         stats = await self.stats()
-        return streams_table.streams(self.streams, {**stats, **self.retired}, self.rates.rates())
+        pending = {c: cpus for added in self.added for c, cpus in added.pending.items()}
+        return streams_table.streams(self.streams, {**stats, **self.retired}, self.rates.rates(), pending=pending)
 
     async def stats_table(self) -> pa.Table:
         return streams_table.stats_table({**(await self.stats()), **self.retired})
@@ -105,9 +116,18 @@ class ControllerActor:
         """
         async with self.lock:
             streams = self._streams_of(venue)
+            stats = await self.stats()
+            subscribed = set().union(
+                *(self._carried(c, stats) for _, info in streams for c in info["connectors"] if c in self.actors)
+            )
             instruments = await self._instruments(venue, streams)
             request = check(
-                "subscribe", venue if not streams else streams[0][1]["venue"], tables, symbols, instruments=instruments
+                "subscribe",
+                venue if not streams else streams[0][1]["venue"],
+                tables,
+                symbols,
+                instruments=instruments,
+                subscribed=subscribed,
             )
             fitting = [
                 (sid, info)
@@ -116,23 +136,15 @@ class ControllerActor:
                 and (redundancy is None or redundancy == self._redundancy(info))
             ]
             if not fitting:
-                raise RequestError(
-                    f"subscribe rejected, nothing changed: no running connection of {request.venue} carries "
-                    f"{', '.join(request.tables)}"
-                    + (f" with redundancy {redundancy}" if redundancy is not None else "")
-                    + "; starting new connections at run time is not supported yet"
-                )
+                return await self._grow(request.venue, request.tables, request.symbols, redundancy)
             _, info = fitting[0]
             first = self._first_connection(info)
             stats = await self.stats()
             limit = _max_streams(request.venue)
             for connector in first:
                 carried = sum(len(v) for v in (stats.get(connector, {}).get("subscriptions") or {}).values())
-                if carried + len(request.tables) * len(request.symbols) > limit:
-                    raise RequestError(
-                        f"subscribe rejected, nothing changed: {connector} carries {carried} streams and "
-                        f"{request.venue} allows {limit} per connection"
-                    )
+                if carried + len(request.tables) * len(request.symbols) > limit:  # a new connection takes them
+                    return await self._grow(request.venue, request.tables, request.symbols, redundancy)
             await asyncio.gather(
                 *(self.actors[c].subscribe.remote(list(request.symbols), list(request.tables)) for c in first)
             )
@@ -154,8 +166,7 @@ class ControllerActor:
                 for connector in info["connectors"]:
                     if connector in self.retired:
                         continue
-                    subs = (stats.get(connector) or {}).get("subscriptions") or {}
-                    carried[connector] = {(t, s) for t, ss in subs.items() for s in ss}
+                    carried[connector] = self._carried(connector, stats)
             subscribed = set().union(*carried.values()) if carried else set()
             request = check(
                 "unsubscribe",
@@ -166,9 +177,10 @@ class ControllerActor:
             )
             wanted = {(t, s) for t in request.tables for s in request.symbols}
             changed = sorted(c for c, pairs in carried.items() if pairs & wanted)
-            await asyncio.gather(
-                *(self.actors[c].unsubscribe.remote(list(request.symbols), list(request.tables)) for c in changed)
-            )
+            waiting = {c for added in self.added for c in added.pending}
+            calls = {c: self.actors[c].unsubscribe.remote(list(request.symbols), list(request.tables)) for c in changed}
+            # a connector not yet placed runs the call once it is (awaiting it would wait for the placement)
+            await asyncio.gather(*(call for c, call in calls.items() if c not in waiting))
             for _, info in streams:
                 remaining = set().union(*(carried[c] - wanted for c in info["connectors"] if c in carried))
                 gone = {s for s in request.symbols if not any(symbol == s for _, symbol in remaining)}
@@ -181,6 +193,85 @@ class ControllerActor:
                 await self._retire(connector)
             return changed
 
+    async def _grow(
+        self, venue: str, tables: tuple[str, ...], symbols: tuple[str, ...], redundancy: int | None
+    ) -> list[str]:
+        """Start a new stream (connectors in their own placement groups, arbiter and book as needed); returns
+        its connector ids at once, while its placement groups may still pend."""
+        from actors.grow import plan_stream, start_stream, wire_and_start
+        from xtrader.errors import ConfigError
+
+        if self.config is None:
+            raise RequestError("subscribe rejected, nothing changed: this capture cannot start new connections")
+        name = (
+            venue
+            if venue not in self.streams
+            else next(f"{venue}-{n}" for n in range(2, 10_000) if f"{venue}-{n}" not in self.streams)
+        )
+        stream: dict[str, Any] = {"name": name, "venue": venue, "tables": list(tables), "symbols": list(symbols)}
+        if redundancy is not None:
+            stream["redundancy"] = redundancy
+        try:
+            capture, plan = plan_stream(self.config, stream, self.endpoints)
+        except (ConfigError, ValueError) as exc:
+            raise RequestError(f"subscribe rejected, nothing changed: {exc}") from None
+        sinks = [self.actors[s.id] for s in plan.sinks]
+        books = {a: h for a, h in self.actors.items() if a.startswith("book/")}
+        added = start_stream(capture, plan, sinks, books)
+        self.added.append(added)
+        self.actors.update(added.actors)
+        connectors = [c.id for c in plan.connectors]
+        self.groups.update({c.id: f"{capture.name}:{c.placement_group}" for c in plan.connectors})
+        self.streams[name] = {
+            "venue": venue,
+            "tables": list(tables),
+            "symbols": sorted(symbols),
+            "connectors": connectors,
+            "ws_base": plan.connectors[0].ws_base,
+            "rest_base": plan.connectors[0].rest_base,
+            "added": True,
+        }
+        venue_connectors = {
+            c: self.actors[c]
+            for sid, info in self.streams.items()
+            if info["venue"] == venue
+            for c in info["connectors"]
+            if c in self.actors
+        }
+        stats = await self.stats()
+        carriers = {c: list((stats.get(c) or {}).get("subscriptions", {}).get("l2", [])) for c in venue_connectors}
+        carriers.update({c.id: sorted({s.symbol for s in c.subscriptions if s.table == "l2"}) for c in plan.connectors})
+        book = self.actors.get(f"book/{venue}") if "l2" in tables else None
+        task = asyncio.get_running_loop().create_task(wire_and_start(added, book, venue_connectors, carriers))
+        self.tasks.add(task)
+        task.add_done_callback(self._started)
+        log.info("%s: new stream %s on %s (placement pending until the cluster has the CPUs)", venue, name, connectors)
+        return connectors
+
+    def _started(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a stream started at run time failed to start: %r", task.exception())
+
+    def added_actors(self) -> dict[str, Any]:
+        """What run-time subscriptions started, for the driver's drain and summary: connector, arbiter and
+        book handles by id, and the streams (as configuration dicts)."""
+        out: dict[str, Any] = {"connectors": {}, "arbiters": {}, "books": {}, "streams": []}
+        for added in self.added:
+            out["streams"].append(added.stream)
+            for actor_id, handle in added.actors.items():
+                if actor_id not in self.actors or actor_id in added.pending:
+                    continue  # retired, or never placed (nothing to drain; gone with this actor's placement groups)
+                kind = (
+                    "books"
+                    if actor_id.startswith("book/")
+                    else "arbiters"
+                    if actor_id.endswith("/arbiter")
+                    else "connectors"
+                )
+                out[kind][actor_id] = handle
+        return out
+
     async def _retire(self, connector: str) -> None:
         """Stop a connector left with nothing, keep its final stats, remove its placement group when no
         other live connector is in it."""
@@ -188,10 +279,13 @@ class ControllerActor:
         from ray.util.placement_group import get_placement_group, remove_placement_group
 
         handle = self.actors.pop(connector)
+        waiting = any(connector in added.pending for added in self.added)
         try:
-            final = await handle.stop.remote()
+            final = await asyncio.wait_for(handle.stop.remote(), 60) if not waiting else {"placed": False}
         except Exception as exc:
             final = {"error": repr(exc)}
+        for added in self.added:
+            added.pending.pop(connector, None)
         final["stopped"] = True
         self.retired[connector] = final
         with contextlib.suppress(Exception):
@@ -201,6 +295,15 @@ class ControllerActor:
             with contextlib.suppress(Exception):
                 remove_placement_group(get_placement_group(group))
             log.info("%s: stopped (nothing subscribed), placement group %s removed", connector, group)
+
+    def _carried(self, connector: str, stats: dict[str, Any]) -> set[tuple[str, str]]:
+        """(table, symbol) pairs a connector carries: from its stats, or its plan while it waits for placement."""
+        for added in self.added:
+            if connector in added.pending:
+                spec = next(c for c in added.plan.connectors if c.id == connector)
+                return {(sub.table, sub.symbol) for sub in spec.subscriptions}
+        subs = (stats.get(connector) or {}).get("subscriptions") or {}
+        return {(t, s) for t, ss in subs.items() for s in ss}
 
     def retired_connectors(self) -> dict[str, dict[str, Any]]:
         """Connectors stopped at run time (unsubscribed from everything) -> their final stats."""
@@ -223,15 +326,22 @@ class ControllerActor:
         return sum(1 for c in info["connectors"] if "/c0/" in c) or 1
 
     async def _instruments(self, venue: str, streams: list[tuple[str, dict[str, Any]]]) -> set[str] | None:
-        """The venue's instrument ids (cached), None when unknown (no stream of it, or the list is unreadable)."""
-        if not streams:
-            return None
-        name = streams[0][1]["venue"]
+        """The venue's instrument ids (cached), None when unknown (an unknown venue, or the list is unreadable)."""
+        from xtrader.venues import VENUES
+
+        name = streams[0][1]["venue"] if streams else venue
+        if not streams and name not in VENUES:
+            return None  # an unknown venue: check() names it
         cached = self.instruments.get(name)
         if cached is not None and time.monotonic() - cached[0] < INSTRUMENTS_TTL_S:
             return cached[1]
-        info = streams[0][1]
-        known = await _fetch_instruments(name, info.get("ws_base"), info.get("rest_base"))
+        if streams:
+            ws_base, rest_base = streams[0][1].get("ws_base"), streams[0][1].get("rest_base")
+        elif self.endpoints and name in self.endpoints:  # the simulator serves it
+            ws_base, rest_base = self.endpoints[name]
+        else:
+            ws_base = rest_base = None  # the official endpoints
+        known = await _fetch_instruments(name, ws_base, rest_base)
         self.instruments[name] = (time.monotonic(), known)
         return known
 

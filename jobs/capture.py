@@ -108,7 +108,10 @@ def simulator_for(capture: Capture) -> SimulatorThread | None:
     sim = capture.simulator
     if sim is None or not sim.enabled:
         return None
-    venues = sorted({s.venue for s in capture.streams if capture.is_simulated(s)})
+    from xtrader.simulator.registry import VENUES as SIMULATED
+
+    # every venue it can simulate, whatever the streams: a venue can be subscribed at run time
+    venues = sorted(SIMULATED)
     try:
         return SimulatorThread(
             venues=venues,
@@ -139,6 +142,7 @@ class Running:
     arbiters: dict[str, Any] = field(default_factory=dict)
     connectors: dict[str, Any] = field(default_factory=dict)
     controller: Any = None
+    added_streams: list[dict[str, Any]] = field(default_factory=list)  # streams started at run time
 
     def all(self) -> dict[str, Any]:
         return {**self.sinks, **self.books, **self.arbiters, **self.connectors}
@@ -274,6 +278,13 @@ def stop(running: Running, timeout_s: float = 60.0) -> dict[str, Any]:
     except Exception:
         retired = {}
     final.update(retired)
+    try:  # what run-time subscriptions started: drained, flushed and summarised with the rest
+        added = ray.get(running.controller.added_actors.remote(), timeout=10)
+    except Exception:
+        added = {}
+    for kind in ("connectors", "arbiters", "books"):
+        getattr(running, kind).update(added.get(kind, {}))
+    running.added_streams = list(added.get("streams", []))
     names = [n for n in running.connectors if n not in retired]
     for name, stats in zip(names, wait([running.connectors[n].stop.remote() for n in names]), strict=True):
         final[name] = stats
@@ -591,6 +602,7 @@ def run(
         statsd = open_statsd(capture)
         started = time.monotonic()
         running = start(capture, plan)
+        ray.get(running.controller.configure.remote(capture, endpoints))  # streams added at run time are planned so
         _loop(
             capture,
             running,
@@ -615,6 +627,11 @@ def run(
             books = (checked, matched)
             if mismatches:
                 print("xtrader: books not matching the simulator: " + "; ".join(mismatches), file=sys.stderr)
+        if running.added_streams:  # the summary covers every stream that ran
+            from xtrader.config import Stream
+
+            added = tuple(Stream.model_validate(stream) for stream in running.added_streams)
+            capture = capture.model_copy(update={"streams": (*capture.streams, *added)})
         result = summary(capture, duration, totals=totals, sim_stats=sim_stats, books=books, unknown_symbols=unknown)
         if verbose:
             print(json.dumps({"actors": final}, default=str)[:20000], file=sys.stderr)

@@ -76,7 +76,8 @@ def check(
     Args:
         op: "subscribe" or "unsubscribe".
         instruments: the venue's instrument ids (None: not known, not checked).
-        subscribed: for unsubscribe, the (table, symbol) pairs the venue's streams carry now.
+        subscribed: the (table, symbol) pairs the venue's streams carry now (subscribe: none of the
+            request's may be among them; unsubscribe: all must be). None: not checked.
 
     Raises:
         RequestError: what is wrong, every problem named in one message.
@@ -107,6 +108,10 @@ def check(
         unlisted = [s for s in well_formed if s not in instruments]
         if unlisted:
             problems.append(f"{venue} does not list {', '.join(map(repr, unlisted))}")
+    if available and subscribed is not None and op == "subscribe":
+        present = [f"{t} {s}" for t in table_names if t in available for s in well_formed if (t, s) in subscribed]
+        if present:
+            problems.append(f"already subscribed on {venue}: {', '.join(present)}")
     if available and subscribed is not None and op == "unsubscribe":
         absent = [f"{t} {s}" for t in table_names if t in available for s in well_formed if (t, s) not in subscribed]
         if absent:

@@ -3,8 +3,10 @@ through `xtrader.control.attach()` and `xtrader status`.
 
 One capture (binance + okx): streams() turns live with rows/s; bad requests are refused with one error
 and change nothing; a symbol is added at run time and goes live; `xtrader status` shows the streams;
-events() has the connects; unsubscribing every okx symbol stops okx's connector and removes its
-placement group; the final summary still has written == sent + rest for every stream that ran.
+events() has the connects; a venue no stream captures (deribit) is added and goes live; a stream
+needing more CPUs than the cluster has shows `waiting for 8 CPU` and is withdrawn; unsubscribing every
+okx symbol stops okx's connector and removes its placement group; the final summary has
+written == sent + rest for every stream that ran, deribit's included.
 """
 
 from __future__ import annotations
@@ -143,6 +145,27 @@ def test_watch_and_steer_a_running_capture(tmp_path: Path) -> None:
         stats = control.stats()
         assert {"binance/c0/r0", "okx/c0/r0", "sink/parquet", "book/okx"} <= set(stats.column("actor").to_pylist())
 
+        # a venue no stream captures: a new connector in its own placement group (and a book for its l2)
+        assert control.subscribe("deribit", ["trades", "l2", "bbo"], ["BTC-PERPETUAL", "ETH-PERPETUAL"]) == [
+            "deribit/c0/r0"
+        ]
+        wait_for(
+            "deribit live",
+            lambda: [r["state"] for r in rows(control.streams(), venue="deribit")] == ["live"] * 6,
+        )
+        with pytest.raises(RequestError, match="already subscribed on deribit: trades BTC-PERPETUAL"):
+            control.subscribe("deribit", ["trades"], ["BTC-PERPETUAL"])
+
+        # more than the cluster holds: returns at once, the streams wait for their CPUs
+        pending = control.subscribe("binance_futures", ["trades"], ["BTCUSDT"], redundancy=8)
+        assert pending == [f"binance_futures/c0/r{i}" for i in range(8)]
+        waiting = rows(control.streams(), venue="binance_futures")
+        assert [r["state"] for r in waiting] == ["waiting for 8 CPU"] * 8, waiting
+        assert control.unsubscribe("binance_futures", ["trades"], ["BTCUSDT"]) == pending
+        assert not rows(control.streams(), venue="binance_futures")  # never ran: nothing to show
+        groups = {g["name"]: g["state"] for g in ray.util.placement_group_table().values()}
+        assert groups.get("demo:binance_futures/c0") == "REMOVED", groups
+
         # okx left with nothing: its connector stops and its placement group goes
         changed = control.unsubscribe("okx", ["trades", "l2", "bbo"], ["BTC-USDT", "ETH-USDT", "SOL-USDT"])
         assert changed == ["okx/c0/r0"]
@@ -160,6 +183,6 @@ def test_watch_and_steer_a_running_capture(tmp_path: Path) -> None:
     assert not failure, failure
     # every stream that ran, including the symbol added and the venue stopped at run time
     for name, venues in result["tables"].items():
-        for venue in ("binance", "okx"):
+        for venue in ("binance", "okx", "deribit"):
             entry = venues[venue]
             assert entry["written"]["parquet"] == entry["sent"] + entry["rest"], (name, venue, entry)

@@ -64,3 +64,10 @@ def test_venue_tables() -> None:
     assert venue_tables("okx") == ("trades", "l2", "bbo")  # the transport-only l2_wire is no table to capture
     with pytest.raises(KeyError, match="unknown venue"):
         venue_tables("nope")
+
+
+def test_subscribe_names_what_is_already_subscribed() -> None:
+    subscribed = {("trades", "BTCUSDT")}
+    assert check("subscribe", "binance", ["l2"], ["BTCUSDT"], subscribed=subscribed).tables == ("l2",)
+    with pytest.raises(RequestError, match=r"already subscribed on binance: trades BTCUSDT$"):
+        check("subscribe", "binance", ["trades", "l2"], ["BTCUSDT"], subscribed=subscribed | {("l2", "ETHUSDT")})
