@@ -109,10 +109,11 @@ class ControllerActor:
     async def subscribe(
         self, venue: str, tables: list[str], symbols: list[str], redundancy: int | None = None
     ) -> list[str]:
-        """Add symbols to the running connection(s) of `venue` carrying `tables`; returns their ids.
+        """Add symbols to the running connection(s) of `venue` carrying `tables`, or start a new stream for
+        them (`_grow`) when none can take them; returns the connector ids.
 
         Raises:
-            RequestError: a bad request (nothing changed), or one no running connection can take.
+            RequestError: a bad request (nothing changed).
         """
         async with self.lock:
             streams = self._streams_of(venue)
@@ -134,6 +135,8 @@ class ControllerActor:
                 for sid, info in streams
                 if set(request.tables) <= set(info["tables"])
                 and (redundancy is None or redundancy == self._redundancy(info))
+                and self._first_connection(info)
+                and not any(c in added.pending for added in self.added for c in self._first_connection(info))
             ]
             if not fitting:
                 return await self._grow(request.venue, request.tables, request.symbols, redundancy)
