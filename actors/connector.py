@@ -15,6 +15,7 @@ from xtrader.batch import Batches, FlushPolicy
 from xtrader.config import Pipeline
 from xtrader.gc_tuning import tune_gc
 from xtrader.plan import ConnectorSpec
+from xtrader.streams_table import count_symbols
 from xtrader.venues import venue
 from xtrader.venues.base import Connection, Subscription
 
@@ -71,11 +72,16 @@ class ConnectorActor:
             else None
         )
         self.reported: dict[str, int] = {}
+        self.symbol_rows: dict[str, dict[str, int]] = {}  # table -> symbol -> rows received (the live view)
+        self.stopped = False
+        self.node = _node()
 
     def emit(self, batches: Batches) -> Any:
         from xtrader.connector import SnapshotBatches
 
         rest = isinstance(batches, SnapshotBatches)
+        if not rest:
+            count_symbols(batches, self.symbol_rows)
         if self.dedup is not None and not rest:
             batches = self.dedup.filter(self.spec.id, batches, time.monotonic_ns())
         return _all(self.outputs.submit(batches, rest=rest))
@@ -109,6 +115,7 @@ class ConnectorActor:
     async def stop(self) -> dict[str, Any]:
         """Close the connection; `run` flushes what is buffered and waits for every downstream ack."""
         await self.connector.stop()
+        self.stopped = True
         if self.task is not None:
             with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
                 await asyncio.wait_for(self.task, 60)
@@ -121,6 +128,13 @@ class ConnectorActor:
         out["error"] = self.error
         out["started"] = self.task is not None
         out["source_id"] = self.outputs.source_id  # unique to this incarnation of the actor
+        out["stopped"] = self.stopped
+        out["node"] = self.node
+        out["symbol_rows"] = {table: dict(symbols) for table, symbols in self.symbol_rows.items()}
+        subscriptions: dict[str, list[str]] = {}
+        for sub in self.connector.connection.subscriptions:
+            subscriptions.setdefault(sub.table, []).append(sub.symbol)
+        out["subscriptions"] = subscriptions
         out["duplicates"] = self.dedup.arbiter.stats.duplicates if self.dedup is not None else 0
         out["metrics"] = self._snapshot(out)
         return out
@@ -152,6 +166,16 @@ _COUNTERS = (
     (metrics.BUDGET_WAITS, "snapshot_budget_waits"),  # REST snapshots waiting for the IP's weight
     (metrics.BUDGET_WAITS, "pause_waits"),  # reconnects held back by a venue pause or its credits
 )
+
+
+def _node() -> str | None:
+    """The IP of the node this actor runs on (None outside Ray)."""
+    try:
+        import ray
+
+        return str(ray.util.get_node_ip_address())  # type: ignore[no-untyped-call]
+    except Exception:
+        return None
 
 
 async def _all(refs: list[Any]) -> None:

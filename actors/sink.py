@@ -14,6 +14,7 @@ import pyarrow as pa
 from xtrader.clock import Anchor
 from xtrader.plan import SinkSpec
 from xtrader.sinkfront import SinkFront
+from xtrader.streams_table import EventTail
 
 
 def writer_id(capture: str) -> str:
@@ -61,6 +62,7 @@ class SinkActor:
     def __init__(self, spec: SinkSpec, writer: str | None = None) -> None:
         self.front = SinkFront(open_sink(spec, writer or writer_id(spec.kind)), spec.kind, actor=spec.id)
         self.front.start_timer(spec.flush_interval_s)
+        self.events = EventTail()
 
     def write(
         self,
@@ -70,7 +72,14 @@ class SinkActor:
         origin: str = "",
         anchor: Anchor | None = None,
     ) -> bool:
-        return self.front.write(source_id, batch_seq, tables, origin, anchor)
+        written = self.front.write(source_id, batch_seq, tables, origin, anchor)
+        if written and "events" in tables:
+            self.events.add(tables["events"])
+        return written
+
+    def recent_events(self, since: float | None = None) -> pa.Table:
+        """The newest `events` rows this sink took (at or after `since`, epoch seconds)."""
+        return self.events.table(since)
 
     def flush(self) -> None:
         self.front.flush()

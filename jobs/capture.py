@@ -111,7 +111,10 @@ def simulator_for(capture: Capture) -> SimulatorThread | None:
     sim = capture.simulator
     if sim is None or not sim.enabled:
         return None
-    venues = sorted({s.venue for s in capture.streams if capture.is_simulated(s)})
+    from xtrader.simulator.registry import VENUES as SIMULATED
+
+    # every venue it can simulate, whatever the streams: a venue can be subscribed at run time
+    venues = sorted(SIMULATED)
     try:
         return SimulatorThread(
             venues=venues,
@@ -142,6 +145,7 @@ class Running:
     arbiters: dict[str, Any] = field(default_factory=dict)
     connectors: dict[str, Any] = field(default_factory=dict)
     controller: Any = None
+    added_streams: list[dict[str, Any]] = field(default_factory=list)  # streams started at run time
 
     def all(self) -> dict[str, Any]:
         return {**self.sinks, **self.books, **self.arbiters, **self.connectors}
@@ -239,13 +243,17 @@ def start(capture: Capture, plan: Plan) -> Running:
             "tables": list(s.tables),
             "symbols": list(s.symbols),
             "connectors": [c.id for c in plan.connectors if c.stream == s.id],
+            # where the venue is served (the controller reads its instrument list to check run-time requests)
+            "ws_base": next((c.ws_base for c in plan.connectors if c.stream == s.id), None),
+            "rest_base": next((c.rest_base for c in plan.connectors if c.stream == s.id), None),
         }
         for s in capture.streams
     }
+    groups = {c.id: f"{capture.name}:{c.placement_group}" for c in plan.connectors}
     with contextlib.suppress(ValueError):
         ray.kill(ray.get_actor(CONTROLLER_NAME))  # a previous capture's controller
     running.controller = actor(ControllerActor, name=CONTROLLER_NAME).remote(capture.name)
-    ray.get(running.controller.register.remote(running.all(), streams))
+    ray.get(running.controller.register.remote(running.all(), streams, groups))
     # every service actor constructed (a bad sink configuration fails here, not mid-stream) before data flows
     services = {**running.sinks, **running.books, **running.arbiters}
     ray.get([handle.stats.remote() for handle in services.values()], timeout=capture.cluster.placement_timeout_s)
@@ -268,7 +276,19 @@ def stop(running: Running, timeout_s: float = 60.0) -> dict[str, Any]:
         return out
 
     final: dict[str, Any] = {}
-    names = list(running.connectors)
+    try:  # connectors the control plane stopped at run time (unsubscribed from everything): their final stats
+        retired = ray.get(running.controller.retired_connectors.remote(), timeout=10)
+    except Exception:
+        retired = {}
+    final.update(retired)
+    try:  # what run-time subscriptions started: drained, flushed and summarised with the rest
+        added = ray.get(running.controller.added_actors.remote(), timeout=10)
+    except Exception:
+        added = {}
+    for kind in ("connectors", "arbiters", "books"):
+        getattr(running, kind).update(added.get(kind, {}))
+    running.added_streams = list(added.get("streams", []))
+    names = [n for n in running.connectors if n not in retired]
     for name, stats in zip(names, wait([running.connectors[n].stop.remote() for n in names]), strict=True):
         final[name] = stats
     wait([a.drain.remote() for a in running.arbiters.values()])
@@ -590,6 +610,7 @@ def run(
         statsd = open_statsd(capture)
         started = time.monotonic()
         running = start(capture, plan)
+        ray.get(running.controller.configure.remote(capture, endpoints))  # streams added at run time are planned so
         missing = _loop(
             capture,
             running,
@@ -620,6 +641,11 @@ def run(
             books = (checked, matched)
             if mismatches:
                 print("xtrader: books not matching the simulator: " + "; ".join(mismatches), file=sys.stderr)
+        if running.added_streams:  # the summary covers every stream that ran
+            from xtrader.config import Stream
+
+            added = tuple(Stream.model_validate(stream) for stream in running.added_streams)
+            capture = capture.model_copy(update={"streams": (*capture.streams, *added)})
         result = summary(capture, duration, totals=totals, sim_stats=sim_stats, books=books, unknown_symbols=unknown)
         if until_state is not None:
             result["until"] = until_state

@@ -399,6 +399,9 @@ class BookService:
             "exchange": self.exchange,
             "books": len(books),
             "valid": sum(1 for s in books.values() if s.valid),
+            "invalid": sorted(
+                {symbol for (_, symbol), s in books.items() if not s.valid}
+            ),  # resyncing or not yet synced
             "rows_forwarded": self.rows_forwarded,
             "counters": self._counters().as_dict(),
             "symbols": {symbol: s.as_dict() for symbol, s in sorted(self.symbols.items())},

@@ -94,6 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("limit_recv", "limit_parse", "hot_path", "xtrader_e2e", "cryptofeed"),
         help="leave an entry out (repeatable); it is reported as null",
     )
+    from xtrader.status import build_parser as status_arguments
+
+    status_arguments(
+        commands.add_parser(
+            "status",
+            help="show a running capture's streams, totals and last minute's events",
+            description="Attach to the running capture (its controller actor) and print one row per "
+            "(venue, table, symbol, connection): state, rows/s over the last 10 s, rows, last message age, gaps, "
+            "resyncs, reconnects, latency p99 and node; then totals and the last minute's events. "
+            "Exit 0: shown; 1: no capture running.",
+        )
+    )
     return parser
 
 
@@ -110,6 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from jobs.capture import run_file
 
         return run_file(args.config, args)
+    if args.command == "status":
+        from xtrader.status import main as status_main
+
+        return status_main(args)
     if args.command == "demo":
         from jobs.demo import run_demo
 

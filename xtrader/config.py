@@ -387,7 +387,9 @@ class Simulator(_Model):
     enabled: bool = Field(default=True, description="Start the simulator; false: streams go to the live venues.")
     host: Host = Field(default="127.0.0.1", description="Bind address of the simulator.")
     port: Port = Field(
-        default=0, description="First port; each venue takes two in a row (plain, TLS); 0: any free ports."
+        default=0,
+        description="First port; each venue (all four are served, whatever the streams) takes two in a row "
+        "(plain, TLS); 0: any free ports.",
     )
     symbols: int = Field(
         default=3, ge=1, le=10_000, description="Instruments generated per venue (BTC, ETH, SOL, ...)."

@@ -286,11 +286,11 @@ def test_a_symbol_subscribed_at_run_time_is_captured(tmp_path: Path) -> None:
     driver.start()
     try:
         control = controller("binance/c0/r0")
-        assert control.streams()["binance"]["symbols"] == ["BTCUSDT", "ETHUSDT"]
+        assert control.stream_config()["binance"]["symbols"] == ["BTCUSDT", "ETHUSDT"]
         # subscribe once the capture streams (both books valid), stop once the new symbol's book is valid too
         wait_for("2 books valid", lambda: book_stats(control, "binance")["valid"] >= 2)
-        control.subscribe("binance", ["SOLUSDT"])
-        assert "SOLUSDT" in control.streams()["binance"]["symbols"]
+        control.subscribe("binance", ["trades", "l2", "bbo"], ["SOLUSDT"])
+        assert "SOLUSDT" in control.stream_config()["binance"]["symbols"]
         wait_for(
             "SOLUSDT's book valid",
             lambda: (b := book_stats(control, "binance"))["valid"] >= 3 and "SOLUSDT" in b["symbols"],

@@ -1,0 +1,106 @@
+"""Start a stream at run time: its placement groups (not waited for), connector actors, arbiter and book.
+
+Used by the ControllerActor for a `subscribe` no running connection can take (a venue no stream
+captures, other tables, another redundancy, or a full connection). The placement groups may pend
+(the cluster lacks the CPUs; an autoscaler adds nodes): `Added.pending` says how many CPUs each
+connector waits for, and `wire_and_start` runs once they are placed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from xtrader.config import Capture
+from xtrader.plan import Endpoint, Plan, build_plan
+
+
+@dataclass
+class Added:
+    """What one run-time stream created."""
+
+    stream: dict[str, Any]  # the Stream, as a dict (for the driver's summary)
+    plan: Plan
+    groups: dict[str, Any] = field(default_factory=dict)  # placement group id -> handle
+    actors: dict[str, Any] = field(default_factory=dict)  # actor id -> handle (connectors, arbiter, a new book)
+    pending: dict[str, float] = field(default_factory=dict)  # connector id -> CPUs its group waits for
+
+
+def plan_stream(base: Capture, stream: dict[str, Any], endpoints: dict[str, Endpoint] | None) -> tuple[Capture, Plan]:
+    """The capture `base` with only `stream`, validated, and its plan (ConfigError naming what is wrong)."""
+    capture = Capture.model_validate({**base.model_dump(), "streams": [stream]})
+    return capture, build_plan(capture, endpoints)
+
+
+def start_stream(capture: Capture, plan: Plan, sinks: list[Any], books: dict[str, Any]) -> Added:
+    """Create the placement groups and actors of a one-stream plan (books: the running book actors by id;
+    a venue without one gets it). Nothing is started: see `wire_and_start`."""
+    from ray.util.placement_group import placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    from actors import actor
+    from actors.arbiter import ArbiterActor
+    from actors.book import OrderBookActor
+    from actors.connector import ConnectorActor
+
+    pipeline = capture.pipeline
+    added = Added(stream=capture.streams[0].model_dump(), plan=plan)
+    flow = {"max_inflight": pipeline.max_inflight, "policy": pipeline.policy}
+    for group in plan.placement_groups:
+        added.groups[group.id] = placement_group(
+            [dict(b) for b in group.bundles], strategy=group.strategy, name=f"{capture.name}:{group.id}"
+        )
+    book_handles = dict(books)
+    for book_spec in plan.books:
+        if book_spec.id not in book_handles:
+            book_handles[book_spec.id] = added.actors[book_spec.id] = actor(
+                OrderBookActor, num_cpus=book_spec.cpus
+            ).remote(
+                book_spec.venue,
+                book_spec.venue,
+                sinks,
+                depth=book_spec.depth,
+                snapshot_interval_s=book_spec.snapshot_interval_s,
+                **flow,
+            )
+    for arbiter_spec in plan.arbiters:
+        book = book_handles.get(f"book/{arbiter_spec.venue}") if "l2" in arbiter_spec.tables else None
+        added.actors[arbiter_spec.id] = actor(ArbiterActor, num_cpus=arbiter_spec.cpus).remote(
+            arbiter_spec.stream,
+            arbiter_spec.venue,
+            sinks,
+            book,
+            capacity=arbiter_spec.capacity,
+            ttl_s=arbiter_spec.ttl_s,
+            rotation_s=arbiter_spec.rotation_interval_s,
+            min_win_share=arbiter_spec.rotation_min_win_share,
+            **flow,
+        )
+    arbiter_of = {i: a.id for a in plan.arbiters for i in a.inputs}
+    cpus = {group.id: group.cpus for group in plan.placement_groups}
+    for spec in plan.connectors:
+        book = book_handles.get(f"book/{spec.venue}") if "l2" in plan.targets(spec.id) else None
+        strategy = PlacementGroupSchedulingStrategy(
+            added.groups[spec.placement_group], placement_group_bundle_index=spec.bundle_index
+        )
+        added.actors[spec.id] = actor(ConnectorActor, num_cpus=spec.cpus, scheduling_strategy=strategy).remote(
+            spec, sinks, book, added.actors.get(arbiter_of.get(spec.id, "")), pipeline=pipeline
+        )
+        added.pending[spec.id] = cpus[spec.placement_group]
+    return added
+
+
+async def wire_and_start(
+    added: Added, book: Any, venue_connectors: dict[str, Any], carriers: dict[str, list[str]]
+) -> None:
+    """Once the placement groups are placed: tell the venue's book every connector of the venue, register the
+    arbiter's inputs, start the connectors (each leaves `pending` as it starts)."""
+    for group in added.groups.values():
+        await group.ready()
+    if book is not None:
+        await book.set_connectors.remote(venue_connectors, carriers)
+    for arbiter_spec in added.plan.arbiters:
+        await added.actors[arbiter_spec.id].register.remote(list(arbiter_spec.inputs))
+    for spec in added.plan.connectors:
+        await added.actors[spec.id].start.remote()
+        added.pending.pop(spec.id, None)

@@ -1,0 +1,171 @@
+"""`xtrader status`: the running capture's streams, totals and last minute's events as rich tables.
+
+`render(streams, events)` is pure (Arrow tables in, a rich renderable out) and is what `--watch`
+refreshes; `main` attaches (`xtrader.control.attach`) and prints, or says that no capture is running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+import pyarrow as pa
+
+#: exit statuses
+EXIT_OK, EXIT_NO_CAPTURE = 0, 1
+#: events shown (the newest)
+EVENTS_SHOWN = 10
+
+_STATE_STYLE = {"live": "green", "resyncing": "yellow", "connecting": "cyan", "stalled": "red", "stopped": "dim"}
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def streams_renderable(streams: pa.Table, title: str = "xtrader streams") -> Any:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for name, justify in (
+        ("venue", "left"),
+        ("table", "left"),
+        ("symbol", "left"),
+        ("connection", "left"),
+        ("state", "left"),
+        ("rows/s", "right"),
+        ("rows", "right"),
+        ("age s", "right"),
+        ("gaps", "right"),
+        ("resyncs", "right"),
+        ("reconnects", "right"),
+        ("p99 ms", "right"),
+        ("node", "left"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for row in streams.to_pylist():
+        state = row["state"]
+        style = _STATE_STYLE.get(state, "magenta")  # "waiting for N CPU"
+        table.add_row(
+            row["venue"],
+            row["table"],
+            row["symbol"],
+            row["connection"],
+            f"[{style}]{state}[/]",
+            _fmt(row["rows_per_s"]),
+            _fmt(row["rows"]),
+            _fmt(row["last_message_age_s"]),
+            _fmt(row["gaps"]),
+            _fmt(row["resyncs"]),
+            _fmt(row["reconnects"]),
+            _fmt(row["latency_p99_ms"], 2),
+            _fmt(row["node"]),
+        )
+    return table
+
+
+def totals_line(streams: pa.Table) -> str:
+    """Streams per state, total rows/s and rows, gaps, resyncs and reconnects (per connection, once)."""
+    rows = streams.to_pylist()
+    states = Counter(r["state"] for r in rows)
+    rate = sum(r["rows_per_s"] or 0.0 for r in rows)
+    total_rows = sum(r["rows"] or 0 for r in rows)
+    gaps = sum(r["gaps"] or 0 for r in rows)
+    resyncs = sum(r["resyncs"] or 0 for r in rows)
+    reconnects = sum(({r["connection"]: r["reconnects"] or 0 for r in rows}).values())
+    by_state = ", ".join(f"{n} {state}" for state, n in sorted(states.items())) or "none"
+    return (
+        f"{len(rows)} streams ({by_state}); {rate:,.1f} rows/s; {total_rows:,} rows; "
+        f"{gaps} gaps, {resyncs} resyncs, {reconnects} reconnects"
+    )
+
+
+def events_renderable(events: pa.Table, window_s: float = 60.0) -> Any:
+    from rich.table import Table
+
+    rows = events.to_pylist()
+    kinds = Counter(str(r["kind"]) for r in rows)
+    summary = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())) or "none"
+    table = Table(title=f"events in the last {window_s:g} s: {summary}")
+    for name in ("time (UTC)", "exchange", "symbol", "kind", "detail"):
+        table.add_column(name)
+    for r in rows[-EVENTS_SHOWN:]:
+        ts = r["ts"]
+        table.add_row(
+            ts.strftime("%H:%M:%S.%f")[:-3] if ts is not None else "-",
+            str(r["exchange"]),
+            r["symbol"] or "-",
+            str(r["kind"]),
+            (r["detail"] or "")[:120],
+        )
+    return table
+
+
+def render(streams: pa.Table, events: pa.Table, window_s: float = 60.0) -> Any:
+    """The whole status view: the streams table, the totals, the last minute's events."""
+    from rich.console import Group
+    from rich.text import Text
+
+    return Group(streams_renderable(streams), Text(totals_line(streams)), events_renderable(events, window_s))
+
+
+def build_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """`xtrader status` flags (added to the CLI's subparser)."""
+    parser.add_argument(
+        "--address",
+        default="auto",
+        help="the capture's Ray: auto (default), HOST:PORT or ray://HEAD:10001",
+    )
+    parser.add_argument("--namespace", default="xtrader", help="the capture's cluster.namespace (default xtrader)")
+    parser.add_argument("--watch", action="store_true", help="refresh until interrupted (Ctrl-C)")
+    parser.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (default 2)")
+    return parser
+
+
+def main(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from xtrader.control import attach
+
+    console = Console()
+    try:
+        control = attach(address=args.address, namespace=args.namespace)
+    except (LookupError, ConnectionError) as exc:
+        print(f"xtrader status: no capture running: {exc}", file=sys.stderr)
+        return EXIT_NO_CAPTURE
+
+    def view() -> Any:
+        return render(control.streams(), control.events(since=time.time() - 60.0))
+
+    try:
+        if not args.watch:
+            console.print(view())
+            return EXIT_OK
+        from rich.live import Live
+
+        with Live(view(), console=console, refresh_per_second=4) as live:
+            while True:
+                time.sleep(args.interval)
+                live.update(view())
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except Exception as exc:  # the capture ended while we watched (its controller is gone)
+        if _gone(exc):
+            print("xtrader status: the capture is no longer running", file=sys.stderr)
+            return EXIT_NO_CAPTURE
+        raise
+
+
+def _gone(exc: BaseException) -> bool:
+    try:
+        from ray.exceptions import RayActorError
+    except ImportError:  # pragma: no cover - ray is a dependency
+        return False
+    return isinstance(exc, RayActorError)
