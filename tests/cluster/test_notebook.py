@@ -39,7 +39,7 @@ wanted = json.loads(sys.argv[4])
 missing = ["no controller"]
 while time.monotonic() < deadline:
     try:
-        stats = attach(address=sys.argv[1], namespace=sys.argv[2]).stats()
+        stats = attach(address=sys.argv[1], namespace=sys.argv[2]).actor_stats()
     except LookupError:
         time.sleep(0.5)
         continue

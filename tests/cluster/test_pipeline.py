@@ -268,7 +268,7 @@ def controller(actor: str) -> Any:
 
 
 def book_stats(control: Any, venue: str) -> dict[str, Any]:
-    stats = control.stats().get(f"book/{venue}", {})
+    stats = control.actor_stats().get(f"book/{venue}", {})
     return stats if "valid" in stats else {"valid": 0, "symbols": {}}
 
 
@@ -322,7 +322,7 @@ def test_a_killed_connector_is_restarted_and_its_books_recover(tmp_path: Path) -
 
         def streaming(source_id: str | None = None) -> Any:
             """The connector's stats once it streams (a new incarnation of it, when `source_id` is the old one)."""
-            stats = control.stats()
+            stats = control.actor_stats()
             mine = stats.get(connector, {})
             book = stats.get("book/binance", {})
             fresh = mine.get("source_id") not in (None, source_id)
