@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from xtrader.config import Capture
+from xtrader.config import Capture, Pipeline
 from xtrader.plan import Endpoint, Plan, build_plan
 
 
@@ -32,10 +32,21 @@ def plan_stream(base: Capture, stream: dict[str, Any], endpoints: dict[str, Endp
     return capture, build_plan(capture, endpoints)
 
 
-def start_stream(capture: Capture, plan: Plan, sinks: list[Any], books: dict[str, Any]) -> Added:
-    """Create the placement groups and actors of a one-stream plan (books: the running book actors by id;
-    a venue without one gets it). Nothing is started: see `wire_and_start`."""
-    from ray.util.placement_group import placement_group
+@dataclass
+class StreamActors:
+    """The actors `create_stream_actors` made, by id."""
+
+    books: dict[str, Any] = field(default_factory=dict)
+    arbiters: dict[str, Any] = field(default_factory=dict)
+    connectors: dict[str, Any] = field(default_factory=dict)
+
+
+def create_stream_actors(
+    pipeline: Pipeline, plan: Plan, groups: dict[str, Any], sinks: list[Any], books: dict[str, Any]
+) -> StreamActors:
+    """The order-book (for a venue with none in `books`), arbiter and connector actors of `plan`, the
+    connectors in their placement `groups` (by id). Created, not wired or started. Used by the driver at
+    start and by `start_stream` at run time."""
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
     from actors import actor
@@ -43,17 +54,12 @@ def start_stream(capture: Capture, plan: Plan, sinks: list[Any], books: dict[str
     from actors.book import OrderBookActor
     from actors.connector import ConnectorActor
 
-    pipeline = capture.pipeline
-    added = Added(stream=capture.streams[0].model_dump(), plan=plan)
+    made = StreamActors()
     flow = {"max_inflight": pipeline.max_inflight, "policy": pipeline.policy}
-    for group in plan.placement_groups:
-        added.groups[group.id] = placement_group(
-            [dict(b) for b in group.bundles], strategy=group.strategy, name=f"{capture.name}:{group.id}"
-        )
     book_handles = dict(books)
     for book_spec in plan.books:
         if book_spec.id not in book_handles:
-            book_handles[book_spec.id] = added.actors[book_spec.id] = actor(
+            book_handles[book_spec.id] = made.books[book_spec.id] = actor(
                 OrderBookActor, num_cpus=book_spec.cpus
             ).remote(
                 book_spec.venue,
@@ -65,7 +71,7 @@ def start_stream(capture: Capture, plan: Plan, sinks: list[Any], books: dict[str
             )
     for arbiter_spec in plan.arbiters:
         book = book_handles.get(f"book/{arbiter_spec.venue}") if "l2" in arbiter_spec.tables else None
-        added.actors[arbiter_spec.id] = actor(ArbiterActor, num_cpus=arbiter_spec.cpus).remote(
+        made.arbiters[arbiter_spec.id] = actor(ArbiterActor, num_cpus=arbiter_spec.cpus).remote(
             arbiter_spec.stream,
             arbiter_spec.venue,
             sinks,
@@ -77,15 +83,31 @@ def start_stream(capture: Capture, plan: Plan, sinks: list[Any], books: dict[str
             **flow,
         )
     arbiter_of = {i: a.id for a in plan.arbiters for i in a.inputs}
-    cpus = {group.id: group.cpus for group in plan.placement_groups}
     for spec in plan.connectors:
         book = book_handles.get(f"book/{spec.venue}") if "l2" in plan.targets(spec.id) else None
         strategy = PlacementGroupSchedulingStrategy(
-            added.groups[spec.placement_group], placement_group_bundle_index=spec.bundle_index
+            groups[spec.placement_group], placement_group_bundle_index=spec.bundle_index
         )
-        added.actors[spec.id] = actor(ConnectorActor, num_cpus=spec.cpus, scheduling_strategy=strategy).remote(
-            spec, sinks, book, added.actors.get(arbiter_of.get(spec.id, "")), pipeline=pipeline
+        made.connectors[spec.id] = actor(ConnectorActor, num_cpus=spec.cpus, scheduling_strategy=strategy).remote(
+            spec, sinks, book, made.arbiters.get(arbiter_of.get(spec.id, "")), pipeline=pipeline
         )
+    return made
+
+
+def start_stream(capture: Capture, plan: Plan, sinks: list[Any], books: dict[str, Any]) -> Added:
+    """Create the placement groups and actors of a one-stream plan (books: the running book actors by id;
+    a venue without one gets it). Nothing is started: see `wire_and_start`."""
+    from ray.util.placement_group import placement_group
+
+    added = Added(stream=capture.streams[0].model_dump(), plan=plan)
+    for group in plan.placement_groups:
+        added.groups[group.id] = placement_group(
+            [dict(b) for b in group.bundles], strategy=group.strategy, name=f"{capture.name}:{group.id}"
+        )
+    made = create_stream_actors(capture.pipeline, plan, added.groups, sinks, books)
+    added.actors.update({**made.books, **made.arbiters, **made.connectors})
+    cpus = {group.id: group.cpus for group in plan.placement_groups}
+    for spec in plan.connectors:
         added.pending[spec.id] = cpus[spec.placement_group]
     return added
 

@@ -170,13 +170,10 @@ def start(capture: Capture, plan: Plan) -> Running:
     """Create placement groups and every actor, wire them, start the connectors."""
     import ray
     from ray.util.placement_group import placement_group, remove_placement_group
-    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
     from actors import actor
-    from actors.arbiter import ArbiterActor
-    from actors.book import OrderBookActor
-    from actors.connector import ConnectorActor
     from actors.controller import CONTROLLER_NAME, ControllerActor
+    from actors.grow import create_stream_actors
     from actors.sink import SinkActor, writer_id
 
     pipeline = capture.pipeline
@@ -191,43 +188,12 @@ def start(capture: Capture, plan: Plan) -> Running:
         for group in running.groups.values():
             remove_placement_group(group)
         raise
-    flow = {"max_inflight": pipeline.max_inflight, "policy": pipeline.policy}
     for spec in plan.sinks:
         running.sinks[spec.id] = actor(SinkActor, num_cpus=spec.cpus).remote(spec, writer_id(capture.name))
-    sinks = list(running.sinks.values())
-    for book_spec in plan.books:
-        running.books[book_spec.id] = actor(OrderBookActor, num_cpus=book_spec.cpus).remote(
-            book_spec.venue,
-            book_spec.venue,
-            sinks,
-            depth=book_spec.depth,
-            snapshot_interval_s=book_spec.snapshot_interval_s,
-            **flow,
-        )
-    for arbiter_spec in plan.arbiters:
-        book = running.books.get(f"book/{arbiter_spec.venue}") if "l2" in arbiter_spec.tables else None
-        running.arbiters[arbiter_spec.id] = actor(ArbiterActor, num_cpus=arbiter_spec.cpus).remote(
-            arbiter_spec.stream,
-            arbiter_spec.venue,
-            sinks,
-            book,
-            capacity=arbiter_spec.capacity,
-            ttl_s=arbiter_spec.ttl_s,
-            rotation_s=arbiter_spec.rotation_interval_s,
-            min_win_share=arbiter_spec.rotation_min_win_share,
-            **flow,
-        )
-    arbiter_of = {i: a.id for a in plan.arbiters for i in a.inputs}
-    for connector_spec in plan.connectors:
-        targets = plan.targets(connector_spec.id)
-        arbiter = running.arbiters.get(arbiter_of.get(connector_spec.id, ""))
-        book = running.books.get(f"book/{connector_spec.venue}") if "l2" in targets else None
-        strategy = PlacementGroupSchedulingStrategy(
-            running.groups[connector_spec.placement_group], placement_group_bundle_index=connector_spec.bundle_index
-        )
-        running.connectors[connector_spec.id] = actor(
-            ConnectorActor, num_cpus=connector_spec.cpus, scheduling_strategy=strategy
-        ).remote(connector_spec, sinks, book, arbiter, pipeline=pipeline)
+    made = create_stream_actors(pipeline, plan, running.groups, list(running.sinks.values()), {})
+    running.books.update(made.books)
+    running.arbiters.update(made.arbiters)
+    running.connectors.update(made.connectors)
     wiring = []
     for book_spec in plan.books:
         venue_connectors = [c for c in plan.connectors if c.venue == book_spec.venue]
