@@ -36,24 +36,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import logging
 import multiprocessing as mp
 import os
-import socket
 import ssl
 import sys
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection as Pipe
 from typing import Any
-from urllib.parse import urlsplit
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from xtrader.bench.limits import open_raw_ws, walk_frames
 from xtrader.simulator import Simulator
 
 POOL_RATE = 150_000  # pre-generated steps per second of run, at most ("pool left" shows if they last)
@@ -86,22 +84,8 @@ class Result:
 
 def raw_client(url: str, ca_file: str, seconds: float, window: Window) -> None:
     """Handshake by hand, then count frames by walking their headers (server frames are unmasked)."""
-    parts = urlsplit(url)
-    sock: socket.socket = socket.create_connection((parts.hostname, parts.port))
-    if parts.scheme == "wss":
-        sock = ssl.create_default_context(cafile=ca_file).wrap_socket(sock, server_hostname=parts.hostname)
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        f"GET {parts.path}?{parts.query} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        buf += sock.recv(4096)
-    head, _, buf = buf.partition(b"\r\n\r\n")
-    if not head.startswith(b"HTTP/1.1 101"):
-        raise RuntimeError(head.decode(errors="replace"))
-    frames = size = pos = 0
+    sock, buf = open_raw_ws(url, ca_file)
+    frames = size = 0
     kept = True
     window.start()
     end = time.perf_counter() + seconds
@@ -110,23 +94,12 @@ def raw_client(url: str, ca_file: str, seconds: float, window: Window) -> None:
         if not chunk:
             kept = False
             break
-        buf = buf[pos:] + chunk
-        pos, n = 0, len(buf)
-        while pos + 2 <= n:
-            length, at = buf[pos + 1] & 0x7F, pos + 2
-            if length == 126:
-                length, at = int.from_bytes(buf[pos + 2 : pos + 4]), pos + 4
-            elif length == 127:
-                length, at = int.from_bytes(buf[pos + 2 : pos + 10]), pos + 10
-            if at + length > n:
-                break
-            opcode = buf[pos] & 0x0F
-            if opcode in (1, 2):  # text or binary: data (pings are not)
-                frames += 1
-                size += length
-            elif opcode == 8:
-                kept = False
-            pos = at + length
+        buf += chunk
+        more, more_size, closed, used = walk_frames(buf)
+        buf = buf[used:]
+        frames += more
+        size += more_size
+        kept = kept and not closed
     window.done(frames, size, kept)
     sock.close()
 

@@ -46,10 +46,12 @@ def urls_by_route(wss_base: str, symbols: list[str]) -> list[str]:
     return [f"{wss_base}/public/stream?streams={'/'.join(book)}", f"{wss_base}/market/stream?streams={'/'.join(rest)}"]
 
 
-def _open(url: str, ca_file: str) -> tuple[ssl.SSLSocket, bytes]:
+def open_raw_ws(url: str, ca_file: str) -> tuple[socket.socket, bytes]:
+    """A websocket opened by hand (`ws` or `wss` with `ca_file`): the socket and what came after the 101."""
     parts = urlsplit(url)
-    raw = socket.create_connection((parts.hostname, parts.port))
-    sock = ssl.create_default_context(cafile=ca_file).wrap_socket(raw, server_hostname=parts.hostname)
+    sock: socket.socket = socket.create_connection((parts.hostname, parts.port))
+    if parts.scheme == "wss":
+        sock = ssl.create_default_context(cafile=ca_file).wrap_socket(sock, server_hostname=parts.hostname)
     key = base64.b64encode(os.urandom(16)).decode()
     sock.sendall(
         f"GET {parts.path}?{parts.query} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
@@ -67,9 +69,11 @@ def _open(url: str, ca_file: str) -> tuple[ssl.SSLSocket, bytes]:
     return sock, rest
 
 
-def count_frames(buf: bytes) -> tuple[int, int]:
-    """(data frames, bytes consumed) of the whole server frames at the start of `buf` (unmasked frames)."""
-    frames = pos = 0
+def walk_frames(buf: bytes) -> tuple[int, int, bool, int]:
+    """The whole server frames (unmasked) at the start of `buf`: (data frames, their payload bytes, a close
+    frame seen, bytes consumed)."""
+    frames = size = pos = 0
+    closed = False
     n = len(buf)
     while pos + 2 <= n:
         length, at = buf[pos + 1] & 0x7F, pos + 2
@@ -79,13 +83,23 @@ def count_frames(buf: bytes) -> tuple[int, int]:
             length, at = int.from_bytes(buf[pos + 2 : pos + 10]), pos + 10
         if at + length > n:
             break
-        if buf[pos] & 0x0F in (1, 2):  # text or binary: data (pings are not)
+        opcode = buf[pos] & 0x0F
+        if opcode in (1, 2):  # text or binary: data (pings are not)
             frames += 1
+            size += length
+        elif opcode == 8:
+            closed = True
         pos = at + length
-    return frames, pos
+    return frames, size, closed, pos
 
 
-def _reader(sock: ssl.SSLSocket, buf: bytes, counts: list[int], index: int) -> None:
+def count_frames(buf: bytes) -> tuple[int, int]:
+    """(data frames, bytes consumed) of the whole server frames at the start of `buf` (unmasked frames)."""
+    frames, _, _, used = walk_frames(buf)
+    return frames, used
+
+
+def _reader(sock: socket.socket, buf: bytes, counts: list[int], index: int) -> None:
     while True:
         try:
             chunk = sock.recv(1 << 20)
@@ -102,7 +116,7 @@ def _reader(sock: ssl.SSLSocket, buf: bytes, counts: list[int], index: int) -> N
 def _client(urls: list[str], ca_file: str, pipe: Pipe) -> None:
     """Child process: connect, say ready, then answer each `target N` with the monotonic time N was reached."""
     counts = [0] * len(urls)
-    opened = [_open(url, ca_file) for url in urls]
+    opened = [open_raw_ws(url, ca_file) for url in urls]
     for i, (sock, rest) in enumerate(opened):
         threading.Thread(target=_reader, args=(sock, rest, counts, i), daemon=True).start()
     pipe.send("ready")
