@@ -142,8 +142,7 @@ class ControllerActor:
                 return await self._grow(request.venue, request.tables, request.symbols, redundancy)
             _, info = fitting[0]
             first = self._first_connection(info)
-            stats = await self.stats()
-            limit = _max_streams(request.venue)
+            limit = _max_streams(request.venue)  # (`stats` read above, under the lock: no other change since)
             for connector in first:
                 carried = sum(len(v) for v in (stats.get(connector, {}).get("subscriptions") or {}).values())
                 if carried + len(request.tables) * len(request.symbols) > limit:  # a new connection takes them
