@@ -34,6 +34,8 @@ def trade_ids(root: Path) -> Counter[tuple[str, str]]:
     if not (root / "trades").is_dir():
         return Counter()
     table = read_pyarrow(root, "trades")
+    if table.num_rows == 0:  # the directory exists, but no file was published in it yet (no schema to read)
+        return Counter()
     return Counter(zip(table.column("exchange").to_pylist(), table.column("trade_id").to_pylist(), strict=True))
 
 
