@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from xtrader.config import (
     Capture,
@@ -86,7 +84,8 @@ def query_hint(out: str) -> str:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from jobs.capture import PlacementTimeout, install_signal_handlers, run, until_from, until_met
+    from jobs.capture import until_from, until_met
+    from jobs.run import run_until_signalled
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
     from pydantic import ValidationError
@@ -115,20 +114,9 @@ def run_demo(args: argparse.Namespace) -> int:
     venues = ", ".join(s.venue for s in capture.streams)
     limit = f"until {_condition(args)} (at most {args.duration:g} s)" if until else f"{args.duration:g} s"
     print(f"xtrader demo: simulator ({venues}), local Ray, {limit} into {args.out}", flush=True)
-    stop_event = threading.Event()
-    install_signal_handlers(stop_event)
-    try:
-        result: dict[str, Any] = run(
-            capture,
-            args.duration,
-            summary_json=args.summary_json,
-            verbose=args.verbose,
-            stop_event=stop_event,
-            until=until,
-        )
-    except PlacementTimeout as exc:
-        print(f"xtrader demo: {exc}", file=sys.stderr)
-        return 3
+    result = run_until_signalled("xtrader demo", capture, args, until)
+    if isinstance(result, int):
+        return result
     ok = all(
         entry["sent"] is None or all(w is None or w == entry["sent"] + entry["rest"] for w in entry["written"].values())
         for venues_ in result["tables"].values()

@@ -21,13 +21,20 @@ other than letters, digits, `_` and `-` become `-`), e.g.
 
 from __future__ import annotations
 
+import logging
 import re
+import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from statsd import StatsClient
 
 from xtrader.histogram import QUANTILES, Histogram
+
+if TYPE_CHECKING:
+    from xtrader.config import Capture
+
+log = logging.getLogger("xtrader.capture")
 
 #: (metric, exchange, channel, actor)
 _Key = tuple[str, str, str, str]
@@ -109,3 +116,32 @@ class StatsdExporter:
 
 def _key(series: Mapping[str, Any]) -> _Key:
     return (series["name"], series["exchange"], series["channel"], series["actor"])
+
+
+def open_statsd(capture: Capture) -> Any:
+    """The StatsD exporter `metrics.statsd` asks for (an `xtrader.statsd_export.StatsdExporter`), or None.
+
+    A host that does not resolve is reported on stderr and the capture runs without it, as /metrics does.
+    """
+    address = capture.metrics.statsd
+    if not address:
+        return None
+    from xtrader.statsd_export import StatsdExporter
+
+    try:
+        exporter = StatsdExporter(address)
+    except OSError as exc:
+        print(f"xtrader: StatsD export to {address} not started: {exc}", file=sys.stderr)
+        return None
+    print(f"xtrader: metrics pushed to StatsD at {exporter.address}", file=sys.stderr, flush=True)
+    return exporter
+
+
+def push_statsd(statsd: Any, aggregator: Any) -> None:
+    """Push the aggregated metrics to StatsD (no-op without an exporter); a failure is logged, never raised."""
+    if statsd is None:
+        return
+    try:
+        statsd.push(aggregator.snapshot())
+    except Exception as exc:  # the capture must not stop for its metrics
+        log.warning("statsd: %r", exc)

@@ -5,7 +5,7 @@ own temp dir and ports) whose autoscaler launches real raylets on this machine a
 Nothing is shared with the test session's Ray: the capture's driver runs in a subprocess that joins
 only this head (RAY_ADDRESS), in its own namespace.
 
-The driver (`python -m tests.cluster.test_autoscaling`) runs the real capture (`jobs.capture.run`:
+The driver (`python -m tests.cluster.test_autoscaling`) runs the real capture (`jobs.run.run`:
 simulator, plan, placement groups, ConnectorActors, books, sinks) with `cluster.address` set, while a
 thread samples the alive nodes and where each placement group's bundles went. It prints one JSON line.
 """
@@ -103,9 +103,9 @@ def test_placement_groups_grow_the_cluster_and_idle_nodes_go(tmp_path: Path) -> 
 def drive(out: str) -> dict[str, Any]:
     import ray
 
-    from jobs.capture import run
-    from jobs.until import StopWhen
+    from jobs.run import run
     from xtrader.config import Capture, Cluster, Metrics, ParquetSink, Pipeline, Simulator, Sinks, Stream
+    from xtrader.driver.until import StopWhen
     from xtrader.plan import Endpoint, build_plan
 
     ray.init(address=os.environ["RAY_ADDRESS"], namespace=NAMESPACE, log_to_driver=False)

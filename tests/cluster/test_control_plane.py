@@ -23,8 +23,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from jobs.capture import run
 from jobs.demo import demo_capture
+from jobs.run import run
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 

@@ -18,10 +18,10 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pytest
 
-from jobs.capture import run
 from jobs.demo import demo_capture
-from jobs.until import StopWhen
+from jobs.run import run
 from tests.cluster.conftest import MIN_ROWS, UNTIL_TIMEOUT_S, assert_until_met, assert_written
+from xtrader.driver.until import StopWhen
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -200,7 +200,7 @@ def test_redundant_connections_are_deduplicated_by_the_arbiter(tmp_path: Path) -
 def test_an_unsatisfiable_placement_group_is_reported_not_waited_for(tmp_path: Path) -> None:
     import time
 
-    from jobs.capture import PlacementTimeout
+    from jobs.fleet import PlacementTimeout
     from xtrader.config import Capture
 
     data = demo_capture(str(tmp_path / "data"), symbols=1, venues=("binance",)).model_dump()

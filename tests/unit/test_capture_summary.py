@@ -7,9 +7,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jobs.capture import _levels, aggregate, load_config, summary
+from jobs.capture import load_config
 from xtrader import metrics
 from xtrader.config import Capture
+from xtrader.driver.summary import summary
+from xtrader.driver.totals import aggregate
+from xtrader.driver.truth import _levels
 from xtrader.errors import ConfigError
 
 

@@ -1,6 +1,6 @@
 """compare_books checks only books whose simulator state was actually sent (issue 4)."""
 
-from jobs.capture import _truth_seq, _truth_was_sent
+from xtrader.driver.truth import _truth_seq, _truth_was_sent
 
 
 def test_truth_sequence_of_each_venue_rest_shape() -> None:

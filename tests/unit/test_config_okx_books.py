@@ -100,9 +100,9 @@ def test_simulator_venue_options_are_checked_against_the_simulated_venue() -> No
 
 
 def test_demo_venue_options_reach_the_simulator_of_the_capture() -> None:
-    from jobs.capture import simulator_for
     from jobs.demo import demo_capture
     from xtrader.cli import build_parser
+    from xtrader.driver.simthread import simulator_for
     from xtrader.simulator.cli import parse_venue_options
 
     args = build_parser().parse_args(

@@ -8,13 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from jobs.capture import open_statsd, push_statsd
 from xtrader import metrics
 from xtrader.config import parse_config
 from xtrader.errors import ConfigError
 from xtrader.histogram import Histogram
 from xtrader.metrics import Aggregator, Stats
-from xtrader.statsd_export import StatsdExporter, parse_address
+from xtrader.statsd_export import StatsdExporter, open_statsd, parse_address, push_statsd
 
 Line = tuple[str, float, str]
 

@@ -1,11 +1,11 @@
-"""jobs/until.py: when a capture may stop (--min-rows, --until-books-valid) and when it has caught up."""
+"""xtrader/driver/until.py: when a capture may stop (--min-rows, --until-books-valid) and when it has caught up."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from jobs.demo import demo_capture
-from jobs.until import StopWhen, caught_up
+from xtrader.driver.until import StopWhen, caught_up
 from xtrader.plan import Endpoint, build_plan
 
 

@@ -1,6 +1,6 @@
 """`xtrader_e2e`: the whole pipeline on a local Ray, on the benchmark feed over wss.
 
-The capture is built and started with the driver's own functions (`jobs.capture.start` / `stop`):
+The capture is built and started with the driver's own functions (`jobs.fleet.start` / `stop`):
 connector actors (one per USD-M route) -> arbiter (redundant streams only) -> order-book actor -> Parquet
 sink actor, with `pipeline.latency_mode` as given. CPU is read with psutil on the pids of those actors (asked
 of each actor), never the feed's or the driver's.
@@ -129,7 +129,8 @@ def sent_rows(state: dict[str, Any]) -> int:
 def throughput(
     ca_bundle: str, steps: int, symbols: int, latency_mode: LatencyMode = "realtime", timeout_s: float = 600.0
 ) -> dict[str, Any]:
-    from jobs.capture import aggregate, start, stop, teardown
+    from jobs.fleet import start, stop, teardown
+    from xtrader.driver.totals import aggregate
     from xtrader.plan import build_plan
 
     with Feed(FeedOptions(symbols=symbols, pregenerate=steps)) as feed, tempfile.TemporaryDirectory() as out:
@@ -188,7 +189,7 @@ def latency(
     """Code and overall latency at `rate` frames/s (live market), after `warmup_s`, over `seconds`."""
     import ray
 
-    from jobs.capture import start, stop, teardown
+    from jobs.fleet import start, stop, teardown
     from xtrader import metrics
     from xtrader.plan import build_plan
 

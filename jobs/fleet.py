@@ -1,0 +1,181 @@
+"""The running capture's actors: placement groups, start in data-flow order, drain and close, teardown."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from xtrader.config import Capture
+from xtrader.errors import XtraderError
+from xtrader.plan import Plan
+
+log = logging.getLogger("xtrader.capture")
+
+
+class PlacementTimeout(XtraderError):
+    """Placement groups still pending after the timeout (the cluster cannot, or not yet, hold them)."""
+
+    terminal = True
+
+
+@dataclass
+class Running:
+    """Handles of everything the driver created."""
+
+    plan: Plan
+    groups: dict[str, Any] = field(default_factory=dict)
+    sinks: dict[str, Any] = field(default_factory=dict)
+    books: dict[str, Any] = field(default_factory=dict)
+    arbiters: dict[str, Any] = field(default_factory=dict)
+    connectors: dict[str, Any] = field(default_factory=dict)
+    controller: Any = None
+    added_streams: list[dict[str, Any]] = field(default_factory=list)  # streams started at run time
+
+    def all(self) -> dict[str, Any]:
+        return {**self.sinks, **self.books, **self.arbiters, **self.connectors}
+
+
+def wait_for_placement(groups: dict[str, Any], timeout_s: float) -> None:
+    """Wait for every placement group; raise PlacementTimeout naming the pending ones (never hang)."""
+    import ray
+
+    ready = {group.ready(): name for name, group in groups.items()}
+    _, pending = ray.wait(list(ready), num_returns=len(ready), timeout=timeout_s)
+    if pending:
+        names = sorted(ready[ref] for ref in pending)
+        raise PlacementTimeout(
+            f"{len(names)} placement group(s) still pending after {timeout_s:g} s: {', '.join(names)}; "
+            "the cluster lacks the CPUs (or nodes, for STRICT_SPREAD) they need: add nodes, lower "
+            "pipeline.connector_cpus, or raise cluster.placement_timeout_s"
+        )
+
+
+def start(capture: Capture, plan: Plan) -> Running:
+    """Create placement groups and every actor, wire them, start the connectors."""
+    import ray
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    from actors import actor
+    from actors.controller import CONTROLLER_NAME, ControllerActor
+    from actors.grow import create_stream_actors
+    from actors.sink import SinkActor, writer_id
+
+    pipeline = capture.pipeline
+    running = Running(plan)
+    for group in plan.placement_groups:
+        running.groups[group.id] = placement_group(
+            [dict(b) for b in group.bundles], strategy=group.strategy, name=f"{capture.name}:{group.id}"
+        )
+    try:
+        wait_for_placement(running.groups, capture.cluster.placement_timeout_s)
+    except PlacementTimeout:
+        for group in running.groups.values():
+            remove_placement_group(group)
+        raise
+    for spec in plan.sinks:
+        running.sinks[spec.id] = actor(SinkActor, num_cpus=spec.cpus).remote(spec, writer_id(capture.name))
+    made = create_stream_actors(pipeline, plan, running.groups, list(running.sinks.values()), {})
+    running.books.update(made.books)
+    running.arbiters.update(made.arbiters)
+    running.connectors.update(made.connectors)
+    wiring = []
+    for book_spec in plan.books:
+        venue_connectors = [c for c in plan.connectors if c.venue == book_spec.venue]
+        handles = {c.id: running.connectors[c.id] for c in venue_connectors}
+        carriers = {c.id: sorted({s.symbol for s in c.subscriptions if s.table == "l2"}) for c in venue_connectors}
+        wiring.append(running.books[book_spec.id].set_connectors.remote(handles, carriers))
+    for arbiter_spec in plan.arbiters:
+        wiring.append(running.arbiters[arbiter_spec.id].register.remote(list(arbiter_spec.inputs)))
+    ray.get(wiring, timeout=capture.cluster.placement_timeout_s)
+    streams = {
+        s.id: {
+            "venue": s.venue,
+            "tables": list(s.tables),
+            "symbols": list(s.symbols),
+            "connectors": [c.id for c in plan.connectors if c.stream == s.id],
+            # where the venue is served (the controller reads its instrument list to check run-time requests)
+            "ws_base": next((c.ws_base for c in plan.connectors if c.stream == s.id), None),
+            "rest_base": next((c.rest_base for c in plan.connectors if c.stream == s.id), None),
+        }
+        for s in capture.streams
+    }
+    groups = {c.id: f"{capture.name}:{c.placement_group}" for c in plan.connectors}
+    with contextlib.suppress(ValueError):
+        ray.kill(ray.get_actor(CONTROLLER_NAME))  # a previous capture's controller
+    running.controller = actor(ControllerActor, name=CONTROLLER_NAME).remote(capture.name)
+    ray.get(running.controller.register.remote(running.all(), streams, groups))
+    # every service actor constructed (a bad sink configuration fails here, not mid-stream) before data flows
+    services = {**running.sinks, **running.books, **running.arbiters}
+    ray.get([handle.stats.remote() for handle in services.values()], timeout=capture.cluster.placement_timeout_s)
+    ray.get([handle.start.remote() for handle in running.connectors.values()])
+    return running
+
+
+def stop(running: Running, timeout_s: float = 60.0) -> dict[str, Any]:
+    """Drain in data-flow order and close every sink; returns every actor's final stats."""
+    import ray
+
+    def wait(refs: list[Any]) -> list[Any]:
+        out = []
+        for ref in refs:
+            try:
+                out.append(ray.get(ref, timeout=timeout_s))
+            except Exception as exc:  # one stuck actor must not keep the others' data from being flushed
+                log.error("drain: %r", exc)
+                out.append({"error": repr(exc)})
+        return out
+
+    final: dict[str, Any] = {}
+    try:  # connectors the control plane stopped at run time (unsubscribed from everything): their final stats
+        retired = ray.get(running.controller.retired_connectors.remote(), timeout=10)
+    except Exception:
+        retired = {}
+    final.update(retired)
+    try:  # what run-time subscriptions started: drained, flushed and summarised with the rest
+        added = ray.get(running.controller.added_actors.remote(), timeout=10)
+    except Exception:
+        added = {}
+    for kind in ("connectors", "arbiters", "books"):
+        getattr(running, kind).update(added.get(kind, {}))
+    running.added_streams = list(added.get("streams", []))
+    names = [n for n in running.connectors if n not in retired]
+    for name, stats in zip(names, wait([running.connectors[n].stop.remote() for n in names]), strict=True):
+        final[name] = stats
+    wait([a.drain.remote() for a in running.arbiters.values()])
+    wait([b.drain.remote() for b in running.books.values()])
+    for group in (running.arbiters, running.books):
+        names = list(group)
+        for name, stats in zip(names, wait([group[n].stats.remote() for n in names]), strict=True):
+            final[name] = stats
+    names = list(running.sinks)
+    for name, stats in zip(names, wait([running.sinks[n].close.remote() for n in names]), strict=True):
+        final[name] = stats
+    return final
+
+
+def teardown(running: Running) -> None:
+    import ray
+    from ray.util.placement_group import remove_placement_group
+
+    for handle in [*running.all().values(), running.controller]:
+        if handle is not None:
+            with contextlib.suppress(Exception):
+                ray.kill(handle)
+    for group in running.groups.values():
+        with contextlib.suppress(Exception):
+            remove_placement_group(group)
+
+
+def book_tops(running: Running, depth: int) -> dict[str, Any]:
+    """Every book actor's top `depth` levels per symbol ({book id: {symbol: (bids, asks)}}), or the exception."""
+    import ray
+
+    out: dict[str, Any] = {}
+    for spec in running.plan.books:
+        try:
+            out[spec.id] = ray.get(running.books[spec.id].tops.remote(depth), timeout=30)
+        except Exception as exc:
+            out[spec.id] = exc
+    return out

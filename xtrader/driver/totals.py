@@ -1,0 +1,59 @@
+"""Totals across every actor's stats: rows stored per sink/table/venue, events, latency."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+#: the sinks, in summary order
+SINK_KINDS = ("parquet", "questdb")
+
+
+def aggregate(stats: Mapping[str, Any], aggregator: Any = None) -> dict[str, Any]:
+    """Totals across actors: rows stored per sink/table/venue (and how many came from REST), events, latency.
+
+    Every actor's `metrics` snapshot goes into `aggregator` (an `xtrader.metrics.Aggregator`, which
+    keeps counters monotonic across restarts and serves /metrics); the totals come from it.
+    """
+    from xtrader import metrics
+
+    aggregator = aggregator or metrics.Aggregator()
+    written: dict[str, dict[str, dict[str, int]]] = {}
+    rest_rows: dict[str, dict[str, dict[str, int]]] = {}
+    for name, s in stats.items():
+        if not isinstance(s, dict) or set(s) == {"error"}:
+            continue  # an actor that did not answer
+        if isinstance(s.get("metrics"), dict):
+            aggregator.update(s["metrics"])
+        if name.startswith("sink/"):
+            kind = s.get("sink", name.split("/", 1)[1])
+            # what the sink itself reports as stored (QuestDB: delivered, not spilled), else what it accepted
+            writer: dict[str, Any] = s["writer"] if isinstance(s.get("writer"), dict) else {}
+            stored = writer.get("rows")
+            written[kind] = stored if isinstance(stored, dict) else s.get("rows", {})
+            rest_rows[kind] = s.get("origins", {}).get("rest", {})
+    snapshot = aggregator.snapshot()
+    high_water = max((g["value"] for g in snapshot["gauges"] if g["name"] == metrics.QUEUE_HIGH_WATER), default=0)
+    return {
+        "written": written,
+        "rest_rows": rest_rows,
+        "latency": metrics.latency(snapshot, metrics.CODE_LATENCY),
+        # per sink (the series' channel is the sink's name): its writer's flush durations
+        "sink_flush": {kind: metrics.latency(snapshot, metrics.SINK_FLUSH, channel=kind) for kind in SINK_KINDS},
+        "events": {
+            "gaps": metrics.total(snapshot, metrics.GAPS),
+            "resyncs": metrics.total(snapshot, metrics.RESYNCS),
+            "reconnects": metrics.total(snapshot, metrics.RECONNECTS),
+            "rejects": metrics.total(snapshot, metrics.REJECTS),
+            "duplicates": metrics.total(snapshot, metrics.DUPLICATES),
+            "drops": metrics.total(snapshot, metrics.DROPPED_ROWS),
+        },
+        "messages": metrics.total(snapshot, metrics.MESSAGES),
+        "high_water": high_water,
+    }
+
+
+def metrics_latency_ms(histogram: Any) -> dict[str, float | None]:
+    from xtrader.metrics import latency_ms
+
+    return latency_ms(histogram)
