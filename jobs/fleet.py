@@ -113,46 +113,91 @@ def start(capture: Capture, plan: Plan) -> Running:
     return running
 
 
-def stop(running: Running, timeout_s: float = 60.0) -> dict[str, Any]:
-    """Drain in data-flow order and close every sink; returns every actor's final stats."""
+#: how often a sink's close is tried before the driver gives up on it (each failure logged and counted)
+CLOSE_ATTEMPTS = 3
+
+
+def gather(refs: list[Any], timeout_s: float) -> list[Any]:
+    """Every result, waiting at most `timeout_s` for all of them together (not per actor in turn); an actor
+    that failed or did not answer in time gives `{"error": ...}`, so one stuck actor cannot hold the others."""
     import ray
 
-    def wait(refs: list[Any]) -> list[Any]:
-        out = []
-        for ref in refs:
-            try:
-                out.append(ray.get(ref, timeout=timeout_s))
-            except Exception as exc:  # one stuck actor must not keep the others' data from being flushed
-                log.error("drain: %r", exc)
-                out.append({"error": repr(exc)})
-        return out
+    if not refs:
+        return []
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+    done = set(ready)
+    out: list[Any] = []
+    for ref in refs:
+        if ref not in done:
+            log.error("drain: no answer within %g s", timeout_s)
+            out.append({"error": f"no answer within {timeout_s:g} s"})
+            continue
+        try:
+            out.append(ray.get(ref))
+        except Exception as exc:
+            cause = getattr(exc, "cause", None) or exc  # a RayTaskError: what the actor raised
+            log.error("drain: %r", cause)
+            out.append({"error": f"{type(cause).__name__}: {cause}"})
+    return out
+
+
+def stop(running: Running, timeout_s: float = 60.0) -> dict[str, Any]:
+    """Drain in data-flow order, then close every sink; returns every actor's final stats.
+
+    Each stage waits at most `timeout_s` for all its actors together. The sinks are closed whatever happened
+    before (a `finally`), and a close that fails is tried again (`CLOSE_ATTEMPTS`): the rows a sink still
+    holds are only safe once it closed. Each sink's entry has `close_attempts` and, if it never closed,
+    `close_error`.
+    """
+    import ray
 
     final: dict[str, Any] = {}
-    try:  # connectors the control plane stopped at run time (unsubscribed from everything): their final stats
-        retired = ray.get(running.controller.retired_connectors.remote(), timeout=10)
-    except Exception:
-        retired = {}
-    final.update(retired)
-    try:  # what run-time subscriptions started: drained, flushed and summarised with the rest
-        added = ray.get(running.controller.added_actors.remote(), timeout=10)
-    except Exception:
-        added = {}
-    for kind in ("connectors", "arbiters", "books"):
-        getattr(running, kind).update(added.get(kind, {}))
-    running.added_streams = list(added.get("streams", []))
-    names = [n for n in running.connectors if n not in retired]
-    for name, stats in zip(names, wait([running.connectors[n].stop.remote() for n in names]), strict=True):
-        final[name] = stats
-    wait([a.drain.remote() for a in running.arbiters.values()])
-    wait([b.drain.remote() for b in running.books.values()])
-    for group in (running.arbiters, running.books):
-        names = list(group)
-        for name, stats in zip(names, wait([group[n].stats.remote() for n in names]), strict=True):
-            final[name] = stats
-    names = list(running.sinks)
-    for name, stats in zip(names, wait([running.sinks[n].close.remote() for n in names]), strict=True):
-        final[name] = stats
+    try:
+        try:  # connectors the control plane stopped at run time (unsubscribed from everything): their final stats
+            retired = ray.get(running.controller.retired_connectors.remote(), timeout=10)
+        except Exception:
+            retired = {}
+        final.update(retired)
+        try:  # what run-time subscriptions started: drained, flushed and summarised with the rest
+            added = ray.get(running.controller.added_actors.remote(), timeout=10)
+        except Exception:
+            added = {}
+        for kind in ("connectors", "arbiters", "books"):
+            getattr(running, kind).update(added.get(kind, {}))
+        running.added_streams = list(added.get("streams", []))
+        names = [n for n in running.connectors if n not in retired]
+        final.update(zip(names, gather([running.connectors[n].stop.remote() for n in names], timeout_s), strict=True))
+        gather([a.drain.remote() for a in running.arbiters.values()], timeout_s)
+        gather([b.drain.remote() for b in running.books.values()], timeout_s)
+        for group in (running.arbiters, running.books):
+            names = list(group)
+            final.update(zip(names, gather([group[n].stats.remote() for n in names], timeout_s), strict=True))
+    finally:
+        final.update(close_sinks(running, timeout_s))
     return final
+
+
+def close_sinks(running: Running, timeout_s: float, attempts: int = CLOSE_ATTEMPTS) -> dict[str, Any]:
+    """Close every sink, trying a failed close again up to `attempts` times; their final stats."""
+    out: dict[str, Any] = {}
+    todo = list(running.sinks)
+    for attempt in range(1, attempts + 1):
+        results = gather([running.sinks[name].close.remote() for name in todo], timeout_s)
+        failed = []
+        for name, result in zip(todo, results, strict=True):
+            if isinstance(result, dict) and set(result) == {"error"}:
+                log.error("%s: close failed (attempt %d of %d): %s", name, attempt, attempts, result["error"])
+                failed.append(name)
+                out[name] = {"close_attempts": attempt, "close_error": result["error"]}
+            else:
+                out[name] = {**result, "close_attempts": attempt}
+        todo = failed
+        if not todo:
+            break
+    for name, stats in zip(todo, gather([running.sinks[n].stats.remote() for n in todo], timeout_s), strict=True):
+        if not (isinstance(stats, dict) and set(stats) == {"error"}):
+            out[name] = {**stats, **out[name]}  # what it holds, for the summary, with the reason it never closed
+    return out
 
 
 def teardown(running: Running) -> None:

@@ -26,6 +26,8 @@ from xtrader.errors import ConfigError
 from xtrader.plan import build_plan
 from xtrader.statsd_export import open_statsd, push_statsd
 
+log = logging.getLogger("xtrader.capture")
+
 #: exit statuses
 EXIT_OK, EXIT_CONFIG, EXIT_PLACEMENT, EXIT_FAILED = 0, 2, 3, 1
 
@@ -39,12 +41,15 @@ def run(
     stop_event: threading.Event | None = None,
     ray_init: Mapping[str, Any] | None = None,
     until: StopWhen | None = None,
+    handle_signals: bool = False,
 ) -> dict[str, Any]:
     """Run a whole capture and return its summary (also printed, and written to `summary_json`).
 
     It runs until `duration_s`, a stop request (`stop_event`, SIGINT/SIGTERM, `attach().stop()`), or, with
     `until`, as soon as its condition holds; then the summary has `until`: whether it was met
-    (`met`), when (`after_s`) and, if not, what was still missing (`missing`).
+    (`met`), when (`after_s`) and, if not, what was still missing (`missing`). With `handle_signals`,
+    SIGINT / SIGTERM set `stop_event` (installed again once Ray started: `ray.init` installs a handler of
+    its own that aborts the process on SIGTERM, before any sink is closed).
 
     Raises:
         ConfigError: the plan is invalid.
@@ -55,9 +60,12 @@ def run(
     from xtrader.metrics import Aggregator, MetricsServer
 
     stop_event = stop_event or threading.Event()
+    if handle_signals:
+        install_signal_handlers(stop_event)
     sim = simulator_for(capture)
     endpoints = sim.start() if sim is not None else None
     running: Running | None = None
+    stopped = False
     aggregator = Aggregator()
     metrics: MetricsServer | None = None
     statsd: Any = None
@@ -78,6 +86,8 @@ def run(
             options.setdefault("log_to_driver", verbose)
             options.setdefault("logging_level", logging.INFO if verbose else logging.WARNING)
             ray.init(**options)
+        if handle_signals:
+            install_signal_handlers(stop_event)
         if capture.metrics.enabled:
             try:
                 metrics = MetricsServer(aggregator.snapshot, capture.metrics.host, capture.metrics.port)
@@ -110,6 +120,7 @@ def run(
             settle(running, sim, aggregator)
         duration = time.monotonic() - started
         final = stop(running)
+        stopped = True
         totals = aggregate(final, aggregator)
         push_statsd(statsd, aggregator)  # the final counts
         books = (0, 0)
@@ -143,6 +154,11 @@ def run(
         if statsd is not None:
             statsd.close()
         if running is not None:
+            if not stopped:  # an error before the drain: still drain and close every sink before the teardown
+                try:
+                    stop(running)
+                except Exception as exc:
+                    log.error("stop after a failure: %r", exc)
             teardown(running)
         if sim is not None:
             sim.stop()
@@ -162,16 +178,14 @@ def run_until_signalled(prog: str, capture: Capture, args: Any, until: StopWhen 
 
     `args`: the command's flags (`duration`, `summary_json`, `verbose`).
     """
-    stop_event = threading.Event()
-    install_signal_handlers(stop_event)
     try:
         return run(
             capture,
             args.duration,
             summary_json=args.summary_json,
             verbose=args.verbose,
-            stop_event=stop_event,
             until=until,
+            handle_signals=True,
         )
     except ConfigError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import ssl
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -68,6 +69,8 @@ from xtrader.rest import RestStats, SnapshotFetcher
 from xtrader.retry import Jitter, backoff, classify
 from xtrader.session import Action, Reconnect, Record, Refused, Send, Session, SessionStats, Wait
 from xtrader.venues.base import Connection, Keepalive, Subscription, Venue
+
+log = logging.getLogger("xtrader.connector")
 
 Emit = Callable[[Batches], Awaitable[object]]
 
@@ -112,6 +115,10 @@ class ConnectorStats:
     budget_waits: int = 0
     paced_frames: int = 0
     pause_waits: int = 0
+    #: stops whose last flush was not acknowledged within drain_timeout_s, and what was still outstanding then
+    shutdown_timeouts: int = 0
+    shutdown_unacked_batches: int = 0
+    shutdown_unacked_rows: int = 0
 
 
 class _Socket(ClientConnection):
@@ -270,6 +277,8 @@ class Connector:
         self._running = False
         self._finished = asyncio.Event()
         self._drain_timeout_s = drain_timeout_s
+        #: rows of batches taken from the buffers and not yet acknowledged (waiting for a slot, or in flight)
+        self._outstanding_rows = 0
         self._opening: set[asyncio.Future[object]] = set()  # replacement links being opened
         self._subscribed = asyncio.Event()  # the desired set is not empty
         if self._desired:
@@ -935,29 +944,39 @@ class Connector:
 
     async def _ship(self, batches: Batches, precious: bool = False) -> None:
         rows = batches.rows()
-        if not await self._gate.acquire(rows, precious):
+        self._outstanding_rows += rows
+        try:
+            admitted = await self._gate.acquire(rows, precious)
+        except BaseException:
+            self._outstanding_rows -= rows
+            raise
+        if not admitted:
+            self._outstanding_rows -= rows
             self._record("drop", f"flow window full: dropped a batch of {rows} rows")
             return
         try:
             ack = self._emit(batches)
         except Exception as exc:
+            self._outstanding_rows -= rows
             self._gate.release(ok=False)
             self._stats.emit_errors += 1
             self._record("error", f"emit failed: {exc!r}")
             return
         self._stats.batches += 1
-        task = asyncio.ensure_future(self._acknowledged(ack))
+        task = asyncio.ensure_future(self._acknowledged(ack, rows))
         self._acks.add(task)
         task.add_done_callback(self._acks.discard)
 
-    async def _acknowledged(self, ack: Awaitable[object]) -> None:
+    async def _acknowledged(self, ack: Awaitable[object], rows: int) -> None:
         try:
             await ack
         except Exception as exc:
+            self._outstanding_rows -= rows
             self._gate.release(ok=False)
             self._stats.emit_errors += 1
             self._record("error", f"downstream failed a batch: {exc!r}")
         else:
+            self._outstanding_rows -= rows
             self._gate.release(ok=True)
 
     async def _deliver_snapshot(self, symbol: str, body: bytes, receipt: Receipt) -> bool:
@@ -993,10 +1012,23 @@ class Connector:
         if self._fetcher is not None:
             await self._fetcher.aclose()
             self._fetcher = None
-        with contextlib.suppress(TimeoutError):
+        try:
             async with asyncio.timeout(self._drain_timeout_s):
                 await self._flush()
                 await self._gate.drain()
+        except TimeoutError:
+            # counted, never ignored: these rows may still be stored (a late ack) or be lost with this process
+            stats = self._stats
+            stats.shutdown_timeouts += 1
+            stats.shutdown_unacked_batches = self._gate.stats.inflight + self._gate.waiting
+            stats.shutdown_unacked_rows = self._outstanding_rows + self._columns.rows()
+            log.warning(
+                "%s: stop: %d batch(es), %d row(s) not acknowledged within %g s",
+                self.venue.name,
+                stats.shutdown_unacked_batches,
+                stats.shutdown_unacked_rows,
+                self._drain_timeout_s,
+            )
 
 
 def _rotation_ns(venue: Venue, rotate_after_s: float | Literal["auto"] | None) -> int | None:

@@ -104,6 +104,11 @@ class FlowGate:
     def stats(self) -> FlowStats:
         return self.window.stats
 
+    @property
+    def waiting(self) -> int:
+        """Batches waiting for a slot."""
+        return sum(1 for waiter in self._waiters if not waiter.done())
+
     async def acquire(self, rows: int, precious: bool = False) -> bool:
         """Take a slot for a batch; False when the lossy policy dropped it (already counted)."""
         window = self.window

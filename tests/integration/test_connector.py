@@ -559,6 +559,25 @@ async def test_lossy_flow_drops_and_counts_when_downstream_stalls(sim):
     stalled.cancel()
 
 
+async def test_a_drain_timeout_at_stop_counts_the_rows_left_unacknowledged(sim):
+    """Issue 10 defect 8: a last flush whose acks do not come within drain_timeout_s is counted, not ignored."""
+    stalled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    emitted: list[Batches] = []
+
+    def emit(batches: Batches) -> asyncio.Future[None]:
+        emitted.append(batches)
+        return stalled  # never acknowledged
+
+    v, connection = plan(sim, "binance", tables=("trades", "bbo"))
+    c = Connector(v, connection, emit, FlushPolicy(batch_rows=50, batch_ms=10), max_inflight=2, drain_timeout_s=0.2)
+    stats = await run_until(c, lambda: len(emitted) >= 2)
+    shipped = sum(b.rows() for b in emitted)
+    assert stats["shutdown_timeouts"] == 1
+    assert stats["shutdown_unacked_batches"] == 2
+    assert stats["shutdown_unacked_rows"] >= shipped > 0  # the two batches in flight, and any waiting for a slot
+    stalled.cancel()
+
+
 async def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():

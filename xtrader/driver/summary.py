@@ -57,6 +57,7 @@ def summary(
         "throughput_msgs_per_s": round(messages / duration_s, 1) if duration_s > 0 else 0.0,
         "unknown_symbols": unknown_symbols,
         "sinks": sinks_out,
+        "shutdown": dict(totals.get("shutdown", {"unacked_rows": 0, "sinks_not_closed": []})),
     }
 
 

@@ -20,11 +20,16 @@ def aggregate(stats: Mapping[str, Any], aggregator: Any = None) -> dict[str, Any
     aggregator = aggregator or metrics.Aggregator()
     written: dict[str, dict[str, dict[str, int]]] = {}
     rest_rows: dict[str, dict[str, dict[str, int]]] = {}
+    unacked_rows = 0
+    not_closed: list[str] = []
     for name, s in stats.items():
         if not isinstance(s, dict) or set(s) == {"error"}:
             continue  # an actor that did not answer
         if isinstance(s.get("metrics"), dict):
             aggregator.update(s["metrics"])
+        unacked_rows += int(s.get("shutdown_unacked_rows") or 0)
+        if s.get("close_error"):
+            not_closed.append(name)
         if name.startswith("sink/"):
             kind = s.get("sink", name.split("/", 1)[1])
             # what the sink itself reports as stored (QuestDB: delivered, not spilled), else what it accepted
@@ -50,6 +55,8 @@ def aggregate(stats: Mapping[str, Any], aggregator: Any = None) -> dict[str, Any
         },
         "messages": metrics.total(snapshot, metrics.MESSAGES),
         "high_water": high_water,
+        # at stop: rows connectors shipped that were not acknowledged in time, sinks that never closed
+        "shutdown": {"unacked_rows": unacked_rows, "sinks_not_closed": sorted(not_closed)},
     }
 
 
