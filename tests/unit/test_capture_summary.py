@@ -63,6 +63,7 @@ def test_summary_has_the_documented_shape_and_counts_rest_snapshot_rows_apart() 
         "throughput_msgs_per_s",
         "unknown_symbols",
         "sinks",
+        "shutdown",
     }
     assert out["tables"] == {
         "trades": {"binance": {"sent": 10, "rest": 0, "written": {"parquet": 10, "questdb": None}}},
