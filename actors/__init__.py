@@ -10,15 +10,19 @@ from __future__ import annotations
 
 from typing import Any
 
+#: restarts of a pipeline actor: unlimited. A capture runs for weeks, and every kill (OOM, node loss, a deploy)
+#: must be survived, not only the first five; a crash loop shows in the restart counters and events.
+RESTARTS = -1
+
 #: ray.remote options per actor class name
 OPTIONS: dict[str, dict[str, Any]] = {
     # one async actor per websocket connection; CPUs come from its placement-group bundle
-    "ConnectorActor": {"max_restarts": 5, "max_task_retries": 0, "max_concurrency": 64},
+    "ConnectorActor": {"max_restarts": RESTARTS, "max_task_retries": 0, "max_concurrency": 64},
     # async: forwards and awaits acks while the next batch is filtered
-    "ArbiterActor": {"max_restarts": 5, "max_task_retries": 3, "max_concurrency": 256, "num_cpus": 0},
-    "OrderBookActor": {"max_restarts": 5, "max_task_retries": 3, "max_concurrency": 256, "num_cpus": 0},
+    "ArbiterActor": {"max_restarts": RESTARTS, "max_task_retries": 3, "max_concurrency": 256, "num_cpus": 0},
+    "OrderBookActor": {"max_restarts": RESTARTS, "max_task_retries": 3, "max_concurrency": 256, "num_cpus": 0},
     # threaded with one thread: writes run in call order; retries are deduplicated by (source_id, batch_seq)
-    "SinkActor": {"max_restarts": 5, "max_task_retries": 3, "max_concurrency": 1, "num_cpus": 0},
+    "SinkActor": {"max_restarts": RESTARTS, "max_task_retries": 3, "max_concurrency": 1, "num_cpus": 0},
     # the control plane: named and detached, so a notebook can attach while the driver runs
     "ControllerActor": {"max_restarts": 1, "max_concurrency": 16, "num_cpus": 0, "lifetime": "detached"},
 }

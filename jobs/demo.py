@@ -37,6 +37,7 @@ def demo_capture(
     venues: tuple[str, ...] = DEMO_VENUES,
     seed: int = 1,
     options: Mapping[str, Mapping[str, OptionValue]] | None = None,
+    redundancy: int = 1,
 ) -> Capture:
     """The demo's configuration: every simulated venue of `venues`, trades + l2 + bbo, Parquet under `out`.
 
@@ -49,7 +50,9 @@ def demo_capture(
     if not served:
         raise ConfigError(f"the simulator serves none of {', '.join(venues)}")
     names = Sim(venues=served, symbols=symbols, rate=rate, seed=seed).symbols  # not started: just the markets
-    streams = tuple(Stream(venue=v, symbols=tuple(names[v]), tables=("trades", "l2", "bbo")) for v in served)
+    streams = tuple(
+        Stream(venue=v, symbols=tuple(names[v]), tables=("trades", "l2", "bbo"), redundancy=redundancy) for v in served
+    )
     sinks = Sinks(
         parquet=ParquetSink(root=out),
         questdb=QuestDBSink(enabled=True, conf=questdb, spill_dir=str(Path(out) / ".spill"))
@@ -61,7 +64,7 @@ def demo_capture(
         streams=streams,
         pipeline=Pipeline(connector_cpus=1.0, validate_symbols=True),
         sinks=sinks,
-        cluster=Cluster(num_cpus=max(8, len(streams) * 2 + 2), placement_timeout_s=60.0),
+        cluster=Cluster(num_cpus=max(8, len(streams) * (redundancy + 1) + 2), placement_timeout_s=60.0),
         metrics=Metrics(port=0),
         simulator=Simulator(
             symbols=symbols,
@@ -90,6 +93,7 @@ def run_demo(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
     from pydantic import ValidationError
 
+    from xtrader.chaos import parse_chaos
     from xtrader.simulator.cli import parse_venue_options
 
     try:
@@ -100,8 +104,10 @@ def run_demo(args: argparse.Namespace) -> int:
             faults=args.faults,
             questdb=args.questdb,
             options=parse_venue_options(args.venue_option),
+            redundancy=args.redundancy,
         )
         until = until_from(args)
+        chaos = parse_chaos(args.chaos)
     except ValidationError as exc:
         print(
             f"xtrader demo: {'; '.join(str(e['msg']).removeprefix('Value error, ') for e in exc.errors())}",
@@ -114,7 +120,7 @@ def run_demo(args: argparse.Namespace) -> int:
     venues = ", ".join(s.venue for s in capture.streams)
     limit = f"until {_condition(args)} (at most {args.duration:g} s)" if until else f"{args.duration:g} s"
     print(f"xtrader demo: simulator ({venues}), local Ray, {limit} into {args.out}", flush=True)
-    result = run_until_signalled("xtrader demo", capture, args, until)
+    result = run_until_signalled("xtrader demo", capture, args, until, chaos)
     if isinstance(result, int):
         return result
     ok = all(

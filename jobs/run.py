@@ -13,8 +13,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from jobs.chaos import ChaosThread
 from jobs.fleet import PlacementTimeout, Running, book_tops, start, stop, teardown
 from jobs.watch import settle, watch
+from xtrader.chaos import Chaos
 from xtrader.config import Capture
 from xtrader.driver.simthread import simulator_for
 from xtrader.driver.summary import SUMMARY_PREFIX, print_latency, summary
@@ -42,18 +44,20 @@ def run(
     ray_init: Mapping[str, Any] | None = None,
     until: StopWhen | None = None,
     handle_signals: bool = False,
+    chaos: Chaos | None = None,
 ) -> dict[str, Any]:
     """Run a whole capture and return its summary (also printed, and written to `summary_json`).
 
-    It runs until `duration_s`, a stop request (`stop_event`, SIGINT/SIGTERM, `attach().stop()`), or, with
-    `until`, as soon as its condition holds; then the summary has `until`: whether it was met
-    (`met`), when (`after_s`) and, if not, what was still missing (`missing`). With `handle_signals`,
-    SIGINT / SIGTERM set `stop_event` (installed again once Ray started: `ray.init` installs a handler of
-    its own that aborts the process on SIGTERM, before any sink is closed).
+        It runs until `duration_s`, a stop request (`stop_event`, SIGINT/SIGTERM, `attach().stop()`), or, with
+        `until`, as soon as its condition holds; then the summary has `until`: whether it was met
+        (`met`), when (`after_s`) and, if not, what was still missing (`missing`). With `handle_signals`,
+        SIGINT / SIGTERM set `stop_event` (installed again once Ray started: `ray.init` installs a handler of
+        its own that aborts the process on SIGTERM, before any sink is closed). `chaos`: process faults to inject
+    while it runs (`xtrader demo --chaos`), each an `events` row, counted in the summary's `chaos`.
 
-    Raises:
-        ConfigError: the plan is invalid.
-        PlacementTimeout: placement groups stayed pending.
+        Raises:
+            ConfigError: the plan is invalid.
+            PlacementTimeout: placement groups stayed pending.
     """
     import ray
 
@@ -66,6 +70,8 @@ def run(
     endpoints = sim.start() if sim is not None else None
     running: Running | None = None
     stopped = False
+    chaos_thread: ChaosThread | None = None
+    chaos_counts: dict[str, int] = {}
     aggregator = Aggregator()
     metrics: MetricsServer | None = None
     statsd: Any = None
@@ -99,6 +105,9 @@ def run(
         statsd = open_statsd(capture)
         started = time.monotonic()
         running = start(capture, plan)
+        if chaos:
+            chaos_thread = ChaosThread(chaos, running, started)
+            chaos_thread.start()
         ray.get(running.controller.configure.remote(capture, endpoints))  # streams added at run time are planned so
         missing = watch(
             capture,
@@ -115,6 +124,8 @@ def run(
             until_state = {"met": not missing, "after_s": round(time.monotonic() - started, 3), "missing": missing}
             if missing:
                 print(f"xtrader: stop condition not met: {'; '.join(missing)}", file=sys.stderr, flush=True)
+        if chaos_thread is not None:  # no fault once the capture is over: the pipeline settles and drains
+            chaos_counts = chaos_thread.stop()
         if sim is not None:
             sim.pause()
             settle(running, sim, aggregator)
@@ -137,7 +148,15 @@ def run(
 
             added = tuple(Stream.model_validate(stream) for stream in running.added_streams)
             capture = capture.model_copy(update={"streams": (*capture.streams, *added)})
-        result = summary(capture, duration, totals=totals, sim_stats=sim_stats, books=books, unknown_symbols=unknown)
+        result = summary(
+            capture,
+            duration,
+            totals=totals,
+            sim_stats=sim_stats,
+            books=books,
+            unknown_symbols=unknown,
+            chaos=chaos_counts,
+        )
         if until_state is not None:
             result["until"] = until_state
         if verbose:
@@ -153,6 +172,8 @@ def run(
             metrics.stop()
         if statsd is not None:
             statsd.close()
+        if chaos_thread is not None:
+            chaos_thread.stop()
         if running is not None:
             if not stopped:  # an error before the drain: still drain and close every sink before the teardown
                 try:
@@ -172,7 +193,9 @@ def install_signal_handlers(stop_event: threading.Event) -> None:
         signal.signal(sig, lambda *_: stop_event.set())
 
 
-def run_until_signalled(prog: str, capture: Capture, args: Any, until: StopWhen | None) -> dict[str, Any] | int:
+def run_until_signalled(
+    prog: str, capture: Capture, args: Any, until: StopWhen | None, chaos: Chaos | None = None
+) -> dict[str, Any] | int:
     """`run()` for a command (`xtrader capture`, `python -m jobs.capture`, `xtrader demo`): SIGINT / SIGTERM
     stop it cleanly; its summary, or the exit status when it could not run (the reason printed on stderr).
 
@@ -186,6 +209,7 @@ def run_until_signalled(prog: str, capture: Capture, args: Any, until: StopWhen 
             verbose=args.verbose,
             until=until,
             handle_signals=True,
+            chaos=chaos,
         )
     except ConfigError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)

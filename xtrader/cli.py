@@ -68,6 +68,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="a simulator venue option (repeatable), e.g. okx.initial_snapshot=0: OKX books without the "
         "websocket snapshot, built from the REST book",
     )
+    demo.add_argument(
+        "--redundancy",
+        type=int,
+        default=1,
+        metavar="N",
+        help="connections per stream (default 1; 2: the arbiter "
+        "keeps the first copy of each message, so a lost connection loses nothing)",
+    )
+    demo.add_argument(
+        "--chaos",
+        default="",
+        metavar="SPEC",
+        help="process faults injected while it runs, e.g. kill_connector_every_s=7,kill_sink_every_s=11,"
+        "kill_book_every_s=13,kill_arbiter_every_s=17,sigterm_at_s=25 (killed actors are restarted by Ray; "
+        "each fault is an events row, counted in the summary's chaos)",
+    )
     demo.add_argument("--verbose", action="store_true", help="log actor output and details")
 
     bench = commands.add_parser(

@@ -6,6 +6,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from xtrader.chaos import counted
 from xtrader.config import Capture
 from xtrader.driver.totals import SINK_KINDS, metrics_latency_ms
 
@@ -20,6 +21,7 @@ def summary(
     sim_stats: Mapping[str, Any] | None,
     books: tuple[int, int],
     unknown_symbols: list[str],
+    chaos: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """The final summary object (shape fixed by the issue)."""
     tables: dict[str, dict[str, Any]] = {}
@@ -57,6 +59,7 @@ def summary(
         "throughput_msgs_per_s": round(messages / duration_s, 1) if duration_s > 0 else 0.0,
         "unknown_symbols": unknown_symbols,
         "sinks": sinks_out,
+        "chaos": counted(chaos),
         "shutdown": dict(totals.get("shutdown", {"unacked_rows": 0, "sinks_not_closed": []})),
     }
 

@@ -1,0 +1,114 @@
+"""Carry out `--chaos` (xtrader/chaos.py) on a running capture: kill actors (Ray restarts them), SIGTERM.
+
+Every fault injected is an `events` row (kind `chaos`, written to every sink like any other event) and is
+counted (`ChaosThread.counts`, the summary's `chaos`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+import uuid
+from typing import Any
+
+import pyarrow as pa
+
+from jobs.fleet import Running
+from xtrader.chaos import Chaos
+from xtrader.schema import EVENTS
+
+log = logging.getLogger("xtrader.chaos")
+
+#: how often the schedule is checked (s)
+TICK_S = 0.1
+
+
+class ChaosThread:
+    """Injects `chaos` into `running`, counting seconds from `started` (monotonic), until `stop()`."""
+
+    def __init__(self, chaos: Chaos, running: Running, started: float) -> None:
+        self.chaos = chaos
+        self.running = running
+        self.started = started
+        self.counts: dict[str, int] = {}
+        self._turn: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._source = f"chaos#{uuid.uuid4().hex[:12]}"
+        self._seq: dict[str, int] = {}
+        self._thread = threading.Thread(target=self._run, name="xtrader-chaos", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> dict[str, int]:
+        """Stop injecting; the faults injected, per kind."""
+        self._stop.set()
+        self._thread.join(30)
+        return dict(self.counts)
+
+    def _run(self) -> None:
+        previous = 0.0
+        while not self._stop.wait(TICK_S):
+            now = time.monotonic() - self.started
+            for kind in self.chaos.due(previous, now):
+                try:
+                    self._inject(kind)
+                except Exception as exc:  # a fault that could not be injected is reported, never fatal
+                    log.warning("chaos: %s: %r", kind, exc)
+            previous = now
+
+    def _inject(self, kind: str) -> None:
+        if kind == "sigterm":
+            self._record(kind, "SIGTERM to the driver", self._venues())
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        import ray
+
+        group = {
+            "connector": self.running.connectors,
+            "sink": self.running.sinks,
+            "book": self.running.books,
+            "arbiter": self.running.arbiters,
+        }[kind]
+        if not group:
+            return
+        names = sorted(group)
+        name = names[self._turn.get(kind, 0) % len(names)]
+        self._turn[kind] = self._turn.get(kind, 0) + 1
+        ray.kill(group[name], no_restart=False)
+        log.warning("chaos: killed %s (Ray restarts it)", name)
+        self._record(kind, f"killed {name} (ray.kill, restarted by Ray)", self._venues(name))
+
+    def _venues(self, actor: str | None = None) -> list[str]:
+        """The venues whose data passes through `actor` (every venue for a sink or the driver)."""
+        plan = self.running.plan
+        specs: list[Any] = [*plan.connectors, *plan.books, *plan.arbiters]
+        venues = sorted({s.venue for s in specs if actor is None or s.id == actor})
+        return venues or sorted({s.venue for s in specs})
+
+    def _record(self, kind: str, detail: str, venues: list[str]) -> None:
+        """Count the fault and write its `events` rows (kind `chaos`) to every sink."""
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        if not venues:
+            return
+        now_ns = time.time_ns()
+        batch = pa.RecordBatch.from_pydict(
+            {
+                "exchange": venues,
+                "symbol": [None] * len(venues),
+                "ts": [now_ns] * len(venues),
+                "kind": ["chaos"] * len(venues),
+                "detail": [f"chaos: {detail}"] * len(venues),
+            },
+            schema=EVENTS,
+        )
+        for name, sink in self.running.sinks.items():
+            seq = self._seq.get(name, 0)
+            self._seq[name] = seq + 1
+            sink.write.remote(self._source, seq, {"events": batch}, "chaos")  # retried by Ray if it restarts
+
+
+__all__ = ["ChaosThread"]
