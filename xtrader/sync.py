@@ -142,11 +142,13 @@ class BinanceFuturesRules(Rules):
     rest_snapshot = True
 
     def snapshot_stale(self, snapshot_seq: int, first_buffered: Message | None) -> bool:
-        # A snapshot older than the first buffered event cannot be bridged (step 4 would fail).
+        # A snapshot older than the first buffered event cannot be bridged (step 4 would fail), unless
+        # that event chains on it (pu == lastUpdateId: the snapshot is the state right before it).
         return (
             first_buffered is not None
             and first_buffered.first_seq is not None
             and (snapshot_seq < first_buffered.first_seq)
+            and first_buffered.prev_seq != snapshot_seq
         )
 
     def update(self, last: int, msg: Message, bridging: bool) -> Verdict:
@@ -154,6 +156,11 @@ class BinanceFuturesRules(Rules):
             # 3. "Drop events with u < lastUpdateId."
             if msg.seq < last:
                 return Verdict.DROP
+            # 5.'s chain from the snapshot: pu == lastUpdateId means the snapshot is the state after the
+            # previous event, so this event follows on although U > lastUpdateId (a snapshot taken between
+            # two events; step 4's bracket alone would call it a gap and fetch a needless new snapshot)
+            if msg.prev_seq is not None and msg.prev_seq == last:
+                return Verdict.APPLY
             # 4. "The first processed event must satisfy U <= lastUpdateId AND u >= lastUpdateId."
             first = msg.first_seq if msg.first_seq is not None else msg.seq
             return Verdict.APPLY if first <= last else Verdict.GAP
