@@ -567,13 +567,13 @@ class BatchView:
 
         assert isinstance(l2, pa.RecordBatch) and isinstance(messages, pa.RecordBatch)
         column = messages.column
-        self.symbol: list[str] = column("symbol").to_pylist()
+        self.symbol: list[str] = _strings(column("symbol"))
         self.seq: list[int] = _pylist(column("seq"))
         self.prev_seq: list[int | None] = _pylist(column("prev_seq"))
         self.first_seq: list[int | None] = _pylist(column("first_seq"))
         self.is_snapshot: list[bool] = column("is_snapshot").to_pylist()
         self.checksum: list[int | None] = _pylist(column("checksum"))
-        self.exchange_ts: list[int | None] = _pylist(column("exchange_ts").cast(pa.int64()))
+        self.exchange_ts: list[int | None] = _pylist(column("exchange_ts").view(pa.int64()))
         bid_rows = np.asarray(column("bid_rows"), dtype=np.int64)
         ends = np.cumsum(bid_rows + np.asarray(column("ask_rows"), dtype=np.int64))
         starts = np.empty_like(ends)
@@ -605,6 +605,18 @@ class BatchView:
             ptext[mid:end] if ptext is not None else None,
             stext[mid:end] if stext is not None else None,
         )
+
+
+def _strings(column: object) -> list[Any]:
+    """A string column as a list; a dictionary column through its codes (its to_pylist is ~30x slower)."""
+    import numpy as np
+    import pyarrow as pa
+
+    assert isinstance(column, pa.Array)
+    if isinstance(column, pa.DictionaryArray) and not column.null_count:
+        values = np.asarray(column.dictionary.to_pylist(), dtype=object)
+        return list(values[np.asarray(column.indices)].tolist())
+    return list(column.to_pylist())
 
 
 def _pylist(column: object) -> list[Any]:
