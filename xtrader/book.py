@@ -13,11 +13,13 @@ from collections.abc import Sequence
 Level = tuple[float, float]
 TextLevel = tuple[str, str]
 
+INF = float("inf")
+
 
 class Book:
     """Bids and asks as price -> size dicts; size 0 deletes a level."""
 
-    __slots__ = ("ask_text", "asks", "bid_text", "bids", "keep_text")
+    __slots__ = ("ask_lo", "ask_text", "asks", "bid_hi", "bid_text", "bids", "keep_text")
 
     def __init__(self, keep_text: bool = False) -> None:
         self.keep_text = keep_text
@@ -25,12 +27,18 @@ class Book:
         self.asks: dict[float, float] = {}
         self.bid_text: dict[float, TextLevel] = {}
         self.ask_text: dict[float, TextLevel] = {}
+        #: bounds that make `crossed` cheap: no bid was set above `bid_hi`, no ask below `ask_lo` since they
+        #: were last exact (deleting levels only moves the real best bid down and best ask up)
+        self.bid_hi = -INF
+        self.ask_lo = INF
 
     def clear(self) -> None:
         self.bids.clear()
         self.asks.clear()
         self.bid_text.clear()
         self.ask_text.clear()
+        self.bid_hi = -INF
+        self.ask_lo = INF
 
     def apply(
         self,
@@ -41,12 +49,9 @@ class Book:
         size_text: Sequence[str | None] | None = None,
     ) -> None:
         """Set absolute sizes on one side; size 0 removes (removing an absent level is normal)."""
-        side = self.bids if is_bid else self.asks
-        for price, size in zip(prices, sizes, strict=True):
-            if size == 0.0:
-                side.pop(price, None)
-            else:
-                side[price] = size
+        if len(sizes) != len(prices):
+            raise ValueError(f"{len(prices)} prices but {len(sizes)} sizes")
+        self.apply_range(is_bid, prices, sizes, 0, len(prices))
         if self.keep_text and price_text is not None and size_text is not None:
             text = self.bid_text if is_bid else self.ask_text
             for price, size, ptext, stext in zip(prices, sizes, price_text, size_text, strict=True):
@@ -67,9 +72,44 @@ class Book:
         price = min(self.asks)
         return price, self.asks[price]
 
+    def apply_range(self, is_bid: bool, prices: Sequence[float], sizes: Sequence[float], start: int, end: int) -> None:
+        """`apply` of rows start..end of a batch's price and size columns (no slice, no per-level object)."""
+        pop = (self.bids if is_bid else self.asks).pop
+        side = self.bids if is_bid else self.asks
+        if is_bid:
+            hi = self.bid_hi
+            for i in range(start, end):
+                size = sizes[i]
+                if size == 0.0:
+                    pop(prices[i], None)
+                else:
+                    price = prices[i]
+                    side[price] = size
+                    if price > hi:  # noqa: PLR1730 (max() is a call per level: slower)
+                        hi = price
+            self.bid_hi = hi
+        else:
+            lo = self.ask_lo
+            for i in range(start, end):
+                size = sizes[i]
+                if size == 0.0:
+                    pop(prices[i], None)
+                else:
+                    price = prices[i]
+                    side[price] = size
+                    if price < lo:  # noqa: PLR1730 (min() is a call per level: slower)
+                        lo = price
+            self.ask_lo = lo
+
     def crossed(self) -> bool:
         """True when both sides exist and the best bid is at or above the best ask."""
-        return bool(self.bids and self.asks) and max(self.bids) >= min(self.asks)
+        if not (self.bids and self.asks):
+            return False
+        if self.bid_hi < self.ask_lo:
+            return False  # the best bid is at most bid_hi, the best ask at least ask_lo
+        best_bid, best_ask = max(self.bids), min(self.asks)
+        self.bid_hi, self.ask_lo = best_bid, best_ask
+        return best_bid >= best_ask
 
     def top(self, depth: int) -> tuple[list[Level], list[Level]]:
         """The best `depth` bids (descending) and asks (ascending)."""

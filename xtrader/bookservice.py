@@ -39,7 +39,7 @@ from xtrader.book import Level
 from xtrader.budget import Backoff
 from xtrader.clock import code_latency_ns
 from xtrader.resync_route import ResyncRouter
-from xtrader.sync import RULES, Books, BookSync, Checksum, Levels, Message, SyncCounters, Verdict, messages_of
+from xtrader.sync import RULES, BatchView, Books, BookSync, Checksum, Levels, Message, SyncCounters, Verdict
 
 #: resync retries of one symbol back off from this many seconds (a book waiting for its first snapshot
 #: asks after this long) ...
@@ -203,10 +203,18 @@ class BookService:
         now: int,
         events: EventColumns,
     ) -> None:
-        for symbol, msg, levels in messages_of(l2, messages, self.keep_text):
-            if symbol in self.dropped:
+        view = BatchView(l2, messages, self.keep_text)
+        books, last_connection, dropped = self.books.books, self.last_connection, self.dropped
+        for i, symbol in enumerate(view.symbol):
+            if symbol in dropped:
                 continue
-            self._message(connection, symbol, msg, levels, rest=rest, now=now, events=events)
+            if not rest and last_connection.get(symbol) == connection:
+                # the common case, straight from the columns: an update chaining on a valid book
+                # (valid before and after, no gap: `_message` would only have fed the sync)
+                sync = books.get(("*", symbol))
+                if sync is not None and sync.apply_fast(view, i):
+                    continue
+            self._message(connection, symbol, view.message(i), view.levels(i), rest=rest, now=now, events=events)
 
     def _message(
         self, connection: str, symbol: str, msg: Message, levels: Levels, *, rest: bool, now: int, events: EventColumns

@@ -80,10 +80,24 @@ BINANCE_FUTURES = {
     "bracket_last_equal_buffered": ([("ws", diff(95, 100, 94)), ("rest", snap(100))], [B, A], 100),
     "bracket_first_equal_live": ([("rest", snap(100)), ("ws", diff(100, 104, 99))], [A, A], 104),
     "bracket_last_equal_live": ([("rest", snap(100)), ("ws", diff(95, 100, 94))], [A, A], 100),
-    "bracket_first_one_after": ([("rest", snap(100)), ("ws", diff(101, 104, 100))], [A, G], None),
+    # the snapshot is the state right after an event (lastUpdateId == the next event's pu): that next event
+    # follows on by step 5's chain (pu == previous u) although U > lastUpdateId; no resync is needed
+    "bridge_on_pu_live": ([("rest", snap(100)), ("ws", diff(101, 104, 100))], [A, A], 104),
+    "bridge_on_pu_buffered": (
+        [("ws", diff(101, 104, 100)), ("ws", diff(105, 106, 104)), ("rest", snap(100))],
+        [B, B, A],
+        106,
+    ),
+    "bridge_on_pu_then_gap": (
+        [("rest", snap(100)), ("ws", diff(101, 104, 100)), ("ws", diff(108, 110, 107))],
+        [A, A, G],
+        None,
+    ),
+    # neither bracketed nor chained: an event between lastUpdateId and this one was missed
+    "bracket_first_one_after": ([("rest", snap(100)), ("ws", diff(102, 104, 101))], [A, G], None),
     # buffered events all after the snapshot: it cannot be bridged, fetch a newer one
     "bracket_first_one_after_buffered": (
-        [("ws", diff(101, 104, 100)), ("ws", diff(105, 106, 104)), ("rest", snap(100))],
+        [("ws", diff(102, 104, 101)), ("ws", diff(105, 106, 104)), ("rest", snap(100))],
         [B, B, S],
         None,
     ),

@@ -59,6 +59,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
+import msgspec
 import orjson
 
 from xtrader.batch import Columns
@@ -321,6 +322,124 @@ _EVENTS: dict[Any, Handler] = {
 
 _ERRORS = (KeyError, TypeError, IndexError, ValueError, AttributeError, orjson.JSONDecodeError)
 
+
+# -- typed decoding: the common combined-stream frames, decoded and type-checked by msgspec --------------------
+#
+# msgspec decodes the hot frames (depthUpdate, aggTrade, trade, bookTicker with `e`, wrapped in
+# `{"stream":..,"data":..}`) straight into these structs, strictly: a string where an int is expected, a bool
+# for an int, a float for an int, a missing field, a level that is not exactly two strings all fail the
+# decode. Any frame the typed decoder does not take (other events, other shapes, malformed frames) goes
+# through the dict parser above, unchanged, which accepts or rejects it exactly as before. So the typed path
+# only ever takes frames the dict parser accepts, and appends the same values.
+
+
+class _Depth(msgspec.Struct, tag_field="e", tag="depthUpdate"):
+    s: str
+    U: int | None
+    u: int
+    b: list[tuple[str, str]]
+    a: list[tuple[str, str]]
+    E: int | None = None
+    T: int | None = None
+    pu: int | None = None
+
+
+class _AggTrade(msgspec.Struct, tag_field="e", tag="aggTrade"):
+    s: str
+    a: int
+    p: str
+    q: str
+    T: int
+    m: bool
+
+
+class _Trade(msgspec.Struct, tag_field="e", tag="trade"):
+    s: str
+    t: int
+    p: str
+    q: str
+    T: int
+    m: bool
+
+
+class _Ticker(msgspec.Struct, tag_field="e", tag="bookTicker"):
+    s: str
+    u: int
+    b: str
+    B: str
+    a: str
+    A: str
+    T: int | None = None
+
+
+class _Frame(msgspec.Struct):
+    stream: str
+    data: _Depth | _AggTrade | _Trade | _Ticker
+
+
+_decode_typed = msgspec.json.Decoder(_Frame).decode
+
+
+def _typed(frame: bytes | str, scale: int, now: int, out: Columns) -> bool:
+    """Append a hot frame's rows from its typed decoding; False (nothing appended) when the dict parser
+    must decide (a frame the structs do not describe, or malformed)."""
+    try:
+        message = _decode_typed(frame)
+    except msgspec.DecodeError:
+        return False
+    data = message.data
+    if type(data) is _Depth:
+        ts = data.T if data.T is not None else data.E
+        if ts is None:
+            return False
+        stream = message.stream
+        partial = _PARTIAL.get(stream)
+        if partial is None:
+            if len(_PARTIAL) >= 4096:
+                _PARTIAL.clear()
+            partial = _PARTIAL[stream] = _is_partial(stream)
+        l2 = out.l2
+        price, size = l2.price, l2.size
+        bids, asks = data.b, data.a
+        for level_price, level_size in bids:
+            price.append(level_price)
+            size.append(level_size)
+        for level_price, level_size in asks:
+            price.append(level_price)
+            size.append(level_size)
+        l2.symbol.append(data.s)
+        l2.exchange_ts.append(ts * scale)
+        l2.receive_ts.append(now)
+        l2.seq.append(data.u)
+        l2.prev_seq.append(data.pu)
+        l2.first_seq.append(data.U)
+        l2.is_snapshot.append(partial)
+        l2.checksum.append(None)
+        l2.bid_rows.append(len(bids))
+        l2.ask_rows.append(len(asks))
+    elif type(data) is _Ticker:
+        bbo = out.bbo
+        bbo.symbol.append(data.s)
+        bbo.exchange_ts.append(None if data.T is None else data.T * scale)
+        bbo.receive_ts.append(now)
+        bbo.seq.append(data.u)
+        bbo.bid_price.append(data.b)
+        bbo.bid_size.append(data.B)
+        bbo.ask_price.append(data.a)
+        bbo.ask_size.append(data.A)
+    else:
+        assert type(data) is _AggTrade or type(data) is _Trade
+        trades = out.trades
+        trades.symbol.append(data.s)
+        trades.exchange_ts.append(data.T * scale)
+        trades.receive_ts.append(now)
+        trades.trade_id.append(data.a if isinstance(data, _AggTrade) else data.t)
+        trades.side.append("sell" if data.m else "buy")  # m: the buyer made, so the taker sold
+        trades.price.append(data.p)
+        trades.size.append(data.q)
+    return True
+
+
 #: Where each stored column comes from, per table (docs/tables.md is generated from this; keep it true to the
 #: handlers above). `exchange` and `receive_ts` are not wire fields and are documented once for every venue.
 SPOT_FIELD_SOURCES: dict[str, dict[str, str]] = {
@@ -532,6 +651,8 @@ class _Binance(Venue):
     def parse(self, frame: bytes | str, receipt: Receipt, out: Columns) -> Sequence[Control]:
         # Every handler validates a whole event before appending any of it (one event per
         # frame), so a rejected frame leaves nothing behind without a mark()/rollback().
+        if _typed(frame, self._scale, receipt.wall_ns, out):
+            return NO_CONTROL
         try:
             message: Any = orjson.loads(frame)
             if type(message) is dict:
