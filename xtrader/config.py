@@ -248,6 +248,13 @@ class Pipeline(_Model):
         ge=0,
         description="Replace a connection (new one first) after this long; Binance closes them at 24 h. 0: never.",
     )
+    max_frame_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        le=1 << 30,
+        description="Largest websocket frame a connector accepts; a bigger one is dropped unread, counted "
+        "(oversized_frames), recorded as a reject event, and its connection replaced.",
+    )
     validate_symbols: bool = Field(
         default=True, description="Check symbols against the venue's instrument list at start."
     )
