@@ -81,6 +81,10 @@ class SinkActor:
         """The newest `events` rows this sink took (at or after `since`, epoch seconds)."""
         return self.events.table(since)
 
+    def stall(self, delay_s: float, duration_s: float) -> None:
+        """Fault hook (tests, chaos): every write waits `delay_s` for the next `duration_s` s (`SinkFront.stall`)."""
+        self.front.stall(delay_s, duration_s)
+
     def flush(self) -> None:
         self.front.flush()
 

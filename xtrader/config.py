@@ -200,6 +200,13 @@ class Pipeline(_Model):
     max_inflight: int = Field(
         default=4, ge=1, le=1024, description="Batches a producer may have unacknowledged downstream."
     )
+    sink_max_inflight: int = Field(
+        default=256,
+        ge=1,
+        le=65_536,
+        description="Writes a producer may have unacknowledged at EACH sink: a slow sink holds the producer "
+        "back (block) or drops its own copies (lossy) only once its own window is full; the other sinks go on.",
+    )
     policy: Policy = Field(
         default="block",
         description="When max_inflight is reached: block (lossless) or lossy (drop the batch and count it).",

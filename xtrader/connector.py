@@ -806,6 +806,13 @@ class Connector:
                 other.close_reason = "every subscription was refused"
                 other.ws.transport.abort()
 
+    def note(self, kind: str, detail: str) -> None:
+        """An `events` row from the connector's host: a sink's window dropped a batch (`drop`) or a sink
+        failed one (`error`, counted in `emit_errors`)."""
+        if kind == "error":
+            self._stats.emit_errors += 1
+        self._record(kind, detail)
+
     def _record(self, kind: str, detail: str, symbol: str | None = None, wall_ns: int | None = None) -> None:
         """Write an events row into the buffers (it ships with the next flush)."""
         ts = self._clock().wall_ns if wall_ns is None else wall_ns

@@ -15,6 +15,10 @@ producer's retry stores only the rest. A writer with `write_tables(tables,
 source, seq)` (ParquetSink) takes a whole batch at once; its
 `recovered_keys` (batches replayed from its log at start) are marked seen.
 
+`stall(delay_s, duration_s)` is a fault hook (tests, chaos): every write waits `delay_s` first for the
+next `duration_s` seconds, as a slow sink would; such writes are counted in `stalled_writes`, and
+the code latency of their rows is also kept apart (`stall_latency_ms`: the latency during the stall).
+
 `start_timer(interval_s)` runs `tick()` every `interval_s`
 (`pipeline.flush_interval_s`) on a thread of its own: the writer's `tick(hold_s)`
 (Parquet: rows held longer are written) or else its `flush()` (QuestDB: replay
@@ -140,6 +144,11 @@ class SinkFront:
         self.repeats = 0
         self.latency = Histogram()  # receipt -> sink write, ns, all exchanges
         self.write_time = Histogram()  # one write() call, ns (Parquet: queueing; QuestDB: the request)
+        self.stall_delay_s = 0.0
+        self.stall_until = 0.0  # time.monotonic()
+        self.stalled_writes = 0
+        self.stall_latency = Histogram()  # code latency of the rows of stalled writes, ns
+        self._stalled = False
 
     def write(
         self,
@@ -174,6 +183,10 @@ class SinkFront:
             self.repeats += 1
             return False
         start = time.perf_counter()
+        self._stalled = bool(self.stall_delay_s) and time.monotonic() < self.stall_until
+        if self._stalled:
+            self.stalled_writes += 1
+            self.sleep(self.stall_delay_s)
         key = (source_id, batch_seq)
         done = self.partial.get(key, set())
         todo = {t: b for t, b in tables.items() if b is not None and b.num_rows and t not in done}
@@ -196,6 +209,11 @@ class SinkFront:
         self.write_time.record(int((time.perf_counter() - start) * 1e9))
         self.batches += 1
         return True
+
+    def stall(self, delay_s: float, duration_s: float) -> None:
+        """Fault hook: delay every write by `delay_s` for the next `duration_s` seconds (a slow sink)."""
+        self.stall_delay_s = delay_s
+        self.stall_until = time.monotonic() + duration_s
 
     def _retrying(self, call: Callable[[], Any]) -> None:
         """`call()`, retried on SinkError with capped backoff for up to `retry_s`."""
@@ -236,6 +254,8 @@ class SinkFront:
             self.latency_skipped_rows += batch.num_rows
         else:
             self.latency.record_many(code)
+            if self._stalled:
+                self.stall_latency.record_many(code)
             self.metrics.histogram(metrics.CODE_LATENCY, exchange, table).record_many(code)
         event = batch.column("exchange_ts").cast(pa.int64())
         if event.null_count < len(event):
@@ -294,6 +314,8 @@ class SinkFront:
             "repeats": self.repeats,
             "retries": self.retries,
             "failures": self.failures,
+            "stalled_writes": self.stalled_writes,
+            "stall_latency_ms": metrics.latency_ms(self.stall_latency),
             "skipped_gaps": sum(seen.skipped for seen in self.seen.values()),
             "latency_ms": metrics.latency_ms(self.latency),
             "latency_skipped_rows": self.latency_skipped_rows,
