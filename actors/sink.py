@@ -48,6 +48,7 @@ def open_sink(spec: SinkSpec, name: str) -> Any:
         max_seconds=rotation.seconds if rotation else None,
         row_group_rows=spec.row_group_rows,
         compression=config.compression,
+        wal_dir=config.wal_dir,
     )
 
 
@@ -63,6 +64,7 @@ class SinkActor:
         self.front = SinkFront(open_sink(spec, writer or writer_id(spec.kind)), spec.kind, actor=spec.id)
         self.front.start_timer(spec.flush_interval_s)
         self.events = EventTail()
+        self.front.on_event = self.events.add  # the sink's own failing / recovered rows
 
     def write(
         self,

@@ -307,6 +307,12 @@ class ParquetSink(_Model):
     compression: Literal["zstd", "snappy", "lz4", "none"] = Field(
         default="zstd", description="Parquet compression codec."
     )
+    wal_dir: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Directory of the write-ahead logs (one per writer); null: ROOT/.wal. On another volume than "
+        "root, a full or read-only Parquet disk keeps the data in the log until writing works again.",
+    )
     rotation_rows: int | None = Field(
         default=None, ge=1, description="Close a file at this many rows; null: mode preset."
     )
