@@ -23,6 +23,8 @@ class Downstream:
         self.gate = FlowGate(max_inflight, policy)
         self.tasks: set[asyncio.Task[None]] = set()
         self.failures = 0
+        #: told of every failed call (after it is counted)
+        self.on_failure: Callable[[BaseException], None] | None = None
 
     async def send(self, rows: int, call: Callable[[], Any], precious: bool = False) -> bool:
         """Start `call()` (a `.remote(...)` returning an ObjectRef) once a slot is free; False if dropped."""
@@ -38,10 +40,12 @@ class Downstream:
         ok = True
         try:
             await ref
-        except Exception:  # a downstream failure must not kill the producer; it is counted
+        except Exception as exc:  # a downstream failure must not kill the producer; it is counted
             ok = False
             self.failures += 1
             log.exception("downstream call failed")
+            if self.on_failure is not None:
+                self.on_failure(exc)
         self.gate.release(ok)
 
     async def drain(self) -> None:

@@ -6,6 +6,12 @@ producer's new batches are not mistaken for repeats. Each sink has its own
 seq counter, and a seq is taken only when the batch is actually sent to that
 sink: a batch the lossy policy drops takes none, so no sink waits for a gap.
 
+Each sink has its own window (`sink_max_inflight` unacknowledged writes per
+producer; `pipeline.sink_max_inflight`), and a producer's batch waits for a slot
+in each sink's window, never for another sink's acknowledgement: a slow sink
+holds the producer back only once its own window is full (`block`), or drops
+only its own copies, counted (`lossy`); the other sinks keep up meanwhile.
+
 Calls to the order-book and arbiter actors carry (source_id, seq, dropped): the
 producer numbers its calls to each of them 0, 1, 2, ... in the order its batches
 were made, and the receiving actor processes them in that order
@@ -16,7 +22,9 @@ the lossy policy dropped, so the receiver does not wait for them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from actors._downstream import Downstream
@@ -49,6 +57,8 @@ class Outputs:
         *,
         max_inflight: int = 4,
         policy: Policy = "block",
+        sink_max_inflight: int | None = None,
+        on_event: Callable[[str, str], None] | None = None,
     ) -> None:
         self.name = name
         self.source_id = source_id(name)
@@ -62,7 +72,11 @@ class Outputs:
         self.dropped_reported = 0
         self.max_inflight = max_inflight
         self.pending_writes: list[asyncio.Task[None]] = []
-        self.sink_windows = [Downstream(max_inflight, policy) for _ in sinks]
+        self.sink_windows = [Downstream(sink_max_inflight or max_inflight, policy) for _ in sinks]
+        #: told ("drop" | "error", detail) when a sink's window drops a batch or a sink write fails
+        self.on_event = on_event
+        for index, window in enumerate(self.sink_windows):
+            window.on_failure = functools.partial(self._sink_failed, index)
         self.book_window = Downstream(max_inflight, policy)
         self.arbiter_window = Downstream(max_inflight, policy)
 
@@ -110,6 +124,33 @@ class Outputs:
             if not sent:
                 numbers.dropped(seq)
 
+    def dispatch(self, batches: Batches, rest: bool = False) -> Awaitable[None]:
+        """Start the downstream calls of one batch (the connector's emit); the awaitable its producer holds.
+
+        The arbiter's or book's call is started now and awaited to its acknowledgement; each sink's write
+        waits only for a slot in that sink's own window (its acknowledgement frees the slot, not this).
+        """
+        refs: list[Any] = []
+        tables: dict[str, Any] = {}
+        if self.arbiter is not None and not rest:
+            numbers = self.arbiter_numbers
+            refs.append(
+                self.arbiter.on_batch.remote(self.name, batches, self.source_id, numbers.take(), numbers.report())
+            )
+        else:
+            tables = _direct_tables(batches)
+            if (batches.l2 is not None or batches.notices) and self.book is not None:
+                l2 = _book_part(batches)
+                seq, dropped = self.book_numbers.take(), self.book_numbers.report()
+                refs.append(self.book.on_batch.remote(self.name, l2, rest, self.source_id, seq, dropped))
+        return self._dispatched(refs, tables, batches.anchor)
+
+    async def _dispatched(self, refs: list[Any], tables: dict[str, Any], anchor: Anchor | None) -> None:
+        if tables:
+            await self._write(tables, "", anchor)
+        for ref in refs:
+            await ref
+
     def submit(self, batches: Batches, rest: bool = False) -> list[Any]:
         """Start the downstream calls of one batch now, without a window (the caller bounds them); the refs."""
         if self.arbiter is not None and not rest:
@@ -143,9 +184,24 @@ class Outputs:
             self.pending_writes = [t for t in self.pending_writes if not t.done()]
 
     async def _write(self, tables: dict[str, Any], origin: str, anchor: Anchor | None) -> None:
+        """A slot in each sink's window, independently (FIFO per window, so each sink's seqs stay in order)."""
         rows = sum(b.num_rows for b in tables.values())
-        for index, window in enumerate(self.sink_windows):
-            await window.send(rows, self._sink_write(index, tables, origin, anchor))
+        sends = [
+            window.send(rows, self._sink_write(index, tables, origin, anchor))
+            for index, window in enumerate(self.sink_windows)
+        ]
+        sent = await asyncio.gather(*sends) if len(sends) > 1 else [await sends[0]] if sends else []
+        for index, ok in enumerate(sent):
+            if not ok and self.on_event is not None:
+                self.on_event(
+                    "drop",
+                    f"sink {index} window full ({self.sink_windows[index].gate.window.max_inflight}"
+                    f" writes unacknowledged): dropped a batch of {rows} rows for that sink only",
+                )
+
+    def _sink_failed(self, index: int, exc: BaseException) -> None:
+        if self.on_event is not None:
+            self.on_event("error", f"sink {index} failed a batch: {exc!r}")
 
     def _sink_write(self, index: int, tables: dict[str, Any], origin: str, anchor: Anchor | None) -> Any:
         """A thunk starting sink `index`'s write; the batch_seq is taken when it is called (the batch is sent)."""

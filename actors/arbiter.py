@@ -28,6 +28,7 @@ class ArbiterActor:
         min_win_share: float = 0.1,
         max_inflight: int = 4,
         policy: Policy = "block",
+        sink_max_inflight: int | None = None,
     ) -> None:
         self.arbiter = BatchArbiter(
             capacity=capacity,
@@ -37,7 +38,14 @@ class ArbiterActor:
             exchange=venue_name,
             actor=f"{stream}/arbiter",
         )
-        self.outputs = Outputs(f"arbiter:{stream}", sinks, book=book, max_inflight=max_inflight, policy=policy)
+        self.outputs = Outputs(
+            f"arbiter:{stream}",
+            sinks,
+            book=book,
+            max_inflight=max_inflight,
+            policy=policy,
+            sink_max_inflight=sink_max_inflight,
+        )
         self.inorder: InOrder[tuple[str, Batches]] = InOrder(self._process)
 
     async def register(self, connections: list[str]) -> None:

@@ -32,6 +32,7 @@ class OrderBookActor:
         snapshot_interval_s: float = 1.0,
         max_inflight: int = 4,
         policy: Policy = "block",
+        sink_max_inflight: int | None = None,
     ) -> None:
         v = venue(venue_name)
         self.service = BookService(
@@ -42,7 +43,9 @@ class OrderBookActor:
             depth=depth,
             snapshot_interval_s=snapshot_interval_s,
         )
-        self.outputs = Outputs(f"book:{stream}", sinks, max_inflight=max_inflight, policy=policy)
+        self.outputs = Outputs(
+            f"book:{stream}", sinks, max_inflight=max_inflight, policy=policy, sink_max_inflight=sink_max_inflight
+        )
         self.connectors: dict[str, Any] = {}
         self.resync_failures = 0
         self.ticker: asyncio.Task[None] | None = None

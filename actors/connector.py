@@ -26,7 +26,10 @@ class ConnectorActor:
     """Runs one connection; its batches go to the arbiter (redundant streams) or to the book and sinks.
 
     The connector bounds its own in-flight batches (`max_inflight`, block | lossy):
-    `emit` starts the downstream calls and hands back their acknowledgement.
+    `emit` starts the downstream calls and hands back their acknowledgement: the
+    book's or arbiter's ack, and a slot in each sink's own window
+    (`sink_max_inflight`), so a slow sink does not hold the others back
+    (`actors._route`). A sink's dropped or failed write is an `events` row.
     Without an arbiter (redundancy 1), a `BatchArbiter` of its own still drops
     repeated updates on this connection (a venue's duplicate frames, the overlap
     of a make-before-break reconnect).
@@ -45,7 +48,15 @@ class ConnectorActor:
         from xtrader.connector import Connector
 
         self.spec = spec
-        self.outputs = Outputs(spec.id, sinks, book, arbiter)
+        self.outputs = Outputs(
+            spec.id,
+            sinks,
+            book,
+            arbiter,
+            policy=pipeline.policy,
+            sink_max_inflight=pipeline.sink_max_inflight,
+            on_event=self._note,
+        )
         self.connector = Connector(
             venue(spec.venue, spec.ws_base, spec.rest_base),
             Connection(spec.url, spec.subscriptions),
@@ -58,6 +69,7 @@ class ConnectorActor:
             backoff_cap_s=pipeline.reconnect_backoff_cap_s,
             backoff_reset_s=pipeline.reconnect_backoff_reset_s,
             rotate_after_s=pipeline.connection_lifetime_s or None,
+            max_frame_bytes=pipeline.max_frame_bytes,
             book_source=spec.book_source,
             ws_snapshot_wait_s=spec.ws_snapshot_wait_s,
             snapshot_depth=spec.snapshot_depth,
@@ -84,7 +96,11 @@ class ConnectorActor:
             count_symbols(batches, self.symbol_rows)
         if self.dedup is not None and not rest:
             batches = self.dedup.filter(self.spec.id, batches, time.monotonic_ns())
-        return _all(self.outputs.submit(batches, rest=rest))
+        return self.outputs.dispatch(batches, rest=rest)
+
+    def _note(self, kind: str, detail: str) -> None:
+        """A sink's window dropped a batch, or a sink failed one: an `events` row of this connection."""
+        self.connector.note(kind, detail)
 
     async def start(self) -> None:
         await self.outputs.warm()
@@ -119,6 +135,8 @@ class ConnectorActor:
         if self.task is not None:
             with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
                 await asyncio.wait_for(self.task, 60)
+            with contextlib.suppress(asyncio.TimeoutError):  # the sinks' windows: every write acknowledged
+                await asyncio.wait_for(self.outputs.drain(), 60)
         return self.stats()
 
     def stats(self) -> dict[str, Any]:
@@ -135,6 +153,9 @@ class ConnectorActor:
         for sub in self.connector.connection.subscriptions:
             subscriptions.setdefault(sub.table, []).append(sub.symbol)
         out["subscriptions"] = subscriptions
+        windows = [window.stats() for window in self.outputs.sink_windows]
+        out["sink_windows"] = windows
+        out["sink_dropped_rows"] = sum(w["dropped_rows"] for w in windows)
         out["duplicates"] = self.dedup.arbiter.stats.duplicates if self.dedup is not None else 0
         out["metrics"] = self._snapshot(out)
         return out
@@ -161,6 +182,7 @@ _COUNTERS = (
     (metrics.REJECTS, "refused"),  # subscriptions the venue refused (each also has an events row)
     (metrics.RECONNECTS, "reconnects"),
     (metrics.DROPPED_ROWS, "flow_dropped_rows"),
+    (metrics.DROPPED_ROWS, "sink_dropped_rows"),  # one sink's window full (lossy): that sink's copy only
     (metrics.DUPLICATES, "duplicates"),
     (metrics.BUDGET_WAITS, "budget_waits"),  # resyncs waiting for the request budget (issue 13)
     (metrics.BUDGET_WAITS, "snapshot_budget_waits"),  # REST snapshots waiting for the IP's weight
@@ -176,8 +198,3 @@ def _node() -> str | None:
         return str(ray.util.get_node_ip_address())  # type: ignore[no-untyped-call]
     except Exception:
         return None
-
-
-async def _all(refs: list[Any]) -> None:
-    for ref in refs:
-        await ref

@@ -55,7 +55,11 @@ def create_stream_actors(
     from actors.connector import ConnectorActor
 
     made = StreamActors()
-    flow = {"max_inflight": pipeline.max_inflight, "policy": pipeline.policy}
+    flow = {
+        "max_inflight": pipeline.max_inflight,
+        "policy": pipeline.policy,
+        "sink_max_inflight": pipeline.sink_max_inflight,
+    }
     book_handles = dict(books)
     for book_spec in plan.books:
         if book_spec.id not in book_handles:

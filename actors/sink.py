@@ -48,6 +48,7 @@ def open_sink(spec: SinkSpec, name: str) -> Any:
         max_seconds=rotation.seconds if rotation else None,
         row_group_rows=spec.row_group_rows,
         compression=config.compression,
+        wal_dir=config.wal_dir,
     )
 
 
@@ -63,6 +64,7 @@ class SinkActor:
         self.front = SinkFront(open_sink(spec, writer or writer_id(spec.kind)), spec.kind, actor=spec.id)
         self.front.start_timer(spec.flush_interval_s)
         self.events = EventTail()
+        self.front.on_event = self.events.add  # the sink's own failing / recovered rows
 
     def write(
         self,
@@ -80,6 +82,10 @@ class SinkActor:
     def recent_events(self, since: float | None = None) -> pa.Table:
         """The newest `events` rows this sink took (at or after `since`, epoch seconds)."""
         return self.events.table(since)
+
+    def stall(self, delay_s: float, duration_s: float) -> None:
+        """Fault hook (tests, chaos): every write waits `delay_s` for the next `duration_s` s (`SinkFront.stall`)."""
+        self.front.stall(delay_s, duration_s)
 
     def flush(self) -> None:
         self.front.flush()

@@ -200,6 +200,13 @@ class Pipeline(_Model):
     max_inflight: int = Field(
         default=4, ge=1, le=1024, description="Batches a producer may have unacknowledged downstream."
     )
+    sink_max_inflight: int = Field(
+        default=256,
+        ge=1,
+        le=65_536,
+        description="Writes a producer may have unacknowledged at EACH sink: a slow sink holds the producer "
+        "back (block) or drops its own copies (lossy) only once its own window is full; the other sinks go on.",
+    )
     policy: Policy = Field(
         default="block",
         description="When max_inflight is reached: block (lossless) or lossy (drop the batch and count it).",
@@ -248,6 +255,13 @@ class Pipeline(_Model):
         ge=0,
         description="Replace a connection (new one first) after this long; Binance closes them at 24 h. 0: never.",
     )
+    max_frame_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        le=1 << 30,
+        description="Largest websocket frame a connector accepts; a bigger one is dropped unread, counted "
+        "(oversized_frames), recorded as a reject event, and its connection replaced.",
+    )
     validate_symbols: bool = Field(
         default=True, description="Check symbols against the venue's instrument list at start."
     )
@@ -292,6 +306,12 @@ class ParquetSink(_Model):
     )
     compression: Literal["zstd", "snappy", "lz4", "none"] = Field(
         default="zstd", description="Parquet compression codec."
+    )
+    wal_dir: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Directory of the write-ahead logs (one per writer); null: ROOT/.wal. On another volume than "
+        "root, a full or read-only Parquet disk keeps the data in the log until writing works again.",
     )
     rotation_rows: int | None = Field(
         default=None, ge=1, description="Close a file at this many rows; null: mode preset."

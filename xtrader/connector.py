@@ -56,7 +56,7 @@ from typing import Any, Literal
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import Frame, Opcode
+from websockets.frames import CloseCode, Frame, Opcode
 from websockets.protocol import Event
 
 from xtrader.batch import Batches, BookNotice, FlushPolicy
@@ -76,6 +76,8 @@ Emit = Callable[[Batches], Awaitable[object]]
 
 _NS = 1_000_000_000
 _DETAIL = 500  # longest events detail
+#: default `max_frame_bytes`: far above any venue's frame (a few KiB; books of 400 levels ~100 KiB)
+MAX_FRAME_BYTES = 16 * 1024 * 1024
 #: venues with a documented maximum connection lifetime, until `Venue` declares `max_lifetime_s`
 _LIFETIMES_S = {"binance": 86_400.0, "binance_futures": 86_400.0}
 #: rotate this long before a venue's lifetime limit
@@ -119,6 +121,7 @@ class ConnectorStats:
     shutdown_timeouts: int = 0
     shutdown_unacked_batches: int = 0
     shutdown_unacked_rows: int = 0
+    oversized_frames: int = 0
 
 
 class _Socket(ClientConnection):
@@ -176,7 +179,9 @@ class Connector:
         snapshot_concurrency: REST snapshot requests at once.
         ban_wait_s: pause after HTTP 418 without Retry-After.
         open_timeout_s, close_timeout_s: websocket handshake and close timeouts.
-        max_size: largest frame accepted (bytes).
+        max_frame_bytes: largest frame accepted (bytes; `pipeline.max_frame_bytes`), enforced by websockets
+            (`max_size`): a bigger frame is dropped unread, counted (`oversized_frames`), recorded as a
+            `reject` event, and its link is closed (1009) and replaced.
         max_queue: frames buffered by websockets before TCP backpressure.
         ws_ping_interval_s: websocket-level client pings (None: off; they count
             against Binance's inbound message limit).
@@ -219,7 +224,7 @@ class Connector:
         ban_wait_s: float = 60.0,
         open_timeout_s: float = 10.0,
         close_timeout_s: float = 2.0,
-        max_size: int = 64 * 1024 * 1024,
+        max_frame_bytes: int = MAX_FRAME_BYTES,
         max_queue: int = 1024,
         ws_ping_interval_s: float | None = None,
         book_source: str | None = None,
@@ -249,7 +254,7 @@ class Connector:
         self._ssl = ssl.create_default_context(cafile=ca_file)
         self._open_timeout_s = open_timeout_s
         self._close_timeout_s = close_timeout_s
-        self._max_size = max_size
+        self._max_frame_bytes = max_frame_bytes
         self._max_queue = max_queue
         self._ws_ping_interval_s = ws_ping_interval_s
         self._snapshot_depth = snapshot_depth
@@ -555,7 +560,7 @@ class Connector:
             user_agent_header="xtrader",
             open_timeout=self._open_timeout_s,
             close_timeout=self._close_timeout_s,
-            max_size=self._max_size,
+            max_size=self._max_frame_bytes,
             max_queue=self._max_queue,
             ping_interval=self._ws_ping_interval_s,
         )
@@ -675,6 +680,13 @@ class Connector:
                 if policy.due(columns.rows(), self._last_frame_ns or 0):
                     await self._flush()
         except ConnectionClosed as exc:
+            if exc.sent is not None and exc.sent.code == CloseCode.MESSAGE_TOO_BIG:
+                # websockets refused a frame beyond max_size unread and closed the link (1009)
+                self._stats.oversized_frames += 1
+                self._stats.rejects += 1
+                self._record(
+                    "reject", f"{self.venue.name}: frame larger than max_frame_bytes={self._max_frame_bytes}: dropped"
+                )
             if link.close_reason is None:
                 link.close_reason = str(exc) or type(exc).__name__
 
@@ -802,6 +814,13 @@ class Connector:
             for other in list(self._links):
                 other.close_reason = "every subscription was refused"
                 other.ws.transport.abort()
+
+    def note(self, kind: str, detail: str) -> None:
+        """An `events` row from the connector's host: a sink's window dropped a batch (`drop`) or a sink
+        failed one (`error`, counted in `emit_errors`)."""
+        if kind == "error":
+            self._stats.emit_errors += 1
+        self._record(kind, detail)
 
     def _record(self, kind: str, detail: str, symbol: str | None = None, wall_ns: int | None = None) -> None:
         """Write an events row into the buffers (it ships with the next flush)."""

@@ -83,6 +83,7 @@ EVENT_KINDS = (
     "drop",
     "error",
     "unknown",
+    "recovered",
     "chaos",
 )
 

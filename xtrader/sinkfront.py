@@ -15,10 +15,21 @@ producer's retry stores only the rest. A writer with `write_tables(tables,
 source, seq)` (ParquetSink) takes a whole batch at once; its
 `recovered_keys` (batches replayed from its log at start) are marked seen.
 
+`stall(delay_s, duration_s)` is a fault hook (tests, chaos): every write waits `delay_s` first for the
+next `duration_s` seconds, as a slow sink would; such writes are counted in `stalled_writes`, and
+the code latency of their rows is also kept apart (`stall_latency_ms`: the latency during the stall).
+
 `start_timer(interval_s)` runs `tick()` every `interval_s`
 (`pipeline.flush_interval_s`) on a thread of its own: the writer's `tick(hold_s)`
 (Parquet: rows held longer are written) or else its `flush()` (QuestDB: replay
 the spill while traffic is idle). Every call into the writer holds one lock.
+
+Health: a writer with a `failing` attribute (why it cannot write, None while it can: a full or read-only
+Parquet disk, QuestDB unreachable) is watched on every write and tick; when it starts failing the front
+records an `events` row (`error`, exchange `xtrader`, the reason and where the data waits) and when it
+works again another (`recovered`, with the outage's length). Each row goes to the writer's own `events`
+table (through its log or spill, so it is stored once the sink works again) and to `on_event` (the sink
+actor's recent events).
 
 Latency: code latency is receipt -> sink write on the monotonic clock, from
 the batch's `xtrader.clock.Anchor` (the producer's clocks at its flush; see
@@ -40,7 +51,7 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
-from xtrader import metrics
+from xtrader import metrics, schema
 from xtrader.clock import Anchor, code_latency_ns
 from xtrader.histogram import Histogram
 from xtrader.retry import backoff
@@ -140,6 +151,15 @@ class SinkFront:
         self.repeats = 0
         self.latency = Histogram()  # receipt -> sink write, ns, all exchanges
         self.write_time = Histogram()  # one write() call, ns (Parquet: queueing; QuestDB: the request)
+        self.stall_delay_s = 0.0
+        self.stall_until = 0.0  # time.monotonic()
+        self.stalled_writes = 0
+        self.stall_latency = Histogram()  # code latency of the rows of stalled writes, ns
+        self.on_event: Callable[[pa.RecordBatch], None] | None = None
+        self.health_events = 0
+        self._failing: str | None = None
+        self._failing_since = 0.0
+        self._stalled = False
 
     def write(
         self,
@@ -174,6 +194,10 @@ class SinkFront:
             self.repeats += 1
             return False
         start = time.perf_counter()
+        self._stalled = bool(self.stall_delay_s) and time.monotonic() < self.stall_until
+        if self._stalled:
+            self.stalled_writes += 1
+            self.sleep(self.stall_delay_s)
         key = (source_id, batch_seq)
         done = self.partial.get(key, set())
         todo = {t: b for t, b in tables.items() if b is not None and b.num_rows and t not in done}
@@ -195,7 +219,57 @@ class SinkFront:
         seen.add(batch_seq)
         self.write_time.record(int((time.perf_counter() - start) * 1e9))
         self.batches += 1
+        self._health()
         return True
+
+    def _health(self) -> None:
+        """An `events` row when the writer starts failing, and one when it works again; call with the lock."""
+        failing = getattr(self.writer, "failing", None)
+        failing = failing if isinstance(failing, str) else None
+        if (failing is None) == (self._failing is None):
+            return
+        if failing is not None:
+            self._failing_since = time.monotonic()
+            where = "the write-ahead log" if hasattr(self.writer, "write_tables") else "the spill"
+            kind, detail = "error", f"{self.name} sink failing: {failing}; the data waits in {where}"
+            log.error("%s", detail)
+        else:
+            kind = "recovered"
+            detail = f"{self.name} sink writes again after {time.monotonic() - self._failing_since:.1f} s"
+            log.warning("%s", detail)
+        self._failing = failing
+        self._record_event(kind, detail)
+
+    def _record_event(self, kind: str, detail: str) -> None:
+        row = pa.RecordBatch.from_arrays(
+            [
+                pa.array(["xtrader"], schema.EVENTS.field("exchange").type),
+                pa.array([None], schema.EVENTS.field("symbol").type),
+                pa.array([self.clock()], pa.int64()).cast(schema.EVENTS.field("ts").type),
+                pa.array([kind], schema.EVENTS.field("kind").type),
+                pa.array([detail[:500]], pa.string()),
+            ],
+            schema=schema.EVENTS,
+        )
+        self.health_events += 1
+        if self.on_event is not None:
+            self.on_event(row)
+        write_tables = getattr(self.writer, "write_tables", None)
+        for attempt in range(2):  # a failing Parquet writer raises its stored error once, then takes the row
+            try:  # stored with the sink's data (its log or spill keeps it while the sink fails)
+                if callable(write_tables):
+                    write_tables({"events": row}, f"sink:{self.name}", self.health_events)
+                else:
+                    self.writer.write("events", row)
+                return
+            except Exception as exc:  # the sink cannot take even this row: it is in the actor's tail and the log
+                if attempt:
+                    log.warning("%s: could not store the events row %r: %r", self.name, detail, exc)
+
+    def stall(self, delay_s: float, duration_s: float) -> None:
+        """Fault hook: delay every write by `delay_s` for the next `duration_s` seconds (a slow sink)."""
+        self.stall_delay_s = delay_s
+        self.stall_until = time.monotonic() + duration_s
 
     def _retrying(self, call: Callable[[], Any]) -> None:
         """`call()`, retried on SinkError with capped backoff for up to `retry_s`."""
@@ -236,6 +310,8 @@ class SinkFront:
             self.latency_skipped_rows += batch.num_rows
         else:
             self.latency.record_many(code)
+            if self._stalled:
+                self.stall_latency.record_many(code)
             self.metrics.histogram(metrics.CODE_LATENCY, exchange, table).record_many(code)
         event = batch.column("exchange_ts").cast(pa.int64())
         if event.null_count < len(event):
@@ -250,10 +326,13 @@ class SinkFront:
         """The periodic flush: the writer's `tick(interval_s)` if it has one, else its `flush()`."""
         with self.lock:
             tick = getattr(self.writer, "tick", None)
-            if callable(tick):
-                tick(interval_s)
-            else:
-                self.writer.flush()
+            try:
+                if callable(tick):
+                    tick(interval_s)
+                else:
+                    self.writer.flush()
+            finally:
+                self._health()
 
     def start_timer(self, interval_s: float) -> None:
         """Call `tick()` every `interval_s` on a daemon thread until `close()`."""
@@ -294,6 +373,10 @@ class SinkFront:
             "repeats": self.repeats,
             "retries": self.retries,
             "failures": self.failures,
+            "stalled_writes": self.stalled_writes,
+            "failing": self._failing,
+            "health_events": self.health_events,
+            "stall_latency_ms": metrics.latency_ms(self.stall_latency),
             "skipped_gaps": sum(seen.skipped for seen in self.seen.values()),
             "latency_ms": metrics.latency_ms(self.latency),
             "latency_skipped_rows": self.latency_skipped_rows,

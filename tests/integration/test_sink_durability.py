@@ -231,8 +231,29 @@ def test_a_batch_of_several_tables_is_retried_without_duplicating_the_stored_one
 
 
 def test_rows_held_after_a_write_error_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the log: beyond buffer_bytes, batches are taken into the log only (none refused, memory bounded)."""
     disk = FullDisk(monkeypatch, failures=10**9)
     sink = ParquetSink(tmp_path, "w1", row_group_rows=100, buffer_bytes=100_000, fsync=False)
+    for n in range(300):
+        try:
+            sink.write("trades", batch(n))
+        except SinkError:  # the writer's failure, reported once: this batch was not taken, the retry takes it
+            sink.write("trades", batch(n))
+        wait_for(lambda: sink.stats()["queue_bytes"] == 0)
+    stats = sink.stats()
+    assert stats["pending_rows"] <= 10 * ROWS_PER_BATCH, f"{stats['pending_rows']} rows held behind a failing disk"
+    assert stats["log_only_batches"] > 250 and stats["failing"] is not None
+    disk.failures = 0
+    wait_for(lambda: not sink.stats()["pending_rows"] and sink.failing is None, timeout_s=20)
+    sink.close()
+    assert trade_ids(tmp_path) == ids_of(range(300))
+
+
+def test_rows_held_after_a_write_error_are_bounded_without_a_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disk = FullDisk(monkeypatch, failures=10**9)
+    sink = ParquetSink(tmp_path, "w1", row_group_rows=100, buffer_bytes=100_000, fsync=False, wal=False)
     accepted, refusals = [], []
     for n in range(300):
         try:
@@ -326,7 +347,7 @@ def test_the_questdb_spill_is_replayed_while_traffic_is_idle(tmp_path: Path) -> 
         sink = SinkActor(spec)
         receiver.stop_listening()
         sink.write("a", 0, {"trades": sink_batches.trades(rows=5)})
-        assert sink.stats()["writer"]["spill_depth"] == 1
+        assert sink.stats()["writer"]["spill_depth"] == 2  # the batch, and the sink's own "failing" events row
         receiver.start_listening()
         wait_for(lambda: len(receiver.table("trades")) == 5, timeout_s=15)  # no write, no flush: the timer
         sink.close()

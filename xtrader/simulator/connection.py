@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from websockets.asyncio.server import ServerConnection
@@ -93,6 +94,18 @@ class Connection:
             self.kill("client too slow: send queue full", 1008)
             return
         self.queue.append((frame, data))
+        self.wake.set()
+
+    def inject(self, frames: Sequence[bytes]) -> None:
+        """Queue raw text frames after the market frames already queued (a test hook for hostile input).
+
+        The bytes go out as they are, in text frames: invalid UTF-8, broken or deeply nested JSON,
+        or a frame larger than the client accepts. Counted under `faults_applied["injected"]`.
+        """
+        if self.closing is not None:
+            return
+        for data in frames:
+            self.queue.append((Frame(data, "injected", None, "", rows=0), data))
         self.wake.set()
 
     async def send_control(self, data: bytes) -> None:
@@ -288,6 +301,8 @@ class Connection:
         f = self.faults
         if not data:
             data = frame.data
+        if frame.kind == "injected":
+            self.stats.faults_applied["injected"] += 1
         if f.malformed_rate and self.dice.hit(f.malformed_rate):
             self.stats.faults_applied["malformed"] += 1
             frame = Frame(b"", "malformed", None, "", rows=0)

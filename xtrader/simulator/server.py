@@ -318,6 +318,14 @@ class Simulator:
     def connections(self, venue: str) -> list[Connection]:
         return list(self.venues[venue].connections)
 
+    def inject(self, venue: str, frames: Sequence[bytes]) -> int:
+        """Send raw text `frames` (hostile input: any bytes) on every open connection of `venue`, after
+        the market frames already queued; the number of connections they went to."""
+        connections = [c for c in self.venues[venue].connections if c.ws is not None and c.closing is None]
+        for connection in connections:
+            connection.inject(frames)
+        return len(connections)
+
 
 def _response(reply: HttpReply) -> Response:
     headers = Headers(reply.headers)

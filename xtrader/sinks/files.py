@@ -191,6 +191,10 @@ class PartitionFiles:
         ]
         return min(deadlines, default=None)
 
+    def retrying(self) -> bool:
+        """True while a partition's last write failed (it is retried after `RETRY_AFTER_ERROR_S`)."""
+        return any(part.retry_at for part in self._partitions.values())
+
     def open_files(self) -> int:
         return sum(1 for part in self._partitions.values() if part.file is not None)
 

@@ -21,8 +21,13 @@ files); the numbers follow `xtrader.config.ROTATION_PRESETS`.
 
 A write error in the thread is raised by the next call (`SinkError`); the rows
 that failed stay buffered and are retried on the next flush or after a second.
-While writing fails, the sink holds at most `buffer_bytes` of such rows and then
-refuses new batches with a `SinkError` (back-pressure) until a write succeeds.
+While writing fails, the sink holds at most `buffer_bytes` of such rows in memory;
+beyond, a new batch is only appended to the write-ahead log (acknowledged, counted
+in `log_only_batches`) and read back from it, `buffer_bytes` at a time, once writing
+works again: a full or read-only Parquet disk keeps the data in the log (put it on
+another volume with `wal_dir`) and memory bounded. Without a log (`wal=False`), new
+batches are refused with a `SinkError` (back-pressure) until a write succeeds.
+`failing` says why writing fails (None while it works).
 
 Acknowledged means durable: with `wal` (the default) `write()` returns only once
 the batch is in the write-ahead log (`xtrader.sinks.wal`, `ROOT/.wal/<writer>/`):
@@ -93,6 +98,8 @@ class ParquetSink:
         clock: monotonic seconds, for `max_seconds`.
         wal: log every batch before acknowledging it (see the module doc).
         wal_max_bytes: publish every open file early when the log is bigger.
+        wal_dir: the log's parent directory (`<wal_dir>/<writer_id>/`); None: `ROOT/.wal`. Another volume
+            than `root` keeps the data safe while the Parquet disk is full or read-only.
         wal_sync: `"os"` (acknowledged once in the kernel: survives the process; fsync'd on `tick()`)
             or `"batch"` (fsync'd before each acknowledgement: survives a power loss); `xtrader.sinks.wal`.
     """
@@ -114,6 +121,7 @@ class ParquetSink:
         wal: bool = True,
         wal_max_bytes: int | None = None,
         wal_sync: Sync = "os",
+        wal_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {sorted(MODES)}, got {mode!r}")
@@ -152,6 +160,9 @@ class ParquetSink:
         self._pending_bytes = 0
         self._failing = False
         self._hold_s: float | None = None
+        #: the first lsn of the batches only in the log (taken while writing failed), None: none
+        self._deferred_from: int | None = None
+        self._log_only_batches = 0
         self.wal_max_bytes: int = wal_max_bytes or defaults["wal_max_bytes"]
         # writer-thread side
         self._files = PartitionFiles(self.root, writer_id, self.limits, compression, fsync, self._cond)
@@ -160,7 +171,8 @@ class ParquetSink:
         self.recovered_keys: list[tuple[str, int]] = []
         self._replayed_rows = 0
         if wal:
-            self._wal = WriteAheadLog(self.root / ".wal" / writer_id, fsync=fsync, sync=wal_sync)
+            wal_root = Path(wal_dir) if wal_dir is not None else self.root / ".wal"
+            self._wal = WriteAheadLog(wal_root / writer_id, fsync=fsync, sync=wal_sync)
             self._replay()
         self._thread = threading.Thread(target=self._run, name=f"parquet-sink-{writer_id}", daemon=True)
         self._thread.start()
@@ -189,6 +201,13 @@ class ParquetSink:
             self._raise_failure()
             if self._closed or self._closing:
                 raise SinkClosed("ParquetSink is closed")
+            if self._wal is not None and (
+                self._deferred_from is not None
+                or (self._failing and self._pending_bytes + self._filling_bytes + size > self.buffer_bytes)
+            ):
+                if pieces:
+                    self._log_only(source, seq, conformed)
+                return
             if self._failing and self._pending_bytes + self._filling_bytes + size > self.buffer_bytes:
                 raise SinkError(
                     f"Parquet writer is failing ({self._last_error}); {self._pending_rows} rows held, "
@@ -219,6 +238,25 @@ class ParquetSink:
             depth = self._filling_bytes + self._writing_bytes
             self._queue_high_water_bytes = max(self._queue_high_water_bytes, depth)
             self._cond.notify_all()
+
+    def _log_only(self, source: str, seq: int, conformed: dict[str, pa.RecordBatch]) -> None:
+        """Acknowledge a batch once it is in the log, without holding it in memory; call with _cond held."""
+        assert self._wal is not None
+        try:
+            lsn = self._wal.append(source, seq, conformed)
+        except OSError as exc:  # the log's disk fails too: not taken, the caller retries
+            self._counters["errors"] += 1
+            self._last_error = repr(exc)
+            raise SinkError(f"write-ahead log failed: {exc!r}; the batch was not taken") from exc
+        if self._deferred_from is None:
+            self._deferred_from = lsn
+        self._log_only_batches += 1
+
+    @property
+    def failing(self) -> str | None:
+        """Why writing fails (the last error) while it does; None while it works."""
+        with self._cond:
+            return self._last_error if self._failing else None
 
     def flush(self) -> None:
         """Write and publish everything written so far; returns when it is readable.
@@ -276,7 +314,8 @@ class ParquetSink:
         groups or published files; passes that only buffered rows are not flushes),
         `errors`, `last_error`, `lost_rows` (in a file that a write error left unreadable),
         `recovered_files` / `discarded_temporary_files` (left by a crash), `wal_bytes`, `replayed_rows`
-        (taken from the log at start), `wal_torn_records` (a crash's unacknowledged tail, ignored).
+        (taken from the log at start), `wal_torn_records` (a crash's unacknowledged tail, ignored),
+        `log_only_batches` (taken into the log only, while writing failed), `failing` (why, while it does).
         """
         with self._cond:
             return {
@@ -294,6 +333,8 @@ class ParquetSink:
                 "wal_bytes": self._wal.bytes if self._wal is not None else 0,
                 "replayed_rows": self._replayed_rows,
                 "wal_torn_records": self._wal.torn_records if self._wal is not None else 0,
+                "log_only_batches": self._log_only_batches,
+                "failing": self._last_error if self._failing else None,
             }
 
     def flush_times(self) -> Histogram:
@@ -326,13 +367,19 @@ class ParquetSink:
         """Take the caller's buffer, write it; False when the sink is closed."""
         with self._cond:
             while not (
-                self._filling or self._closing or self._flush_requested > self._flush_done or self._hold_s is not None
+                self._filling
+                or self._closing
+                or self._flush_requested > self._flush_done
+                or self._hold_s is not None
+                or (self._deferred_from is not None and not self._failing)
             ):
                 deadline = self._files.deadline()
                 timeout = None if deadline is None else deadline - self._clock()
                 if timeout is not None and timeout <= 0:
                     break
                 self._cond.wait(timeout)
+            if self._deferred_from is not None and not self._failing:
+                self._read_back()
             pieces, self._filling = self._filling, []
             self._writing_bytes, self._filling_bytes = self._filling_bytes, 0
             flush_target, closing = self._flush_requested, self._closing
@@ -353,17 +400,19 @@ class ParquetSink:
                 self._counters["errors"] += 1
                 self._last_error = repr(error)
                 self._closing = False  # close() raises; the sink stays usable and close() may be retried
-            self._failing = error is not None
+            # failing while a partition waits to retry a failed write (a pass that skipped it proves nothing)
+            self._failing = error is not None or self._files.retrying()
             if self._wal is not None and (self._files.published != published or not self._files.pending_rows()):
                 self._truncate_wal()
-            self._flush_done = max(self._flush_done, flush_target)
+            if self._deferred_from is None or error is not None:  # a flush covers the batches only in the log
+                self._flush_done = max(self._flush_done, flush_target)
             if closing and error is None:
                 self._files.remove_empty_directories()
             self._open_files = self._files.open_files()
             self._pending_rows = self._files.pending_rows()
             self._pending_bytes = self._files.pending_bytes()
             self._cond.notify_all()
-            return not (closing and error is None)
+            return not (closing and error is None and self._deferred_from is None)
 
     def _process(
         self, pieces: list[tuple[Position | None, Piece]], force: bool, hold_s: float | None = None
@@ -373,10 +422,23 @@ class ParquetSink:
         self._files.add(pieces, now)
         return self._files.write(now, publish_all=force, hold_s=hold_s)
 
+    def _read_back(self) -> None:
+        """Queue the next `buffer_bytes` of the batches only in the log; call with _cond held (no append runs)."""
+        assert self._wal is not None and self._deferred_from is not None
+        records, following = self._wal.read_from(self._deferred_from, self.buffer_bytes)
+        for record in records:
+            for table, batch in record.tables.items():
+                for piece in split(table, batch):
+                    self._filling.append(((record.lsn, 0), piece))
+                    self._filling_bytes += piece.batch.nbytes
+        self._deferred_from = None if following >= self._wal.next_lsn else following
+
     def _truncate_wal(self) -> None:
         """Drop the log records whose rows are all in published files; call with _cond held."""
         assert self._wal is not None
         lows = [mark[0] for mark, _ in self._filling if mark is not None]
+        if self._deferred_from is not None:
+            lows.append(self._deferred_from)
         low = self._files.low_water()
         if low is not None:
             lows.append(low)

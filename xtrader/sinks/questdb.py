@@ -190,6 +190,13 @@ class QuestDBSink:
             self._counters["spilled"] += 1
             self._schedule_probe()
 
+    @property
+    def failing(self) -> str | None:
+        """Why batches wait in the spill (QuestDB unreachable) while they do; None once it is empty."""
+        if not len(self._spill):
+            return None
+        return f"QuestDB unreachable ({self._last_error}): {len(self._spill)} batches spilled"
+
     def flush(self) -> None:
         """Try now to replay the whole spill, in order (stops at the first failure).
 

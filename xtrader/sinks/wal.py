@@ -176,6 +176,27 @@ class WriteAheadLog:
             self._bytes += len(frame)
             return lsn
 
+    def read_from(self, lsn: int, max_bytes: int) -> tuple[list[Record], int]:
+        """The intact records with lsn >= `lsn`, oldest first, until about `max_bytes` of batches; and the lsn
+        to go on from (`next_lsn` once every record was read)."""
+        with self._lock:
+            out: list[Record] = []
+            size = 0
+            following = lsn
+            for index, (_, path) in enumerate(self._segments):
+                if index + 1 < len(self._segments) and self._segments[index + 1][0] <= lsn:
+                    continue  # every record of this segment is below `lsn`
+                records, _ = read_segment(path)
+                for record in records:
+                    if record.lsn < following:
+                        continue
+                    out.append(record)
+                    following = record.lsn + 1
+                    size += sum(batch.nbytes for batch in record.tables.values())
+                    if size >= max_bytes:
+                        return out, following
+            return out, max(following, self.next_lsn)
+
     def sync(self) -> None:
         """fsync what was appended since the last fsync (a no-op with `sync="batch"`)."""
         with self._lock:
