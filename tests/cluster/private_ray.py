@@ -128,8 +128,9 @@ class PrivateHead:
             if b"Ray runtime started" in self.log.read_bytes():
                 return
             time.sleep(0.2)
+        log = self.log.read_text()[-3000:]  # before stop(), which removes the temp dir and the log in it
         self.stop()
-        raise TimeoutError(f"ray start not up after {timeout_s:g} s: {self.log.read_text()[-3000:]}")
+        raise TimeoutError(f"ray start not up after {timeout_s:g} s: {log}")
 
     def processes(self) -> list[psutil.Process]:
         """Every process of this head: the `ray start` process, its descendants, anything naming our temp dir."""
