@@ -42,7 +42,8 @@ def fleet(stalled: str = "deribit") -> tuple[dict[str, Any], dict[str, Any]]:
     sink.count(metrics.REJECTS, 4, "okx")
     stats["sink/parquet"] = {
         "sink": "parquet",
-        "rows": {t: dict.fromkeys(VENUES, 1_000) for t in TABLES},
+        "rows": {t: dict.fromkeys(VENUES, 1_000) for t in TABLES},  # taken
+        "writer": {"rows": {t: dict.fromkeys(VENUES, 400) for t in TABLES}},  # in files (row groups written)
         "metrics": sink.snapshot(),
     }
     return info, stats
@@ -82,7 +83,8 @@ def test_the_live_view_shows_every_stream_the_totals_and_the_last_minutes_events
     for part in ("live", "55.5", "100", "0.1", "3.00", "10.0.0.7"):
         assert part in okx, okx
     assert "stalled" in next(line for line in text.splitlines() if "deribit/c0/r0" in line)
-    assert "rows stored: parquet 12,000" in text  # 3 tables x 4 venues x 1,000
+    # 3 tables x 4 venues x 1,000 taken by the sink, of which 400 each already in files
+    assert "sink rows: parquet 12,000 (4,800 in files)" in text
     assert "4 rejects" in text
     assert "36 streams (27 live, 9 stalled)" in text
     assert "events in the last 60 s: 3 gap" in text

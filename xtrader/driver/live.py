@@ -2,8 +2,8 @@
 
 The same view as `xtrader status --watch` (`xtrader.status.render`: every stream's state, rows/s, last
 message age, gaps, resyncs, reconnects, latency p99 and node; the totals; the last minute's events), with
-a line above it of what only the driver knows: the rows each sink stored, the latency, the rejected,
-duplicate and dropped rows.
+a line above it of what only the driver knows: the rows each sink took and stored, the latency, the
+rejected, duplicate and dropped rows.
 """
 
 from __future__ import annotations
@@ -24,17 +24,22 @@ def live_title(elapsed: float, throughput: float) -> str:
     return f"xtrader capture - {elapsed:.0f} s - {throughput:,.0f} msg/s"
 
 
+def _rows(tables: Mapping[str, Mapping[str, int]]) -> int:
+    return sum(rows for venues in tables.values() for rows in venues.values())
+
+
 def totals_header(totals: Mapping[str, Any]) -> str:
-    """Rows stored per sink, code latency p50/p99, rejected/duplicate/dropped rows (from `aggregate`)."""
+    """Rows each sink took (and of those, already in files), code latency p50/p99, rejected/duplicate/dropped
+    rows (from `aggregate`)."""
     stored = ", ".join(
-        f"{sink} {sum(rows for venues in tables.values() for rows in venues.values()):,}"
-        for sink, tables in sorted(totals["written"].items())
+        f"{sink} {_rows(tables):,} ({_rows(totals['written'].get(sink, {})):,} in files)"
+        for sink, tables in sorted(totals["received"].items())
     )
     latency = metrics_latency_ms(totals["latency"])
     ms = " / ".join("-" if latency.get(p) is None else f"{latency[p]:,.2f}" for p in ("p50", "p99"))
     events = totals["events"]
     issues = ", ".join(f"{events.get(k, 0):,} {k}" for k in ("rejects", "duplicates", "drops"))
-    return f"rows stored: {stored or 'none yet'}; latency p50 / p99: {ms} ms; {issues}"
+    return f"sink rows: {stored or 'none yet'}; latency p50 / p99: {ms} ms; {issues}"
 
 
 def live_view(
