@@ -87,7 +87,15 @@ class ControllerActor:
 
     async def streams_table(self) -> pa.Table:
         """One row per (venue, table, symbol, connection): see `xtrader.streams_table.streams`."""
+        return self._streams(await self.stats())
+
+    async def live_view(self, events_since: float | None = None) -> dict[str, Any]:
+        """The driver's live view in one read: every actor's `stats` (as `stats()`), the `streams` table
+        (as `streams_table()`) and the newest `events` (as `events(events_since)`)."""
         stats = await self.stats()
+        return {"stats": stats, "streams": self._streams(stats), "events": await self.events(events_since)}
+
+    def _streams(self, stats: dict[str, Any]) -> pa.Table:
         pending = {c: cpus for added in self.added for c, cpus in added.pending.items()}
         return streams_table.streams(self.streams, {**stats, **self.retired}, self.rates.rates(), pending=pending)
 

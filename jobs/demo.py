@@ -123,11 +123,9 @@ def run_demo(args: argparse.Namespace) -> int:
     result = run_until_signalled("xtrader demo", capture, args, until, chaos)
     if isinstance(result, int):
         return result
-    ok = all(
-        entry["sent"] is None or all(w is None or w == entry["sent"] + entry["rest"] for w in entry["written"].values())
-        for venues_ in result["tables"].values()
-        for entry in venues_.values()
-    )
+    from xtrader.driver.summary_view import written_ok
+
+    ok = all(written_ok(entry) is not False for venues_ in result["tables"].values() for entry in venues_.values())
     books = result["books"]
     print(
         f"xtrader demo: written == sent + rest for every table: {'yes' if ok else 'NO'}; "

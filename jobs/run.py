@@ -162,6 +162,12 @@ def run(
         if verbose:
             print(json.dumps({"actors": final}, default=str)[:20000], file=sys.stderr)
             print_latency(aggregator.snapshot())
+        if sys.stdout.isatty():  # for people; the JSON line below is for scripts
+            from rich.console import Console
+
+            from xtrader.driver.summary_view import summary_renderable
+
+            Console().print(summary_renderable(result))
         print(SUMMARY_PREFIX + json.dumps(result, separators=(",", ":")), flush=True)
         if summary_json:
             Path(summary_json).parent.mkdir(parents=True, exist_ok=True)

@@ -12,11 +12,12 @@ from typing import Any
 
 from jobs.fleet import Running
 from xtrader.config import Capture
-from xtrader.driver.live import live_table
+from xtrader.driver.live import REFRESH_PER_S, live_view
 from xtrader.driver.simthread import SimulatorThread
 from xtrader.driver.totals import aggregate
 from xtrader.driver.until import StopWhen, caught_up
 from xtrader.statsd_export import push_statsd
+from xtrader.status import EVENTS_WINDOW_S
 
 log = logging.getLogger("xtrader.capture")
 
@@ -42,10 +43,12 @@ def watch(
 
     interval = capture.metrics.interval_s
     live = None
+    view: dict[str, Any] = {}
     if capture.metrics.live_table and sys.stdout.isatty():
         from rich.live import Live
+        from rich.text import Text
 
-        live = Live(refresh_per_second=2)
+        live = Live(Text("xtrader capture: starting ..."), refresh_per_second=REFRESH_PER_S)
         live.start()
     missing = ["no stats read yet"] if until else []
     try:
@@ -55,7 +58,11 @@ def watch(
                 break
             stop_event.wait(min(interval, max(0.05, (duration_s - elapsed) if duration_s else interval)))
             try:
-                stats = ray.get(running.controller.stats.remote(), timeout=10)
+                if live is not None:  # the stats, the streams table and the last minute's events in one read
+                    view = ray.get(running.controller.live_view.remote(time.time() - EVENTS_WINDOW_S), timeout=10)
+                    stats = view["stats"]
+                else:
+                    stats = ray.get(running.controller.stats.remote(), timeout=10)
                 if ray.get(running.controller.should_stop.remote(), timeout=10):
                     break
             except Exception as exc:
@@ -68,7 +75,17 @@ def watch(
             push_statsd(statsd, aggregator)
             elapsed = time.monotonic() - started
             if live is not None:
-                live.update(live_table(totals, elapsed, throughput))
+                height = live.console.size.height
+                live.update(
+                    live_view(
+                        view["streams"],
+                        view["events"],
+                        totals=totals,
+                        elapsed=elapsed,
+                        throughput=throughput,
+                        height=height,
+                    )
+                )
             if until:
                 missing = until.missing(running.plan, stats, totals)
                 if not missing:

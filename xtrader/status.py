@@ -1,7 +1,8 @@
 """`xtrader status`: the running capture's streams, totals and last minute's events as rich tables.
 
 `render(streams, events)` is pure (Arrow tables in, a rich renderable out) and is what `--watch`
-refreshes; `main` attaches (`xtrader.control.attach`) and prints, or says that no capture is running.
+refreshes, and what `xtrader demo` / `xtrader capture` show live in a terminal (`xtrader.driver.live`);
+`main` attaches (`xtrader.control.attach`) and prints, or says that no capture is running.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ import pyarrow as pa
 EXIT_OK, EXIT_NO_CAPTURE = 0, 1
 #: events shown (the newest)
 EVENTS_SHOWN = 10
+#: the events listed are those of the last ... seconds
+EVENTS_WINDOW_S = 60.0
+#: lines a rich table takes besides its rows: title, top border, header, header separator, bottom border
+_TABLE_CHROME = 5
 
 _STATE_STYLE = {"live": "green", "resyncing": "yellow", "connecting": "cyan", "stalled": "red", "stopped": "dim"}
 
@@ -30,7 +35,18 @@ def _fmt(value: Any, digits: int = 1) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
-def streams_renderable(streams: pa.Table, title: str = "xtrader streams") -> Any:
+def shown_rows(rows: list[dict[str, Any]], max_rows: int | None) -> list[dict[str, Any]]:
+    """At most `max_rows` of `rows`, in their order: the streams not live first (those a person looks for),
+    then the live ones."""
+    if max_rows is None or len(rows) <= max_rows:
+        return rows
+    order = sorted(range(len(rows)), key=lambda i: (rows[i]["state"] == "live", i))
+    return [rows[i] for i in sorted(order[: max(0, max_rows)])]
+
+
+def streams_renderable(streams: pa.Table, title: str = "xtrader streams", max_rows: int | None = None) -> Any:
+    """The streams table; with `max_rows`, at most that many rows (the others counted in its caption)."""
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=title)
@@ -50,14 +66,20 @@ def streams_renderable(streams: pa.Table, title: str = "xtrader streams") -> Any
         ("node", "left"),
     ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for row in streams.to_pylist():
+    rows = streams.to_pylist()
+    shown = shown_rows(rows, max_rows)
+    if len(shown) < len(rows):
+        hidden = Counter(r["state"] for r in rows) - Counter(r["state"] for r in shown)
+        states = ", ".join(f"{n} {state}" for state, n in sorted(hidden.items()))
+        table.caption = f"{len(rows) - len(shown)} more streams not shown ({states}): a taller terminal shows them"
+    for row in shown:
         state = row["state"]
         style = _STATE_STYLE.get(state, "magenta")  # "waiting for N CPU"
         table.add_row(
-            row["venue"],
-            row["table"],
-            row["symbol"],
-            row["connection"],
+            escape(row["venue"]),
+            escape(row["table"]),
+            escape(row["symbol"]),
+            escape(row["connection"]),
             f"[{style}]{state}[/]",
             _fmt(row["rows_per_s"]),
             _fmt(row["rows"]),
@@ -87,7 +109,8 @@ def totals_line(streams: pa.Table) -> str:
     )
 
 
-def events_renderable(events: pa.Table, window_s: float = 60.0) -> Any:
+def events_renderable(events: pa.Table, window_s: float = EVENTS_WINDOW_S) -> Any:
+    from rich.markup import escape
     from rich.table import Table
 
     rows = events.to_pylist()
@@ -100,20 +123,44 @@ def events_renderable(events: pa.Table, window_s: float = 60.0) -> Any:
         ts = r["ts"]
         table.add_row(
             ts.strftime("%H:%M:%S.%f")[:-3] if ts is not None else "-",
-            str(r["exchange"]),
-            r["symbol"] or "-",
-            str(r["kind"]),
-            (r["detail"] or "")[:120],
+            escape(str(r["exchange"])),
+            escape(r["symbol"] or "-"),
+            escape(str(r["kind"])),
+            escape((r["detail"] or "")[:120]),  # error texts carry brackets: text, not markup
         )
     return table
 
 
-def render(streams: pa.Table, events: pa.Table, window_s: float = 60.0) -> Any:
-    """The whole status view: the streams table, the totals, the last minute's events."""
+def render(
+    streams: pa.Table,
+    events: pa.Table,
+    window_s: float = EVENTS_WINDOW_S,
+    *,
+    title: str = "xtrader streams",
+    header: str | None = None,
+    height: int | None = None,
+) -> Any:
+    """The whole status view: `header` (a line above it all, if any), the streams table, the totals, the
+    last minute's events.
+
+    `height`: the terminal's lines; the streams table then leaves out live streams (counted in its caption)
+    so that the whole view fits, totals and events included.
+    """
     from rich.console import Group
     from rich.text import Text
 
-    return Group(streams_renderable(streams), Text(totals_line(streams)), events_renderable(events, window_s))
+    max_rows = None
+    if height is not None:
+        events_lines = 1 + 4 + min(events.num_rows, EVENTS_SHOWN)  # title, borders and header, rows
+        fixed = (1 if header else 0) + _TABLE_CHROME + 1 + 1 + events_lines  # + caption + totals
+        max_rows = max(1, height - fixed - 1)  # and the line the cursor stands on
+    parts: list[Any] = [Text(header)] if header else []
+    parts += [
+        streams_renderable(streams, title, max_rows),
+        Text(totals_line(streams)),
+        events_renderable(events, window_s),
+    ]
+    return Group(*parts)
 
 
 def build_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -141,8 +188,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"xtrader status: no capture running: {exc}", file=sys.stderr)
         return EXIT_NO_CAPTURE
 
-    def view() -> Any:
-        return render(control.streams(), control.events(since=time.time() - 60.0))
+    def view(height: int | None = None) -> Any:
+        return render(control.streams(), control.events(since=time.time() - EVENTS_WINDOW_S), height=height)
 
     try:
         if not args.watch:
@@ -150,10 +197,10 @@ def main(args: argparse.Namespace) -> int:
             return EXIT_OK
         from rich.live import Live
 
-        with Live(view(), console=console, refresh_per_second=4) as live:
+        with Live(view(console.size.height), console=console, refresh_per_second=4) as live:
             while True:
                 time.sleep(args.interval)
-                live.update(view())
+                live.update(view(console.size.height))
     except KeyboardInterrupt:
         return EXIT_OK
     except Exception as exc:  # the capture ended while we watched (its controller is gone)

@@ -23,6 +23,24 @@ def rows_on_disk(root: Path, table: str) -> dict[str, int]:
     return {c["values"]: c["counts"] for c in exchange.column("exchange").cast("string").value_counts().to_pylist()}
 
 
+#: every line `xtrader demo` writes on stdout when it is not a terminal (no live view, no summary table)
+PLAIN_LINES = (
+    "xtrader demo: simulator (",
+    "xtrader-summary: {",
+    "xtrader demo: written == sent + rest for every table: ",
+    "query the trades:",
+    "  python -c ",
+)
+
+
+def assert_plain_lines_only(stdout: str) -> None:
+    """Without a terminal: the plain lines only, no rich table (box drawing) and no escape sequence."""
+    assert "\x1b" not in stdout, stdout[-3000:]
+    assert not set(stdout) & set("│┃━─┏└"), stdout[-3000:]
+    others = [line for line in stdout.splitlines() if not line.startswith(PLAIN_LINES)]
+    assert others == [], stdout[-3000:]
+
+
 def test_demo_writes_everything_the_simulator_sent(tmp_path: Path) -> None:
     summary_path = tmp_path / "summary.json"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -49,6 +67,7 @@ def test_demo_writes_everything_the_simulator_sent(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert_plain_lines_only(done.stdout)
     lines = [line for line in done.stdout.splitlines() if line.startswith("xtrader-summary: ")]
     assert len(lines) == 1
     summary = json.loads(lines[0].removeprefix("xtrader-summary: "))

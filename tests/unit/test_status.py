@@ -77,3 +77,10 @@ def test_totals_count_a_connections_reconnects_once() -> None:
     rows = {"l2": {"BTC-USDT": 1}, "trades": {"BTC-USDT": 1}}
     table = streams(info, {"okx/c0/r0": connector(subscriptions=subs, symbol_rows=rows)})
     assert "3 reconnects" in totals_line(table)
+
+
+def test_an_events_detail_is_shown_as_written_not_read_as_markup() -> None:
+    table = events(["disconnect"])
+    table = table.set_column(table.schema.get_field_index("detail"), "detail", pa.array(["closed [code 1006] [/]"]))
+    text = text_of(render(streams(STREAMS, {}), table))
+    assert "closed [code 1006] [/]" in text

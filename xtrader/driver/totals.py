@@ -10,7 +10,8 @@ SINK_KINDS = ("parquet", "questdb")
 
 
 def aggregate(stats: Mapping[str, Any], aggregator: Any = None) -> dict[str, Any]:
-    """Totals across actors: rows stored per sink/table/venue (and how many came from REST), events, latency.
+    """Totals across actors: rows stored (`written`) and taken (`received`) per sink/table/venue (and how many
+    came from REST), events, latency.
 
     Every actor's `metrics` snapshot goes into `aggregator` (an `xtrader.metrics.Aggregator`, which
     keeps counters monotonic across restarts and serves /metrics); the totals come from it.
@@ -19,6 +20,7 @@ def aggregate(stats: Mapping[str, Any], aggregator: Any = None) -> dict[str, Any
 
     aggregator = aggregator or metrics.Aggregator()
     written: dict[str, dict[str, dict[str, int]]] = {}
+    received: dict[str, dict[str, dict[str, int]]] = {}
     rest_rows: dict[str, dict[str, dict[str, int]]] = {}
     unacked_rows = 0
     not_closed: list[str] = []
@@ -36,11 +38,14 @@ def aggregate(stats: Mapping[str, Any], aggregator: Any = None) -> dict[str, Any
             writer: dict[str, Any] = s["writer"] if isinstance(s.get("writer"), dict) else {}
             stored = writer.get("rows")
             written[kind] = stored if isinstance(stored, dict) else s.get("rows", {})
+            received[kind] = s.get("rows", {})
             rest_rows[kind] = s.get("origins", {}).get("rest", {})
     snapshot = aggregator.snapshot()
     high_water = max((g["value"] for g in snapshot["gauges"] if g["name"] == metrics.QUEUE_HIGH_WATER), default=0)
     return {
         "written": written,
+        # what each sink took (a Parquet sink's rows reach its files a row group or a file at a time)
+        "received": received,
         "rest_rows": rest_rows,
         "latency": metrics.latency(snapshot, metrics.CODE_LATENCY),
         # per sink (the series' channel is the sink's name): its writer's flush durations
