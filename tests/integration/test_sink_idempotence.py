@@ -188,4 +188,3 @@ def _read(path: Path) -> pa.Table:
     import pyarrow.parquet as pq
 
     return pq.read_table(path, columns=["seq"])
-

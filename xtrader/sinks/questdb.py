@@ -18,7 +18,14 @@
   QuestDB acknowledged it. A server reply that retrying cannot fix (400
   malformed data, 413, 415) sends the batch to `spill_dir/rejected/` instead.
 - At-least-once: a request that times out after QuestDB committed it is sent
-  again. Declare `DEDUP UPSERT KEYS` on the tables where that matters.
+  again, and so is a spilled batch whose replay was committed just before a
+  crash (the file is deleted after QuestDB's answer). The tables are created
+  at start with `DEDUP UPSERT KEYS` (`xtrader.sinks.ddl`), so a batch sent
+  twice is stored once.
+- Idempotence across restarts: the front's seen state (`xtrader.seen`) is
+  saved in `spill_dir/seen.json` on every periodic flush and at close
+  (`save_seen`) and read back at start (`recovered_seen`); a retry of a batch
+  acknowledged since the last save is sent again, and the dedup keys absorb it.
 - Acknowledged means durable without a log of its own: `write()` returns only
   once QuestDB committed the batch or it is in an fsync'd spill file, so the
   spill is this sink's write-ahead log (replayed on restart and by the host's
@@ -43,6 +50,7 @@ from questdb import QuestDBError, QuestDBErrorCode, Sender
 from xtrader.errors import ConfigError
 from xtrader.histogram import Histogram
 from xtrader.retry import backoff
+from xtrader.seen import SeenState
 from xtrader.sinks import ilp
 from xtrader.sinks.common import Durations, SinkClosed, add_counts, conform, rows_by_exchange
 from xtrader.sinks.spill import Spill
@@ -136,6 +144,8 @@ class QuestDBSink:
         self._clock = clock
         self._rng = rng or random.Random()
         self._spill = Spill(spill_dir, fsync=fsync)
+        self._seen_path = self._spill.directory / "seen.json"
+        self._fsync = fsync
         try:
             self._sender = Sender.from_conf(self.conf)
             self._sender.establish()  # type: ignore[no-untyped-call]
@@ -189,6 +199,18 @@ class QuestDBSink:
             self._spill.append(table, batch)
             self._counters["spilled"] += 1
             self._schedule_probe()
+
+    def recovered_seen(self) -> SeenState:
+        """The seen state saved by the last `save_seen` on this spill directory (empty if none)."""
+        try:
+            return SeenState.load(self._seen_path)
+        except (OSError, ValueError) as exc:  # never half written (atomic save); a foreign file: start empty
+            self._last_error = f"unreadable {self._seen_path}: {exc!r}"
+            return SeenState()
+
+    def save_seen(self, state: SeenState) -> None:
+        """Save the front's seen state next to the spill (atomically, fsync'd)."""
+        state.save(self._seen_path, fsync=self._fsync)
 
     def flush(self) -> None:
         """Try now to replay the whole spill, in order (stops at the first failure).
