@@ -188,3 +188,47 @@ def _read(path: Path) -> pa.Table:
     import pyarrow.parquet as pq
 
     return pq.read_table(path, columns=["seq"])
+
+
+class BookHandle:
+    """An OrderBookActor handle without Ray: `on_batch.remote(...)` runs the actor's coroutine as a task."""
+
+    def __init__(self, book: OrderBookActor) -> None:
+        self.book = book
+        self.on_batch = self
+        self.stats = self
+
+    def remote(self, *args: Any) -> Any:
+        if not args:
+            future = asyncio.get_running_loop().create_future()
+            future.set_result({})
+            return future
+        return asyncio.ensure_future(self.book.on_batch(*args))
+
+
+async def test_derived_keys_leave_no_gap_at_the_sink_where_an_input_made_no_output(tmp_path: Path) -> None:
+    """Duplicates the arbiter drops, trades-only inputs the book never sees: their keys are skipped, not gaps."""
+    front = SinkFront(parquet(tmp_path), "parquet")
+    sink = SinkHandle(front)
+    book = OrderBookActor("okx/s0", "okx", [sink], snapshot_interval_s=0)
+    arbiter = ArbiterActor("okx/s0", "okx", [sink], BookHandle(book))
+    for n in range(20):
+        if n % 2:
+            batches = l2_batch("okx", [("BTC-USDT", n, n - 1, None, n == 1, [(10.0, 1.0 + n)], [])])
+        else:
+            batches = trades_batch("okx", [("BTC-USDT", str(n))])
+        for connection in ("c0", "c1"):  # the second copy of each batch is a duplicate: no output
+            await arbiter.on_batch(f"okx/s0/{connection}", batches, f"okx/s0/{connection}#e1", n)
+    await arbiter.drain()
+    await book.inorder.flush()
+    await book.outputs.drain()
+    await arbiter.on_batch("okx/s0/c0", trades_batch("okx", [("BTC-USDT", "x")]), "okx/s0/c0#e1", 20)
+    await arbiter.drain()
+    await book.outputs.drain()
+    front.close()
+    derived = {source: seen for source, seen in front.seen.sources.items() if "|" in source}
+    assert derived, front.seen.sources
+    gaps = {source: sorted(seen.above) for source, seen in derived.items() if seen.above}
+    assert not gaps, gaps
+    assert front.seen["arbiter:okx/s0|okx/s0/c0#e1"].floor == 20
+    assert front.seen["arbiter:okx/s0|okx/s0/c1#e1"].floor == 19
