@@ -556,7 +556,10 @@ class IlpReceiver:
             if not altered.wal:
                 raise SqlError("deduplication is possible only on WAL tables")
             altered.keys = self._keys(altered, keys)
-            altered.index = {}  # existing rows are not deduplicated, only new ones (QuestDB)
+            # stored rows stay as they are (duplicates too); new rows are matched against all of them
+            altered.index = {}
+            for position, row in enumerate(self.rows.get(name, [])):
+                altered.index.setdefault(self._key(altered, row), position)
             return
         raise SqlError("this receiver takes CREATE TABLE and ALTER TABLE ... DEDUP ENABLE only")
 
