@@ -107,6 +107,8 @@ class SinkFront:
         self.sleep = sleep
         self.retries = 0
         self.failures = 0
+        self._changes = 0  # changes to `seen`, and how many were saved (a writer with `save_seen`)
+        self._saved = 0
         self.lock = threading.RLock()
         self._timer: threading.Thread | None = None
         self._stop = threading.Event()
@@ -152,7 +154,9 @@ class SinkFront:
         anchor: Anchor | None,
         skipped: Skipped,
     ) -> bool:
-        self.seen.skip(skipped)
+        if skipped:
+            self.seen.skip(skipped)
+            self._changes += 1
         seen = self.seen[source_id]
         if batch_seq in seen:
             self.repeats += 1
@@ -177,6 +181,7 @@ class SinkFront:
                 self._count({table: batch}, origin, anchor)
         self.partial.pop(key, None)
         seen.add(batch_seq)
+        self._changes += 1
         self.write_time.record(int((time.perf_counter() - start) * 1e9))
         self.batches += 1
         return True
@@ -243,8 +248,9 @@ class SinkFront:
 
     def _save_seen(self) -> None:
         save = getattr(self.writer, "save_seen", None)
-        if callable(save):
+        if callable(save) and self._changes != self._saved:
             save(self.seen)
+            self._saved = self._changes
 
     def start_timer(self, interval_s: float) -> None:
         """Call `tick()` every `interval_s` on a daemon thread until `close()`."""
