@@ -1,10 +1,26 @@
 """Where a producer's batches go: trades / bbo / events to the sinks, l2 to the order-book actor.
 
-Every sink write carries (source_id, batch_seq); `source_id` is unique per
-actor incarnation, so a retried call is written once and a restarted
-producer's new batches are not mistaken for repeats. Each sink has its own
-seq counter, and a seq is taken only when the batch is actually sent to that
-sink: a batch the lossy policy drops takes none, so no sink waits for a gap.
+Every sink write carries (source_id, batch_seq), and the sink stores each once,
+across its own restarts too (`xtrader.sinkfront`, `xtrader.seen`). Two kinds:
+
+- Root writes (a connector's own batches, the book's periodic snapshots): the
+  data is new in each incarnation, and Ray never retries those calls, so the
+  id is the producer's name plus an epoch unique to the incarnation
+  (`source_id(name)`: `name#<epoch>`), numbered by a per-sink counter. A seq is
+  taken only when the batch is actually sent to that sink: a batch the lossy
+  policy drops takes none, so no sink waits for a gap.
+- Derived writes (the arbiter's and the order-book actor's output for a
+  numbered input call): Ray retries an input call on the restarted actor, so
+  the key is derived from the input's own key, never from the incarnation:
+  input (source, seq) -> `(f"{name}|{source}", seq)` (the book: seq * 2 for
+  the REST rows, seq * 2 + 1 for the rest). A restarted arbiter or book thus
+  writes a retried call's output under the key it used before its death (a
+  repeat at the sink), and new inputs under new keys. The arbiter hands its
+  derived key to the book as the book's input key (`origin`). Where an input
+  makes no output for a sink (nothing for it, or dropped by the lossy policy)
+  the key is reported as skipped with the next write to that sink (and, for
+  the book's origins, with the next call to the book), so the sink's floor
+  passes it.
 
 Each sink has its own window (`sink_max_inflight` unacknowledged writes per
 producer; `pipeline.sink_max_inflight`), and a producer's batch waits for a slot
@@ -32,9 +48,14 @@ from xtrader.batch import Batches
 from xtrader.clock import Anchor
 from xtrader.flow import Policy
 
+#: (source_id, batch_seq) of a derived write
+Key = tuple[str, int]
+#: (source_id, low, high): seqs that will never be written
+Skip = tuple[str, int, int]
+
 
 def source_id(name: str) -> str:
-    """A producer id unique to this incarnation of the actor."""
+    """A root producer's id: its name plus an epoch unique to this incarnation of the actor."""
     return f"{name}#{uuid.uuid4().hex[:8]}"
 
 
@@ -65,8 +86,11 @@ class Outputs:
         self.sinks = sinks
         self.book = book
         self.arbiter = arbiter
-        #: the next batch_seq of each sink
+        #: the next batch_seq of each sink (root writes)
         self.sink_seqs = [0] * len(sinks)
+        #: derived keys skipped since the last write, per sink, and since the last call to the book
+        self.sink_skips: list[_Skips] = [_Skips() for _ in sinks]
+        self.book_skips = _Skips()
         self.book_numbers = _Numbers()
         self.arbiter_numbers = _Numbers()
         self.dropped_reported = 0
@@ -90,10 +114,30 @@ class Outputs:
             return None
         return self.book_numbers.take()
 
-    async def emit(self, batches: Batches, rest: bool = False, book_seq: int | None = None) -> None:
+    def derived(self, key: Key) -> Key:
+        """The key of this producer's output for input `key` (stable across its restarts)."""
+        return f"{self.name}|{key[0]}", key[1]
+
+    def skip(self, key: Key, sinks: bool = True, book: bool = False) -> None:
+        """Derived `key` will never be written to the sinks (and/or be an origin at the book)."""
+        if sinks:
+            for skips in self.sink_skips:
+                skips.add(key[0], key[1], key[1])
+        if book and self.book is not None:
+            self.book_skips.add(key[0], key[1], key[1])
+
+    def skip_range(self, source: str, low: int, high: int) -> None:
+        """Derived seqs `low..high` of `source` will never be written to the sinks."""
+        for skips in self.sink_skips:
+            skips.add(source, low, high)
+
+    async def emit(
+        self, batches: Batches, rest: bool = False, book_seq: int | None = None, key: Key | None = None
+    ) -> None:
         """Send one producer batch on; `rest` marks a REST book snapshot (never dropped).
 
-        `book_seq`: its number from `book_ticket` (taken here when None).
+        `book_seq`: its number from `book_ticket` (taken here when None). `key`: the input call's
+        (source, seq) it came from (the arbiter): sink writes and the book's origin derive from it.
         """
         if self.arbiter is not None and not rest:
             seq = self.arbiter_numbers.take()
@@ -108,21 +152,30 @@ class Outputs:
             return
         if book_seq is None:
             book_seq = self.book_ticket(batches)
+        out = self.derived(key) if key is not None else None
         tables = _direct_tables(batches)
         if tables:
-            await self.write(tables, anchor=batches.anchor)
+            await self.write(tables, anchor=batches.anchor, key=out)
+        elif out is not None:
+            self.skip(out)
         if (batches.l2 is not None or batches.notices) and self.book is not None and book_seq is not None:
             l2 = _book_part(batches)
             rows = batches.l2.num_rows if batches.l2 is not None else 0
-            book, numbers, seq = self.book, self.book_numbers, book_seq
+            book, numbers, seq, skips = self.book, self.book_numbers, book_seq, self.book_skips
             # notices (a link lost, an unsubscribe) are never dropped
             sent = await self.book_window.send(
                 rows,
-                lambda: book.on_batch.remote(self.name, l2, rest, self.source_id, seq, numbers.report()),
+                lambda: book.on_batch.remote(
+                    self.name, l2, rest, self.source_id, seq, numbers.report(), out, skips.take()
+                ),
                 precious=rest or bool(batches.notices),
             )
             if not sent:
                 numbers.dropped(seq)
+                if out is not None:
+                    self.skip(out, sinks=False, book=True)
+        elif out is not None:
+            self.skip(out, sinks=False, book=True)
 
     def dispatch(self, batches: Batches, rest: bool = False) -> Awaitable[None]:
         """Start the downstream calls of one batch (the connector's emit); the awaitable its producer holds.
@@ -166,33 +219,47 @@ class Outputs:
             refs.append(self.book.on_batch.remote(self.name, l2, rest, self.source_id, seq, dropped))
         return refs
 
-    async def write(self, tables: dict[str, Any], origin: str = "", anchor: Anchor | None = None) -> None:
-        """Write tables to every sink, each under its next batch_seq (`anchor`: the producer's clocks, for latency)."""
-        await self._write(tables, origin, anchor)
+    async def write(
+        self, tables: dict[str, Any], origin: str = "", anchor: Anchor | None = None, key: Key | None = None
+    ) -> None:
+        """Write tables to every sink, each under its next batch_seq, or under `key` (a derived write).
 
-    async def write_soon(self, tables: dict[str, Any], origin: str = "", anchor: Anchor | None = None) -> None:
+        `anchor`: the producer's clocks, for latency. A derived write the lossy policy drops is skipped.
+        """
+        await self._write(tables, origin, anchor, key)
+
+    async def write_soon(
+        self, tables: dict[str, Any], origin: str = "", anchor: Anchor | None = None, key: Key | None = None
+    ) -> None:
         """`write` without holding the caller: the slots are awaited (and the seqs taken) in a task.
 
         The caller (an actor method) returns at once, so the next batch is not held up behind
         a sink ack; at most 2 * max_inflight writes wait here, beyond that the caller waits too.
         """
-        task = asyncio.get_running_loop().create_task(self._write(tables, origin, anchor))
+        task = asyncio.get_running_loop().create_task(self._write(tables, origin, anchor, key))
         self.pending_writes.append(task)
         self.pending_writes = [t for t in self.pending_writes if not t.done()]
         while len(self.pending_writes) > 2 * self.max_inflight:
             await self.pending_writes[0]
             self.pending_writes = [t for t in self.pending_writes if not t.done()]
 
-    async def _write(self, tables: dict[str, Any], origin: str, anchor: Anchor | None) -> None:
-        """A slot in each sink's window, independently (FIFO per window, so each sink's seqs stay in order)."""
+    async def _write(self, tables: dict[str, Any], origin: str, anchor: Anchor | None, key: Key | None = None) -> None:
+        """A slot in each sink's window, independently (FIFO per window, so each sink's seqs stay in order).
+
+        A derived key a sink's window dropped (lossy) is reported to that sink as skipped with its next write.
+        """
         rows = sum(b.num_rows for b in tables.values())
         sends = [
-            window.send(rows, self._sink_write(index, tables, origin, anchor))
+            window.send(rows, self._sink_write(index, tables, origin, anchor, key))
             for index, window in enumerate(self.sink_windows)
         ]
         sent = await asyncio.gather(*sends) if len(sends) > 1 else [await sends[0]] if sends else []
         for index, ok in enumerate(sent):
-            if not ok and self.on_event is not None:
+            if ok:
+                continue
+            if key is not None:
+                self.sink_skips[index].add(key[0], key[1], key[1])
+            if self.on_event is not None:
                 self.on_event(
                     "drop",
                     f"sink {index} window full ({self.sink_windows[index].gate.window.max_inflight}"
@@ -203,13 +270,22 @@ class Outputs:
         if self.on_event is not None:
             self.on_event("error", f"sink {index} failed a batch: {exc!r}")
 
-    def _sink_write(self, index: int, tables: dict[str, Any], origin: str, anchor: Anchor | None) -> Any:
-        """A thunk starting sink `index`'s write; the batch_seq is taken when it is called (the batch is sent)."""
+    def _sink_write(
+        self, index: int, tables: dict[str, Any], origin: str, anchor: Anchor | None, key: Key | None = None
+    ) -> Any:
+        """A thunk starting sink `index`'s write; a root batch_seq is taken when it is called (the batch is sent).
+
+        The write carries the derived keys skipped for this sink since the last one.
+        """
 
         def call() -> Any:
-            seq = self.sink_seqs[index]
-            self.sink_seqs[index] = seq + 1
-            return self.sinks[index].write.remote(self.source_id, seq, tables, origin, anchor)
+            if key is None:
+                source, seq = self.source_id, self.sink_seqs[index]
+                self.sink_seqs[index] = seq + 1
+            else:
+                source, seq = key
+            skipped = self.sink_skips[index].take()
+            return self.sinks[index].write.remote(source, seq, tables, origin, anchor, skipped)
 
         return call
 
@@ -261,6 +337,25 @@ def _direct_tables(batches: Batches) -> dict[str, Any]:
     """The tables of a producer batch that go straight to the sinks."""
     pairs = (("trades", batches.trades), ("bbo", batches.bbo), ("events", batches.events))
     return {table: batch for table, batch in pairs if batch is not None}
+
+
+class _Skips:
+    """Ranges of skipped keys per source, merged while they are contiguous; taken (and cleared) by a call."""
+
+    def __init__(self) -> None:
+        self.ranges: dict[str, list[list[int]]] = {}
+
+    def add(self, source: str, low: int, high: int) -> None:
+        ranges = self.ranges.setdefault(source, [])
+        if ranges and ranges[-1][1] + 1 >= low and ranges[-1][0] <= low:
+            ranges[-1][1] = max(ranges[-1][1], high)
+        else:
+            ranges.append([low, high])
+
+    def take(self) -> tuple[Skip, ...]:
+        out = tuple((source, low, high) for source, ranges in self.ranges.items() for low, high in ranges)
+        self.ranges.clear()
+        return out
 
 
 class _Numbers:

@@ -6,14 +6,18 @@ import time
 from typing import Any
 
 from actors._inorder import InOrder
-from actors._route import Outputs
+from actors._route import Key, Outputs
 from xtrader.arbiter_batches import BatchArbiter
 from xtrader.batch import Batches
 from xtrader.flow import Policy
 
 
 class ArbiterActor:
-    """First arrival wins across the connections of one stream; winners go to the book and the sinks."""
+    """First arrival wins across the connections of one stream; winners go to the book and the sinks.
+
+    The output of a numbered input call is written under a key derived from the call's
+    (source, seq) (`actors._route`), so Ray's retry of a call on the restarted actor is a repeat.
+    """
 
     def __init__(
         self,
@@ -46,7 +50,7 @@ class ArbiterActor:
             policy=policy,
             sink_max_inflight=sink_max_inflight,
         )
-        self.inorder: InOrder[tuple[str, Batches]] = InOrder(self._process)
+        self.inorder: InOrder[tuple[str, Batches, Key | None]] = InOrder(self._process)
 
     async def register(self, connections: list[str]) -> None:
         for connection in connections:
@@ -61,16 +65,24 @@ class ArbiterActor:
         seq: int | None = None,
         dropped: tuple[int, ...] = (),
     ) -> None:
-        """One connector batch; (source, seq): its number from that connector (processed in that order)."""
-        await self.inorder.push(source, seq, (connection, batches), dropped)
+        """One connector batch; (source, seq): its number from that connector (processed in that order).
 
-    async def _process(self, ready: list[tuple[str, Batches]]) -> None:
+        `dropped`: numbers that connector will never send (its lossy policy): their keys are skipped.
+        """
+        key = (source, seq) if source is not None and seq is not None else None
+        if source is not None:
+            for number in dropped:
+                out = self.outputs.derived((source, number))
+                self.outputs.skip(out, sinks=True, book=True)
+        await self.inorder.push(source, seq, (connection, batches, key), dropped)
+
+    async def _process(self, ready: list[tuple[str, Batches, Key | None]]) -> None:
         now = time.monotonic_ns()
-        kept = [self.arbiter.filter(connection, batches, now) for connection, batches in ready]
+        kept = [self.arbiter.filter(connection, batches, now) for connection, batches, _ in ready]
         # the book's order is fixed here, before any await lets another call's batches through
         tickets = [self.outputs.book_ticket(batches) for batches in kept]
-        for batches, ticket in zip(kept, tickets, strict=True):
-            await self.outputs.emit(batches, book_seq=ticket)
+        for batches, ticket, (_, _, key) in zip(kept, tickets, ready, strict=True):
+            await self.outputs.emit(batches, book_seq=ticket, key=key)
 
     def rotation_due(self) -> str | None:
         """The connection to replace now (rotation), if any."""

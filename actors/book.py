@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from actors._inorder import InOrder
-from actors._route import Outputs
+from actors._route import Key, Outputs, Skip
 from xtrader.batch import Batches
 from xtrader.bookservice import BookService
 from xtrader.flow import Policy
@@ -16,6 +16,10 @@ from xtrader.venues import venue
 
 class OrderBookActor:
     """Books of one stream: forwards l2 rows and events to the sinks, asks connectors to resync.
+
+    The output of a numbered input is written under keys derived from the input's origin
+    (`actors._route`): its (source, seq), or the arbiter's derived key it came with; so Ray's
+    retry of a call on the restarted actor is a repeat at the sinks.
 
     Args:
         stream: stream id; venue_name: the venue; sinks: SinkActor handles.
@@ -50,7 +54,7 @@ class OrderBookActor:
         self.resync_failures = 0
         self.ticker: asyncio.Task[None] | None = None
         # each producer's l2 in the order it sent it (a batch overtaken on the way is a false gap)
-        self.inorder: InOrder[tuple[str, Batches, bool]] = InOrder(self._process)
+        self.inorder: InOrder[tuple[str, Batches, bool, Key | None]] = InOrder(self._process)
 
     async def set_connectors(self, connectors: dict[str, Any], carriers: dict[str, list[str]] | None = None) -> None:
         """connection id -> ConnectorActor handle, and -> its l2 symbols (where resync requests go); warms the sinks."""
@@ -66,23 +70,40 @@ class OrderBookActor:
         source: str | None = None,
         seq: int | None = None,
         dropped: tuple[int, ...] = (),
+        origin: Key | None = None,
+        origin_skipped: tuple[Skip, ...] = (),
     ) -> None:
-        """One producer batch; (source, seq): its number from that producer (applied in that order)."""
-        await self.inorder.push(source, seq, (connection, batches, rest), dropped)
+        """One producer batch; (source, seq): its number from that producer (applied in that order).
 
-    async def _process(self, ready: list[tuple[str, Batches, bool]]) -> None:
+        `origin`: the key its output derives from (the arbiter's derived key; else (source, seq));
+        `origin_skipped`: origins that will never come (and `dropped` numbers, without an arbiter).
+        """
+        skipped = list(origin_skipped)
+        if origin is None and source is not None and seq is not None:
+            origin = (source, seq)
+            skipped.extend((source, number, number) for number in dropped)
+        for origin_source, low, high in skipped:  # the REST and data keys of each (see `_keys`)
+            self.outputs.skip_range(f"{self.outputs.name}|{origin_source}", 2 * low, 2 * high + 1)
+        await self.inorder.push(source, seq, (connection, batches, rest, origin), dropped)
+
+    async def _process(self, ready: list[tuple[str, Batches, bool, Key | None]]) -> None:
         # synchronous, for every due batch before the first await: the books see them in order
-        outs = [self.service.on_batch(connection, batches, rest=rest) for connection, batches, rest in ready]
+        outs = [self.service.on_batch(connection, batches, rest=rest) for connection, batches, rest, _ in ready]
         for out in outs:
             self._resync(out.resyncs)
-        for out, (_, batches, _) in zip(outs, ready, strict=True):
+        for out, (_, batches, _, origin) in zip(outs, ready, strict=True):
+            rest_key, data_key = _keys(self.outputs.derived(origin)) if origin is not None else (None, None)
             if out.l2_rest is not None:
-                await self.outputs.write_soon({"l2": out.l2_rest}, origin="rest")
+                await self.outputs.write_soon({"l2": out.l2_rest}, origin="rest", key=rest_key)
+            elif rest_key is not None:
+                self.outputs.skip(rest_key)
             tables = {"l2": out.l2} if out.l2 is not None else {}
             if out.events is not None:
                 tables["events"] = out.events
-            if tables:
-                await self.outputs.write_soon(tables, anchor=batches.anchor)  # receipt clocks: sink code latency
+            if tables:  # receipt clocks: sink code latency
+                await self.outputs.write_soon(tables, anchor=batches.anchor, key=data_key)
+            elif data_key is not None:
+                self.outputs.skip(data_key)
         self._start_ticker()
 
     def _resync(self, requests: list[tuple[str, str]]) -> None:
@@ -132,3 +153,9 @@ class OrderBookActor:
             "order": self.inorder.stats(),
             "ts": time.time(),
         }
+
+
+def _keys(derived: Key) -> tuple[Key, Key]:
+    """The sink keys of one input's output: its REST rows (seq * 2) and the rest (seq * 2 + 1)."""
+    source, seq = derived
+    return (source, 2 * seq), (source, 2 * seq + 1)

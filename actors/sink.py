@@ -73,8 +73,10 @@ class SinkActor:
         tables: dict[str, pa.RecordBatch],
         origin: str = "",
         anchor: Anchor | None = None,
+        skipped: tuple[tuple[str, int, int], ...] = (),
     ) -> bool:
-        written = self.front.write(source_id, batch_seq, tables, origin, anchor)
+        """Store a batch once; `skipped`: (source_id, low, high) seqs its producer will never send."""
+        written = self.front.write(source_id, batch_seq, tables, origin, anchor, skipped)
         if written and "events" in tables:
             self.events.add(tables["events"])
         return written

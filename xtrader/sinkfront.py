@@ -1,12 +1,18 @@
 """The front of a sink: idempotent writes, row counts per table and venue, latency.
 
-Every batch travels with `(source_id, batch_seq)`: the producer numbers its
-batches 0, 1, 2, ... A restarted producer (or a retried Ray call) may send a
+Every batch travels with `(source_id, batch_seq)` (see `actors._route` for how
+producers number them). A restarted producer (or a retried Ray call) may send a
 batch again; the front writes each (source_id, batch_seq) once. Sequences may
 arrive out of order (several in flight), so the front keeps, per source, the
-highest contiguous seq written plus the set of seqs seen above it (at most
-`MAX_ABOVE`; beyond, the floor jumps over the oldest gap, counted in
-`skipped_gaps`).
+highest contiguous seq written plus the set of seqs seen above it
+(`xtrader.seen`: at most `MAX_ABOVE` of them; beyond, the floor jumps over the oldest
+gap, counted in `skipped_gaps`). A write may also carry `skipped`: ranges of
+seqs its producer will never send, so the floor passes them.
+
+The seen state survives the sink: it starts from the writer's
+`recovered_seen()` (Parquet: every key its write-ahead log ever took, see
+`xtrader.sinks.wal`), and a writer with `save_seen(state)` (QuestDB) gets it on
+every `tick()` and at `close()`.
 
 A seq is recorded only once every table of its batch is stored. A `SinkError`
 (disk full, server down) is retried in place with capped backoff for up to
@@ -55,12 +61,13 @@ from xtrader import metrics, schema
 from xtrader.clock import Anchor, code_latency_ns
 from xtrader.histogram import Histogram
 from xtrader.retry import backoff
+from xtrader.seen import Seen, SeenState
 from xtrader.sinks.common import SinkClosed, SinkError
+from xtrader.sinks.wal import Skipped
 
 log = logging.getLogger(__name__)
 
-#: seqs kept above a source's contiguous floor before the oldest gap is given up
-MAX_ABOVE = 65_536
+_Seen = Seen  # the per-source state (kept under its old name for callers)
 
 
 class Writer(Protocol):
@@ -71,34 +78,6 @@ class Writer(Protocol):
     def flush(self) -> Any: ...
 
     def close(self) -> Any: ...
-
-
-class _Seen:
-    """Batch seqs of one source already written: a contiguous floor plus a sparse set above it."""
-
-    __slots__ = ("above", "floor", "max_above", "skipped")
-
-    def __init__(self, max_above: int = MAX_ABOVE) -> None:
-        self.floor = -1
-        self.above: set[int] = set()
-        self.max_above = max_above
-        self.skipped = 0
-
-    def __contains__(self, seq: int) -> bool:
-        return seq <= self.floor or seq in self.above
-
-    def add(self, seq: int) -> bool:
-        """True when `seq` is new (and records it)."""
-        if seq in self:
-            return False
-        self.above.add(seq)
-        if len(self.above) > self.max_above:  # a gap that never closes must not grow the set forever
-            self.floor = min(self.above) - 1
-            self.skipped += 1
-        while self.floor + 1 in self.above:
-            self.floor += 1
-            self.above.discard(self.floor)
-        return True
 
 
 class SinkFront:
@@ -131,18 +110,21 @@ class SinkFront:
         self.clock = clock
         self.mono = mono
         self.latency_skipped_rows = 0  # no comparable monotonic receipt (no anchor, another host)
-        self.seen: defaultdict[str, _Seen] = defaultdict(_Seen)
+        recovered = getattr(writer, "recovered_seen", None)
+        self.seen: SeenState = recovered() if callable(recovered) else SeenState()
         #: tables of a batch already stored when a later one failed
         self.partial: dict[tuple[str, int], set[str]] = {}
         self.retry_s = retry_s
         self.sleep = sleep
         self.retries = 0
         self.failures = 0
+        self._changes = 0  # changes to `seen`, and how many were saved (a writer with `save_seen`)
+        self._saved = 0
         self.lock = threading.RLock()
         self._timer: threading.Thread | None = None
         self._stop = threading.Event()
         for source, seq in getattr(writer, "recovered_keys", ()):
-            self.seen[source].add(seq)
+            self.seen.add(source, seq)
         self.rows: defaultdict[str, defaultdict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.origins: defaultdict[str, defaultdict[str, defaultdict[str, int]]] = defaultdict(
             lambda: defaultdict(lambda: defaultdict(int))
@@ -168,18 +150,20 @@ class SinkFront:
         tables: Mapping[str, pa.RecordBatch | None],
         origin: str = "",
         anchor: Anchor | None = None,
+        skipped: Skipped = (),
     ) -> bool:
         """Write each table of a batch once; False (nothing written) for a repeat.
 
         `origin` tags rows that did not come from the websocket (`rest`: a REST book
         snapshot); they are counted in `rows` and also under `origins`. `anchor`: the
-        producer's clocks at its flush (code latency).
+        producer's clocks at its flush (code latency). `skipped`: `(source, low, high)`
+        ranges of seqs the producer will never send (recorded as seen).
 
         Raises:
             SinkError: still failing after `retry_s`; the batch is not recorded (a retry stores what is missing).
         """
         with self.lock:
-            return self._write(source_id, batch_seq, tables, origin, anchor)
+            return self._write(source_id, batch_seq, tables, origin, anchor, tuple(skipped))
 
     def _write(
         self,
@@ -188,7 +172,11 @@ class SinkFront:
         tables: Mapping[str, pa.RecordBatch | None],
         origin: str,
         anchor: Anchor | None,
+        skipped: Skipped,
     ) -> bool:
+        if skipped:
+            self.seen.skip(skipped)
+            self._changes += 1
         seen = self.seen[source_id]
         if batch_seq in seen:
             self.repeats += 1
@@ -203,7 +191,7 @@ class SinkFront:
         todo = {t: b for t, b in tables.items() if b is not None and b.num_rows and t not in done}
         write_tables = getattr(self.writer, "write_tables", None)
         if callable(write_tables):
-            self._retrying(lambda: write_tables(todo, source_id, batch_seq))
+            self._retrying(lambda: write_tables(todo, source_id, batch_seq, skipped))
             self._count(todo, origin, anchor)
         else:
             for table, batch in todo.items():
@@ -217,6 +205,7 @@ class SinkFront:
                 self._count({table: batch}, origin, anchor)
         self.partial.pop(key, None)
         seen.add(batch_seq)
+        self._changes += 1
         self.write_time.record(int((time.perf_counter() - start) * 1e9))
         self.batches += 1
         self._health()
@@ -323,7 +312,8 @@ class SinkFront:
             self.writer.flush()
 
     def tick(self, interval_s: float) -> None:
-        """The periodic flush: the writer's `tick(interval_s)` if it has one, else its `flush()`."""
+        """The periodic flush: the writer's `tick(interval_s)` if it has one, else its `flush()`;
+        then the seen state goes to the writer's `save_seen` (if it has one)."""
         with self.lock:
             tick = getattr(self.writer, "tick", None)
             try:
@@ -331,8 +321,15 @@ class SinkFront:
                     tick(interval_s)
                 else:
                     self.writer.flush()
+                self._save_seen()
             finally:
                 self._health()
+
+    def _save_seen(self) -> None:
+        save = getattr(self.writer, "save_seen", None)
+        if callable(save) and self._changes != self._saved:
+            save(self.seen)
+            self._saved = self._changes
 
     def start_timer(self, interval_s: float) -> None:
         """Call `tick()` every `interval_s` on a daemon thread until `close()`."""
@@ -354,6 +351,7 @@ class SinkFront:
         if self._timer is not None:
             self._timer.join()
         with self.lock:
+            self._save_seen()
             self.writer.close()
 
     def stats(self) -> dict[str, Any]:
@@ -378,6 +376,7 @@ class SinkFront:
             "health_events": self.health_events,
             "stall_latency_ms": metrics.latency_ms(self.stall_latency),
             "skipped_gaps": sum(seen.skipped for seen in self.seen.values()),
+            "sources": len(self.seen),
             "latency_ms": metrics.latency_ms(self.latency),
             "latency_skipped_rows": self.latency_skipped_rows,
             "write_ms": {k: v for k, v in metrics.latency_ms(self.write_time).items() if k != "p999"},

@@ -22,8 +22,22 @@ Column types are remembered per table: a later line with another type for a
 column is a 400 (QuestDB: cast error). Stricter than QuestDB: a column named
 twice in one line, and binary arrays (unused by xtrader), are rejected.
 
+`GET /exec?query=SQL` takes the DDL the sink sends, as QuestDB does: `CREATE
+TABLE [IF NOT EXISTS] name (col TYPE, ...) TIMESTAMP(col) PARTITION BY unit
+[WAL] [DEDUP UPSERT KEYS(col, ...)]` and `ALTER TABLE name DEDUP ENABLE UPSERT
+KEYS(col, ...)`; 200 `{"ddl": "OK"}`, or 400 `{"query", "error", "position"}`
+for what QuestDB refuses (unknown type, keys without the designated timestamp
+or naming a missing column, dedup on a non-WAL table). Declared columns fix
+their types for later lines. A table with upsert keys stores one row per key
+(the designated timestamp is the row's timestamp; a missing value is NULL): a
+row with the key of a stored row replaces it (QuestDB's DEDUP UPSERT KEYS).
+Other SQL is a 400.
+
 Fault switches: `fail_next(n, status)`, `stop_listening()` / `start_listening()`
-(connection refused, same port), `delay_s` (slow responses), `reject_tables`.
+(connection refused, same port), `delay_s` (slow responses), `reject_tables`,
+`store_then_fail_next(n)` (rows stored, then a 503: a commit whose answer was
+lost), `after_store` (called after each stored write, before the answer:
+a test can kill the client there).
 """
 
 from __future__ import annotations
@@ -35,6 +49,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -278,6 +293,57 @@ class _Faults:
     fail_next: int = 0
     fail_status: int = 503
     delay_s: float = 0.0
+    store_then_fail: int = 0
+
+
+#: SQL column types -> the ILP types they take (QuestDB casts LONG into DOUBLE, see `_compatible`)
+_SQL_TYPES = {
+    "SYMBOL": "symbol",
+    "TIMESTAMP": "timestamp",
+    "DOUBLE": "double",
+    "LONG": "long",
+    "BOOLEAN": "boolean",
+    "VARCHAR": "string",
+    "STRING": "string",
+}
+_ILP_TO_SQL = {
+    "symbol": "SYMBOL",
+    "timestamp": "TIMESTAMP",
+    "double": "DOUBLE",
+    "long": "LONG",
+    "boolean": "BOOLEAN",
+    "string": "VARCHAR",
+}
+_IDENT = r'"?([A-Za-z_][A-Za-z0-9_]*)"?'
+_CREATE = re.compile(
+    r"^\s*CREATE\s+TABLE\s+(IF\s+NOT\s+EXISTS\s+)?"
+    + _IDENT
+    + r"\s*\((.*)\)\s*TIMESTAMP\s*\(\s*"
+    + _IDENT
+    + r"\s*\)\s*PARTITION\s+BY\s+(DAY|HOUR|MONTH|YEAR|WEEK)\s*(WAL)?\s*"
+    r"(DEDUP\s+UPSERT\s+KEYS\s*\(([^)]*)\))?\s*;?\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
+_ALTER = re.compile(
+    r"^\s*ALTER\s+TABLE\s+" + _IDENT + r"\s+DEDUP\s+ENABLE\s+UPSERT\s+KEYS\s*\(([^)]*)\)\s*;?\s*$",
+    re.IGNORECASE,
+)
+
+
+class SqlError(Exception):
+    """What QuestDB's /exec answers with a 400."""
+
+
+@dataclass
+class Table:
+    """A table made by DDL: its designated timestamp, its columns, its upsert keys (empty: no dedup)."""
+
+    designated: str
+    columns: dict[str, str]
+    wal: bool
+    keys: tuple[str, ...] = ()
+    #: upsert key -> position in the stored rows (rows stored before the keys were set are not in it)
+    index: dict[tuple[Any, ...], int] = field(default_factory=dict)
 
 
 @dataclass
@@ -293,6 +359,10 @@ class IlpReceiver:
     columns: dict[str, dict[str, str]] = field(default_factory=dict)
     reject_tables: set[str] = field(default_factory=set)
     faults: _Faults = field(default_factory=_Faults)
+    #: every SQL statement received on /exec, in order, and the tables DDL made
+    sql: list[str] = field(default_factory=list)
+    tables: dict[str, Table] = field(default_factory=dict)
+    after_store: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -328,6 +398,11 @@ class IlpReceiver:
         """Answer the next `count` write requests with `status` (nothing stored)."""
         with self._lock:
             self.faults.fail_next, self.faults.fail_status = count, status
+
+    def store_then_fail_next(self, count: int) -> None:
+        """Store the next `count` write requests, then answer 503 (the client never learns of the commit)."""
+        with self._lock:
+            self.faults.store_then_fail = count
 
     def stop_listening(self) -> None:
         """Close the listening socket and every open connection: clients get 'connection refused'."""
@@ -404,9 +479,101 @@ class IlpReceiver:
                 return 400, self._error(str(exc), exc.line or 1)
             for table, columns in staged.items():
                 self.columns.setdefault(table, {}).update(columns)
+                # a table a line makes is a WAL table whose designated timestamp is `timestamp` (QuestDB's default)
+                made = self.tables.setdefault(table, Table("timestamp", {"timestamp": "TIMESTAMP"}, wal=True))
+                made.columns.update({c: _ILP_TO_SQL[kind] for c, kind in columns.items() if c not in made.columns})
             for row in rows:
-                self.rows.setdefault(row.table, []).append(row)
+                self._store(row)
+            lost_answer = self.faults.store_then_fail > 0
+            if lost_answer:
+                self.faults.store_then_fail -= 1
+        if self.after_store is not None:
+            self.after_store()
+        if lost_answer:
+            return 503, {"code": "internal error", "message": "injected failure after the commit"}
         return 204, None
+
+    def _store(self, row: Row) -> None:
+        """Append `row`, or replace the stored row with its upsert key (DEDUP UPSERT KEYS); call with _lock held."""
+        stored = self.rows.setdefault(row.table, [])
+        table = self.tables.get(row.table)
+        if table is None or not table.keys:
+            stored.append(row)
+            return
+        key = self._key(table, row)
+        position = table.index.get(key)
+        if position is None:
+            table.index[key] = len(stored)
+            stored.append(row)
+        else:
+            stored[position] = row
+
+    @staticmethod
+    def _key(table: Table, row: Row) -> tuple[Any, ...]:
+        return tuple(
+            row.timestamp if name == table.designated else row.symbols.get(name, row.fields.get(name))
+            for name in table.keys
+        )
+
+    def execute(self, query: str) -> tuple[int, dict[str, Any]]:
+        """Run one /exec statement (DDL only); (status, QuestDB's JSON answer)."""
+        with self._lock:
+            self.sql.append(query)
+            try:
+                self._ddl(query)
+            except SqlError as exc:
+                return 400, {"query": query, "error": str(exc), "position": 0}
+        return 200, {"ddl": "OK"}
+
+    def _ddl(self, query: str) -> None:
+        if match := _CREATE.match(query):
+            exists, name, body, designated, _, wal, _, keys = match.groups()
+            if name in self.tables:
+                if exists:
+                    return
+                raise SqlError(f"table already exists [table={name}]")
+            columns: dict[str, str] = {}
+            for definition in body.split(","):
+                parts = definition.split()
+                if len(parts) != 2 or parts[1].upper() not in _SQL_TYPES:
+                    raise SqlError(f"unsupported column definition: {definition.strip()!r}")
+                columns[parts[0].strip('"')] = parts[1].upper()
+            if columns.get(designated) != "TIMESTAMP":
+                raise SqlError(f"TIMESTAMP column expected [column={designated}]")
+            table = Table(designated, columns, wal=bool(wal))
+            if keys is not None:
+                if not wal:
+                    raise SqlError("deduplication is possible only on WAL tables")
+                table.keys = self._keys(table, keys)
+            self.tables[name] = table
+            self.columns[name] = {c: _SQL_TYPES[t] for c, t in columns.items() if c != designated}
+            return
+        if match := _ALTER.match(query):
+            name, keys = match.groups()
+            altered = self.tables.get(name)
+            if altered is None:
+                raise SqlError(f"table does not exist [table={name}]")
+            if not altered.wal:
+                raise SqlError("deduplication is possible only on WAL tables")
+            altered.keys = self._keys(altered, keys)
+            # stored rows stay as they are (duplicates too); new rows are matched against all of them
+            altered.index = {}
+            for position, row in enumerate(self.rows.get(name, [])):
+                altered.index.setdefault(self._key(altered, row), position)
+            return
+        raise SqlError("this receiver takes CREATE TABLE and ALTER TABLE ... DEDUP ENABLE only")
+
+    @staticmethod
+    def _keys(table: Table, text: str) -> tuple[str, ...]:
+        keys = tuple(key.strip().strip('"') for key in text.split(",") if key.strip())
+        if not keys:
+            raise SqlError("deduplication column list expected")
+        for key in keys:
+            if key not in table.columns:
+                raise SqlError(f"deduplicate key column not found [column={key}]")
+        if table.designated not in keys:
+            raise SqlError("deduplicate key list must include dedicated timestamp column")
+        return keys
 
     def _typecheck(self, rows: list[Row]) -> dict[str, dict[str, str]]:
         staged: dict[str, dict[str, str]] = {}
@@ -462,6 +629,9 @@ def _handler(receiver: IlpReceiver) -> type[BaseHTTPRequestHandler]:
                 self._reply(200, receiver._settings())
             elif path == "/ping":
                 self._reply(204, None, {"X-Influxdb-Version": "v2.7.4"})
+            elif path == "/exec":
+                query = parse_qs(urlsplit(self.path).query).get("query", [""])[0]
+                self._reply(*receiver.execute(query))
             else:
                 self._reply(404, {"code": "not found", "message": path})
 
@@ -489,6 +659,12 @@ def _handler(receiver: IlpReceiver) -> type[BaseHTTPRequestHandler]:
             return self.rfile.read(int(self.headers.get("Content-Length", "0")))
 
         def _reply(self, status: int, payload: dict[str, Any] | None, headers: dict[str, str] | None = None) -> None:
+            try:
+                self._send(status, payload, headers)
+            except OSError:  # the client went away (a test killed it): nothing to answer
+                self.close_connection = True
+
+        def _send(self, status: int, payload: dict[str, Any] | None, headers: dict[str, str] | None) -> None:
             with receiver._lock:
                 receiver.requests.append((self.command, urlsplit(self.path).path, status))
             body = b"" if payload is None else json.dumps(payload, allow_nan=False).encode()

@@ -2,7 +2,8 @@
 
 Runs only when XTRADER_QUESTDB_URL names a server, e.g.
 `XTRADER_QUESTDB_URL=http://localhost:9000 pytest tests/integration/test_questdb_real.py`.
-Each run writes to its own tables (random prefix) and drops them afterwards.
+Each run writes to its own tables (random prefix) and drops them afterwards. The sink creates its tables
+with DEDUP UPSERT KEYS (`xtrader.sinks.ddl`, QuestDB >= 8.1.1): the batch is sent twice and stored once.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import numpy as np
 import pytest
 
 from tests.integration import sink_batches
+from xtrader import schema
+from xtrader.sinks import ddl
 from xtrader.sinks.questdb import QuestDBSink
 
 URL = os.environ.get("XTRADER_QUESTDB_URL", "")
@@ -59,8 +62,13 @@ def test_a_batch_written_by_the_sink_reads_back_from_questdb(
     batch = sink_batches.trades(rows=5)
     try:
         sink.write("trades", batch)
+        sink.write("trades", batch)  # at least once: a resend must not duplicate rows
         sink.close()
         assert sink.stats()["spill_depth"] == 0, sink.stats()["last_error"]
+        assert sink.stats()["ddl_errors"] == 0, sink.stats()["last_error"]
+        assert query(http, f"select dedup from tables() where table_name = '{table}'")["dataset"] == [[True]]
+        keys = query(http, f"select \"column\" from table_columns('{table}') where upsertKey")["dataset"]
+        assert {row[0] for row in keys} == {ddl.DESIGNATED, *ddl.KEYS["trades"]}
 
         deadline = time.monotonic() + 15  # WAL tables apply the commit asynchronously
         while True:
@@ -93,4 +101,5 @@ def test_a_batch_written_by_the_sink_reads_back_from_questdb(
             assert nanos(row["timestamp"]) // 1000 == record["exchange_ts"] // 1000
             assert nanos(row["receive_ts"]) // 1000 == record["receive_ts"] // 1000
     finally:
-        query(http, f"drop table if exists '{table}'")
+        for name in schema.TABLES:
+            query(http, f"drop table if exists '{prefix}{name}'")

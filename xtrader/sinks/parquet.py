@@ -40,6 +40,11 @@ already in a file (each file's footer says where in the log it ends), so every
 acknowledged row lands exactly once. The log is truncated as files are
 published; when it grows beyond `wal_max_bytes` every open file is published
 early so it can be. `recovered_keys` lists the (source_id, batch_seq) replayed.
+
+Idempotence across restarts: `recovered_seen()` is every (source_id, batch_seq) the
+log ever took, including batches whose records were truncated (the log saves them
+in `ROOT/.wal/<writer>/seen.json` before it deletes a segment); the sink's front
+starts from it, so a retry of any acknowledged batch is a repeat after a restart.
 """
 
 from __future__ import annotations
@@ -55,10 +60,11 @@ from typing import Any
 import pyarrow as pa
 
 from xtrader.histogram import Histogram
+from xtrader.seen import SeenState
 from xtrader.sinks.common import Durations, SinkClosed, SinkError, conform
 from xtrader.sinks.files import Limits, PartitionFiles, Position
 from xtrader.sinks.partition import Piece, split
-from xtrader.sinks.wal import Sync, WriteAheadLog
+from xtrader.sinks.wal import Skipped, Sync, WriteAheadLog
 
 MODES: dict[str, dict[str, Any]] = {
     "realtime": {
@@ -170,9 +176,11 @@ class ParquetSink:
         self._wal: WriteAheadLog | None = None
         self.recovered_keys: list[tuple[str, int]] = []
         self._replayed_rows = 0
+        self._recovered_seen = SeenState()
         if wal:
             wal_root = Path(wal_dir) if wal_dir is not None else self.root / ".wal"
             self._wal = WriteAheadLog(wal_root / writer_id, fsync=fsync, sync=wal_sync)
+            self._recovered_seen = self._wal.seen_state()
             self._replay()
         self._thread = threading.Thread(target=self._run, name=f"parquet-sink-{writer_id}", daemon=True)
         self._thread.start()
@@ -183,11 +191,18 @@ class ParquetSink:
         """Queue one batch of stored table `table`; see `write_tables`."""
         self.write_tables({table: batch})
 
-    def write_tables(self, tables: dict[str, pa.RecordBatch], source: str = "", seq: int = -1) -> None:
+    def recovered_seen(self) -> SeenState:
+        """The (source_id, batch_seq) of every batch this writer's log took before this start."""
+        return self._recovered_seen.copy()
+
+    def write_tables(
+        self, tables: dict[str, pa.RecordBatch], source: str = "", seq: int = -1, skipped: Skipped = ()
+    ) -> None:
         """Log (when `wal`) and queue one producer batch of stored tables, all or nothing.
 
         Returns once the batch would survive this process's death; waits only if the
-        writer is a full buffer behind. `source` / `seq` are kept in the log for a replay.
+        writer is a full buffer behind. `source` / `seq` are kept in the log for a replay,
+        and `skipped` (`(source, low, high)`: seqs the producer will never send).
 
         Raises:
             ValueError: unknown table or a batch that does not fit its schema.
@@ -225,10 +240,10 @@ class ParquetSink:
                     self._cond.wait()
                 self._blocked_s += time.perf_counter() - started
                 self._raise_failure()
-            if not pieces:
+            if not pieces and not (skipped and self._wal is not None):
                 return
             try:
-                mark = (self._wal.append(source, seq, conformed), 0) if self._wal is not None else None
+                mark = (self._wal.append(source, seq, conformed, skipped), 0) if self._wal is not None else None
             except OSError as exc:  # disk full...: not logged, not taken; the caller retries
                 self._counters["errors"] += 1
                 self._last_error = repr(exc)

@@ -18,7 +18,14 @@
   QuestDB acknowledged it. A server reply that retrying cannot fix (400
   malformed data, 413, 415) sends the batch to `spill_dir/rejected/` instead.
 - At-least-once: a request that times out after QuestDB committed it is sent
-  again. Declare `DEDUP UPSERT KEYS` on the tables where that matters.
+  again, and so is a spilled batch whose replay was committed just before a
+  crash (the file is deleted after QuestDB's answer). The tables are created
+  at start with `DEDUP UPSERT KEYS` (`xtrader.sinks.ddl`), so a batch sent
+  twice is stored once.
+- Idempotence across restarts: the front's seen state (`xtrader.seen`) is
+  saved in `spill_dir/seen.json` on every periodic flush and at close
+  (`save_seen`) and read back at start (`recovered_seen`); a retry of a batch
+  acknowledged since the last save is sent again, and the dedup keys absorb it.
 - Acknowledged means durable without a log of its own: `write()` returns only
   once QuestDB committed the batch or it is in an fsync'd spill file, so the
   spill is this sink's write-ahead log (replayed on restart and by the host's
@@ -30,6 +37,7 @@ Not thread-safe: one sink per actor.
 from __future__ import annotations
 
 import enum
+import logging
 import os
 import random
 import re
@@ -37,15 +45,21 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pyarrow as pa
 from questdb import QuestDBError, QuestDBErrorCode, Sender
 
+from xtrader import schema
 from xtrader.errors import ConfigError
 from xtrader.histogram import Histogram
 from xtrader.retry import backoff
+from xtrader.seen import SeenState
 from xtrader.sinks import ilp
 from xtrader.sinks.common import Durations, SinkClosed, add_counts, conform, rows_by_exchange
+from xtrader.sinks.ddl import DDLError, Exec, statements
 from xtrader.sinks.spill import Spill
+
+log = logging.getLogger(__name__)
 
 #: QuestDB's JSON error codes that mean "this batch will never be accepted as it is"
 _REJECTED = re.compile(r"\bcode: (invalid|request too large|not supported)\b")
@@ -100,6 +114,8 @@ class QuestDBSink:
         replay_batches_per_write: spilled batches resent at most per `write` call, so that
             one call never blocks for long while a big spill drains.
         fsync: fsync spill files (off only in tests).
+        create_tables: create every table with its upsert keys before its first batch
+            (`xtrader.sinks.ddl`; tried at start, and again before a batch while QuestDB is unreachable).
         sleep, clock, rng: injectable for tests.
 
     Raises:
@@ -118,6 +134,7 @@ class QuestDBSink:
         backoff_max_s: float = 5.0,
         replay_batches_per_write: int = 100,
         fsync: bool = True,
+        create_tables: bool = True,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
@@ -136,6 +153,8 @@ class QuestDBSink:
         self._clock = clock
         self._rng = rng or random.Random()
         self._spill = Spill(spill_dir, fsync=fsync)
+        self._seen_path = self._spill.directory / "seen.json"
+        self._fsync = fsync
         try:
             self._sender = Sender.from_conf(self.conf)
             self._sender.establish()  # type: ignore[no-untyped-call]
@@ -156,11 +175,17 @@ class QuestDBSink:
                 "rejected_batches",
                 "rejected_rows",
                 "encode_errors",
+                "ddl_errors",
             ),
             0,
         )
         self._last_error: str | None = None
         self._closed = False
+        self._exec = Exec(self.conf) if create_tables else None
+        self._ddl_pending: set[str] = set(schema.TABLES) if create_tables else set()
+        for table in sorted(self._ddl_pending):
+            if not self._ensure_table(table):
+                break  # unreachable: each table is tried again before its first batch
 
     # public API -------------------------------------------------------------------
 
@@ -197,6 +222,18 @@ class QuestDBSink:
             return None
         return f"QuestDB unreachable ({self._last_error}): {len(self._spill)} batches spilled"
 
+    def recovered_seen(self) -> SeenState:
+        """The seen state saved by the last `save_seen` on this spill directory (empty if none)."""
+        try:
+            return SeenState.load(self._seen_path)
+        except (OSError, ValueError) as exc:  # never half written (atomic save); a foreign file: start empty
+            self._last_error = f"unreadable {self._seen_path}: {exc!r}"
+            return SeenState()
+
+    def save_seen(self, state: SeenState) -> None:
+        """Save the front's seen state next to the spill (atomically, fsync'd)."""
+        state.save(self._seen_path, fsync=self._fsync)
+
     def flush(self) -> None:
         """Try now to replay the whole spill, in order (stops at the first failure).
 
@@ -211,6 +248,8 @@ class QuestDBSink:
             return
         self.flush()
         self._sender.close(flush=False)
+        if self._exec is not None:
+            self._exec.close()
         self._closed = True
 
     def stats(self) -> dict[str, Any]:
@@ -218,7 +257,8 @@ class QuestDBSink:
 
         Keys: `rows` (delivered, per table and exchange), `batches` (delivered), `retries`,
         `failures` (failed requests), `spilled` / `replayed` (batches, ever), `rejected_batches`,
-        `rejected_rows`, `encode_errors`, `spill_depth` / `spill_rows` (waiting now),
+        `rejected_rows`, `encode_errors`, `ddl_errors` (table statements QuestDB refused: that table
+        may lack its upsert keys, see `last_error`), `spill_depth` / `spill_rows` (waiting now),
         `flush_p50_ms` / `flush_p99_ms` (successful requests), `last_error`.
         """
         return {
@@ -247,6 +287,12 @@ class QuestDBSink:
             return self._rejected(batch, reason)
         delays = backoff(self.backoff_initial_s, self.backoff_max_s, rng=self._rng)
         for attempt in range(attempts):
+            if not self._ensure_table(table):  # its upsert keys first, or a resend would duplicate rows
+                self._counters["failures"] += 1
+                if attempt + 1 < attempts:
+                    self._counters["retries"] += 1
+                    self._sleep(next(delays))
+                continue
             started = time.perf_counter()
             try:
                 self._sender.flush(self._buffer, clear=False, transactional=True)
@@ -264,6 +310,28 @@ class QuestDBSink:
             add_counts(self._rows, table, rows_by_exchange(batch))
             return Outcome.DELIVERED, ""
         return Outcome.FAILED, self._last_error or ""
+
+    def _ensure_table(self, table: str) -> bool:
+        """Create `table` with its upsert keys once; False while QuestDB cannot be reached."""
+        if table not in self._ddl_pending or self._exec is None:
+            return True
+        for statement in statements(table, self.table_name(table)):
+            try:
+                self._exec.run(statement)
+            except httpx.HTTPError as exc:
+                self._last_error = f"creating {self.table_name(table)}: {exc!r}"
+                return False
+            except DDLError as exc:  # refused for good: the batches still go in, without the keys
+                self._counters["ddl_errors"] += 1
+                self._last_error = str(exc)
+                log.error(
+                    "QuestDB table %s may lack its upsert keys (rows sent twice would be stored twice): %s",
+                    self.table_name(table),
+                    exc,
+                )
+                break
+        self._ddl_pending.discard(table)
+        return True
 
     def _encode(self, table: str, batch: pa.RecordBatch) -> str:
         """Fill our buffer with `batch`; on failure the reason ("" on success)."""

@@ -5,8 +5,11 @@ appends never follow a torn record. A record is one producer batch (several
 tables), numbered by a log sequence number (`lsn`, increasing, never reused):
 
     header   magic b"XTW1" | payload length u32 | crc32(payload) u32 | lsn u64   (little endian)
-    payload  meta length u32 | meta JSON {"source", "seq", "tables": [[name, bytes], ...]}
+    payload  meta length u32 | meta JSON {"source", "seq", "tables": [[name, bytes], ...], "skipped"?}
              | one Arrow IPC stream (schema + batch + end) per table
+
+`skipped` (optional): `[[source, low, high], ...]`, batch seqs the producer says it will never send
+(`xtrader.seen`).
 
 A record whose header or payload is cut short, or whose CRC does not match,
 is the torn tail of a crash: it (and anything after it in its segment) is
@@ -15,6 +18,11 @@ ignored: its `append()` never returned, so it was never acknowledged.
 `truncate(low)` deletes the segments whose records all have `lsn < low` (the
 caller's data up to `low` is durable elsewhere); the active segment is rotated
 first when everything in it is below `low`.
+
+Idempotence across restarts: the log knows the (source, seq) of every batch it
+took (`seen_state()`, an `xtrader.seen.SeenState`): the keys of the records on
+disk plus `DIR/seen.json`, which `truncate()` saves (atomically, fsync'd)
+before it deletes a segment, so the keys of a truncated batch are never lost.
 
 Sync policy (`sync`): `"batch"` fsyncs every append before it returns (the
 record survives a power loss); `"os"` returns once the record is written to
@@ -39,6 +47,8 @@ from typing import Literal
 
 import pyarrow as pa
 
+from xtrader.seen import SeenState
+
 MAGIC = b"XTW1"
 _HEADER = struct.Struct("<4sIIQ")
 _META = struct.Struct("<I")
@@ -55,9 +65,14 @@ class Record:
     source: str
     seq: int
     tables: dict[str, pa.RecordBatch]
+    skipped: tuple[tuple[str, int, int], ...] = ()
 
 
-def encode(lsn: int, source: str, seq: int, tables: dict[str, pa.RecordBatch]) -> bytes:
+Skipped = tuple[tuple[str, int, int], ...]
+SEEN_FILE = "seen.json"
+
+
+def encode(lsn: int, source: str, seq: int, tables: dict[str, pa.RecordBatch], skipped: Skipped = ()) -> bytes:
     """One framed record."""
     streams = []
     for batch in tables.values():
@@ -65,9 +80,14 @@ def encode(lsn: int, source: str, seq: int, tables: dict[str, pa.RecordBatch]) -
         with pa.ipc.new_stream(sink, batch.schema) as writer:
             writer.write_batch(batch)
         streams.append(sink.getvalue())
-    meta = json.dumps(
-        {"source": source, "seq": seq, "tables": [[t, s.size] for t, s in zip(tables, streams, strict=True)]}
-    ).encode()
+    fields: dict[str, object] = {
+        "source": source,
+        "seq": seq,
+        "tables": [[t, s.size] for t, s in zip(tables, streams, strict=True)],
+    }
+    if skipped:
+        fields["skipped"] = [list(entry) for entry in skipped]
+    meta = json.dumps(fields).encode()
     payload = b"".join([_META.pack(len(meta)), meta, *(s.to_pybytes() for s in streams)])
     return _HEADER.pack(MAGIC, len(payload), zlib.crc32(payload), lsn) + payload
 
@@ -81,7 +101,8 @@ def _decode(lsn: int, payload: bytes) -> Record:
         reader = pa.ipc.open_stream(pa.py_buffer(payload[offset : offset + size]))
         tables[table] = reader.read_next_batch()
         offset += size
-    return Record(lsn, meta["source"], int(meta["seq"]), tables)
+    skipped = tuple((str(src), int(low), int(high)) for src, low, high in meta.get("skipped", ()))
+    return Record(lsn, meta["source"], int(meta["seq"]), tables, skipped)
 
 
 def read_segment(path: Path) -> tuple[list[Record], bool]:
@@ -139,6 +160,9 @@ class WriteAheadLog:
         for path in self.directory.glob(".*.tmp"):
             path.unlink()
         recovered = list(self._read_all())
+        self._seen = SeenState.load(self.directory / SEEN_FILE)
+        for record in recovered:
+            self._remember(record.source, record.seq, record.skipped)
         last = max((r.lsn for r in recovered), default=-1)
         start = max([last + 1] + [first for first, _ in self._segments])
         self._recovered = recovered
@@ -150,7 +174,17 @@ class WriteAheadLog:
         """The records found at open (oldest first): unacknowledged by nothing durable yet."""
         return list(self._recovered)
 
-    def append(self, source: str, seq: int, tables: dict[str, pa.RecordBatch]) -> int:
+    def seen_state(self) -> SeenState:
+        """The (source, seq) of every batch logged, truncated ones included (a copy)."""
+        with self._lock:
+            return self._seen.copy()
+
+    def _remember(self, source: str, seq: int, skipped: Skipped) -> None:
+        if source and seq >= 0:
+            self._seen.add(source, seq)
+        self._seen.skip(skipped)
+
+    def append(self, source: str, seq: int, tables: dict[str, pa.RecordBatch], skipped: Skipped = ()) -> int:
         """Log one batch durably; its lsn.
 
         Raises:
@@ -159,7 +193,7 @@ class WriteAheadLog:
         """
         with self._lock:
             lsn = self.next_lsn
-            frame = encode(lsn, source, seq, tables)
+            frame = encode(lsn, source, seq, tables, skipped)
             if self._broken or (self._handle.tell() and self._handle.tell() + len(frame) > self.segment_bytes):
                 self._rotate()
             try:
@@ -174,6 +208,7 @@ class WriteAheadLog:
             self._dirty = self.fsync and not self.sync_each
             self.next_lsn = lsn + 1
             self._bytes += len(frame)
+            self._remember(source, seq, skipped)
             return lsn
 
     def read_from(self, lsn: int, max_bytes: int) -> tuple[list[Record], int]:
@@ -210,6 +245,8 @@ class WriteAheadLog:
             if low >= self.next_lsn and self._handle.tell():
                 self._rotate()
             deleted = 0
+            if len(self._segments) > 1 and self._segments[1][0] <= low:  # keys first, then the records
+                self._seen.save(self.directory / SEEN_FILE, fsync=self.fsync)
             while len(self._segments) > 1 and self._segments[1][0] <= low:
                 _, path = self._segments.pop(0)
                 self._bytes -= path.stat().st_size
