@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from actors import peer
 from actors._inorder import InOrder
 from actors._route import Outputs
 from xtrader.arbiter_batches import BatchArbiter
@@ -13,7 +14,13 @@ from xtrader.flow import Policy
 
 
 class ArbiterActor:
-    """First arrival wins across the connections of one stream; winners go to the book and the sinks."""
+    """First arrival wins across the connections of one stream; winners go to the book and the sinks.
+
+    Args:
+        stream / venue_name: the stream and its venue; sinks, book: SinkActor and OrderBookActor names
+            (`actors.actor_name`) or handles; inputs: the stream's connection ids (registered at once,
+            so a restarted arbiter knows them; `register` adds more).
+    """
 
     def __init__(
         self,
@@ -22,6 +29,7 @@ class ArbiterActor:
         sinks: list[Any],
         book: Any = None,
         *,
+        inputs: list[str] | None = None,
         capacity: int = 200_000,
         ttl_s: float = 60.0,
         rotation_s: float = 0.0,
@@ -37,7 +45,15 @@ class ArbiterActor:
             exchange=venue_name,
             actor=f"{stream}/arbiter",
         )
-        self.outputs = Outputs(f"arbiter:{stream}", sinks, book=book, max_inflight=max_inflight, policy=policy)
+        for connection in inputs or ():
+            self.arbiter.register(connection)
+        self.outputs = Outputs(
+            f"arbiter:{stream}",
+            [peer(s) for s in sinks],
+            book=peer(book) if book is not None else None,
+            max_inflight=max_inflight,
+            policy=policy,
+        )
         self.inorder: InOrder[tuple[str, Batches]] = InOrder(self._process)
 
     async def register(self, connections: list[str]) -> None:

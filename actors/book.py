@@ -6,6 +6,7 @@ import asyncio
 import time
 from typing import Any
 
+from actors import peer
 from actors._inorder import InOrder
 from actors._route import Outputs
 from xtrader.batch import Batches
@@ -18,7 +19,10 @@ class OrderBookActor:
     """Books of one stream: forwards l2 rows and events to the sinks, asks connectors to resync.
 
     Args:
-        stream: stream id; venue_name: the venue; sinks: SinkActor handles.
+        stream: stream id; venue_name: the venue; sinks: SinkActor names (`actors.actor_name`) or handles.
+        connectors / carriers: connection id -> its ConnectorActor's name, and -> its l2 symbols (where
+            resync requests go), as the plan has them: a restarted book is wired again from these
+            (`set_connectors` replaces them at run time).
         depth / snapshot_interval_s: the book_snapshots table.
     """
 
@@ -28,6 +32,8 @@ class OrderBookActor:
         venue_name: str,
         sinks: list[Any],
         *,
+        connectors: dict[str, str] | None = None,
+        carriers: dict[str, list[str]] | None = None,
         depth: int = 20,
         snapshot_interval_s: float = 1.0,
         max_inflight: int = 4,
@@ -42,8 +48,10 @@ class OrderBookActor:
             depth=depth,
             snapshot_interval_s=snapshot_interval_s,
         )
-        self.outputs = Outputs(f"book:{stream}", sinks, max_inflight=max_inflight, policy=policy)
-        self.connectors: dict[str, Any] = {}
+        self.outputs = Outputs(f"book:{stream}", [peer(s) for s in sinks], max_inflight=max_inflight, policy=policy)
+        self.connectors: dict[str, Any] = dict(connectors or {})  # a name is looked up when first needed
+        if carriers is not None:
+            self.service.set_carriers(carriers)
         self.resync_failures = 0
         self.ticker: asyncio.Task[None] | None = None
         # each producer's l2 in the order it sent it (a batch overtaken on the way is a false gap)
@@ -85,6 +93,8 @@ class OrderBookActor:
     def _resync(self, requests: list[tuple[str, str]]) -> None:
         for connection, symbol in requests:
             handle = self.connectors.get(connection)  # the service routes to a connector that carries the symbol
+            if isinstance(handle, str):  # a name (constructor): its handle, once
+                handle = self.connectors[connection] = peer(handle)
             if handle is not None:
                 handle.resync.remote(symbol)
             else:

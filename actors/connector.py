@@ -8,6 +8,7 @@ import logging
 import time
 from typing import Any
 
+from actors import peer
 from actors._route import Outputs
 from xtrader import metrics
 from xtrader.arbiter_batches import BatchArbiter
@@ -30,6 +31,8 @@ class ConnectorActor:
     Without an arbiter (redundancy 1), a `BatchArbiter` of its own still drops
     repeated updates on this connection (a venue's duplicate frames, the overlap
     of a make-before-break reconnect).
+
+    `sinks`, `book`, `arbiter`: the peers' actor names (`actors.actor_name`, restart-safe) or handles.
     """
 
     def __init__(
@@ -45,7 +48,12 @@ class ConnectorActor:
         from xtrader.connector import Connector
 
         self.spec = spec
-        self.outputs = Outputs(spec.id, sinks, book, arbiter)
+        self.outputs = Outputs(
+            spec.id,
+            [peer(s) for s in sinks],
+            peer(book) if book is not None else None,
+            peer(arbiter) if arbiter is not None else None,
+        )
         self.connector = Connector(
             venue(spec.venue, spec.ws_base, spec.rest_base),
             Connection(spec.url, spec.subscriptions),

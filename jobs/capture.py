@@ -171,7 +171,7 @@ def start(capture: Capture, plan: Plan) -> Running:
     import ray
     from ray.util.placement_group import placement_group, remove_placement_group
 
-    from actors import actor
+    from actors import actor, actor_name, name_prefix
     from actors.controller import CONTROLLER_NAME, ControllerActor
     from actors.grow import create_stream_actors
     from actors.sink import SinkActor, writer_id
@@ -188,9 +188,12 @@ def start(capture: Capture, plan: Plan) -> Running:
         for group in running.groups.values():
             remove_placement_group(group)
         raise
+    prefix = name_prefix(capture.name)  # every actor is named: its peers look it up (restart-safe arguments)
     for spec in plan.sinks:
-        running.sinks[spec.id] = actor(SinkActor, num_cpus=spec.cpus).remote(spec, writer_id(capture.name))
-    made = create_stream_actors(pipeline, plan, running.groups, list(running.sinks.values()), {})
+        running.sinks[spec.id] = actor(SinkActor, num_cpus=spec.cpus, name=actor_name(prefix, spec.id)).remote(
+            spec, writer_id(capture.name)
+        )
+    made = create_stream_actors(pipeline, plan, running.groups, prefix)
     running.books.update(made.books)
     running.arbiters.update(made.arbiters)
     running.connectors.update(made.connectors)
@@ -218,7 +221,7 @@ def start(capture: Capture, plan: Plan) -> Running:
     groups = {c.id: f"{capture.name}:{c.placement_group}" for c in plan.connectors}
     with contextlib.suppress(ValueError):
         ray.kill(ray.get_actor(CONTROLLER_NAME))  # a previous capture's controller
-    running.controller = actor(ControllerActor, name=CONTROLLER_NAME).remote(capture.name)
+    running.controller = actor(ControllerActor, name=CONTROLLER_NAME).remote(capture.name, prefix)
     ray.get(running.controller.register.remote(running.all(), streams, groups))
     # every service actor constructed (a bad sink configuration fails here, not mid-stream) before data flows
     services = {**running.sinks, **running.books, **running.arbiters}
