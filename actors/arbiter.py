@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -90,4 +91,9 @@ class ArbiterActor:
 
     def stats(self) -> dict[str, Any]:
         self.outputs.count_drops(self.arbiter.metrics, self.arbiter.exchange)
-        return {**self.arbiter.snapshot(), "flow": self.outputs.stats(), "order": self.inorder.stats()}
+        return {
+            **self.arbiter.snapshot(),
+            "flow": self.outputs.stats(),
+            "order": self.inorder.stats(),
+            "pid": os.getpid(),  # this incarnation of the actor (a restart shows as a new one)
+        }

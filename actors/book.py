@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
@@ -138,4 +139,5 @@ class OrderBookActor:
             "resync_failures": self.resync_failures,
             "order": self.inorder.stats(),
             "ts": time.time(),
+            "pid": os.getpid(),  # this incarnation of the actor (a restart shows as a new one)
         }

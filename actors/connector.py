@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from typing import Any
 
@@ -138,6 +139,7 @@ class ConnectorActor:
         out["source_id"] = self.outputs.source_id  # unique to this incarnation of the actor
         out["stopped"] = self.stopped
         out["node"] = self.node
+        out["pid"] = os.getpid()  # this incarnation of the actor (a restart shows as a new one)
         out["symbol_rows"] = {table: dict(symbols) for table, symbols in self.symbol_rows.items()}
         subscriptions: dict[str, list[str]] = {}
         for sub in self.connector.connection.subscriptions:
