@@ -45,6 +45,7 @@ def small_capture(root: Path, redundancy: int = 1) -> Any:
     from xtrader.config import Capture
 
     data = demo_capture(str(root), symbols=SYMBOLS, rate=40.0, venues=(VENUE,)).model_dump()
+    data["name"] = "actor-kills"  # placement groups of its own name (other tests look theirs up by name)
     data["streams"][0]["redundancy"] = redundancy
     data["cluster"]["placement_timeout_s"] = 180.0  # also bounds the wiring calls: slow on a busy machine
     return Capture.model_validate(data)
@@ -116,13 +117,15 @@ def kill_during_capture(
 
 def ready(actor: str) -> Any:
     """The running capture's control handle once `actor` is registered, else None."""
+    import ray
+
     from xtrader.control import attach
 
     try:
         control = attach(namespace="xtrader-tests")
-    except LookupError:
+        return control if actor in control.actors() else None
+    except (LookupError, ray.exceptions.RayError):  # none yet, or the previous capture's, going away
         return None
-    return control if actor in control.actors() else None
 
 
 def assert_no_duplicates(root: Path) -> None:
