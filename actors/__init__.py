@@ -4,10 +4,17 @@ Actors are plain classes (testable without Ray); `actor(cls)` turns one into a
 Ray actor class with the options below. Restarted actors may run a call twice,
 so everything downstream of a retried call is idempotent (see
 `xtrader.sinkfront`).
+
+Restarts: Ray restarts an actor by running its constructor again with the arguments it was created
+with, and it does not keep an argument that lives in the object store, nor what an argument refers to
+(an actor handle is such a reference) for that. So constructors take plain values only: specs, ids
+and the *names* of their peer actors (`actor_name`), which they look up (`peer`). Every actor of a
+capture is named `<prefix><actor id>`, the prefix unique to the capture's start (`name_prefix`).
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 #: restarts of a pipeline actor: unlimited. A capture runs for weeks, and every kill (OOM, node loss, a deploy)
@@ -26,6 +33,27 @@ OPTIONS: dict[str, dict[str, Any]] = {
     # the control plane: named and detached, so a notebook can attach while the driver runs
     "ControllerActor": {"max_restarts": 1, "max_concurrency": 16, "num_cpus": 0, "lifetime": "detached"},
 }
+
+
+def name_prefix(capture: str) -> str:
+    """The prefix of the actor names of one capture start: its name plus a random suffix (two captures,
+    or a capture and its predecessor's actors still being killed, never share a name)."""
+    return f"xtrader:{capture}:{uuid.uuid4().hex[:8]}:"
+
+
+def actor_name(prefix: str, actor_id: str) -> str:
+    """The Ray actor name of the actor `actor_id` ("sink/parquet", "book/binance", ...) of a capture."""
+    return f"{prefix}{actor_id}"
+
+
+def peer(ref: Any) -> Any:
+    """The handle of a peer actor given by name (a plain string, restart-safe), or `ref` itself (a handle,
+    or a stand-in outside Ray)."""
+    if not isinstance(ref, str):
+        return ref
+    import ray
+
+    return ray.get_actor(ref)
 
 
 def actor(cls: type, **overrides: Any) -> Any:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
+from actors import peer
 from actors._inorder import InOrder
 from actors._route import Key, Outputs
 from xtrader.arbiter_batches import BatchArbiter
@@ -17,6 +19,11 @@ class ArbiterActor:
 
     The output of a numbered input call is written under a key derived from the call's
     (source, seq) (`actors._route`), so Ray's retry of a call on the restarted actor is a repeat.
+
+    Args:
+        stream / venue_name: the stream and its venue; sinks, book: SinkActor and OrderBookActor names
+            (`actors.actor_name`) or handles; inputs: the stream's connection ids (registered at once,
+            so a restarted arbiter knows them; `register` adds more).
     """
 
     def __init__(
@@ -26,6 +33,7 @@ class ArbiterActor:
         sinks: list[Any],
         book: Any = None,
         *,
+        inputs: list[str] | None = None,
         capacity: int = 200_000,
         ttl_s: float = 60.0,
         rotation_s: float = 0.0,
@@ -42,10 +50,12 @@ class ArbiterActor:
             exchange=venue_name,
             actor=f"{stream}/arbiter",
         )
+        for connection in inputs or ():
+            self.arbiter.register(connection)
         self.outputs = Outputs(
             f"arbiter:{stream}",
-            sinks,
-            book=book,
+            [peer(s) for s in sinks],
+            book=peer(book) if book is not None else None,
             max_inflight=max_inflight,
             policy=policy,
             sink_max_inflight=sink_max_inflight,
@@ -94,4 +104,9 @@ class ArbiterActor:
 
     def stats(self) -> dict[str, Any]:
         self.outputs.count_drops(self.arbiter.metrics, self.arbiter.exchange)
-        return {**self.arbiter.snapshot(), "flow": self.outputs.stats(), "order": self.inorder.stats()}
+        return {
+            **self.arbiter.snapshot(),
+            "flow": self.outputs.stats(),
+            "order": self.inorder.stats(),
+            "pid": os.getpid(),  # this incarnation of the actor (a restart shows as a new one)
+        }

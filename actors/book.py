@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
+from actors import peer
 from actors._inorder import InOrder
 from actors._route import Key, Outputs, Skip
 from xtrader.batch import Batches
@@ -22,7 +24,10 @@ class OrderBookActor:
     retry of a call on the restarted actor is a repeat at the sinks.
 
     Args:
-        stream: stream id; venue_name: the venue; sinks: SinkActor handles.
+        stream: stream id; venue_name: the venue; sinks: SinkActor names (`actors.actor_name`) or handles.
+        connectors / carriers: connection id -> its ConnectorActor's name, and -> its l2 symbols (where
+            resync requests go), as the plan has them: a restarted book is wired again from these
+            (`set_connectors` replaces them at run time).
         depth / snapshot_interval_s: the book_snapshots table.
     """
 
@@ -32,6 +37,8 @@ class OrderBookActor:
         venue_name: str,
         sinks: list[Any],
         *,
+        connectors: dict[str, str] | None = None,
+        carriers: dict[str, list[str]] | None = None,
         depth: int = 20,
         snapshot_interval_s: float = 1.0,
         max_inflight: int = 4,
@@ -48,9 +55,15 @@ class OrderBookActor:
             snapshot_interval_s=snapshot_interval_s,
         )
         self.outputs = Outputs(
-            f"book:{stream}", sinks, max_inflight=max_inflight, policy=policy, sink_max_inflight=sink_max_inflight
+            f"book:{stream}",
+            [peer(s) for s in sinks],
+            max_inflight=max_inflight,
+            policy=policy,
+            sink_max_inflight=sink_max_inflight,
         )
-        self.connectors: dict[str, Any] = {}
+        self.connectors: dict[str, Any] = dict(connectors or {})  # a name is looked up when first needed
+        if carriers is not None:
+            self.service.set_carriers(carriers)
         self.resync_failures = 0
         self.ticker: asyncio.Task[None] | None = None
         # each producer's l2 in the order it sent it (a batch overtaken on the way is a false gap)
@@ -109,6 +122,8 @@ class OrderBookActor:
     def _resync(self, requests: list[tuple[str, str]]) -> None:
         for connection, symbol in requests:
             handle = self.connectors.get(connection)  # the service routes to a connector that carries the symbol
+            if isinstance(handle, str):  # a name (constructor): its handle, once
+                handle = self.connectors[connection] = peer(handle)
             if handle is not None:
                 handle.resync.remote(symbol)
             else:
@@ -152,6 +167,7 @@ class OrderBookActor:
             "resync_failures": self.resync_failures,
             "order": self.inorder.stats(),
             "ts": time.time(),
+            "pid": os.getpid(),  # this incarnation of the actor (a restart shows as a new one)
         }
 
 

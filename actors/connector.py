@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from typing import Any
 
+from actors import peer
 from actors._route import Outputs
 from xtrader import metrics
 from xtrader.arbiter_batches import BatchArbiter
@@ -33,6 +35,8 @@ class ConnectorActor:
     Without an arbiter (redundancy 1), a `BatchArbiter` of its own still drops
     repeated updates on this connection (a venue's duplicate frames, the overlap
     of a make-before-break reconnect).
+
+    `sinks`, `book`, `arbiter`: the peers' actor names (`actors.actor_name`, restart-safe) or handles.
     """
 
     def __init__(
@@ -50,9 +54,9 @@ class ConnectorActor:
         self.spec = spec
         self.outputs = Outputs(
             spec.id,
-            sinks,
-            book,
-            arbiter,
+            [peer(s) for s in sinks],
+            peer(book) if book is not None else None,
+            peer(arbiter) if arbiter is not None else None,
             policy=pipeline.policy,
             sink_max_inflight=pipeline.sink_max_inflight,
             on_event=self._note,
@@ -148,6 +152,7 @@ class ConnectorActor:
         out["source_id"] = self.outputs.source_id  # unique to this incarnation of the actor
         out["stopped"] = self.stopped
         out["node"] = self.node
+        out["pid"] = os.getpid()  # this incarnation of the actor (a restart shows as a new one)
         out["symbol_rows"] = {table: dict(symbols) for table, symbols in self.symbol_rows.items()}
         subscriptions: dict[str, list[str]] = {}
         for sub in self.connector.connection.subscriptions:

@@ -32,8 +32,9 @@ INSTRUMENTS_TTL_S = 300.0
 class ControllerActor:
     """Knows every stream and actor of one capture."""
 
-    def __init__(self, capture: str) -> None:
+    def __init__(self, capture: str, prefix: str = "") -> None:
         self.capture = capture
+        self.prefix = prefix  # the capture's actor-name prefix (`actors.name_prefix`): actors it starts are named so
         # stream id -> {venue, tables, symbols, connectors, ws_base, rest_base, symbols_ran}
         self.streams: dict[str, dict[str, Any]] = {}
         self.actors: dict[str, Any] = {}  # actor id -> handle
@@ -225,9 +226,8 @@ class ControllerActor:
             capture, plan = plan_stream(self.config, stream, self.endpoints)
         except (ConfigError, ValueError) as exc:
             raise RequestError(f"subscribe rejected, nothing changed: {exc}") from None
-        sinks = [self.actors[s.id] for s in plan.sinks]
-        books = {a: h for a, h in self.actors.items() if a.startswith("book/")}
-        added = start_stream(capture, plan, sinks, books)
+        books = [a for a in self.actors if a.startswith("book/")]
+        added = start_stream(capture, plan, self.prefix, books)
         self.added.append(added)
         self.actors.update(added.actors)
         connectors = [c.id for c in plan.connectors]

@@ -8,6 +8,7 @@ connector waits for, and `wire_and_start` runs once they are placed.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,14 +43,19 @@ class StreamActors:
 
 
 def create_stream_actors(
-    pipeline: Pipeline, plan: Plan, groups: dict[str, Any], sinks: list[Any], books: dict[str, Any]
+    pipeline: Pipeline, plan: Plan, groups: dict[str, Any], prefix: str, books: Iterable[str] = ()
 ) -> StreamActors:
-    """The order-book (for a venue with none in `books`), arbiter and connector actors of `plan`, the
-    connectors in their placement `groups` (by id). Created, not wired or started. Used by the driver at
-    start and by `start_stream` at run time."""
+    """The order-book (for a venue whose book is not among the running `books`, by id), arbiter and connector
+    actors of `plan`, the connectors in their placement `groups` (by id). Created, not wired or started.
+    Used by the driver at start and by `start_stream` at run time.
+
+    Every actor is named `actor_name(prefix, id)` and gets plain values only: its spec and the names of its
+    peers (the sinks of `plan`, named so by whoever created them), which it looks up. Ray restarts it with
+    those arguments, and nothing they refer to can go out of scope.
+    """
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-    from actors import actor
+    from actors import actor, actor_name
     from actors.arbiter import ArbiterActor
     from actors.book import OrderBookActor
     from actors.connector import ConnectorActor
@@ -60,26 +66,38 @@ def create_stream_actors(
         "policy": pipeline.policy,
         "sink_max_inflight": pipeline.sink_max_inflight,
     }
-    book_handles = dict(books)
+    sinks = [actor_name(prefix, spec.id) for spec in plan.sinks]
+    book_ids = set(books) | {spec.id for spec in plan.books}
     for book_spec in plan.books:
-        if book_spec.id not in book_handles:
-            book_handles[book_spec.id] = made.books[book_spec.id] = actor(
-                OrderBookActor, num_cpus=book_spec.cpus
-            ).remote(
-                book_spec.venue,
-                book_spec.venue,
-                sinks,
-                depth=book_spec.depth,
-                snapshot_interval_s=book_spec.snapshot_interval_s,
-                **flow,
-            )
+        if book_spec.id in books:
+            continue
+        connectors = [c for c in plan.connectors if c.venue == book_spec.venue]
+        made.books[book_spec.id] = actor(
+            OrderBookActor, num_cpus=book_spec.cpus, name=actor_name(prefix, book_spec.id)
+        ).remote(
+            book_spec.venue,
+            book_spec.venue,
+            sinks,
+            connectors={c.id: actor_name(prefix, c.id) for c in connectors},
+            carriers={c.id: sorted({s.symbol for s in c.subscriptions if s.table == "l2"}) for c in connectors},
+            depth=book_spec.depth,
+            snapshot_interval_s=book_spec.snapshot_interval_s,
+            **flow,
+        )
+
+    def book_of(venue: str, tables: Iterable[str]) -> str | None:
+        book_id = f"book/{venue}"
+        return actor_name(prefix, book_id) if "l2" in tables and book_id in book_ids else None
+
     for arbiter_spec in plan.arbiters:
-        book = book_handles.get(f"book/{arbiter_spec.venue}") if "l2" in arbiter_spec.tables else None
-        made.arbiters[arbiter_spec.id] = actor(ArbiterActor, num_cpus=arbiter_spec.cpus).remote(
+        made.arbiters[arbiter_spec.id] = actor(
+            ArbiterActor, num_cpus=arbiter_spec.cpus, name=actor_name(prefix, arbiter_spec.id)
+        ).remote(
             arbiter_spec.stream,
             arbiter_spec.venue,
             sinks,
-            book,
+            book_of(arbiter_spec.venue, arbiter_spec.tables),
+            inputs=list(arbiter_spec.inputs),
             capacity=arbiter_spec.capacity,
             ttl_s=arbiter_spec.ttl_s,
             rotation_s=arbiter_spec.rotation_interval_s,
@@ -88,19 +106,26 @@ def create_stream_actors(
         )
     arbiter_of = {i: a.id for a in plan.arbiters for i in a.inputs}
     for spec in plan.connectors:
-        book = book_handles.get(f"book/{spec.venue}") if "l2" in plan.targets(spec.id) else None
         strategy = PlacementGroupSchedulingStrategy(
             groups[spec.placement_group], placement_group_bundle_index=spec.bundle_index
         )
-        made.connectors[spec.id] = actor(ConnectorActor, num_cpus=spec.cpus, scheduling_strategy=strategy).remote(
-            spec, sinks, book, made.arbiters.get(arbiter_of.get(spec.id, "")), pipeline=pipeline
+        arbiter = arbiter_of.get(spec.id)
+        made.connectors[spec.id] = actor(
+            ConnectorActor, num_cpus=spec.cpus, scheduling_strategy=strategy, name=actor_name(prefix, spec.id)
+        ).remote(
+            spec,
+            sinks,
+            book_of(spec.venue, plan.targets(spec.id)),
+            actor_name(prefix, arbiter) if arbiter is not None else None,
+            pipeline=pipeline,
         )
     return made
 
 
-def start_stream(capture: Capture, plan: Plan, sinks: list[Any], books: dict[str, Any]) -> Added:
-    """Create the placement groups and actors of a one-stream plan (books: the running book actors by id;
-    a venue without one gets it). Nothing is started: see `wire_and_start`."""
+def start_stream(capture: Capture, plan: Plan, prefix: str, books: Iterable[str]) -> Added:
+    """Create the placement groups and actors of a one-stream plan (prefix: the capture's actor-name prefix;
+    books: the ids of the running book actors; a venue without one gets it). Nothing is started: see
+    `wire_and_start`."""
     from ray.util.placement_group import placement_group
 
     added = Added(stream=capture.streams[0].model_dump(), plan=plan)
@@ -108,7 +133,7 @@ def start_stream(capture: Capture, plan: Plan, sinks: list[Any], books: dict[str
         added.groups[group.id] = placement_group(
             [dict(b) for b in group.bundles], strategy=group.strategy, name=f"{capture.name}:{group.id}"
         )
-    made = create_stream_actors(capture.pipeline, plan, added.groups, sinks, books)
+    made = create_stream_actors(capture.pipeline, plan, added.groups, prefix, books)
     added.actors.update({**made.books, **made.arbiters, **made.connectors})
     cpus = {group.id: group.cpus for group in plan.placement_groups}
     for spec in plan.connectors:

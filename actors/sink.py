@@ -5,6 +5,7 @@ The front's timer flushes every `spec.flush_interval_s` (`pipeline.flush_interva
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from typing import Any
@@ -99,4 +100,5 @@ class SinkActor:
 
     def stats(self) -> dict[str, Any]:
         inner = getattr(self.front.writer, "stats", None)
-        return {**self.front.stats(), "writer": inner() if callable(inner) else None}
+        # pid: this incarnation of the actor (a restart shows as a new one)
+        return {**self.front.stats(), "writer": inner() if callable(inner) else None, "pid": os.getpid()}

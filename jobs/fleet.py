@@ -57,7 +57,7 @@ def start(capture: Capture, plan: Plan) -> Running:
     import ray
     from ray.util.placement_group import placement_group, remove_placement_group
 
-    from actors import actor
+    from actors import actor, actor_name, name_prefix
     from actors.controller import CONTROLLER_NAME, ControllerActor
     from actors.grow import create_stream_actors
     from actors.sink import SinkActor, writer_id
@@ -74,42 +74,51 @@ def start(capture: Capture, plan: Plan) -> Running:
         for group in running.groups.values():
             remove_placement_group(group)
         raise
-    for spec in plan.sinks:
-        running.sinks[spec.id] = actor(SinkActor, num_cpus=spec.cpus).remote(spec, writer_id(capture.name))
-    made = create_stream_actors(pipeline, plan, running.groups, list(running.sinks.values()), {})
-    running.books.update(made.books)
-    running.arbiters.update(made.arbiters)
-    running.connectors.update(made.connectors)
-    wiring = []
-    for book_spec in plan.books:
-        venue_connectors = [c for c in plan.connectors if c.venue == book_spec.venue]
-        handles = {c.id: running.connectors[c.id] for c in venue_connectors}
-        carriers = {c.id: sorted({s.symbol for s in c.subscriptions if s.table == "l2"}) for c in venue_connectors}
-        wiring.append(running.books[book_spec.id].set_connectors.remote(handles, carriers))
-    for arbiter_spec in plan.arbiters:
-        wiring.append(running.arbiters[arbiter_spec.id].register.remote(list(arbiter_spec.inputs)))
-    ray.get(wiring, timeout=capture.cluster.placement_timeout_s)
-    streams = {
-        s.id: {
-            "venue": s.venue,
-            "tables": list(s.tables),
-            "symbols": list(s.symbols),
-            "connectors": [c.id for c in plan.connectors if c.stream == s.id],
-            # where the venue is served (the controller reads its instrument list to check run-time requests)
-            "ws_base": next((c.ws_base for c in plan.connectors if c.stream == s.id), None),
-            "rest_base": next((c.rest_base for c in plan.connectors if c.stream == s.id), None),
+    try:
+        prefix = name_prefix(capture.name)  # every actor is named: its peers look it up (restart-safe arguments)
+        for spec in plan.sinks:
+            running.sinks[spec.id] = actor(SinkActor, num_cpus=spec.cpus, name=actor_name(prefix, spec.id)).remote(
+                spec, writer_id(capture.name)
+            )
+        made = create_stream_actors(pipeline, plan, running.groups, prefix)
+        running.books.update(made.books)
+        running.arbiters.update(made.arbiters)
+        running.connectors.update(made.connectors)
+        wiring = []
+        for book_spec in plan.books:
+            venue_connectors = [c for c in plan.connectors if c.venue == book_spec.venue]
+            handles = {c.id: running.connectors[c.id] for c in venue_connectors}
+            carriers = {c.id: sorted({s.symbol for s in c.subscriptions if s.table == "l2"}) for c in venue_connectors}
+            wiring.append(running.books[book_spec.id].set_connectors.remote(handles, carriers))
+        for arbiter_spec in plan.arbiters:
+            wiring.append(running.arbiters[arbiter_spec.id].register.remote(list(arbiter_spec.inputs)))
+        ray.get(wiring, timeout=capture.cluster.placement_timeout_s)
+        streams = {
+            s.id: {
+                "venue": s.venue,
+                "tables": list(s.tables),
+                "symbols": list(s.symbols),
+                "connectors": [c.id for c in plan.connectors if c.stream == s.id],
+                # where the venue is served (the controller reads its instrument list to check run-time requests)
+                "ws_base": next((c.ws_base for c in plan.connectors if c.stream == s.id), None),
+                "rest_base": next((c.rest_base for c in plan.connectors if c.stream == s.id), None),
+            }
+            for s in capture.streams
         }
-        for s in capture.streams
-    }
-    groups = {c.id: f"{capture.name}:{c.placement_group}" for c in plan.connectors}
-    with contextlib.suppress(ValueError):
-        ray.kill(ray.get_actor(CONTROLLER_NAME))  # a previous capture's controller
-    running.controller = actor(ControllerActor, name=CONTROLLER_NAME).remote(capture.name)
-    ray.get(running.controller.register.remote(running.all(), streams, groups))
-    # every service actor constructed (a bad sink configuration fails here, not mid-stream) before data flows
-    services = {**running.sinks, **running.books, **running.arbiters}
-    ray.get([handle.stats.remote() for handle in services.values()], timeout=capture.cluster.placement_timeout_s)
-    ray.get([handle.start.remote() for handle in running.connectors.values()])
+        groups = {c.id: f"{capture.name}:{c.placement_group}" for c in plan.connectors}
+        with contextlib.suppress(ValueError):
+            ray.kill(ray.get_actor(CONTROLLER_NAME))  # a previous capture's controller
+        running.controller = actor(ControllerActor, name=CONTROLLER_NAME).remote(capture.name, prefix)
+        ray.get(running.controller.register.remote(running.all(), streams, groups))
+        # every service actor constructed (a bad sink configuration fails here, not mid-stream) before data flows
+        services = {**running.sinks, **running.books, **running.arbiters}
+        ray.get([handle.stats.remote() for handle in services.values()], timeout=capture.cluster.placement_timeout_s)
+        ray.get([handle.start.remote() for handle in running.connectors.values()])
+    except BaseException:
+        # nothing of a start that failed half-way stays behind: a retry (or the next capture on this
+        # cluster) would find its placement groups' and actors' names taken
+        teardown(running)
+        raise
     return running
 
 
