@@ -56,8 +56,26 @@ def peer(ref: Any) -> Any:
     return ray.get_actor(ref)
 
 
+#: actors that serve the whole capture (no placement group of their own): they run on the node of the
+#: process that creates them (the driver; for run-time streams, the controller, which the driver created)
+SERVICES = frozenset({"ArbiterActor", "OrderBookActor", "SinkActor", "ControllerActor"})
+
+
 def actor(cls: type, **overrides: Any) -> Any:
-    """`cls` as a Ray actor class with its options from OPTIONS (plus `overrides`)."""
+    """`cls` as a Ray actor class with its options from OPTIONS (plus `overrides`).
+
+    A service actor (SERVICES) is placed on the caller's node (soft: elsewhere if that node is gone),
+    never left to Ray's default policy, which spreads actors over the least used nodes: on an
+    autoscaling cluster that is a node added for connectors, and any actor there, even one needing no
+    CPU, keeps the node busy, so the autoscaler could never remove it once its connectors stopped.
+    """
     import ray
 
-    return ray.remote(**{**OPTIONS[cls.__name__], **overrides})(cls)
+    options = {**OPTIONS[cls.__name__], **overrides}
+    if cls.__name__ in SERVICES and "scheduling_strategy" not in options:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(
+            ray.get_runtime_context().get_node_id(), soft=True
+        )
+    return ray.remote(**options)(cls)

@@ -75,9 +75,14 @@ class ControllerActor:
     # -- the live view --------------------------------------------------------------------------------------
 
     async def stats(self) -> dict[str, Any]:
-        """Every actor's stats (an actor that does not answer shows its error); samples the row rates."""
-        waiting = {c for added in self.added for c in added.pending}
-        names = sorted(a for a in self.actors if a not in waiting)  # a connector not yet placed cannot answer
+        """Every actor's stats (an actor that does not answer shows its error); samples the row rates.
+
+        A stream started at run time is left out while it waits for placement: its connectors cannot
+        answer before they are placed, and its new book or arbiter may still be starting (a worker
+        process to spawn): asking them would hold every caller (`streams()`, the next `subscribe`,
+        the driver's loop) until then."""
+        waiting = {a for added in self.added if added.pending for a in added.actors}
+        names = sorted(a for a in self.actors if a not in waiting)
         results = await asyncio.gather(*(self.actors[n].stats.remote() for n in names), return_exceptions=True)
         out: dict[str, Any] = {
             n: (r if not isinstance(r, BaseException) else {"error": repr(r)})

@@ -37,6 +37,8 @@ import psutil  # isort: skip
 
 RAY = str(Path(sys.executable).with_name("ray"))
 HEAD_TYPE = "ray.head.default"
+#: what `ray start` prints when its raylet did not register with the GCS within Ray's fixed 30 s
+STARTUP_TIMED_OUT = "timed out during startup"
 
 
 def free_port() -> int:
@@ -88,7 +90,21 @@ class PrivateHead:
         """The environment of a process that joins this head (its address and its token)."""
         return private_env(self.address, self.token_path)
 
-    def start(self, timeout_s: float = 60.0) -> None:
+    def start(self, timeout_s: float = 120.0, attempts: int = 3) -> None:
+        """Start the head; retried (fresh ports) when Ray's own 30 s raylet-registration wait ran out, which
+        happens on a heavily loaded machine (`The current node timed out during startup`)."""
+        for attempt in range(1, attempts + 1):
+            try:
+                self._start(timeout_s)
+                return
+            except RuntimeError as exc:
+                if attempt == attempts or STARTUP_TIMED_OUT not in str(exc):
+                    raise
+                self._kill()
+                self.port = free_port()
+                self.address = f"127.0.0.1:{self.port}"
+
+    def _start(self, timeout_s: float) -> None:
         command = [
             RAY,
             "start",
@@ -128,7 +144,7 @@ class PrivateHead:
             if b"Ray runtime started" in self.log.read_bytes():
                 return
             time.sleep(0.2)
-        log = self.log.read_text()[-3000:]  # before stop(), which removes the temp dir and the log in it
+        log = self.log.read_text(errors="replace")[-3000:]  # before stop() removes the temp dir it is in
         self.stop()
         raise TimeoutError(f"ray start not up after {timeout_s:g} s: {log}")
 
@@ -149,6 +165,10 @@ class PrivateHead:
 
     def stop(self) -> None:
         """Stop this head's processes only (SIGTERM, then SIGKILL after 10 s), and remove its temp dir."""
+        self._kill()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def _kill(self) -> None:
         processes = self.processes()
         for process in processes:
             with contextlib.suppress(psutil.Error):
@@ -161,7 +181,6 @@ class PrivateHead:
         if self.process is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(5)
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
 class FakeAutoscalingCluster(AutoscalingCluster):
