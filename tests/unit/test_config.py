@@ -251,7 +251,7 @@ def test_environment_values_are_parsed_by_the_field_type() -> None:
     assert config.metrics.port == 9300
     assert config.sinks.parquet.root == "/data/x"
     assert config.sinks.questdb.enabled
-    assert config.sinks.questdb.conf.startswith("http::addr=db:9000")
+    assert config.sinks.questdb.conf.get_secret_value().startswith("http::addr=db:9000")
 
 
 def test_a_bad_environment_value_names_the_variable() -> None:
