@@ -395,6 +395,13 @@ class Metrics(_Model):
     port: Port = Field(default=9188, description="Port of /metrics; 0: any free port.")
     interval_s: float = Field(default=1.0, gt=0, le=60, description="Seconds between stats aggregations.")
     live_table: bool = Field(default=True, description="Show a live table when attached to a terminal.")
+    log_interval_s: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="Seconds between progress lines (`xtrader-metrics: {json}`) on stdout when it is not a "
+        "terminal, e.g. under `ray job submit` (`ray job logs` shows them); 0: none.",
+    )
     statsd: str | None = Field(
         default=None,
         description="`host:port` of a StatsD server to push the same metrics to every interval_s (UDP); null: off.",
@@ -563,6 +570,7 @@ _EXTRA_ENV: dict[str, tuple[str, ...]] = {
     "XTRADER_METRICS_HOST": ("metrics", "host"),
     "XTRADER_METRICS_PORT": ("metrics", "port"),
     "XTRADER_METRICS_STATSD": ("metrics", "statsd"),
+    "XTRADER_METRICS_LOG_INTERVAL_S": ("metrics", "log_interval_s"),
     "XTRADER_CLUSTER_ADDRESS": ("cluster", "address"),
 }
 
