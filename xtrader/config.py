@@ -572,6 +572,7 @@ _EXTRA_ENV: dict[str, tuple[str, ...]] = {
     "XTRADER_METRICS_STATSD": ("metrics", "statsd"),
     "XTRADER_METRICS_LOG_INTERVAL_S": ("metrics", "log_interval_s"),
     "XTRADER_CLUSTER_ADDRESS": ("cluster", "address"),
+    "XTRADER_PLACEMENT_TIMEOUT_S": ("cluster", "placement_timeout_s"),
 }
 
 #: Every environment override: variable name -> path of the field it sets.

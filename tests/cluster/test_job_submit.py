@@ -10,6 +10,7 @@ RAY_AUTH_TOKEN_PATH (tests/cluster/private_ray.py).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 import uuid
@@ -30,6 +31,7 @@ PROGRESS_PREFIX = "xtrader-metrics: "  # xtrader/progress.py
 #: a busy 2-core machine: the head, the upload, the job's own actors and a 20 s capture
 JOB_TIMEOUT_S = 600.0
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @pytest.fixture
@@ -71,8 +73,9 @@ def wait_for_job_server(head: PrivateHead, timeout_s: float = 120.0) -> None:
 def job_status(head: PrivateHead, job_id: str) -> str:
     done = ray_job(head, "status", job_id)
     assert done.returncode == 0, done.stderr[-2000:]
+    text = ANSI.sub("", done.stdout + done.stderr)  # the CLI colours its output
     for status in (*TERMINAL, "RUNNING", "PENDING"):
-        if f"Status for job '{job_id}': {status}" in done.stdout + done.stderr:
+        if f"Status for job '{job_id}': {status}" in text:
             return status
     return "UNKNOWN"
 
@@ -119,7 +122,14 @@ def test_a_capture_submitted_with_ray_job_submit_writes_what_the_simulator_sent(
         "--working-dir",
         ".",
         "--runtime-env",
-        str(runtime_env(tmp_path, XTRADER_PARQUET_ROOT=str(data), XTRADER_METRICS_LOG_INTERVAL_S="2")),
+        str(
+            runtime_env(
+                tmp_path,
+                XTRADER_PARQUET_ROOT=str(data),
+                XTRADER_METRICS_LOG_INTERVAL_S="2",
+                XTRADER_PLACEMENT_TIMEOUT_S="600",  # a busy machine starts the actors' processes slowly
+            )
+        ),
         "--",
         "python",
         "-m",
