@@ -10,9 +10,9 @@ RAY_AUTH_TOKEN_PATH (tests/cluster/private_ray.py).
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +31,6 @@ PROGRESS_PREFIX = "xtrader-metrics: "  # xtrader/progress.py
 #: a busy 2-core machine: the head, the upload, the job's own actors and a 20 s capture
 JOB_TIMEOUT_S = 600.0
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @pytest.fixture
@@ -71,13 +70,14 @@ def wait_for_job_server(head: PrivateHead, timeout_s: float = 120.0) -> None:
 
 
 def job_status(head: PrivateHead, job_id: str) -> str:
-    done = ray_job(head, "status", job_id)
-    assert done.returncode == 0, done.stderr[-2000:]
-    text = ANSI.sub("", done.stdout + done.stderr)  # the CLI colours its output
-    for status in (*TERMINAL, "RUNNING", "PENDING"):
-        if f"Status for job '{job_id}': {status}" in text:
-            return status
-    return "UNKNOWN"
+    """The job's status from the job API (GET /api/jobs/ID, the token as a bearer token)."""
+    assert head.dashboard_url is not None
+    token = head.token_path.read_text(encoding="utf-8").strip()
+    request = urllib.request.Request(
+        f"{head.dashboard_url}/api/jobs/{job_id}", headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return str(json.loads(response.read())["status"])
 
 
 def wait_for_job(head: PrivateHead, job_id: str, timeout_s: float) -> str:
