@@ -174,7 +174,7 @@ class PrivateHead:
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
-def started_head(num_cpus: float, *, dashboard: bool = False, attempts: int = 3) -> PrivateHead:
+def started_head(num_cpus: float, *, dashboard: bool = False, attempts: int = 5) -> PrivateHead:
     """A started `PrivateHead`, tried `attempts` times: on a loaded machine `ray start` can give up waiting
     for its raylet (Ray's own fixed 30 s: "The current node timed out during startup")."""
     for attempt in range(1, attempts + 1):

@@ -79,7 +79,12 @@ def test_every_listener_of_a_capture_binds_loopback(tmp_path: Path) -> None:
     # Ray binds them to every interface and protects them with token authentication (docs/guide.md)
     baseline = listening()
     capture = demo_capture(str(tmp_path / "data"), symbols=1, rate=20.0)
-    capture = capture.model_copy(update={"metrics": capture.metrics.model_copy(update={"port": 0})})
+    capture = capture.model_copy(
+        update={  # a busy machine starts actors slowly
+            "cluster": capture.cluster.model_copy(update={"placement_timeout_s": 600.0}),
+            "pipeline": capture.pipeline.model_copy(update={"connector_cpus": 0.25}),
+        }
+    )
     assert capture.metrics.enabled and capture.simulator is not None and capture.simulator.enabled
     stop = threading.Event()
     result: dict[str, Any] = {}
