@@ -35,7 +35,7 @@ def open_sink(spec: SinkSpec, name: str) -> Any:
     if isinstance(config, QuestDBConfig):
         from xtrader.sinks.questdb import QuestDBSink
 
-        return QuestDBSink(config.conf, config.spill_dir)
+        return QuestDBSink(config.conf.get_secret_value(), config.spill_dir)
     assert isinstance(config, ParquetConfig)
     from xtrader.sinks.parquet import ParquetSink
 

@@ -16,8 +16,10 @@ is generated from these models (`python -m xtrader.docs config`).
 from __future__ import annotations
 
 import copy
+import ipaddress
 import json
 import os
+import re
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from pydantic_core import ErrorDetails
 
 from xtrader.errors import ConfigError
+from xtrader.redact import ConfString
 from xtrader.venues.base import Subscription, Table
 
 LatencyMode = Literal["realtime", "archival"]
@@ -41,7 +44,8 @@ Symbol = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Z
 Channel = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 WsBase = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^wss?://\S+$")]
 RestBase = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^https?://\S+$")]
-Host = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+#: a listener's bind address: an IP address or a host name (checked by `_listen_address`)
+ListenHost = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=253)]
 Port = Annotated[int, Field(ge=0, le=65535)]
 
 #: Values the latency mode sets for every preset field the configuration leaves out
@@ -60,6 +64,25 @@ ROTATION_PRESETS: dict[str, dict[str, int | float]] = {
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+def _listen_address(value: str) -> str:
+    """`value` when it is an IP address (v4 or v6) or a host name (RFC 1123 labels), else ValueError."""
+    try:
+        ipaddress.ip_address(value)
+        return value
+    except ValueError:
+        pass
+    labels = value.removesuffix(".").split(".")
+    if not labels[-1].isdigit() and all(_HOST_LABEL.match(label) for label in labels):
+        return value
+    raise ValueError(
+        f"{value!r} is not an IP address or a host name (127.0.0.1 keeps the listener local; "
+        "0.0.0.0 or :: exposes it on every interface)"
+    )
 
 
 class Stream(_Model):
@@ -337,18 +360,23 @@ class QuestDBSink(_Model):
     """QuestDB through the official client (ILP over HTTP), with a local spill while it is unreachable."""
 
     enabled: bool = Field(default=False, description="Write to QuestDB.")
-    conf: str = Field(
-        default="http::addr=localhost:9000;protocol_version=1;",
-        description="questdb client configuration string (`http::addr=HOST:PORT;protocol_version=1;`).",
+    conf: ConfString = Field(
+        default=ConfString("http::addr=localhost:9000;protocol_version=1;"),
+        description="questdb client configuration string (`http::addr=HOST:PORT;protocol_version=1;`); its "
+        "credentials (password, token) never show in logs, errors or dumps (`***`).",
     )
     spill_dir: str = Field(
         default="./xtrader-spill", min_length=1, description="Batches wait here (Parquet) while QuestDB is down."
     )
 
+    def __init__(self, **data: Any) -> None:
+        """As any model's; declared so that `conf` may be given as a plain string (it becomes a ConfString)."""
+        super().__init__(**data)
+
     @field_validator("conf")
     @classmethod
-    def _conf_shape(cls, value: str) -> str:
-        schema, sep, rest = value.partition("::")
+    def _conf_shape(cls, value: ConfString) -> ConfString:
+        schema, sep, rest = value.get_secret_value().partition("::")
         if not sep or schema not in ("http", "https", "tcp", "tcps"):
             raise ValueError("must start with http::, https::, tcp:: or tcps::")
         if "addr=" not in rest:
@@ -381,14 +409,28 @@ class Metrics(_Model):
     """Prometheus endpoint, optional StatsD push and live table of the driver."""
 
     enabled: bool = Field(default=True, description="Serve Prometheus /metrics.")
-    host: Host = Field(default="127.0.0.1", description="Bind address of /metrics; 0.0.0.0 exposes it to the network.")
+    host: ListenHost = Field(
+        default="127.0.0.1", description="Bind address of /metrics; 0.0.0.0 exposes it to the network."
+    )
     port: Port = Field(default=9188, description="Port of /metrics; 0: any free port.")
     interval_s: float = Field(default=1.0, gt=0, le=60, description="Seconds between stats aggregations.")
     live_table: bool = Field(default=True, description="Show a live table when attached to a terminal.")
+    log_interval_s: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="Seconds between progress lines (`xtrader-metrics: {json}`) on stdout when it is not a "
+        "terminal, e.g. under `ray job submit` (`ray job logs` shows them); 0: none.",
+    )
     statsd: str | None = Field(
         default=None,
         description="`host:port` of a StatsD server to push the same metrics to every interval_s (UDP); null: off.",
     )
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        return _listen_address(value)
 
     @field_validator("statsd")
     @classmethod
@@ -405,7 +447,9 @@ class Simulator(_Model):
     """A local exchange simulator started by the driver (real websocket and REST servers on loopback)."""
 
     enabled: bool = Field(default=True, description="Start the simulator; false: streams go to the live venues.")
-    host: Host = Field(default="127.0.0.1", description="Bind address of the simulator.")
+    host: ListenHost = Field(
+        default="127.0.0.1", description="Bind address of the simulator; 0.0.0.0 exposes it to the network."
+    )
     port: Port = Field(
         default=0,
         description="First port; each venue (all four are served, whatever the streams) takes two in a row "
@@ -432,6 +476,11 @@ class Simulator(_Model):
         description="Venue-specific simulator options by venue, e.g. {okx: {initial_snapshot: 0}} "
         "(`xtrader simulate --help` and the simulator's README list them).",
     )
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        return _listen_address(value)
 
     @field_validator("faults")
     @classmethod
@@ -541,7 +590,9 @@ _EXTRA_ENV: dict[str, tuple[str, ...]] = {
     "XTRADER_METRICS_HOST": ("metrics", "host"),
     "XTRADER_METRICS_PORT": ("metrics", "port"),
     "XTRADER_METRICS_STATSD": ("metrics", "statsd"),
+    "XTRADER_METRICS_LOG_INTERVAL_S": ("metrics", "log_interval_s"),
     "XTRADER_CLUSTER_ADDRESS": ("cluster", "address"),
+    "XTRADER_PLACEMENT_TIMEOUT_S": ("cluster", "placement_timeout_s"),
 }
 
 #: Every environment override: variable name -> path of the field it sets.

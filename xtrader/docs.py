@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import annotated_types
 import pyarrow as pa
-from pydantic import BaseModel, StringConstraints
+from pydantic import BaseModel, Secret, StringConstraints
 from pydantic.fields import FieldInfo
 
 from xtrader import schema
@@ -135,6 +135,8 @@ def _bare_type(annotation: Any) -> str:
         return f"list of {_bare_type(args[0])}"
     if origin is dict:
         return f"map of {_bare_type(args[0])} to {_bare_type(args[1])}"
+    if isinstance(annotation, type) and issubclass(annotation, Secret):
+        return "str (credentials masked)"
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return f"[{annotation.__name__}](#{_anchor(annotation)})"
     return getattr(annotation, "__name__", str(annotation))
@@ -164,6 +166,8 @@ def _value(value: object) -> str:
         return "`null`"
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
+    if isinstance(value, Secret):
+        value = str(value)  # as the configuration shows it: credentials masked
     if isinstance(value, str):
         return f'`"{value}"`'
     if isinstance(value, tuple | list):

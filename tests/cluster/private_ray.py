@@ -75,9 +75,16 @@ def private_env(address: str | None, token_path: Path) -> dict[str, str]:
 class PrivateHead:
     """`ray start --head --block` of our own; `address` is its GCS address (host:port)."""
 
-    def __init__(self, num_cpus: float, autoscaling_config: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, num_cpus: float, autoscaling_config: dict[str, Any] | None = None, *, dashboard: bool = False
+    ) -> None:
         self.num_cpus = num_cpus
         self.autoscaling_config = autoscaling_config
+        #: with `dashboard`: the dashboard's (and job server's) URL, bound to 127.0.0.1 on a free port
+        self.dashboard_url: str | None = None
+        self.dashboard_port = free_port() if dashboard else None
+        if self.dashboard_port is not None:
+            self.dashboard_url = f"http://127.0.0.1:{self.dashboard_port}"
         # short: Ray puts unix sockets under it (108-byte path limit)
         self.temp_dir = tempfile.mkdtemp(prefix="xtr-", dir="/tmp")
         self.port = free_port()
@@ -115,7 +122,11 @@ class PrivateHead:
             "--node-ip-address=127.0.0.1",
             f"--port={self.port}",
             f"--num-cpus={self.num_cpus:g}",
-            "--include-dashboard=false",
+            *(
+                ["--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}"]
+                if self.dashboard_port is not None
+                else ["--include-dashboard=false"]
+            ),
             f"--ray-client-server-port={free_port()}",
             f"--dashboard-agent-listen-port={free_port()}",
             f"--dashboard-agent-grpc-port={free_port()}",
@@ -181,6 +192,21 @@ class PrivateHead:
         if self.process is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(5)
+
+
+def started_head(num_cpus: float, *, dashboard: bool = False, attempts: int = 5) -> PrivateHead:
+    """A started `PrivateHead`, tried `attempts` times: on a loaded machine `ray start` can give up waiting
+    for its raylet (Ray's own fixed 30 s: "The current node timed out during startup")."""
+    for attempt in range(1, attempts + 1):
+        head = PrivateHead(num_cpus, dashboard=dashboard)
+        try:
+            head.start(timeout_s=180)
+            return head
+        except (RuntimeError, TimeoutError):
+            head.stop()
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
 
 
 class FakeAutoscalingCluster(AutoscalingCluster):

@@ -251,7 +251,7 @@ def test_environment_values_are_parsed_by_the_field_type() -> None:
     assert config.metrics.port == 9300
     assert config.sinks.parquet.root == "/data/x"
     assert config.sinks.questdb.enabled
-    assert config.sinks.questdb.conf.startswith("http::addr=db:9000")
+    assert config.sinks.questdb.conf.get_secret_value().startswith("http::addr=db:9000")
 
 
 def test_a_bad_environment_value_names_the_variable() -> None:
@@ -431,3 +431,12 @@ def test_the_live_example_uses_the_official_endpoints_and_real_symbols() -> None
 def test_capture_round_trips_through_json() -> None:
     config = load_config(EXAMPLES / "live.yaml", environ={})
     assert Capture.model_validate_json(config.model_dump_json()) == config
+
+
+def test_the_placement_timeout_comes_from_the_environment_too() -> None:
+    """A job submitted to an autoscaling cluster may wait for nodes: its runtime_env can say how long."""
+    config = parse_config(capture(), environ={"XTRADER_PLACEMENT_TIMEOUT_S": "600"})
+    assert config.cluster.placement_timeout_s == 600.0
+    assert "[from environment XTRADER_PLACEMENT_TIMEOUT_S]" in error_of(
+        capture(), environ={"XTRADER_PLACEMENT_TIMEOUT_S": "-1"}
+    )
