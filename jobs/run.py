@@ -103,12 +103,12 @@ def run(
                 metrics = None
                 print(f"xtrader: metrics endpoint not started: {exc}", file=sys.stderr)
         statsd = open_statsd(capture)
-        started = time.monotonic()
         running = start(capture, plan)
+        ray.get(running.controller.configure.remote(capture, endpoints))  # streams added at run time are planned so
+        started = time.monotonic()  # --duration is the time the capture runs, its start-up not included
         if chaos:
             chaos_thread = ChaosThread(chaos, running, started)
             chaos_thread.start()
-        ray.get(running.controller.configure.remote(capture, endpoints))  # streams added at run time are planned so
         missing = watch(
             capture,
             running,

@@ -16,6 +16,7 @@ from xtrader.driver.live import REFRESH_PER_S, live_view
 from xtrader.driver.simthread import SimulatorThread
 from xtrader.driver.totals import aggregate
 from xtrader.driver.until import StopWhen, caught_up
+from xtrader.progress import Progress
 from xtrader.statsd_export import push_statsd
 from xtrader.status import EVENTS_WINDOW_S
 
@@ -51,6 +52,7 @@ def watch(
         live = Live(Text("xtrader capture: starting ..."), refresh_per_second=REFRESH_PER_S)
         live.start()
     missing = ["no stats read yet"] if until else []
+    progress = Progress(capture.metrics.log_interval_s)  # without a terminal: a progress line now and then
     try:
         while not stop_event.is_set():
             elapsed = time.monotonic() - started
@@ -86,6 +88,8 @@ def watch(
                         height=height,
                     )
                 )
+            else:
+                progress.update(totals, elapsed, throughput)
             if until:
                 missing = until.missing(running.plan, stats, totals)
                 if not missing:

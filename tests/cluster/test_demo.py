@@ -27,6 +27,7 @@ def rows_on_disk(root: Path, table: str) -> dict[str, int]:
 PLAIN_LINES = (
     "xtrader demo: simulator (",
     "xtrader-summary: {",
+    "xtrader-metrics: {",  # the progress line, every metrics.log_interval_s
     "xtrader demo: written == sent + rest for every table: ",
     "query the trades:",
     "  python -c ",
