@@ -22,8 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from jobs.capture import run
 from jobs.demo import demo_capture
+from jobs.run import run
 from tests.cluster.conftest import UNTIL_TIMEOUT_S, assert_written
 from tests.cluster.test_pipeline import (
     duplicates,

@@ -4,7 +4,7 @@ nodes; unsubscribe -> the nodes go idle and the autoscaler removes them, while t
 The cluster is a `FakeAutoscalingCluster` (tests/cluster/private_ray.py): a head of our own with 1 CPU
 and a `capture` worker type (2 CPUs, at most 2 nodes) whose nodes are real raylets on this machine.
 The driver (`python -m tests.cluster.test_autoscaling_subscribe`) joins only that head and runs the real
-capture (`jobs.capture.run`) of binance alone (its one connector fills the head) in a thread, while its
+capture (`jobs.run.run`) of binance alone (its one connector fills the head) in a thread, while its
 main thread steers it through `xtrader.control.attach()`:
 
 1. okx, deribit and binance_futures (two connections) are subscribed: 4 connectors of 1 CPU, which only
@@ -178,7 +178,7 @@ def what_holds_nodes(head: str) -> dict[str, Any]:
 def drive(out: str) -> dict[str, Any]:
     import ray
 
-    from jobs.capture import run
+    from jobs.run import run
     from xtrader.config import Capture, Cluster, Metrics, ParquetSink, Pipeline, Simulator, Sinks, Stream
     from xtrader.control import attach
 

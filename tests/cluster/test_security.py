@@ -32,8 +32,8 @@ import psutil
 import pytest
 import yaml
 
-from jobs.capture import run
 from jobs.demo import demo_capture
+from jobs.run import run
 from tests.cluster.private_ray import RAY, PrivateHead, started_head
 
 ROOT = Path(__file__).resolve().parents[2]
