@@ -185,10 +185,10 @@ def test_a_killed_book_actor_is_rebuilt_by_resync_and_nothing_is_lost(tmp_path: 
 
 
 @pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 defect 6: a restarted arbiter has a new source_id and an empty dedup state, so the late "
-    "redundant copies of updates its predecessor already passed on are written again (e.g. 880 trades written "
-    "for 698 sent)",
+    strict=False,
+    reason="issue 10, open: since the derived keys (defect 6) a retried call is a repeat and this passed in CI "
+    "(2026-12-03), but a restarted arbiter starts with an empty first-arrival state, so a late redundant copy "
+    "of an update its predecessor passed on can still be written twice until an arbiter warm-up window exists",
 )
 def test_a_killed_arbiter_is_rebuilt_and_nothing_is_lost(tmp_path: Path) -> None:
     root = tmp_path / "data"

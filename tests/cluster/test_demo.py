@@ -82,9 +82,13 @@ def test_demo_writes_everything_the_simulator_sent(tmp_path: Path) -> None:
         "throughput_msgs_per_s",
         "unknown_symbols",
         "sinks",
+        "shutdown",
+        "chaos",
         "until",
     }
     assert_until_met(summary)
+    assert summary["shutdown"] == {"unacked_rows": 0, "sinks_not_closed": []}
+    assert set(summary["chaos"].values()) == {0}  # no --chaos
     assert_written(summary)
     assert summary["sinks"]["questdb"] is None
     assert 0 < summary["sinks"]["parquet"]["flush_ms"]["p50"] <= summary["sinks"]["parquet"]["flush_ms"]["p99"]

@@ -385,7 +385,7 @@ def _typed(frame: bytes | str, scale: int, now: int, out: Columns) -> bool:
     must decide (a frame the structs do not describe, or malformed)."""
     try:
         message = _decode_typed(frame)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):  # deep nesting: the dict parser says ParseError
         return False
     data = message.data
     if type(data) is _Depth:
