@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -96,3 +97,12 @@ def assert_until_met(summary: dict[str, Any]) -> None:
     """The capture stopped because its condition held, not because the time ran out."""
     until = summary.get("until")
     assert until is not None and until["met"], f"stop condition not met: {until}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A Ray end-to-end test that fails is run once more (pytest-rerunfailures; README, Dependencies): a whole
+    capture on a small, shared machine meets Ray start-up waits that a loaded machine misses now and then."""
+    here = Path(__file__).resolve().parent
+    for item in items:
+        if here in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.flaky(reruns=1, reruns_delay=5))
