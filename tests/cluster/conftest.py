@@ -106,3 +106,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(str(item.fspath)).resolve().parents:
             item.add_marker(pytest.mark.flaky(reruns=1, reruns_delay=5))
+
+
+def wait_for(what: str, condition: Any, timeout_s: float = UNTIL_TIMEOUT_S) -> Any:
+    """Poll `condition()` until it returns something true (returned); fail naming `what` and its last value.
+
+    A LookupError (no controller yet) counts as not yet."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = condition()
+        except LookupError as exc:  # no controller yet
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(0.5)
+    raise AssertionError(f"{what}: not within {timeout_s:g} s (last: {last!r})")

@@ -24,14 +24,13 @@ import pytest
 
 from jobs.demo import demo_capture
 from jobs.run import run
-from tests.cluster.conftest import UNTIL_TIMEOUT_S, assert_written
+from tests.cluster.conftest import UNTIL_TIMEOUT_S, assert_written, wait_for
 from tests.cluster.test_pipeline import (
     duplicates,
     l2_holes,
     missing_trade_ids,
     read,
     recorded_gaps,
-    wait_for,
     websocket_rows,
 )
 

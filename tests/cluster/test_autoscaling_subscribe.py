@@ -25,13 +25,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.cluster.conftest import assert_written
+from tests.cluster.conftest import assert_written, wait_for
 
 NAMESPACE = "xtrader-autoscaling-subscribe-test"
 CAPTURE = "grow"
@@ -140,18 +139,6 @@ def test_subscribe_grows_the_fleet_and_unsubscribe_shrinks_it(tmp_path: Path) ->
 # -- the driver (a subprocess joined to the fake cluster only) --------------------------------------------------
 
 
-def wait_for(what: str, condition: Callable[[], Any], timeout_s: float = 120.0) -> Any:
-    """Poll `condition` until it returns something truthy; fail naming `what` (and the last value)."""
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}; last: {last!r}")
-
-
 def what_holds_nodes(head: str) -> dict[str, Any]:
     """Per alive node other than the head: its resources in use, its live actors and placement groups."""
     import ray
@@ -222,12 +209,12 @@ def drive(out: str) -> dict[str, Any]:
             except LookupError:
                 return None
 
-        control = wait_for("the capture's controller", attached)
+        control = wait_for("the capture's controller", attached, timeout_s=120)
 
         def states(venues: set[str]) -> list[dict[str, Any]]:
             return [row for row in control.streams().to_pylist() if row["venue"] in venues]
 
-        wait_for("binance live", lambda: {row["state"] for row in states({"binance"})} == {"live"})
+        wait_for("binance live", lambda: {row["state"] for row in states({"binance"})} == {"live"}, timeout_s=120)
         r["nodes_before"] = alive()
 
         # 1. subscribe: returns at once, the new streams wait for CPUs

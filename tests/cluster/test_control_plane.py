@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -25,23 +25,12 @@ import pytest
 
 from jobs.demo import demo_capture
 from jobs.run import run
+from tests.cluster.conftest import wait_for
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "xtrader-tests"  # the ray_session fixture's
-
-
-def wait_for(what: str, condition: Callable[[], Any], timeout_s: float = 90.0) -> Any:
-    """Poll `condition` until it returns something truthy; fail naming `what` (and the last value)."""
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}; last: {last!r}")
 
 
 def rows(streams: pa.Table, **match: str) -> list[dict[str, Any]]:
@@ -57,6 +46,9 @@ def test_watch_and_steer_a_running_capture(tmp_path: Path) -> None:
     data = demo_capture(str(tmp_path / "data"), symbols=3, rate=40.0, venues=("binance", "okx")).model_dump()
     data["streams"][0]["symbols"] = ["BTCUSDT", "ETHUSDT"]  # SOLUSDT (listed by the simulator) comes later
     data["metrics"]["interval_s"] = 1.0
+    # placement groups are named "<capture>:<group>": a name of its own per attempt (a rerun must not read an
+    # earlier attempt's removed groups as its own)
+    data["name"] = name = f"control-{uuid.uuid4().hex[:8]}"
     from xtrader.config import Capture
 
     capture = Capture.model_validate(data)
@@ -81,7 +73,7 @@ def test_watch_and_steer_a_running_capture(tmp_path: Path) -> None:
             except LookupError:
                 return None
 
-        control = wait_for("the capture's controller", attached)
+        control = wait_for("the capture's controller", attached, timeout_s=90)
 
         # every (venue, table, symbol, connection) turns live, with rows/s measured
         def all_live() -> bool:
@@ -93,7 +85,7 @@ def test_watch_and_steer_a_running_capture(tmp_path: Path) -> None:
                 and all(r["rows_per_s"] is not None for r in table.to_pylist())
             )
 
-        wait_for("every stream live", all_live)
+        wait_for("every stream live", all_live, timeout_s=90)
         table = control.streams()
         assert table.to_pandas().shape[0] == 15  # binance 3 tables x 2 symbols, okx 3 x 3
         btc = rows(table, venue="binance", table="trades", symbol="BTCUSDT")[0]
@@ -121,6 +113,7 @@ def test_watch_and_steer_a_running_capture(tmp_path: Path) -> None:
         wait_for(
             "SOLUSDT live",
             lambda: {r["state"] for r in rows(control.streams(), symbol="SOLUSDT")} == {"live"},
+            timeout_s=90,
         )
 
         # the terminal view of the same capture, from another process
@@ -152,6 +145,7 @@ def test_watch_and_steer_a_running_capture(tmp_path: Path) -> None:
         wait_for(
             "deribit live",
             lambda: [r["state"] for r in rows(control.streams(), venue="deribit")] == ["live"] * 6,
+            timeout_s=90,
         )
         with pytest.raises(RequestError, match="already subscribed on deribit: trades BTC-PERPETUAL"):
             control.subscribe("deribit", ["trades"], ["BTC-PERPETUAL"])
@@ -164,7 +158,7 @@ def test_watch_and_steer_a_running_capture(tmp_path: Path) -> None:
         assert control.unsubscribe("binance_futures", ["trades"], ["BTCUSDT"]) == pending
         assert not rows(control.streams(), venue="binance_futures")  # never ran: nothing to show
         groups = {g["name"]: g["state"] for g in ray.util.placement_group_table().values()}
-        assert groups.get("demo:binance_futures/c0") == "REMOVED", groups
+        assert groups.get(f"{name}:binance_futures/c0") == "REMOVED", groups
 
         # okx left with nothing: its connector stops and its placement group goes
         changed = control.unsubscribe("okx", ["trades", "l2", "bbo"], ["BTC-USDT", "ETH-USDT", "SOL-USDT"])
@@ -173,8 +167,8 @@ def test_watch_and_steer_a_running_capture(tmp_path: Path) -> None:
         okx = rows(control.streams(), venue="okx")
         assert okx and {r["state"] for r in okx} == {"stopped"} and all(r["rows"] > 0 for r in okx)
         groups = {g["name"]: g["state"] for g in ray.util.placement_group_table().values()}
-        assert groups.get("demo:okx/c0") == "REMOVED", groups
-        assert groups.get("demo:binance/c0") == "CREATED", groups
+        assert groups.get(f"{name}:okx/c0") == "REMOVED", groups
+        assert groups.get(f"{name}:binance/c0") == "CREATED", groups
         time.sleep(2)  # binance keeps flowing alone for a moment (not an assertion)
         control.stop()
     finally:

@@ -20,7 +20,7 @@ import pytest
 
 from jobs.demo import demo_capture
 from jobs.run import run
-from tests.cluster.conftest import MIN_ROWS, UNTIL_TIMEOUT_S, assert_until_met, assert_written
+from tests.cluster.conftest import MIN_ROWS, UNTIL_TIMEOUT_S, assert_until_met, assert_written, wait_for
 from xtrader.driver.until import StopWhen
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -236,24 +236,6 @@ def test_faults_reconnects_and_resyncs_lose_nothing(tmp_path: Path) -> None:
     assert summary["books"]["checked"] > books // 2, (summary["books"], books)
     kinds = set(read(tmp_path / "data", "events").column("kind").cast(pa.string()).to_pylist())
     assert {"gap", "resync", "reject"} <= kinds
-
-
-def wait_for(what: str, condition: Any, timeout_s: float = UNTIL_TIMEOUT_S) -> Any:
-    """Poll `condition()` until it returns something true (returned); fail naming `what` and its last value."""
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = condition()
-        except LookupError as exc:  # no controller yet
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: not within {timeout_s:g} s (last: {last!r})")
 
 
 def controller(actor: str) -> Any:
