@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 #: an instrument list is fetched again after this long
 INSTRUMENTS_TTL_S = 300.0
+#: `stats()` waits this long for each actor: one that is restarting (a new worker process to start, which
+#: takes a minute on a loaded machine) must not hold every caller of `stats()` until it is back
+STATS_TIMEOUT_S = 5.0
 
 
 class ControllerActor:
@@ -48,6 +51,7 @@ class ControllerActor:
         self.added: list[Any] = []  # actors.grow.Added, per stream started at run time
         self.tasks: set[asyncio.Task[None]] = set()
         self.stop_requested = False
+        self.last_stats: dict[str, dict[str, Any]] = {}  # actor id -> its last answer (for one that does not answer)
 
     def register(
         self, actors: dict[str, Any], streams: dict[str, dict[str, Any]], groups: dict[str, str] | None = None
@@ -83,13 +87,20 @@ class ControllerActor:
         the driver's loop) until then."""
         waiting = {a for added in self.added if added.pending for a in added.actors}
         names = sorted(a for a in self.actors if a not in waiting)
-        results = await asyncio.gather(*(self.actors[n].stats.remote() for n in names), return_exceptions=True)
-        out: dict[str, Any] = {
-            n: (r if not isinstance(r, BaseException) else {"error": repr(r)})
-            for n, r in zip(names, results, strict=True)
-        }
+        results = await asyncio.gather(*(self._ask(self.actors[n]) for n in names), return_exceptions=True)
+        out: dict[str, Any] = {}
+        for n, r in zip(names, results, strict=True):
+            if not isinstance(r, BaseException):
+                out[n] = self.last_stats[n] = r
+            else:
+                # its last answer, so counts never fall back, marked with why it is not fresh
+                out[n] = {**self.last_stats.get(n, {}), "error": _describe(r)}
         self.rates.add(time.monotonic(), streams_table.connector_counts({**self.retired, **out}))
         return out
+
+    @staticmethod
+    async def _ask(actor: Any) -> Any:
+        return await asyncio.wait_for(_awaited(actor.stats.remote()), STATS_TIMEOUT_S)
 
     async def streams_table(self) -> pa.Table:
         """One row per (venue, table, symbol, connection): see `xtrader.streams_table.streams`."""
@@ -398,3 +409,13 @@ async def _fetch_instruments(venue: str, ws_base: str | None, rest_base: str | N
         log.warning("%s: instrument list unavailable (%r); symbols not checked", venue, exc)
         return None
     return known
+
+
+async def _awaited(ref: Any) -> Any:
+    return await ref
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {STATS_TIMEOUT_S:g} s (restarting?)"
+    return repr(exc)
