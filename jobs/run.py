@@ -34,6 +34,25 @@ log = logging.getLogger("xtrader.capture")
 EXIT_OK, EXIT_CONFIG, EXIT_PLACEMENT, EXIT_FAILED = 0, 2, 3, 1
 
 
+def init_options(
+    capture: Capture, total_cpus: float, ray_init: Mapping[str, Any] | None = None, verbose: bool = False
+) -> dict[str, Any]:
+    """`ray.init`'s arguments: the configured cluster, RAY_ADDRESS (`ray job submit` sets it), or a new local Ray
+    of our own: `address="local"`, since `address=None` joins any Ray another user started on the machine
+    with `ray start` (and then fails, as `num_cpus` may not be given to an existing cluster, or its token
+    differs)."""
+    options = dict(ray_init or {})
+    options.setdefault("address", capture.cluster.address)
+    if options["address"] is None and not os.environ.get("RAY_ADDRESS"):
+        options["address"] = "local"
+        options.setdefault("num_cpus", capture.cluster.num_cpus or max(8, int(total_cpus) + 2))
+        options.setdefault("include_dashboard", False)
+    options.setdefault("namespace", capture.cluster.namespace)
+    options.setdefault("log_to_driver", verbose)
+    options.setdefault("logging_level", logging.INFO if verbose else logging.WARNING)
+    return options
+
+
 def run(
     capture: Capture,
     duration_s: float | None = None,
@@ -82,16 +101,7 @@ def run(
             capture = without_symbols(capture, unknown)
             plan = build_plan(capture, endpoints)
         if not ray.is_initialized():
-            options = dict(ray_init or {})
-            options.setdefault("address", capture.cluster.address)
-            if options["address"] is None and not os.environ.get("RAY_ADDRESS"):
-                # a local Ray of our own (under `ray job submit`, RAY_ADDRESS names the cluster)
-                options.setdefault("num_cpus", capture.cluster.num_cpus or max(8, int(plan.total_cpus) + 2))
-                options.setdefault("include_dashboard", False)
-            options.setdefault("namespace", capture.cluster.namespace)
-            options.setdefault("log_to_driver", verbose)
-            options.setdefault("logging_level", logging.INFO if verbose else logging.WARNING)
-            ray.init(**options)
+            ray.init(**init_options(capture, plan.total_cpus, ray_init, verbose))
         if handle_signals:
             install_signal_handlers(stop_event)
         if capture.metrics.enabled:
