@@ -16,6 +16,7 @@ from xtrader.clock import Anchor
 from xtrader.plan import SinkSpec
 from xtrader.sinkfront import SinkFront
 from xtrader.streams_table import EventTail
+from xtrader.warmup import warm_up
 
 
 def writer_id(capture: str) -> str:
@@ -62,6 +63,7 @@ class SinkActor:
     """
 
     def __init__(self, spec: SinkSpec, writer: str | None = None) -> None:
+        warm_up()  # the hot path's one-time costs, before any data (`xtrader.warmup`)
         self.front = SinkFront(open_sink(spec, writer or writer_id(spec.kind)), spec.kind, actor=spec.id)
         self.front.start_timer(spec.flush_interval_s)
         self.events = EventTail()
