@@ -4,6 +4,7 @@ data in its log or spill and writes it, exactly once, when the outage is over; t
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from actors.sink import SinkActor
@@ -12,7 +13,9 @@ from tests.integration.test_sink_durability import batch, expected_ids, trade_id
 from tests.integration.test_sink_outage import _flushed, events, fronts, quest_ids, wait_until
 from xtrader.config import ParquetSink as ParquetConfig
 from xtrader.plan import SinkSpec
+from xtrader.sinks.files import RETRY_AFTER_ERROR_S, Limits, PartitionFiles
 from xtrader.sinks.parquet import ParquetSink
+from xtrader.sinks.partition import split
 from xtrader.sinks.questdb import QuestDBSink
 
 BATCHES = 40
@@ -89,3 +92,22 @@ def test_the_sink_actor_starts_an_outage_only_in_the_sink_it_hits(tmp_path: Path
         actor.front.writer.outage.until = 0.0
     finally:
         actor.close()
+
+
+def test_a_failed_partition_is_retried_not_declared_recovered_by_a_pass_that_wrote_nothing(tmp_path: Path) -> None:
+    """A pass after the retry delay with nothing due (no full row group, no hold) used to clear the retry flag:
+    the sink said `recovered` every second while its disk still failed (seen with `--chaos parquet_unwritable_s`)."""
+    limits = Limits(max_rows=1_000_000, max_bytes=1 << 30, max_seconds=3600.0, row_group_rows=1000)
+    parts = PartitionFiles(tmp_path / "parquet", "w1", limits, "zstd", False, threading.Condition())
+    parts.outage.start(3600.0)
+    parts.add([(None, piece) for piece in split("trades", batch(0))], 0.0)
+    assert parts.write(0.0, publish_all=False, hold_s=0.0) is not None  # held rows written: refused
+    assert parts.retrying()
+    # the retry is due; nothing else is: the rows are tried again, and refused again
+    assert parts.write(0.0 + 2 * RETRY_AFTER_ERROR_S, publish_all=False) is not None
+    assert parts.retrying()
+    parts.outage.until = 0.0
+    assert parts.write(0.0 + 4 * RETRY_AFTER_ERROR_S, publish_all=False) is None
+    assert not parts.retrying() and parts.pending_rows() == 0
+    assert parts.write(10.0, publish_all=True) is None
+    assert trade_ids(tmp_path / "parquet") == expected_ids(1)

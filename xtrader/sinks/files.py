@@ -175,8 +175,11 @@ class PartitionFiles:
                 continue
             expired = part.started is not None and now - part.started >= self.limits.max_seconds
             stale = hold_s is not None and part.pending_since is not None and now - part.pending_since >= hold_s
+            # its last write failed: try it again now (the held rows, else the file's publish), or a pass that
+            # writes nothing would clear the retry and call the sink recovered while its disk still fails
+            retry = part.retry_at > 0.0
             try:
-                self._drain(part, publish_all or expired, now, stale)
+                self._drain(part, publish_all or expired or (retry and not part.pending), now, stale or retry)
             except Exception as exc:  # handed to the caller's thread by the sink
                 part.retry_at = now + RETRY_AFTER_ERROR_S
                 first_error = first_error or exc
