@@ -12,6 +12,7 @@ from actors._route import Key, Outputs
 from xtrader.arbiter_batches import BatchArbiter
 from xtrader.batch import Batches
 from xtrader.flow import Policy
+from xtrader.warmup import warm_up
 
 
 class ArbiterActor:
@@ -42,6 +43,7 @@ class ArbiterActor:
         policy: Policy = "block",
         sink_max_inflight: int | None = None,
     ) -> None:
+        warm_up()  # the hot path's one-time costs, before any data (`xtrader.warmup`)
         self.arbiter = BatchArbiter(
             capacity=capacity,
             ttl_ns=int(ttl_s * 1e9),

@@ -14,6 +14,7 @@ from xtrader.batch import Batches
 from xtrader.bookservice import BookService
 from xtrader.flow import Policy
 from xtrader.venues import venue
+from xtrader.warmup import warm_up
 
 
 class OrderBookActor:
@@ -45,6 +46,7 @@ class OrderBookActor:
         policy: Policy = "block",
         sink_max_inflight: int | None = None,
     ) -> None:
+        warm_up()  # the hot path's one-time costs, before any data (`xtrader.warmup`)
         v = venue(venue_name)
         self.service = BookService(
             venue_name,

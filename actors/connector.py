@@ -20,6 +20,7 @@ from xtrader.plan import ConnectorSpec
 from xtrader.streams_table import count_symbols
 from xtrader.venues import venue
 from xtrader.venues.base import Connection, Subscription
+from xtrader.warmup import warm_up
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class ConnectorActor:
     ) -> None:
         from xtrader.connector import Connector
 
+        warm_up()  # the hot path's one-time costs, before any data (`xtrader.warmup`)
         self.spec = spec
         self.outputs = Outputs(
             spec.id,

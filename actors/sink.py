@@ -12,10 +12,12 @@ from typing import Any
 
 import pyarrow as pa
 
+from xtrader.chaos import OUTAGE_SINKS
 from xtrader.clock import Anchor
 from xtrader.plan import SinkSpec
 from xtrader.sinkfront import SinkFront
 from xtrader.streams_table import EventTail
+from xtrader.warmup import warm_up
 
 
 def writer_id(capture: str) -> str:
@@ -62,6 +64,8 @@ class SinkActor:
     """
 
     def __init__(self, spec: SinkSpec, writer: str | None = None) -> None:
+        warm_up()  # the hot path's one-time costs, before any data (`xtrader.warmup`)
+        self.kind = spec.kind
         self.front = SinkFront(open_sink(spec, writer or writer_id(spec.kind)), spec.kind, actor=spec.id)
         self.front.start_timer(spec.flush_interval_s)
         self.events = EventTail()
@@ -89,6 +93,15 @@ class SinkActor:
     def stall(self, delay_s: float, duration_s: float) -> None:
         """Fault hook (tests, chaos): every write waits `delay_s` for the next `duration_s` s (`SinkFront.stall`)."""
         self.front.stall(delay_s, duration_s)
+
+    def outage(self, kind: str, duration_s: float) -> bool:
+        """Fault hook (chaos): `parquet_unwritable` / `questdb_down` storage for the next `duration_s` s, if this
+        sink is the one that fault hits (`xtrader.sinks.outage`); whether it did."""
+        outage = getattr(self.front.writer, "outage", None)
+        if OUTAGE_SINKS.get(kind) != self.kind or outage is None:
+            return False
+        outage.start(duration_s)
+        return True
 
     def flush(self) -> None:
         self.front.flush()

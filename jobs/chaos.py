@@ -1,4 +1,5 @@
-"""Carry out `--chaos` (xtrader/chaos.py) on a running capture: kill actors (Ray restarts them), SIGTERM.
+"""Carry out `--chaos` (xtrader/chaos.py) on a running capture: kill actors (Ray restarts them), SIGTERM,
+storage outages (`SinkActor.outage`: QuestDB unreachable, the Parquet tree unwritable, for D seconds).
 
 Every fault injected is an `events` row (kind `chaos`, written to every sink like any other event) and is
 counted (`ChaosThread.counts`, the summary's `chaos`).
@@ -17,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from jobs.fleet import Running
-from xtrader.chaos import Chaos
+from xtrader.chaos import OUTAGE_SINKS, OUTAGES, Chaos
 from xtrader.schema import EVENTS
 
 log = logging.getLogger("xtrader.chaos")
@@ -67,6 +68,9 @@ class ChaosThread:
             return
         import ray
 
+        if kind in OUTAGES.values():
+            self._outage(kind)
+            return
         group = {
             "connector": self.running.connectors,
             "sink": self.running.sinks,
@@ -81,6 +85,20 @@ class ChaosThread:
         ray.kill(group[name], no_restart=False)
         log.warning("chaos: killed %s (Ray restarts it)", name)
         self._record(kind, f"killed {name} (ray.kill, restarted by Ray)", self._venues(name))
+
+    def _outage(self, kind: str) -> None:
+        """Start outage `kind` in every sink it hits; counted and recorded once if any sink took it."""
+        import ray
+
+        duration = self.chaos.duration_s(kind)
+        names = sorted(self.running.sinks)
+        took = ray.get([self.running.sinks[n].outage.remote(kind, duration) for n in names], timeout=60)
+        hit = [name for name, ok in zip(names, took, strict=True) if ok]
+        if not hit:  # e.g. questdb_down_s without a QuestDB sink (`xtrader demo` without --questdb)
+            log.warning("chaos: %s: no %s sink in this capture, nothing injected", kind, OUTAGE_SINKS[kind])
+            return
+        log.warning("chaos: %s for %g s in %s", kind, duration, ", ".join(hit))
+        self._record(kind, f"{kind} for {duration:g} s ({', '.join(hit)})", self._venues())
 
     def _venues(self, actor: str | None = None) -> list[str]:
         """The venues whose data passes through `actor` (every venue for a sink or the driver)."""

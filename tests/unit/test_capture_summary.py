@@ -66,7 +66,15 @@ def test_summary_has_the_documented_shape_and_counts_rest_snapshot_rows_apart() 
         "shutdown",
         "chaos",
     }
-    assert out["chaos"] == {"connector": 0, "sink": 0, "book": 0, "arbiter": 0, "sigterm": 0}
+    assert out["chaos"] == {
+        "connector": 0,
+        "sink": 0,
+        "book": 0,
+        "arbiter": 0,
+        "sigterm": 0,
+        "questdb_down": 0,
+        "parquet_unwritable": 0,
+    }
     assert out["tables"] == {
         "trades": {"binance": {"sent": 10, "rest": 0, "written": {"parquet": 10, "questdb": None}}},
         "l2": {"binance": {"sent": 30, "rest": 20, "written": {"parquet": 50, "questdb": None}}},

@@ -24,6 +24,10 @@ def test_a_spec_parses_into_its_switches() -> None:
         ("kill_sink_every_s=-1", "must be a finite number"),
         ("kill_sink_every_s=inf", "must be a finite number"),
         ("kill_sink_every_s=nan", "must be a finite number"),
+        ("questdb_down_s=5", "is not D@T"),
+        ("parquet_unwritable_s=5@1@2", "is not D@T"),
+        ("parquet_unwritable_s=5@soon", "is not a number"),
+        ("questdb_down_s=-5@1", "must be a finite number"),
     ],
 )
 def test_a_bad_spec_is_a_clear_error(spec: str, named: str) -> None:
@@ -56,3 +60,12 @@ def test_a_late_tick_still_injects_every_fault_it_skipped() -> None:
 
 def test_the_summary_counts_every_kind() -> None:
     assert counted({"sink": 2}) == {kind: 2 if kind == "sink" else 0 for kind in FAULT_KINDS}
+
+
+def test_storage_outages_parse_as_duration_at_time_and_fall_due_once() -> None:
+    chaos = parse_chaos("questdb_down_s=5@10,parquet_unwritable_s=4@15,kill_sink_every_s=11")
+    assert chaos.questdb_down_s == (5.0, 10.0) and chaos.parquet_unwritable_s == (4.0, 15.0)
+    assert chaos.duration_s("questdb_down") == 5.0 and chaos.duration_s("parquet_unwritable") == 4.0
+    assert chaos.due(0.0, 20.0) == ["questdb_down", "sink", "parquet_unwritable"]
+    assert chaos.due(11.0, 14.9) == [] and chaos.due(14.9, 15.0) == ["parquet_unwritable"]
+    assert {"questdb_down", "parquet_unwritable"} <= set(FAULT_KINDS)

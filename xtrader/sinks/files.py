@@ -21,6 +21,7 @@ the rows already in a published (or complete temporary) file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import threading
@@ -33,6 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from xtrader.sinks.common import add_counts
+from xtrader.sinks.outage import Outage
 from xtrader.sinks.partition import FILE_SCHEMAS, Piece
 
 #: after a failed write, a partition waits this long before the next try (unless flushed)
@@ -136,6 +138,8 @@ class PartitionFiles:
         self._partitions: dict[tuple[str, str, str], _Partition] = {}
         self._next_number: dict[Path, int] = {}
         self._name = re.compile(rf"^part-{re.escape(writer_id)}-(\d+)\.parquet$")
+        #: an injected outage (chaos `parquet_unwritable_s`): row-group writes and publishes fail meanwhile
+        self.outage = Outage()
 
     # what the sink asks -----------------------------------------------------------------
 
@@ -171,8 +175,11 @@ class PartitionFiles:
                 continue
             expired = part.started is not None and now - part.started >= self.limits.max_seconds
             stale = hold_s is not None and part.pending_since is not None and now - part.pending_since >= hold_s
+            # its last write failed: try it again now (the held rows, else the file's publish), or a pass that
+            # writes nothing would clear the retry and call the sink recovered while its disk still fails
+            retry = part.retry_at > 0.0
             try:
-                self._drain(part, publish_all or expired, now, stale)
+                self._drain(part, publish_all or expired or (retry and not part.pending), now, stale or retry)
             except Exception as exc:  # handed to the caller's thread by the sink
                 part.retry_at = now + RETRY_AFTER_ERROR_S
                 first_error = first_error or exc
@@ -287,6 +294,7 @@ class PartitionFiles:
             part.started = None
 
     def _write_row_group(self, part: _Partition, rows: int) -> None:
+        self._writable()
         pending = pa.Table.from_batches(part.pending, schema=FILE_SCHEMAS[part.table])
         if part.file is None:
             part.file = self._open(part)
@@ -345,6 +353,7 @@ class PartitionFiles:
 
     def _publish(self, part: _Partition) -> None:
         """Close the file and rename it into the table tree."""
+        self._writable()
         open_file, part.file = part.file, None
         assert open_file is not None
         try:
@@ -368,6 +377,11 @@ class PartitionFiles:
             self.counters["files"] += 1
             self.counters["bytes"] += size
             add_counts(self.rows, part.table, {part.exchange: open_file.rows})
+
+    def _writable(self) -> None:
+        """Raise what a read-only table tree raises while an injected outage lasts (before anything changes)."""
+        if self.outage.active:
+            raise OSError(errno.EROFS, "Read-only file system (injected outage: chaos parquet_unwritable_s)")
 
     def _abandon(self, part: _Partition) -> None:
         """After a write error: publish the file if it holds exactly the rows known written, else drop it.

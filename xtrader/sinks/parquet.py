@@ -173,6 +173,8 @@ class ParquetSink:
         # writer-thread side
         self._files = PartitionFiles(self.root, writer_id, self.limits, compression, fsync, self._cond)
         self._files.recover()
+        #: an injected outage (chaos `parquet_unwritable_s`, `xtrader.sinks.outage`): the table tree refuses writes
+        self.outage = self._files.outage
         self._wal: WriteAheadLog | None = None
         self.recovered_keys: list[tuple[str, int]] = []
         self._replayed_rows = 0

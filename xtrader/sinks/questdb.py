@@ -57,6 +57,7 @@ from xtrader.seen import SeenState
 from xtrader.sinks import ilp
 from xtrader.sinks.common import Durations, SinkClosed, add_counts, conform, rows_by_exchange
 from xtrader.sinks.ddl import DDLError, Exec, statements
+from xtrader.sinks.outage import Outage
 from xtrader.sinks.spill import Spill
 
 log = logging.getLogger(__name__)
@@ -153,6 +154,8 @@ class QuestDBSink:
         self._clock = clock
         self._rng = rng or random.Random()
         self._spill = Spill(spill_dir, fsync=fsync)
+        #: an injected outage (chaos `questdb_down_s`): every send fails meanwhile, as if QuestDB were unreachable
+        self.outage = Outage(clock)
         self._seen_path = self._spill.directory / "seen.json"
         self._fsync = fsync
         try:
@@ -295,6 +298,8 @@ class QuestDBSink:
                 continue
             started = time.perf_counter()
             try:
+                if self.outage.active:  # injected (chaos): what the client raises when it cannot connect
+                    raise QuestDBError(QuestDBErrorCode.SocketError, "Could not connect (injected: questdb_down_s)")
                 self._sender.flush(self._buffer, clear=False, transactional=True)
             except QuestDBError as exc:
                 if exc.code == QuestDBErrorCode.ServerFlushError and _REJECTED.search(str(exc)):
