@@ -181,27 +181,7 @@ def local_runs(args: argparse.Namespace, ca_bundle: str) -> list[dict[str, Any]]
 
 
 def cluster_runs(args: argparse.Namespace, ca_bundle: str) -> list[dict[str, Any]]:
-
-    out = []
-    # the cluster's own token, in a temp dir: never ~/.ray (the processes the Cluster starts inherit this env)
-    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_TOKEN")}
-    token_dir = tempfile.mkdtemp(prefix="xtr-scale-")
-    token = Path(token_dir) / "auth_token"
-    token.touch(mode=0o600)
-    token.write_text(secrets.token_hex(32), encoding="utf-8")
-    os.environ.pop("RAY_AUTH_TOKEN", None)
-    os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)})
-    try:
-        for nodes in args.nodes:
-            out.append(cluster_run(args, ca_bundle, nodes))
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        shutil.rmtree(token_dir, ignore_errors=True)
-    return out
+    return [cluster_run(args, ca_bundle, nodes) for nodes in args.nodes]
 
 
 def cluster_run(args: argparse.Namespace, ca_bundle: str, nodes: int) -> dict[str, Any]:
@@ -238,6 +218,18 @@ def cluster_run(args: argparse.Namespace, ca_bundle: str, nodes: int) -> dict[st
     return run
 
 
+def own_token() -> str:
+    """Token authentication with a token of this run's own, in a temp dir (returned), set before Ray reads it:
+    never ~/.ray, and every Ray this process starts (local or Cluster nodes, which inherit the env) uses it."""
+    token_dir = tempfile.mkdtemp(prefix="xtr-scale-")
+    token = Path(token_dir) / "auth_token"
+    token.touch(mode=0o600)
+    token.write_text(secrets.token_hex(32), encoding="utf-8")
+    os.environ.pop("RAY_AUTH_TOKEN", None)
+    os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)})
+    return token_dir
+
+
 def ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x]
 
@@ -254,10 +246,12 @@ def main() -> None:
     start = machine()
     with tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False) as bundle:
         pass
+    token_dir = own_token()
     try:
         report = {"machine": start, "local": local_runs(args, bundle.name), "cluster": cluster_runs(args, bundle.name)}
     finally:
         os.unlink(bundle.name)
+        shutil.rmtree(token_dir, ignore_errors=True)
     report["machine"]["load_1m_end"] = round(os.getloadavg()[0], 2)
     report["settings"] = {k: v for k, v in vars(args).items() if k != "json"}
     best = max((r["msgs_per_actor_cpu_s"] or 0 for r in report["local"]), default=0)
