@@ -56,3 +56,8 @@ class CpuMeter:
 
     def stop(self) -> float:
         return used(self._before, self.read())
+
+    def stop_by_pid(self) -> dict[int, float]:
+        """CPU seconds of each pid since `start()` (an ended process: to its last reading at `start()`)."""
+        after = self.read()
+        return {pid: used({pid: start}, after) for pid, start in self._before.items()}

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,19 +58,29 @@ def trust(ca_bundle: str, feed: Feed) -> None:
         out.write(Path(feed.ca_file).read_text(encoding="utf-8") + "\n")
 
 
-def capture_of(feed: Feed, out: str, latency_mode: LatencyMode) -> Any:
+def capture_of(
+    feed: Feed,
+    out: str,
+    latency_mode: LatencyMode,
+    streams: int = 1,
+    tables: tuple[Literal["trades", "l2"], ...] = TABLES,
+) -> Any:
+    """One stream over the feed's symbols, or `streams` streams (`s0`, `s1`...) each with its own share."""
     from xtrader.config import Capture, Cluster, Metrics, ParquetSink, Pipeline, Sinks, Stream
 
+    shares = [tuple(feed.symbols[i::streams]) for i in range(streams)]
     return Capture(
         name="bench",
-        streams=(
+        streams=tuple(
             Stream(
+                name=f"s{i}" if streams > 1 else None,
                 venue=VENUE,
-                symbols=tuple(feed.symbols),
-                tables=TABLES,
+                symbols=share,
+                tables=tables,
                 ws_base=feed.urls["wss"],
                 rest_base=feed.urls["rest"],
-            ),
+            )
+            for i, share in enumerate(shares)
         ),
         pipeline=Pipeline(connector_cpus=1.0, latency_mode=latency_mode),
         sinks=Sinks(parquet=ParquetSink(root=out)),
@@ -127,21 +138,34 @@ def sent_rows(state: dict[str, Any]) -> int:
 
 
 def throughput(
-    ca_bundle: str, steps: int, symbols: int, latency_mode: LatencyMode = "realtime", timeout_s: float = 600.0
+    ca_bundle: str,
+    steps: int,
+    symbols: int,
+    latency_mode: LatencyMode = "realtime",
+    timeout_s: float = 600.0,
+    *,
+    split: int = 1,
+    tables: tuple[Literal["trades", "l2"], ...] = TABLES,
+    inspect: Callable[[str, Any], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """`split` streams share the symbols (benchmarks/scale.py); `inspect(out, final)` reads the Parquet root and
+    the final stats before they go (`result["inspect"]`). `cpu_s_by` is each actor's CPU, the feed's and this
+    driver's, to the end of the wall window."""
     from jobs.fleet import start, stop, teardown
     from xtrader.driver.totals import aggregate
     from xtrader.plan import build_plan
 
+    inspected: dict[str, Any] = {}
     with Feed(FeedOptions(symbols=symbols, pregenerate=steps)) as feed, tempfile.TemporaryDirectory() as out:
         trust(ca_bundle, feed)
-        capture = capture_of(feed, out, latency_mode)
+        capture = capture_of(feed, out, latency_mode, split, tables)
         running = start(capture, build_plan(capture))
         try:
             pids = actor_pids(running)
-            wait_subscribed(feed, len(streams(feed.symbols)))
+            wait_subscribed(feed, len(feed.symbols) * len(tables))
             time.sleep(1.0)  # the connectors' REST snapshots, while the market stands still
-            meter = CpuMeter(pids.values())
+            others = {"feed": feed.pid, "driver": os.getpid()}
+            meter = CpuMeter([*pids.values(), *others.values()])
             meter.start()
             started = time.monotonic()
             feed.resume()
@@ -157,12 +181,15 @@ def throughput(
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"xtrader_e2e: {rows} of {expected} + {rest} rows accepted in {timeout_s:g} s")
                 time.sleep(0.01)
-            accepted_cpu = meter.stop()
+            by_pid = meter.stop_by_pid()
+            accepted_cpu = sum(by_pid.get(pid, 0.0) for pid in pids.values())
             final = stop(running)  # drain, and close the sink: the last rows go to disk
-            cpu = meter.stop()
+            cpu = sum(meter.stop_by_pid().get(pid, 0.0) for pid in pids.values())
         finally:
             teardown(running)
         written = rows_on_disk(out)
+        if inspect is not None:
+            inspected = inspect(out, final)
     result = rates(sent, done - started, cpu)
     result["cpu_s_to_accepted"] = round(accepted_cpu, 4)
     events = aggregate(final)["events"]  # what the capture summary reports: gaps, resyncs, reconnects...
@@ -172,6 +199,8 @@ def throughput(
             "steps_per_frame": round(steps / sent, 4) if sent else None,
             "actors": sorted(pids),
             "events": events,
+            "cpu_s_by": {name: round(by_pid.get(pid, 0.0), 4) for name, pid in {**pids, **others}.items()},
+            "inspect": inspected,
         }
     )
     return result
