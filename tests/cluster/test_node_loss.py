@@ -97,17 +97,14 @@ def test_a_lost_node_is_survived_with_strict_spread_redundancy_and_nothing_is_lo
 
 def drive(out: str) -> dict[str, Any]:
     import ray
-    from ray.cluster_utils import Cluster
 
     from jobs.demo import demo_capture
     from jobs.run import run
     from xtrader.config import Capture
     from xtrader.control import attach
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    cluster, workers = start_cluster()
     try:
-        workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
-        cluster.wait_for_nodes()
         ray.init(address=cluster.address, namespace=NAMESPACE, log_to_driver=False)
 
         data = demo_capture(out, symbols=SYMBOLS, rate=40.0, venues=(VENUE,), redundancy=2).model_dump()
@@ -228,6 +225,29 @@ def drive(out: str) -> dict[str, Any]:
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def start_cluster(attempts: int = 3) -> tuple[Any, list[Any]]:
+    """The head (1 CPU) and 2 workers (1 CPU each); tried `attempts` times: on a loaded machine a node can miss
+    Ray's fixed 30 s raylet registration ("The current node timed out during startup")."""
+    from ray.cluster_utils import Cluster
+
+    from tests.cluster.private_ray import stop_processes_naming
+
+    for attempt in range(1, attempts + 1):
+        cluster = Cluster(shutdown_at_exit=True)
+        try:
+            cluster.add_node(num_cpus=1, include_dashboard=False)
+            workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+            cluster.wait_for_nodes()
+            return cluster, workers
+        except Exception as exc:
+            print(f"node loss: the cluster did not start (attempt {attempt}): {exc}", file=sys.stderr, flush=True)
+            cluster.shutdown()
+            stop_processes_naming(os.environ["RAY_TMPDIR"])  # a node that failed is in no list of the cluster
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _actors() -> dict[str, Any]:
