@@ -64,10 +64,14 @@ SERVICES = frozenset({"ArbiterActor", "OrderBookActor", "SinkActor", "Controller
 def actor(cls: type, **overrides: Any) -> Any:
     """`cls` as a Ray actor class with its options from OPTIONS (plus `overrides`).
 
-    A service actor (SERVICES) is placed on the caller's node (soft: elsewhere if that node is gone),
-    never left to Ray's default policy, which spreads actors over the least used nodes: on an
-    autoscaling cluster that is a node added for connectors, and any actor there, even one needing no
-    CPU, keeps the node busy, so the autoscaler could never remove it once its connectors stopped.
+    A service actor (SERVICES) is placed on the caller's node, never left to Ray's default policy, which
+    spreads actors over the least used nodes: on an autoscaling cluster that is a node added for
+    connectors, and any actor there, even one needing no CPU, keeps the node busy, so the autoscaler could
+    never remove it once its connectors stopped; and a node lost with its connectors then takes the
+    stream's book or arbiter with it, which no redundant connection covers (tests/cluster/test_node_loss.py).
+    Without CPUs (`pipeline.service_cpus` 0, the default) it is pinned there (`soft=False`): Ray's soft
+    affinity put the third 0-CPU actor on another node of a 1-CPU head whose CPU a connector bundle held,
+    and it restarts there too. With CPUs it is soft (elsewhere when the caller's node lacks them).
     """
     import ray
 
@@ -76,6 +80,6 @@ def actor(cls: type, **overrides: Any) -> Any:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(
-            ray.get_runtime_context().get_node_id(), soft=True
+            ray.get_runtime_context().get_node_id(), soft=bool(options.get("num_cpus"))
         )
     return ray.remote(**options)(cls)

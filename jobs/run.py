@@ -18,6 +18,7 @@ from jobs.fleet import PlacementTimeout, Running, book_tops, start, stop, teardo
 from jobs.watch import settle, watch
 from xtrader.chaos import Chaos
 from xtrader.config import Capture
+from xtrader.driver.jobstop import stop_wait_warning
 from xtrader.driver.simthread import simulator_for
 from xtrader.driver.summary import SUMMARY_PREFIX, print_latency, summary
 from xtrader.driver.symbols import validate_symbols, without_symbols
@@ -217,6 +218,9 @@ def run_until_signalled(
 
     `args`: the command's flags (`duration`, `summary_json`, `verbose`).
     """
+    warning = stop_wait_warning(os.environ)  # under `ray job submit`: the SIGKILL that follows `ray job stop`
+    if warning:
+        print(f"{prog}: warning: {warning}", file=sys.stderr, flush=True)
     try:
         return run(
             capture,

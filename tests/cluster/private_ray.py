@@ -72,6 +72,30 @@ def private_env(address: str | None, token_path: Path) -> dict[str, str]:
     return env
 
 
+def processes_naming(temp_dir: str) -> list[psutil.Process]:
+    """Every process (but this one) whose command line names `temp_dir` (a private Ray's processes)."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if process.pid != os.getpid() and any(temp_dir in part for part in process.info["cmdline"] or ()):
+                found.append(process)
+    return found
+
+
+def stop_processes_naming(temp_dir: str) -> list[psutil.Process]:
+    """SIGTERM, then SIGKILL after 10 s, every process naming `temp_dir`; those that were still running."""
+    processes = processes_naming(temp_dir)
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            process.send_signal(signal.SIGTERM)
+    _, alive = psutil.wait_procs(processes, timeout=10)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(alive, timeout=5)
+    return processes
+
+
 class PrivateHead:
     """`ray start --head --block` of our own; `address` is its GCS address (host:port)."""
 
@@ -167,10 +191,7 @@ class PrivateHead:
                 root = psutil.Process(self.process.pid)
                 found[root.pid] = root
                 found.update((p.pid, p) for p in root.children(recursive=True))
-        for process in psutil.process_iter(["cmdline"]):
-            with contextlib.suppress(psutil.Error):
-                if any(self.temp_dir in part for part in process.info["cmdline"] or ()):
-                    found[process.pid] = process
+        found.update((p.pid, p) for p in processes_naming(self.temp_dir))
         found.pop(os.getpid(), None)
         return list(found.values())
 

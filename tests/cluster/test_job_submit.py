@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.cluster.conftest import assert_written
+from tests.cluster.conftest import assert_written, wait_for
 from tests.cluster.private_ray import RAY, PrivateHead, started_head
 from tests.cluster.test_demo import rows_on_disk
 
@@ -33,8 +33,9 @@ JOB_TIMEOUT_S = 600.0
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def head() -> Iterator[PrivateHead]:
+    """One private head for the module's jobs (started once: a head takes tens of seconds on a busy machine)."""
     head = started_head(8, dashboard=True)
     try:
         wait_for_job_server(head)
@@ -101,6 +102,19 @@ def runtime_env(tmp_path: Path, **env_vars: str) -> Path:
     return path
 
 
+def progress_of(logs: str) -> list[dict[str, Any]]:
+    """The job's `xtrader-metrics:` progress lines, in order."""
+    return [
+        json.loads(line.removeprefix(PROGRESS_PREFIX)) for line in logs.splitlines() if line.startswith(PROGRESS_PREFIX)
+    ]
+
+
+def supervisor_log(head: PrivateHead, job_id: str) -> str:
+    """What the job's supervisor logged (on the head: how it stopped the job)."""
+    path = Path(head.temp_dir) / "session_latest" / "logs" / "jobs" / f"supervisor-{job_id}.log"
+    return path.read_text(errors="replace") if path.exists() else f"(no {path})"
+
+
 def summary_of(logs: str) -> dict[str, Any]:
     lines = [line for line in logs.splitlines() if line.startswith(SUMMARY_PREFIX)]
     assert len(lines) == 1, logs[-3000:]
@@ -154,10 +168,75 @@ def test_a_capture_submitted_with_ray_job_submit_writes_what_the_simulator_sent(
         on_disk = rows_on_disk(data, table)  # the job wrote where its runtime_env said
         assert on_disk == {venue: entry["written"]["parquet"] for venue, entry in venues.items()}, table
 
-    progress = [
-        json.loads(line.removeprefix(PROGRESS_PREFIX)) for line in logs.splitlines() if line.startswith(PROGRESS_PREFIX)
-    ]
+    progress = progress_of(logs)
     assert len(progress) >= 2, logs[-3000:]  # periodic: every 2 s of a 20 s run
     # rows count as written once durable (in a closed file), so a short run's lines may still show 0 there
     assert progress[-1]["messages"] > 0 and "parquet" in progress[-1]["written"]
     assert [p["elapsed_s"] for p in progress] == sorted(p["elapsed_s"] for p in progress)
+
+
+def test_ray_job_stop_drains_flushes_and_closes_everything_before_the_driver_exits(
+    head: PrivateHead, tmp_path: Path
+) -> None:
+    """Issue 10: `ray job stop` of a capture submitted without a duration. Ray's job supervisor sends SIGTERM
+    (RAY_JOB_STOP_SIGNAL) to the entrypoint and all its children, waits RAY_JOB_STOP_WAIT_TIME_S (Ray's default:
+    3 s) and then SIGKILLs them. The driver must drain every actor, close every sink and print its summary in
+    that time: nothing lost (written == sent + rest; those rows in readable Parquet files)."""
+    from tests.cluster.test_pipeline import assert_complete
+
+    data = tmp_path / "data"
+    job_id = f"xtrader-stop-{uuid.uuid4().hex[:8]}"
+    env = runtime_env(
+        tmp_path,
+        XTRADER_PARQUET_ROOT=str(data),
+        XTRADER_METRICS_LOG_INTERVAL_S="1",
+        XTRADER_PLACEMENT_TIMEOUT_S="600",
+    )
+    submitted = ray_job(
+        head,
+        "submit",
+        "--submission-id",
+        job_id,
+        "--no-wait",
+        "--working-dir",
+        ".",
+        "--runtime-env",
+        str(env),
+        "--",
+        "python",
+        "-m",
+        "jobs.capture",
+        "--config",
+        "examples/simulator.yaml",
+        timeout=300,
+    )
+    assert submitted.returncode == 0, submitted.stdout[-2000:] + submitted.stderr[-3000:]
+    try:
+
+        def flowing() -> bool:  # rows of the simulator are reaching the sinks
+            if job_status(head, job_id) in TERMINAL:
+                raise AssertionError(ray_job(head, "logs", job_id).stdout[-5000:])
+            progress = progress_of(ray_job(head, "logs", job_id).stdout)
+            return bool(progress) and progress[-1]["messages"] >= 500
+
+        wait_for("rows flowing in the submitted capture", flowing, JOB_TIMEOUT_S)
+        asked = time.monotonic()
+        stopped = ray_job(head, "stop", job_id, timeout=300)
+        assert stopped.returncode == 0, stopped.stdout[-2000:] + stopped.stderr[-3000:]
+        status = wait_for_job(head, job_id, 300)
+        took = time.monotonic() - asked
+    finally:
+        if job_status(head, job_id) not in TERMINAL:
+            ray_job(head, "stop", job_id)
+    logs = ray_job(head, "logs", job_id).stdout
+    supervisor = supervisor_log(head, job_id)
+    how = [line.split(" -- ", 1)[-1].split(" job_id=")[0] for line in supervisor.splitlines() if "SIGTERM" in line]
+    print(f"ray job stop: STOPPED after {took:.1f} s; the supervisor: {how}")
+    assert status == "STOPPED", logs[-5000:]
+    assert SUMMARY_PREFIX in logs, f"the driver was killed before its summary: {logs[-5000:]}"
+    # the driver exited by itself (sinks closed, actors and placement groups torn down), not by the SIGKILL
+    after_summary = logs[logs.index(SUMMARY_PREFIX) :].split("\n", 1)[-1]
+    assert "terminated gracefully" in supervisor, supervisor[-3000:] + after_summary[-3000:]
+    summary = summary_of(logs)
+    assert summary["shutdown"] == {"unacked_rows": 0, "sinks_not_closed": []}, summary["shutdown"]
+    assert_complete(summary, data)  # written == sent + rest, those rows in readable Parquet once, books true
