@@ -86,6 +86,11 @@ class SinkActor:
         """The newest `events` rows this sink took (at or after `since`, epoch seconds)."""
         return self.events.table(since)
 
+    def recent(self, prefix: str) -> dict[str, pa.Table]:
+        """Key columns of the trades / bbo rows stored lately from sources starting with `prefix` (a restarted
+        arbiter's rebuild, `xtrader.recent`)."""
+        return self.front.recent_keys(prefix)
+
     def stall(self, delay_s: float, duration_s: float) -> None:
         """Fault hook (tests, chaos): every write waits `delay_s` for the next `duration_s` s (`SinkFront.stall`)."""
         self.front.stall(delay_s, duration_s)

@@ -21,6 +21,9 @@ producer's retry stores only the rest. A writer with `write_tables(tables,
 source, seq)` (ParquetSink) takes a whole batch at once; its
 `recovered_keys` (batches replayed from its log at start) are marked seen.
 
+A restarted arbiter rebuilds its first-arrival state from what the sinks stored: the front keeps the key
+columns of the trades and bbo rows of every arbiter's writes for a while (`recent_keys`, `xtrader.recent`).
+
 `stall(delay_s, duration_s)` is a fault hook (tests, chaos): every write waits `delay_s` first for the
 next `duration_s` seconds, as a slow sink would; such writes are counted in `stalled_writes`, and
 the code latency of their rows is also kept apart (`stall_latency_ms`: the latency during the stall).
@@ -60,6 +63,7 @@ import pyarrow as pa
 from xtrader import metrics, schema
 from xtrader.clock import Anchor, code_latency_ns
 from xtrader.histogram import Histogram
+from xtrader.recent import RecentKeys
 from xtrader.retry import backoff
 from xtrader.seen import Seen, SeenState
 from xtrader.sinks.common import SinkClosed, SinkError
@@ -131,6 +135,8 @@ class SinkFront:
         )
         self.batches = 0
         self.repeats = 0
+        #: key columns of the trades / bbo rows taken from arbiters lately (a restarted arbiter's rebuild)
+        self.recent = RecentKeys()
         self.latency = Histogram()  # receipt -> sink write, ns, all exchanges
         self.write_time = Histogram()  # one write() call, ns (Parquet: queueing; QuestDB: the request)
         self.stall_delay_s = 0.0
@@ -204,6 +210,8 @@ class SinkFront:
                 done = done | {table}
                 self._count({table: batch}, origin, anchor)
         self.partial.pop(key, None)
+        for table in ("trades", "bbo"):
+            self.recent.add(source_id, table, tables.get(table))
         seen.add(batch_seq)
         self._changes += 1
         self.write_time.record(int((time.perf_counter() - start) * 1e9))
@@ -306,6 +314,11 @@ class SinkFront:
         if event.null_count < len(event):
             values = np.asarray(event.drop_null() if event.null_count else event, dtype=np.int64)
             self.metrics.histogram(metrics.OVERALL_LATENCY, exchange, table).record_many(now - values)
+
+    def recent_keys(self, prefix: str) -> dict[str, pa.Table]:
+        """Key columns of the trades / bbo rows stored lately from sources starting with `prefix` (`xtrader.recent`)."""
+        with self.lock:
+            return self.recent.get(prefix)
 
     def flush(self) -> None:
         with self.lock:
