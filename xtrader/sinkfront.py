@@ -12,7 +12,10 @@ seqs its producer will never send, so the floor passes them.
 The seen state survives the sink: it starts from the writer's
 `recovered_seen()` (Parquet: every key its write-ahead log ever took, see
 `xtrader.sinks.wal`), and a writer with `save_seen(state)` (QuestDB) gets it on
-every `tick()` and at `close()`.
+every `tick()` and at `close()`. So do the counts (`rows`, `origins`): the state
+counts the rows of the batches it records (`SeenState.rows`), and a restarted
+front starts from them, so the summary's `written` after a sink restart still
+counts what its predecessor stored, exactly the batches it answers as repeats.
 
 A seq is recorded only once every table of its batch is stored. A `SinkError`
 (disk full, server down) is retried in place with capped backoff for up to
@@ -66,6 +69,7 @@ from xtrader.histogram import Histogram
 from xtrader.recent import RecentKeys
 from xtrader.retry import backoff
 from xtrader.seen import Seen, SeenState
+from xtrader.seen import exchange as _exchange
 from xtrader.sinks.common import SinkClosed, SinkError
 from xtrader.sinks.wal import Skipped
 
@@ -133,6 +137,10 @@ class SinkFront:
         self.origins: defaultdict[str, defaultdict[str, defaultdict[str, int]]] = defaultdict(
             lambda: defaultdict(lambda: defaultdict(int))
         )
+        for (origin, table, exchange), rows in self.seen.rows.items():  # what a predecessor stored
+            self.rows[table][exchange] += rows
+            if origin:
+                self.origins[origin][table][exchange] += rows
         self.batches = 0
         self.repeats = 0
         #: key columns of the trades / bbo rows taken from arbiters lately (a restarted arbiter's rebuild)
@@ -197,7 +205,7 @@ class SinkFront:
         todo = {t: b for t, b in tables.items() if b is not None and b.num_rows and t not in done}
         write_tables = getattr(self.writer, "write_tables", None)
         if callable(write_tables):
-            self._retrying(lambda: write_tables(todo, source_id, batch_seq, skipped))
+            self._retrying(lambda: write_tables(todo, source_id, batch_seq, skipped, origin))
             self._count(todo, origin, anchor)
         else:
             for table, batch in todo.items():
@@ -255,7 +263,7 @@ class SinkFront:
         for attempt in range(2):  # a failing Parquet writer raises its stored error once, then takes the row
             try:  # stored with the sink's data (its log or spill keeps it while the sink fails)
                 if callable(write_tables):
-                    write_tables({"events": row}, f"sink:{self.name}", self.health_events)
+                    write_tables({"events": row}, f"sink:{self.name}", self.health_events, counted=False)
                 else:
                     self.writer.write("events", row)
                 return
@@ -290,6 +298,7 @@ class SinkFront:
                 self.sleep(delay)
 
     def _count(self, tables: Mapping[str, pa.RecordBatch], origin: str, anchor: Anchor | None) -> None:
+        self.seen.count(tables, origin)  # saved with the keys (`save_seen`): the counts a restart starts from
         for table, batch in tables.items():
             exchange = _exchange(batch)
             self.rows[table][exchange] += batch.num_rows
@@ -395,11 +404,3 @@ class SinkFront:
             "write_ms": {k: v for k, v in metrics.latency_ms(self.write_time).items() if k != "p999"},
             "metrics": self.metrics.snapshot(),
         }
-
-
-def _exchange(batch: pa.RecordBatch) -> str:
-    """The venue of a batch (one venue per batch; the first row's)."""
-    column = batch.column("exchange")
-    if pa.types.is_dictionary(column.type):
-        return str(column.dictionary[column.indices[0].as_py()].as_py())
-    return str(column[0].as_py())
