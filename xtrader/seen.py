@@ -223,7 +223,9 @@ def remove_temporary(path: Path) -> None:
 
 
 def exchange(batch: pa.RecordBatch) -> str:
-    """The venue of a batch (one venue per batch; the first row's)."""
+    """The venue of a batch (one venue per batch; the first row's); "" for a batch without one."""
+    if "exchange" not in batch.schema.names:
+        return ""
     column = batch.column("exchange")
     if pa.types.is_dictionary(column.type):
         return str(column.dictionary[column.indices[0].as_py()].as_py())
