@@ -62,7 +62,8 @@ class SinkActor:
     """
 
     def __init__(self, spec: SinkSpec, writer: str | None = None) -> None:
-        self.front = SinkFront(open_sink(spec, writer or writer_id(spec.kind)), spec.kind, actor=spec.id)
+        writer = writer or writer_id(spec.kind)
+        self.front = SinkFront(open_sink(spec, writer), spec.kind, actor=spec.id, owner=writer)
         self.front.start_timer(spec.flush_interval_s)
         self.events = EventTail()
         self.front.on_event = self.events.add  # the sink's own failing / recovered rows

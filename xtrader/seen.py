@@ -15,7 +15,8 @@ saved as one small JSON file, written atomically (temporary file, fsync, rename,
 `rows` counts the rows of the batches recorded with `count` (origin "" for websocket rows, "rest" for a
 REST snapshot's), per table and venue: kept with the keys and saved with them, a sink's counts after a
 restart are exactly those of the batches it answers as repeats (the summary's `written`). A state saved
-before counts existed has no `rows` (empty).
+before counts existed has no `rows` (empty). `owner` (a sink's writer id, unique per capture start) says
+whose counts they are: a later capture on the same QuestDB spill folder keeps the keys, not the counts.
 """
 
 from __future__ import annotations
@@ -114,8 +115,9 @@ class SeenState:
         self.max_sources = max_sources
         self.max_above = max_above
         self.forgotten = 0
-        #: (origin, table, exchange) -> rows stored (see the module doc)
+        #: (origin, table, exchange) -> rows stored (see the module doc), and whose counts they are
         self.rows: dict[tuple[str, str, str], int] = {}
+        self.owner = ""
 
     def __getitem__(self, source: str) -> Seen:
         seen = self.sources.pop(source, None)
@@ -162,7 +164,7 @@ class SeenState:
     def copy(self) -> SeenState:
         out = SeenState(self.max_sources, self.max_above)
         out.merge(self)
-        out.rows = dict(self.rows)
+        out.rows, out.owner = dict(self.rows), self.owner
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -170,6 +172,7 @@ class SeenState:
             "version": _VERSION,
             "sources": {source: seen.to_json() for source, seen in self.sources.items()},
             "rows": [[*key, rows] for key, rows in self.rows.items()],
+            "owner": self.owner,
         }
 
     @classmethod
@@ -180,6 +183,7 @@ class SeenState:
         for source, entry in data["sources"].items():
             state.sources[source] = Seen.from_json(entry, state.max_above)
         state.rows = {(str(o), str(t), str(e)): int(n) for o, t, e, n in data.get("rows", ())}
+        state.owner = str(data.get("owner", ""))
         return state
 
     def save(self, path: str | os.PathLike[str], fsync: bool = True) -> None:

@@ -98,6 +98,8 @@ class SinkFront:
         clock: wall clock in ns.
         mono: monotonic clock in ns (the connector's receipt clock: `time.perf_counter_ns`).
         retry_s: how long a `SinkError` is retried in place before it is raised.
+        owner: whose counts a recovered state holds (the sink's writer id, the same after a restart): a state
+            saved by another owner (an earlier capture on the same QuestDB spill folder) gives its keys only.
         sleep: between retries (injectable for tests).
     """
 
@@ -111,6 +113,7 @@ class SinkFront:
         *,
         retry_s: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
+        owner: str = "",
     ) -> None:
         self.writer = writer
         self.name = name
@@ -137,6 +140,9 @@ class SinkFront:
         self.origins: defaultdict[str, defaultdict[str, defaultdict[str, int]]] = defaultdict(
             lambda: defaultdict(lambda: defaultdict(int))
         )
+        if owner and self.seen.owner and self.seen.owner != owner:
+            self.seen.rows = {}  # another capture's counts
+        self.seen.owner = owner or self.seen.owner
         for (origin, table, exchange), rows in self.seen.rows.items():  # what a predecessor stored
             self.rows[table][exchange] += rows
             if origin:

@@ -71,15 +71,20 @@ def test_a_parquet_sink_restarted_after_a_crash_counts_every_row_its_predecessor
 def test_a_restarted_questdb_sink_counts_what_its_predecessor_stored(tmp_path: Path) -> None:
     with IlpReceiver() as receiver:
         conf = f"http::addr=127.0.0.1:{receiver.port};"
-        front = SinkFront(QuestDBSink(conf, tmp_path, fsync=False), "questdb")
+        front = SinkFront(QuestDBSink(conf, tmp_path, fsync=False), "questdb", owner="capture-1")
         for n in range(3):
             assert front.write("book:s|c0~1", n, {"trades": sink_batches.trades(rows=5, first_id=10 * n)})
         front.write("book:s|c0~1", 3, {"trades": sink_batches.trades(rows=4, first_id=30)}, origin="rest")
         front.close()
 
-        again = SinkFront(QuestDBSink(conf, tmp_path, fsync=False), "questdb")
+        again = SinkFront(QuestDBSink(conf, tmp_path, fsync=False), "questdb", owner="capture-1")
         assert again.stats()["rows"] == {"trades": {"binance": 19}}
         assert again.stats()["origins"] == {"rest": {"trades": {"binance": 4}}}
         assert not again.write("book:s|c0~1", 1, {"trades": sink_batches.trades(rows=5, first_id=10)})
         assert again.stats()["rows"] == {"trades": {"binance": 19}}
         again.close()
+
+        later = SinkFront(QuestDBSink(conf, tmp_path, fsync=False), "questdb", owner="capture-2")
+        assert later.stats()["rows"] == {}  # another capture on the same spill folder counts its own rows
+        assert not later.write("book:s|c0~1", 2, {"trades": sink_batches.trades(rows=5, first_id=20)})  # keys kept
+        later.close()
