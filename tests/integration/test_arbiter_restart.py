@@ -104,3 +104,28 @@ async def test_a_restarted_arbiter_does_not_pass_on_late_copies_of_what_it_passe
     seqs = stored(tmp_path, "l2", "seq")
     assert seqs == Counter({s: 2 for s in range(1, 6)}), seqs  # every message once (a bid and an ask row)
     assert restarted.stats()["rebuilt"] == {"trades": 5, "l2": 3}  # what it learned from downstream
+
+
+async def test_what_a_killed_arbiter_chose_but_never_sent_is_not_suppressed_after_the_restart(tmp_path: Path) -> None:
+    """Only what downstream took counts as passed on: an update the dead arbiter had won but not sent yet
+    (it died between choosing and sending) comes again, as c1's late copy and as Ray's retry of c0's call,
+    and is stored once (a high-water mark of what was chosen would drop both copies: a loss)."""
+    sink_actor: SinkActor = parquet_sink(tmp_path)
+    sink = Inline(sink_actor)
+    book_actor = OrderBookActor(STREAM, VENUE, [sink], snapshot_interval_s=0)
+    book = Inline(book_actor)
+
+    first = arbiter(sink, book)
+    await first.on_batch(C0, trades(0, 5), S0, 0)
+    await settle(first, book_actor)
+    first.arbiter.filter(C0, trades(5, 3))  # c0's call 1: chosen, then the arbiter dies before it sends
+
+    restarted = arbiter(sink, book)
+    await restarted.on_batch(C1, trades(0, 8), S1, 0)  # c1's late copies: 0..4 stored before, 5..7 never sent
+    await restarted.on_batch(C0, trades(5, 3), S0, 1)  # Ray's retry of c0's call 1
+    await restarted.on_batch(C0, trades(8, 1), S0, 2)
+    await settle(restarted, book_actor)
+    sink_actor.close()
+
+    trade_ids = stored(tmp_path, "trades", "trade_id")
+    assert trade_ids == Counter(str(i) for i in range(9)), trade_ids  # nothing lost, nothing twice
