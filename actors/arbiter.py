@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import time
 from typing import Any
@@ -14,12 +16,22 @@ from xtrader.batch import Batches
 from xtrader.flow import Policy
 from xtrader.warmup import warm_up
 
+log = logging.getLogger(__name__)
+
+#: how long a (re)started arbiter waits for its downstream actors to say what they took from it
+REBUILD_TIMEOUT_S = 60.0
+
 
 class ArbiterActor:
     """First arrival wins across the connections of one stream; winners go to the book and the sinks.
 
     The output of a numbered input call is written under a key derived from the call's
     (source, seq) (`actors._route`), so Ray's retry of a call on the restarted actor is a repeat.
+
+    Restarts: before it takes its first input, the arbiter asks its sinks and its book which rows they
+    took from this stream's arbiter lately (`xtrader.recent`) and remembers their keys as passed on, so
+    a late copy of an update a killed predecessor passed on is a duplicate here too (docs/guide.md,
+    "Arbiter restarts"). On a first start they took nothing and the answer is empty.
 
     Args:
         stream / venue_name: the stream and its venue; sinks, book: SinkActor and OrderBookActor names
@@ -63,6 +75,9 @@ class ArbiterActor:
             sink_max_inflight=sink_max_inflight,
         )
         self.inorder: InOrder[tuple[str, Batches, Key | None]] = InOrder(self._process)
+        self.rebuilding: asyncio.Future[None] | None = None
+        self.rebuilt: dict[str, int] = {}  # keys learned from downstream at start, per table
+        self.rebuild_failures = 0
 
     async def register(self, connections: list[str]) -> None:
         for connection in connections:
@@ -81,12 +96,33 @@ class ArbiterActor:
 
         `dropped`: numbers that connector will never send (its lossy policy): their keys are skipped.
         """
+        if self.rebuilding is None:
+            self.rebuilding = asyncio.ensure_future(self._rebuild())
+        await self.rebuilding  # no input is filtered before the keys passed on before a restart are known
         key = (source, seq) if source is not None and seq is not None else None
         if source is not None:
             for number in dropped:
                 out = self.outputs.derived((source, number))
                 self.outputs.skip(out, sinks=True, book=True)
         await self.inorder.push(source, seq, (connection, batches, key), dropped)
+
+    async def _rebuild(self) -> None:
+        """Remember the keys of the rows the sinks (trades, bbo) and the book (l2) took from this stream's
+        arbiter lately: a killed predecessor passed them on."""
+        prefix = f"{self.outputs.name}|"  # the arbiter's derived sources (`Outputs.derived`)
+        handles = [*self.outputs.sinks, *([self.outputs.book] if self.outputs.book is not None else [])]
+        try:
+            answers = await asyncio.wait_for(
+                asyncio.gather(*(h.recent.remote(prefix) for h in handles)), REBUILD_TIMEOUT_S
+            )
+        except Exception as exc:  # a downstream actor that cannot answer: go on as a fresh arbiter, counted
+            self.rebuild_failures += 1
+            log.warning("%s: could not learn what downstream took before a restart: %r", prefix, exc)
+            return
+        now = time.monotonic_ns()
+        for answer in answers:
+            for table, rows in answer.items():
+                self.rebuilt[table] = self.rebuilt.get(table, 0) + self.arbiter.seed(table, rows, now)
 
     async def _process(self, ready: list[tuple[str, Batches, Key | None]]) -> None:
         now = time.monotonic_ns()
@@ -110,5 +146,7 @@ class ArbiterActor:
             **self.arbiter.snapshot(),
             "flow": self.outputs.stats(),
             "order": self.inorder.stats(),
+            "rebuilt": dict(self.rebuilt),
+            "rebuild_failures": self.rebuild_failures,
             "pid": os.getpid(),  # this incarnation of the actor (a restart shows as a new one)
         }

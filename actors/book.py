@@ -13,6 +13,7 @@ from actors._route import Key, Outputs, Skip
 from xtrader.batch import Batches
 from xtrader.bookservice import BookService
 from xtrader.flow import Policy
+from xtrader.recent import RecentKeys
 from xtrader.venues import venue
 from xtrader.warmup import warm_up
 
@@ -67,6 +68,8 @@ class OrderBookActor:
         if carriers is not None:
             self.service.set_carriers(carriers)
         self.resync_failures = 0
+        #: the l2 messages taken from an arbiter lately (a restarted arbiter's rebuild, `xtrader.recent`)
+        self.recent_keys = RecentKeys()
         self.ticker: asyncio.Task[None] | None = None
         # each producer's l2 in the order it sent it (a batch overtaken on the way is a false gap)
         self.inorder: InOrder[tuple[str, Batches, bool, Key | None]] = InOrder(self._process)
@@ -93,6 +96,8 @@ class OrderBookActor:
         `origin`: the key its output derives from (the arbiter's derived key; else (source, seq));
         `origin_skipped`: origins that will never come (and `dropped` numbers, without an arbiter).
         """
+        if origin is not None:
+            self.recent_keys.add(origin[0], "l2", batches.l2_messages)
         skipped = list(origin_skipped)
         if origin is None and source is not None and seq is not None:
             origin = (source, seq)
@@ -157,6 +162,10 @@ class OrderBookActor:
             self.ticker = None
         await self.tick(force=True)
         await self.outputs.drain()
+
+    def recent(self, prefix: str) -> dict[str, Any]:
+        """Key columns of the l2 messages taken lately from origins starting with `prefix` (a restarted arbiter)."""
+        return self.recent_keys.get(prefix)
 
     def tops(self, depth: int = 20) -> dict[str, Any]:
         return self.service.tops(depth)

@@ -66,7 +66,8 @@ class SinkActor:
     def __init__(self, spec: SinkSpec, writer: str | None = None) -> None:
         warm_up()  # the hot path's one-time costs, before any data (`xtrader.warmup`)
         self.kind = spec.kind
-        self.front = SinkFront(open_sink(spec, writer or writer_id(spec.kind)), spec.kind, actor=spec.id)
+        writer = writer or writer_id(spec.kind)
+        self.front = SinkFront(open_sink(spec, writer), spec.kind, actor=spec.id, owner=writer)
         self.front.start_timer(spec.flush_interval_s)
         self.events = EventTail()
         self.front.on_event = self.events.add  # the sink's own failing / recovered rows
@@ -89,6 +90,11 @@ class SinkActor:
     def recent_events(self, since: float | None = None) -> pa.Table:
         """The newest `events` rows this sink took (at or after `since`, epoch seconds)."""
         return self.events.table(since)
+
+    def recent(self, prefix: str) -> dict[str, pa.Table]:
+        """Key columns of the trades / bbo rows stored lately from sources starting with `prefix` (a restarted
+        arbiter's rebuild, `xtrader.recent`)."""
+        return self.front.recent_keys(prefix)
 
     def stall(self, delay_s: float, duration_s: float) -> None:
         """Fault hook (tests, chaos): every write waits `delay_s` for the next `duration_s` s (`SinkFront.stall`)."""

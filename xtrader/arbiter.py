@@ -71,6 +71,19 @@ class Arbiter:
         wins[connection] += 1
         return True
 
+    def remember(self, key: Hashable, now_ns: int = 0) -> bool:
+        """Record `key` as delivered already (by no connection: a restart's rebuild); True when it was new."""
+        table = key[0] if isinstance(key, tuple) and key else None
+        seen = self.tables.get(table)
+        if seen is None:
+            seen = self.tables[table] = OrderedDict()
+        new = key not in seen
+        seen[key] = now_ns
+        seen.move_to_end(key)
+        if len(seen) > self.capacity:
+            seen.popitem(last=False)
+        return new
+
     def keys(self) -> set[Hashable]:
         """Every key remembered, all tables together."""
         return {key for seen in self.tables.values() for key in seen}

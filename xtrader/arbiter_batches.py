@@ -96,6 +96,25 @@ class BatchArbiter:
             out.l2, out.l2_messages = self._keep_l2(connection, batches.l2, batches.l2_messages, now_ns)
         return out
 
+    def seed(self, table: str, rows: pa.Table | pa.RecordBatch, now_ns: int = 0) -> int:
+        """Remember the keys of rows passed on before a restart (`xtrader.recent`); the number of new keys.
+
+        `rows`: key columns of `table` ("trades", "bbo"; "l2": its messages). Sequence-less quotes are
+        counted as one connection's (their n restarts at each exchange time, see the module doc).
+        """
+        if not rows.num_rows:
+            return 0
+        if table == "trades":
+            keys = self.keys.trades(rows)
+        elif table == "bbo":
+            keys = UpdateKeys().bbo("", rows)
+        elif table == "l2":
+            keys = self.keys.l2(rows)
+        else:
+            return 0
+        remember = self.arbiter.remember
+        return sum(remember(key, now_ns) for key in keys)
+
     def _offer_all(self, connection: str, keys: Iterable[Hashable], now_ns: int) -> list[bool]:
         offer = self.arbiter.offer
         return [offer(connection, key, now_ns) for key in keys]
@@ -184,18 +203,18 @@ class UpdateKeys:
         # (connection, symbol) -> (exchange time, {quote: times changed to at that time}, the last quote)
         self._quotes: dict[tuple[str, str], tuple[int | None, dict[tuple[Any, ...], int], tuple[Any, ...]]] = {}
 
-    def trades(self, trades: pa.RecordBatch) -> list[tuple[Any, ...]]:
+    def trades(self, trades: pa.RecordBatch | pa.Table) -> list[tuple[Any, ...]]:
         """("trades", symbol, trade_id) per row."""
         return _zip_keys("trades", trades.column("symbol"), trades.column("trade_id"))
 
-    def l2(self, messages: pa.RecordBatch) -> list[tuple[Any, ...]]:
+    def l2(self, messages: pa.RecordBatch | pa.Table) -> list[tuple[Any, ...]]:
         """("l2", symbol, seq, prev_seq, first_seq, checksum) per message of an l2 message batch."""
         m = messages
         return _zip_keys(
             "l2", m.column("symbol"), m.column("seq"), m.column("prev_seq"), m.column("first_seq"), m.column("checksum")
         )
 
-    def bbo(self, connection: str, bbo: pa.RecordBatch) -> list[tuple[Any, ...]]:
+    def bbo(self, connection: str, bbo: pa.RecordBatch | pa.Table) -> list[tuple[Any, ...]]:
         """("bbo", symbol, seq) per row with a sequence; else ("bbo", symbol, None, ts, bid, bsz, ask, asz, n)."""
         symbols = _pylist(bbo.column("symbol"))
         seqs = bbo.column("seq").to_pylist()

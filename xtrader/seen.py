@@ -9,7 +9,14 @@ those numbers as skipped (`skip(lo, hi)`), so the floor passes them.
 forgotten first: a restarted connector is a new source, so old ones stop growing the state), and is
 saved as one small JSON file, written atomically (temporary file, fsync, rename, directory fsync):
 
-    {"version": 1, "sources": {"<source>": [floor, [seq above, ...], skipped], ...}}
+    {"version": 1, "sources": {"<source>": [floor, [seq above, ...], skipped], ...},
+     "rows": [[origin, table, exchange, rows], ...]}
+
+`rows` counts the rows of the batches recorded with `count` (origin "" for websocket rows, "rest" for a
+REST snapshot's), per table and venue: kept with the keys and saved with them, a sink's counts after a
+restart are exactly those of the batches it answers as repeats (the summary's `written`). A state saved
+before counts existed has no `rows` (empty). `owner` (a sink's writer id, unique per capture start) says
+whose counts they are: a later capture on the same QuestDB spill folder keeps the keys, not the counts.
 """
 
 from __future__ import annotations
@@ -17,9 +24,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
 
 #: seqs kept above a source's contiguous floor before the oldest gap is given up
 MAX_ABOVE = 65_536
@@ -106,6 +115,9 @@ class SeenState:
         self.max_sources = max_sources
         self.max_above = max_above
         self.forgotten = 0
+        #: (origin, table, exchange) -> rows stored (see the module doc), and whose counts they are
+        self.rows: dict[tuple[str, str, str], int] = {}
+        self.owner = ""
 
     def __getitem__(self, source: str) -> Seen:
         seen = self.sources.pop(source, None)
@@ -138,6 +150,13 @@ class SeenState:
         for source, low, high in skipped:
             self[source].skip(low, high)
 
+    def count(self, tables: Mapping[str, pa.RecordBatch | None], origin: str = "") -> None:
+        """Count the rows of a stored batch's tables, per table and venue (a batch's venue: its first row's)."""
+        for table, batch in tables.items():
+            if batch is not None and batch.num_rows:
+                key = (origin, table, exchange(batch))
+                self.rows[key] = self.rows.get(key, 0) + batch.num_rows
+
     def merge(self, other: SeenState) -> None:
         for source, seen in other.sources.items():
             self[source].merge(seen)
@@ -145,10 +164,16 @@ class SeenState:
     def copy(self) -> SeenState:
         out = SeenState(self.max_sources, self.max_above)
         out.merge(self)
+        out.rows, out.owner = dict(self.rows), self.owner
         return out
 
     def to_json(self) -> dict[str, Any]:
-        return {"version": _VERSION, "sources": {source: seen.to_json() for source, seen in self.sources.items()}}
+        return {
+            "version": _VERSION,
+            "sources": {source: seen.to_json() for source, seen in self.sources.items()},
+            "rows": [[*key, rows] for key, rows in self.rows.items()],
+            "owner": self.owner,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SeenState:
@@ -157,6 +182,8 @@ class SeenState:
         state = cls()
         for source, entry in data["sources"].items():
             state.sources[source] = Seen.from_json(entry, state.max_above)
+        state.rows = {(str(o), str(t), str(e)): int(n) for o, t, e, n in data.get("rows", ())}
+        state.owner = str(data.get("owner", ""))
         return state
 
     def save(self, path: str | os.PathLike[str], fsync: bool = True) -> None:
@@ -197,3 +224,13 @@ def remove_temporary(path: Path) -> None:
     """Delete what an interrupted `save` left behind."""
     with contextlib.suppress(FileNotFoundError):
         path.with_name(f".{path.name}.tmp").unlink()
+
+
+def exchange(batch: pa.RecordBatch) -> str:
+    """The venue of a batch (one venue per batch; the first row's); "" for a batch without one."""
+    if "exchange" not in batch.schema.names:
+        return ""
+    column = batch.column("exchange")
+    if pa.types.is_dictionary(column.type):
+        return str(column.dictionary[column.indices[0].as_py()].as_py())
+    return str(column[0].as_py())

@@ -12,7 +12,10 @@ seqs its producer will never send, so the floor passes them.
 The seen state survives the sink: it starts from the writer's
 `recovered_seen()` (Parquet: every key its write-ahead log ever took, see
 `xtrader.sinks.wal`), and a writer with `save_seen(state)` (QuestDB) gets it on
-every `tick()` and at `close()`.
+every `tick()` and at `close()`. So do the counts (`rows`, `origins`): the state
+counts the rows of the batches it records (`SeenState.rows`), and a restarted
+front starts from them, so the summary's `written` after a sink restart still
+counts what its predecessor stored, exactly the batches it answers as repeats.
 
 A seq is recorded only once every table of its batch is stored. A `SinkError`
 (disk full, server down) is retried in place with capped backoff for up to
@@ -20,6 +23,9 @@ A seq is recorded only once every table of its batch is stored. A `SinkError`
 producer's retry stores only the rest. A writer with `write_tables(tables,
 source, seq)` (ParquetSink) takes a whole batch at once; its
 `recovered_keys` (batches replayed from its log at start) are marked seen.
+
+A restarted arbiter rebuilds its first-arrival state from what the sinks stored: the front keeps the key
+columns of the trades and bbo rows of every arbiter's writes for a while (`recent_keys`, `xtrader.recent`).
 
 `stall(delay_s, duration_s)` is a fault hook (tests, chaos): every write waits `delay_s` first for the
 next `duration_s` seconds, as a slow sink would; such writes are counted in `stalled_writes`, and
@@ -60,8 +66,10 @@ import pyarrow as pa
 from xtrader import metrics, schema
 from xtrader.clock import Anchor, code_latency_ns
 from xtrader.histogram import Histogram
+from xtrader.recent import RecentKeys
 from xtrader.retry import backoff
 from xtrader.seen import Seen, SeenState
+from xtrader.seen import exchange as _exchange
 from xtrader.sinks.common import SinkClosed, SinkError
 from xtrader.sinks.wal import Skipped
 
@@ -90,6 +98,8 @@ class SinkFront:
         clock: wall clock in ns.
         mono: monotonic clock in ns (the connector's receipt clock: `time.perf_counter_ns`).
         retry_s: how long a `SinkError` is retried in place before it is raised.
+        owner: whose counts a recovered state holds (the sink's writer id, the same after a restart): a state
+            saved by another owner (an earlier capture on the same QuestDB spill folder) gives its keys only.
         sleep: between retries (injectable for tests).
     """
 
@@ -103,6 +113,7 @@ class SinkFront:
         *,
         retry_s: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
+        owner: str = "",
     ) -> None:
         self.writer = writer
         self.name = name
@@ -129,8 +140,17 @@ class SinkFront:
         self.origins: defaultdict[str, defaultdict[str, defaultdict[str, int]]] = defaultdict(
             lambda: defaultdict(lambda: defaultdict(int))
         )
+        if owner and self.seen.owner and self.seen.owner != owner:
+            self.seen.rows = {}  # another capture's counts
+        self.seen.owner = owner or self.seen.owner
+        for (origin, table, exchange), rows in self.seen.rows.items():  # what a predecessor stored
+            self.rows[table][exchange] += rows
+            if origin:
+                self.origins[origin][table][exchange] += rows
         self.batches = 0
         self.repeats = 0
+        #: key columns of the trades / bbo rows taken from arbiters lately (a restarted arbiter's rebuild)
+        self.recent = RecentKeys()
         self.latency = Histogram()  # receipt -> sink write, ns, all exchanges
         self.write_time = Histogram()  # one write() call, ns (Parquet: queueing; QuestDB: the request)
         self.stall_delay_s = 0.0
@@ -191,7 +211,7 @@ class SinkFront:
         todo = {t: b for t, b in tables.items() if b is not None and b.num_rows and t not in done}
         write_tables = getattr(self.writer, "write_tables", None)
         if callable(write_tables):
-            self._retrying(lambda: write_tables(todo, source_id, batch_seq, skipped))
+            self._retrying(lambda: write_tables(todo, source_id, batch_seq, skipped, origin))
             self._count(todo, origin, anchor)
         else:
             for table, batch in todo.items():
@@ -204,6 +224,8 @@ class SinkFront:
                 done = done | {table}
                 self._count({table: batch}, origin, anchor)
         self.partial.pop(key, None)
+        for table in ("trades", "bbo"):
+            self.recent.add(source_id, table, tables.get(table))
         seen.add(batch_seq)
         self._changes += 1
         self.write_time.record(int((time.perf_counter() - start) * 1e9))
@@ -247,7 +269,7 @@ class SinkFront:
         for attempt in range(2):  # a failing Parquet writer raises its stored error once, then takes the row
             try:  # stored with the sink's data (its log or spill keeps it while the sink fails)
                 if callable(write_tables):
-                    write_tables({"events": row}, f"sink:{self.name}", self.health_events)
+                    write_tables({"events": row}, f"sink:{self.name}", self.health_events, counted=False)
                 else:
                     self.writer.write("events", row)
                 return
@@ -282,6 +304,7 @@ class SinkFront:
                 self.sleep(delay)
 
     def _count(self, tables: Mapping[str, pa.RecordBatch], origin: str, anchor: Anchor | None) -> None:
+        self.seen.count(tables, origin)  # saved with the keys (`save_seen`): the counts a restart starts from
         for table, batch in tables.items():
             exchange = _exchange(batch)
             self.rows[table][exchange] += batch.num_rows
@@ -306,6 +329,11 @@ class SinkFront:
         if event.null_count < len(event):
             values = np.asarray(event.drop_null() if event.null_count else event, dtype=np.int64)
             self.metrics.histogram(metrics.OVERALL_LATENCY, exchange, table).record_many(now - values)
+
+    def recent_keys(self, prefix: str) -> dict[str, pa.Table]:
+        """Key columns of the trades / bbo rows stored lately from sources starting with `prefix` (`xtrader.recent`)."""
+        with self.lock:
+            return self.recent.get(prefix)
 
     def flush(self) -> None:
         with self.lock:
@@ -382,11 +410,3 @@ class SinkFront:
             "write_ms": {k: v for k, v in metrics.latency_ms(self.write_time).items() if k != "p999"},
             "metrics": self.metrics.snapshot(),
         }
-
-
-def _exchange(batch: pa.RecordBatch) -> str:
-    """The venue of a batch (one venue per batch; the first row's)."""
-    column = batch.column("exchange")
-    if pa.types.is_dictionary(column.type):
-        return str(column.dictionary[column.indices[0].as_py()].as_py())
-    return str(column[0].as_py())

@@ -198,13 +198,20 @@ class ParquetSink:
         return self._recovered_seen.copy()
 
     def write_tables(
-        self, tables: dict[str, pa.RecordBatch], source: str = "", seq: int = -1, skipped: Skipped = ()
+        self,
+        tables: dict[str, pa.RecordBatch],
+        source: str = "",
+        seq: int = -1,
+        skipped: Skipped = (),
+        origin: str = "",
+        counted: bool = True,
     ) -> None:
         """Log (when `wal`) and queue one producer batch of stored tables, all or nothing.
 
         Returns once the batch would survive this process's death; waits only if the
         writer is a full buffer behind. `source` / `seq` are kept in the log for a replay,
-        and `skipped` (`(source, low, high)`: seqs the producer will never send).
+        and `skipped` (`(source, low, high)`: seqs the producer will never send); `origin` / `counted`:
+        how the log counts its rows (`recovered_seen().rows`: a restarted sink's counts).
 
         Raises:
             ValueError: unknown table or a batch that does not fit its schema.
@@ -223,7 +230,7 @@ class ParquetSink:
                 or (self._failing and self._pending_bytes + self._filling_bytes + size > self.buffer_bytes)
             ):
                 if pieces:
-                    self._log_only(source, seq, conformed)
+                    self._log_only(source, seq, conformed, skipped, origin, counted)
                 return
             if self._failing and self._pending_bytes + self._filling_bytes + size > self.buffer_bytes:
                 raise SinkError(
@@ -245,7 +252,11 @@ class ParquetSink:
             if not pieces and not (skipped and self._wal is not None):
                 return
             try:
-                mark = (self._wal.append(source, seq, conformed, skipped), 0) if self._wal is not None else None
+                mark = (
+                    (self._wal.append(source, seq, conformed, skipped, origin, counted), 0)
+                    if self._wal is not None
+                    else None
+                )
             except OSError as exc:  # disk full...: not logged, not taken; the caller retries
                 self._counters["errors"] += 1
                 self._last_error = repr(exc)
@@ -256,11 +267,19 @@ class ParquetSink:
             self._queue_high_water_bytes = max(self._queue_high_water_bytes, depth)
             self._cond.notify_all()
 
-    def _log_only(self, source: str, seq: int, conformed: dict[str, pa.RecordBatch]) -> None:
+    def _log_only(
+        self,
+        source: str,
+        seq: int,
+        conformed: dict[str, pa.RecordBatch],
+        skipped: Skipped = (),
+        origin: str = "",
+        counted: bool = True,
+    ) -> None:
         """Acknowledge a batch once it is in the log, without holding it in memory; call with _cond held."""
         assert self._wal is not None
         try:
-            lsn = self._wal.append(source, seq, conformed)
+            lsn = self._wal.append(source, seq, conformed, skipped, origin, counted)
         except OSError as exc:  # the log's disk fails too: not taken, the caller retries
             self._counters["errors"] += 1
             self._last_error = repr(exc)

@@ -5,11 +5,13 @@ appends never follow a torn record. A record is one producer batch (several
 tables), numbered by a log sequence number (`lsn`, increasing, never reused):
 
     header   magic b"XTW1" | payload length u32 | crc32(payload) u32 | lsn u64   (little endian)
-    payload  meta length u32 | meta JSON {"source", "seq", "tables": [[name, bytes], ...], "skipped"?}
+    payload  meta length u32 | meta JSON {"source", "seq", "tables": [[name, bytes], ...], "skipped"?,
+                                         "origin"?, "uncounted"?}
              | one Arrow IPC stream (schema + batch + end) per table
 
 `skipped` (optional): `[[source, low, high], ...]`, batch seqs the producer says it will never send
-(`xtrader.seen`).
+(`xtrader.seen`). `origin` (optional): the rows' origin ("rest"); `uncounted` (optional, true): rows the
+sink does not count as written (its own health events).
 
 A record whose header or payload is cut short, or whose CRC does not match,
 is the torn tail of a crash: it (and anything after it in its segment) is
@@ -23,6 +25,9 @@ Idempotence across restarts: the log knows the (source, seq) of every batch it
 took (`seen_state()`, an `xtrader.seen.SeenState`): the keys of the records on
 disk plus `DIR/seen.json`, which `truncate()` saves (atomically, fsync'd)
 before it deletes a segment, so the keys of a truncated batch are never lost.
+The state also counts the rows of every keyed batch taken (`SeenState.rows`),
+each batch once (when its key is new), so a restarted sink's counts are those
+of every batch it acknowledged.
 
 Sync policy (`sync`): `"batch"` fsyncs every append before it returns (the
 record survives a power loss); `"os"` returns once the record is written to
@@ -66,13 +71,23 @@ class Record:
     seq: int
     tables: dict[str, pa.RecordBatch]
     skipped: tuple[tuple[str, int, int], ...] = ()
+    origin: str = ""
+    counted: bool = True
 
 
 Skipped = tuple[tuple[str, int, int], ...]
 SEEN_FILE = "seen.json"
 
 
-def encode(lsn: int, source: str, seq: int, tables: dict[str, pa.RecordBatch], skipped: Skipped = ()) -> bytes:
+def encode(
+    lsn: int,
+    source: str,
+    seq: int,
+    tables: dict[str, pa.RecordBatch],
+    skipped: Skipped = (),
+    origin: str = "",
+    counted: bool = True,
+) -> bytes:
     """One framed record."""
     streams = []
     for batch in tables.values():
@@ -87,6 +102,10 @@ def encode(lsn: int, source: str, seq: int, tables: dict[str, pa.RecordBatch], s
     }
     if skipped:
         fields["skipped"] = [list(entry) for entry in skipped]
+    if origin:
+        fields["origin"] = origin
+    if not counted:
+        fields["uncounted"] = True
     meta = json.dumps(fields).encode()
     payload = b"".join([_META.pack(len(meta)), meta, *(s.to_pybytes() for s in streams)])
     return _HEADER.pack(MAGIC, len(payload), zlib.crc32(payload), lsn) + payload
@@ -102,7 +121,8 @@ def _decode(lsn: int, payload: bytes) -> Record:
         tables[table] = reader.read_next_batch()
         offset += size
     skipped = tuple((str(src), int(low), int(high)) for src, low, high in meta.get("skipped", ()))
-    return Record(lsn, meta["source"], int(meta["seq"]), tables, skipped)
+    origin, counted = str(meta.get("origin", "")), not meta.get("uncounted", False)
+    return Record(lsn, meta["source"], int(meta["seq"]), tables, skipped, origin, counted)
 
 
 def read_segment(path: Path) -> tuple[list[Record], bool]:
@@ -161,8 +181,8 @@ class WriteAheadLog:
             path.unlink()
         recovered = list(self._read_all())
         self._seen = SeenState.load(self.directory / SEEN_FILE)
-        for record in recovered:
-            self._remember(record.source, record.seq, record.skipped)
+        for record in recovered:  # (counted once: a key already in seen.json is not new)
+            self._remember(record.source, record.seq, record.skipped, record.tables, record.origin, record.counted)
         last = max((r.lsn for r in recovered), default=-1)
         start = max([last + 1] + [first for first, _ in self._segments])
         self._recovered = recovered
@@ -179,13 +199,23 @@ class WriteAheadLog:
         with self._lock:
             return self._seen.copy()
 
-    def _remember(self, source: str, seq: int, skipped: Skipped) -> None:
-        if source and seq >= 0:
-            self._seen.add(source, seq)
+    def _remember(
+        self, source: str, seq: int, skipped: Skipped, tables: dict[str, pa.RecordBatch], origin: str, counted: bool
+    ) -> None:
+        if source and seq >= 0 and self._seen.add(source, seq) and counted:
+            self._seen.count(tables, origin)
         self._seen.skip(skipped)
 
-    def append(self, source: str, seq: int, tables: dict[str, pa.RecordBatch], skipped: Skipped = ()) -> int:
-        """Log one batch durably; its lsn.
+    def append(
+        self,
+        source: str,
+        seq: int,
+        tables: dict[str, pa.RecordBatch],
+        skipped: Skipped = (),
+        origin: str = "",
+        counted: bool = True,
+    ) -> int:
+        """Log one batch durably; its lsn. `origin` / `counted`: how its rows are counted (`SeenState.rows`).
 
         Raises:
             OSError: the log could not be written (disk full...): the batch is not logged, and the
@@ -193,7 +223,7 @@ class WriteAheadLog:
         """
         with self._lock:
             lsn = self.next_lsn
-            frame = encode(lsn, source, seq, tables, skipped)
+            frame = encode(lsn, source, seq, tables, skipped, origin, counted)
             if self._broken or (self._handle.tell() and self._handle.tell() + len(frame) > self.segment_bytes):
                 self._rotate()
             try:
@@ -208,7 +238,7 @@ class WriteAheadLog:
             self._dirty = self.fsync and not self.sync_each
             self.next_lsn = lsn + 1
             self._bytes += len(frame)
-            self._remember(source, seq, skipped)
+            self._remember(source, seq, skipped, tables, origin, counted)
             return lsn
 
     def read_from(self, lsn: int, max_bytes: int) -> tuple[list[Record], int]:
