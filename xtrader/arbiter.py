@@ -71,6 +71,24 @@ class Arbiter:
         wins[connection] += 1
         return True
 
+    def expire(self, now_ns: int) -> int:
+        """Forget every key older than `ttl_ns` (the number forgotten). `offer` already treats such a key as new,
+        so no verdict changes; without this they stayed until `capacity` pushed them out, and an arbiter's
+        memory grew for minutes (the soak: 240 -> 410 MB per arbiter in 9 minutes at 1.4k msg/s a stream).
+        Keys are in order of delivery time (each insert goes to the end), so only the oldest are looked at."""
+        if not self.ttl_ns or now_ns <= self.ttl_ns:
+            return 0
+        horizon = now_ns - self.ttl_ns
+        forgotten = 0
+        for seen in self.tables.values():
+            while seen:
+                key, first_ns = next(iter(seen.items()))
+                if first_ns >= horizon:
+                    break
+                del seen[key]
+                forgotten += 1
+        return forgotten
+
     def remember(self, key: Hashable, now_ns: int = 0) -> bool:
         """Record `key` as delivered already (by no connection: a restart's rebuild); True when it was new."""
         table = key[0] if isinstance(key, tuple) and key else None

@@ -86,6 +86,7 @@ class BatchArbiter:
 
     def filter(self, connection: str, batches: Batches, now_ns: int = 0) -> Batches:
         """The rows of `batches` that `connection` delivered first (a new Batches; tables may become None)."""
+        self.arbiter.expire(now_ns)
         out = replace(batches)
         if batches.trades is not None:
             keys = self.keys.trades(batches.trades)
@@ -180,12 +181,14 @@ class BatchArbiter:
         return loser
 
     def snapshot(self) -> dict[str, Any]:
-        """Plain-data stats: unique keys, duplicates, wins and duplicates per connection, rows per table."""
+        """Plain-data stats: unique keys, duplicates, wins and duplicates per connection, rows per table, keys held."""
         out = self.arbiter.stats.as_dict()
         out["duplicates_by_connection"] = dict(self.stats.duplicates_by_connection)
         out["kept_rows"] = dict(self.stats.kept_rows)
         out["duplicate_rows"] = dict(self.stats.duplicate_rows)
         out["rotations"] = self.stats.rotations
+        # keys held per table (bounded by ttl_ns and capacity): what the arbiter's memory grows with
+        out["remembered"] = {str(table): n for table, n in self.arbiter.remembered().items()}
         out["metrics"] = self.metrics.snapshot()
         return out
 
