@@ -88,3 +88,24 @@ def test_a_restarted_questdb_sink_counts_what_its_predecessor_stored(tmp_path: P
         assert later.stats()["rows"] == {}  # another capture on the same spill folder counts its own rows
         assert not later.write("book:s|c0~1", 2, {"trades": sink_batches.trades(rows=5, first_id=20)})  # keys kept
         later.close()
+
+
+def test_a_restarted_parquet_writer_counts_the_files_its_predecessor_published(tmp_path: Path) -> None:
+    """The summary's `written` is the writer's count of rows in published files: a restarted sink counted only
+    its own (the 10-minute soak's summary said 36,523 binance trades written where all 235,517 were on disk)."""
+    n = ROWS_PER_BATCH
+    front = SinkFront(parquet(tmp_path), "parquet")
+    for k in range(4):
+        assert front.write("arbiter:s|c0~1", k, {"trades": batch(k)})
+    front.close()  # everything in published files, the log truncated
+    assert front.writer.stats()["rows"] == {"trades": {"binance": 2 * n, "okx": 2 * n}}
+
+    again = SinkFront(parquet(tmp_path), "parquet")  # the same writer id: the same sink, restarted
+    assert again.write("arbiter:s|c0~1", 4, {"trades": batch(4)})
+    again.close()
+    assert again.writer.stats()["rows"] == {"trades": {"binance": 3 * n, "okx": 2 * n}}
+    assert len(trade_ids(tmp_path)) == 5 * n
+
+    other = SinkFront(ParquetSink(tmp_path, "w2", max_rows=3_000, row_group_rows=1_000), "parquet")
+    assert other.writer.stats()["rows"] == {}  # another writer's files are not its own
+    other.close()

@@ -235,6 +235,21 @@ class PartitionFiles:
                 best = max(best, (lsn, rows)) if best is not None else (lsn, rows)
         return best
 
+    def count_published(self) -> None:
+        """Count the rows of this writer's files already published (a restarted sink: the same writer id).
+
+        `rows` is what the summary reports as written: counting only this process's files undercounted after
+        every restart. Reads each file's footer only; another writer's files are not counted."""
+        for path in self.root.glob(f"*/exchange=*/**/part-{self.writer_id}-*.parquet"):
+            if not self._name.match(path.name):
+                continue
+            try:
+                rows = pq.ParquetFile(path).metadata.num_rows
+            except Exception:  # unreadable: a reader will say so, and it is not counted as stored
+                continue
+            table, exchange = path.relative_to(self.root).parts[:2]
+            add_counts(self.rows, table, {exchange.removeprefix("exchange="): rows})
+
     def recover(self) -> None:
         """Files left by a crash of this writer: publish the complete ones, delete the torn ones."""
         if not self.temporary_root.is_dir():

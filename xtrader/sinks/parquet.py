@@ -172,6 +172,7 @@ class ParquetSink:
         self.wal_max_bytes: int = wal_max_bytes or defaults["wal_max_bytes"]
         # writer-thread side
         self._files = PartitionFiles(self.root, writer_id, self.limits, compression, fsync, self._cond)
+        self._files.count_published()  # before recover(): it counts the files it publishes itself
         self._files.recover()
         #: an injected outage (chaos `parquet_unwritable_s`, `xtrader.sinks.outage`): the table tree refuses writes
         self.outage = self._files.outage
