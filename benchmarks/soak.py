@@ -13,7 +13,8 @@ that no kill loses data.
 Printed at the end (and written to OUT/soak.json with every sample): messages per second sent, rows sent
 vs stored per table and venue (Parquet read back: `on_disk == sent - accounted`), duplicates in Parquet, the events by
 kind, and per actor the RSS after warm-up and at the end of its longest-lived process (a killed actor
-restarts in a new process: each incarnation is its own series).
+restarts in a new process: each incarnation is its own series). Warm-up: 120 s by default, the arbiter's key
+window (`arbiter_ttl_s`, 60 s) plus the pipeline's backlog fill its memory until then.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ def main() -> int:
     p.add_argument("--redundancy", type=int, default=2)
     p.add_argument("--symbols", type=int, default=3)
     p.add_argument("--venues", default=",".join(VENUES))
-    p.add_argument("--warmup-s", type=float, default=60.0)
+    p.add_argument("--warmup-s", type=float, default=120.0)
     p.add_argument("--msgs-per-step", type=float, default=1.7)
     p.add_argument("--out", default="/tmp/xtrader-soak")
     args = p.parse_args()
