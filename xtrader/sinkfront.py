@@ -18,8 +18,10 @@ A seq is recorded only once every table of its batch is stored. A `SinkError`
 (disk full, server down) is retried in place with capped backoff for up to
 `retry_s`, then raised; the tables already stored are remembered, so the
 producer's retry stores only the rest. A writer with `write_tables(tables,
-source, seq)` (ParquetSink) takes a whole batch at once; its
-`recovered_keys` (batches replayed from its log at start) are marked seen.
+source, seq, skipped, origin)` (ParquetSink) takes a whole batch at once; its
+`recovered_keys` (batches replayed from its log at start) are marked seen, and its
+`recovered_origins()` (rows per origin its log ever took) start `origins`, so a restarted
+sink still counts the REST rows its earlier incarnations took (the summary's `rest`).
 
 `stall(delay_s, duration_s)` is a fault hook (tests, chaos): every write waits `delay_s` first for the
 next `duration_s` seconds, as a slow sink would; such writes are counted in `stalled_writes`, and
@@ -129,6 +131,12 @@ class SinkFront:
         self.origins: defaultdict[str, defaultdict[str, defaultdict[str, int]]] = defaultdict(
             lambda: defaultdict(lambda: defaultdict(int))
         )
+        # rows by origin of the batches the writer's log took before this start (a restarted sink's `rest`)
+        recovered_origins = getattr(writer, "recovered_origins", None)
+        for origin, per_table in (recovered_origins() if callable(recovered_origins) else {}).items():
+            for table, per_exchange in per_table.items():
+                for exchange, rows in per_exchange.items():
+                    self.origins[origin][table][exchange] += rows
         self.batches = 0
         self.repeats = 0
         self.latency = Histogram()  # receipt -> sink write, ns, all exchanges
@@ -191,7 +199,7 @@ class SinkFront:
         todo = {t: b for t, b in tables.items() if b is not None and b.num_rows and t not in done}
         write_tables = getattr(self.writer, "write_tables", None)
         if callable(write_tables):
-            self._retrying(lambda: write_tables(todo, source_id, batch_seq, skipped))
+            self._retrying(lambda: write_tables(todo, source_id, batch_seq, skipped, origin))
             self._count(todo, origin, anchor)
         else:
             for table, batch in todo.items():

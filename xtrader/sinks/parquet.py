@@ -177,10 +177,12 @@ class ParquetSink:
         self.recovered_keys: list[tuple[str, int]] = []
         self._replayed_rows = 0
         self._recovered_seen = SeenState()
+        self._recovered_origins: dict[str, dict[str, dict[str, int]]] = {}
         if wal:
             wal_root = Path(wal_dir) if wal_dir is not None else self.root / ".wal"
             self._wal = WriteAheadLog(wal_root / writer_id, fsync=fsync, sync=wal_sync)
             self._recovered_seen = self._wal.seen_state()
+            self._recovered_origins = self._wal.origin_rows()
             self._replay()
         self._thread = threading.Thread(target=self._run, name=f"parquet-sink-{writer_id}", daemon=True)
         self._thread.start()
@@ -195,8 +197,17 @@ class ParquetSink:
         """The (source_id, batch_seq) of every batch this writer's log took before this start."""
         return self._recovered_seen.copy()
 
+    def recovered_origins(self) -> dict[str, dict[str, dict[str, int]]]:
+        """Rows per origin (`rest`), table and exchange this writer's log took before this start."""
+        return {o: {t: dict(e) for t, e in tables.items()} for o, tables in self._recovered_origins.items()}
+
     def write_tables(
-        self, tables: dict[str, pa.RecordBatch], source: str = "", seq: int = -1, skipped: Skipped = ()
+        self,
+        tables: dict[str, pa.RecordBatch],
+        source: str = "",
+        seq: int = -1,
+        skipped: Skipped = (),
+        origin: str = "",
     ) -> None:
         """Log (when `wal`) and queue one producer batch of stored tables, all or nothing.
 
@@ -221,7 +232,7 @@ class ParquetSink:
                 or (self._failing and self._pending_bytes + self._filling_bytes + size > self.buffer_bytes)
             ):
                 if pieces:
-                    self._log_only(source, seq, conformed)
+                    self._log_only(source, seq, conformed, origin)
                 return
             if self._failing and self._pending_bytes + self._filling_bytes + size > self.buffer_bytes:
                 raise SinkError(
@@ -243,7 +254,7 @@ class ParquetSink:
             if not pieces and not (skipped and self._wal is not None):
                 return
             try:
-                mark = (self._wal.append(source, seq, conformed, skipped), 0) if self._wal is not None else None
+                mark = (self._wal.append(source, seq, conformed, skipped, origin), 0) if self._wal is not None else None
             except OSError as exc:  # disk full...: not logged, not taken; the caller retries
                 self._counters["errors"] += 1
                 self._last_error = repr(exc)
@@ -254,11 +265,11 @@ class ParquetSink:
             self._queue_high_water_bytes = max(self._queue_high_water_bytes, depth)
             self._cond.notify_all()
 
-    def _log_only(self, source: str, seq: int, conformed: dict[str, pa.RecordBatch]) -> None:
+    def _log_only(self, source: str, seq: int, conformed: dict[str, pa.RecordBatch], origin: str = "") -> None:
         """Acknowledge a batch once it is in the log, without holding it in memory; call with _cond held."""
         assert self._wal is not None
         try:
-            lsn = self._wal.append(source, seq, conformed)
+            lsn = self._wal.append(source, seq, conformed, origin=origin)
         except OSError as exc:  # the log's disk fails too: not taken, the caller retries
             self._counters["errors"] += 1
             self._last_error = repr(exc)

@@ -66,13 +66,20 @@ class Record:
     seq: int
     tables: dict[str, pa.RecordBatch]
     skipped: tuple[tuple[str, int, int], ...] = ()
+    origin: str = ""
 
 
 Skipped = tuple[tuple[str, int, int], ...]
 SEEN_FILE = "seen.json"
+#: rows per origin (`rest`...), table and exchange of every batch ever logged (saved before a truncation)
+ORIGINS_FILE = "origins.json"
+#: origin -> table -> exchange -> rows
+Origins = dict[str, dict[str, dict[str, int]]]
 
 
-def encode(lsn: int, source: str, seq: int, tables: dict[str, pa.RecordBatch], skipped: Skipped = ()) -> bytes:
+def encode(
+    lsn: int, source: str, seq: int, tables: dict[str, pa.RecordBatch], skipped: Skipped = (), origin: str = ""
+) -> bytes:
     """One framed record."""
     streams = []
     for batch in tables.values():
@@ -87,6 +94,8 @@ def encode(lsn: int, source: str, seq: int, tables: dict[str, pa.RecordBatch], s
     }
     if skipped:
         fields["skipped"] = [list(entry) for entry in skipped]
+    if origin:
+        fields["origin"] = origin
     meta = json.dumps(fields).encode()
     payload = b"".join([_META.pack(len(meta)), meta, *(s.to_pybytes() for s in streams)])
     return _HEADER.pack(MAGIC, len(payload), zlib.crc32(payload), lsn) + payload
@@ -102,7 +111,7 @@ def _decode(lsn: int, payload: bytes) -> Record:
         tables[table] = reader.read_next_batch()
         offset += size
     skipped = tuple((str(src), int(low), int(high)) for src, low, high in meta.get("skipped", ()))
-    return Record(lsn, meta["source"], int(meta["seq"]), tables, skipped)
+    return Record(lsn, meta["source"], int(meta["seq"]), tables, skipped, str(meta.get("origin", "")))
 
 
 def read_segment(path: Path) -> tuple[list[Record], bool]:
@@ -161,8 +170,10 @@ class WriteAheadLog:
             path.unlink()
         recovered = list(self._read_all())
         self._seen = SeenState.load(self.directory / SEEN_FILE)
+        self._origins: Origins = _load_origins(self.directory / ORIGINS_FILE)
         for record in recovered:
             self._remember(record.source, record.seq, record.skipped)
+            self._count_origin(record.origin, record.tables)
         last = max((r.lsn for r in recovered), default=-1)
         start = max([last + 1] + [first for first, _ in self._segments])
         self._recovered = recovered
@@ -179,12 +190,29 @@ class WriteAheadLog:
         with self._lock:
             return self._seen.copy()
 
+    def origin_rows(self) -> Origins:
+        """Rows per origin, table and exchange of every batch logged with an origin, truncated ones included."""
+        with self._lock:
+            return {o: {t: dict(e) for t, e in tables.items()} for o, tables in self._origins.items()}
+
+    def _count_origin(self, origin: str, tables: dict[str, pa.RecordBatch]) -> None:
+        if not origin:
+            return
+        counts = self._origins.setdefault(origin, {})
+        for table, batch in tables.items():
+            if batch.num_rows:
+                per = counts.setdefault(table, {})
+                exchange = _exchange(batch)
+                per[exchange] = per.get(exchange, 0) + batch.num_rows
+
     def _remember(self, source: str, seq: int, skipped: Skipped) -> None:
         if source and seq >= 0:
             self._seen.add(source, seq)
         self._seen.skip(skipped)
 
-    def append(self, source: str, seq: int, tables: dict[str, pa.RecordBatch], skipped: Skipped = ()) -> int:
+    def append(
+        self, source: str, seq: int, tables: dict[str, pa.RecordBatch], skipped: Skipped = (), origin: str = ""
+    ) -> int:
         """Log one batch durably; its lsn.
 
         Raises:
@@ -193,7 +221,7 @@ class WriteAheadLog:
         """
         with self._lock:
             lsn = self.next_lsn
-            frame = encode(lsn, source, seq, tables, skipped)
+            frame = encode(lsn, source, seq, tables, skipped, origin)
             if self._broken or (self._handle.tell() and self._handle.tell() + len(frame) > self.segment_bytes):
                 self._rotate()
             try:
@@ -209,6 +237,7 @@ class WriteAheadLog:
             self.next_lsn = lsn + 1
             self._bytes += len(frame)
             self._remember(source, seq, skipped)
+            self._count_origin(origin, tables)
             return lsn
 
     def read_from(self, lsn: int, max_bytes: int) -> tuple[list[Record], int]:
@@ -247,6 +276,7 @@ class WriteAheadLog:
             deleted = 0
             if len(self._segments) > 1 and self._segments[1][0] <= low:  # keys first, then the records
                 self._seen.save(self.directory / SEEN_FILE, fsync=self.fsync)
+                _save_origins(self.directory / ORIGINS_FILE, self._origins, self.fsync)
             while len(self._segments) > 1 and self._segments[1][0] <= low:
                 _, path = self._segments.pop(0)
                 self._bytes -= path.stat().st_size
@@ -293,6 +323,38 @@ class WriteAheadLog:
             if self.fsync:
                 _sync_directory(self.directory)
         return handle
+
+
+def _exchange(batch: pa.RecordBatch) -> str:
+    """The venue of a batch (one per batch: the first row's); "" without an exchange column."""
+    if "exchange" not in batch.schema.names or not batch.num_rows:
+        return ""
+    value = batch.column("exchange")[0]
+    return str(value.as_py())
+
+
+def _load_origins(path: Path) -> Origins:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {
+        str(o): {str(t): {str(e): int(n) for e, n in per.items()} for t, per in tables.items()}
+        for o, tables in data.items()
+    }
+
+
+def _save_origins(path: Path, origins: Origins, fsync: bool) -> None:
+    """Written atomically: a temporary file, fsync'd, renamed over the old one."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "w", encoding="utf-8") as handle:
+        json.dump(origins, handle)
+        if fsync:
+            handle.flush()
+            os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    if fsync:
+        _sync_directory(path.parent)
 
 
 def _sync_directory(directory: Path) -> None:
