@@ -27,12 +27,14 @@ class InOrder(Generic[T]):
         self.process = process
         self.timer: asyncio.Task[None] | None = None
 
-    async def push(self, source: str | None, seq: int | None, item: T, dropped: Sequence[int] = ()) -> None:
-        """One call's item; unnumbered items (no `source`) are processed at once."""
+    async def push(
+        self, source: str | None, seq: int | None, item: T, dropped: Sequence[int] = (), floor: int = 0
+    ) -> None:
+        """One call's item; unnumbered items (no `source`) are processed at once. `floor`: see `Reorder.push`."""
         if source is None or seq is None:
             await self.process([item])
             return
-        ready = self.order.push(source, seq, item, time.monotonic_ns(), tuple(dropped))
+        ready = self.order.push(source, seq, item, time.monotonic_ns(), tuple(dropped), floor)
         if self.order.stats.waiting and self.timer is None:
             self.timer = asyncio.get_running_loop().create_task(self._expire())
         if ready:

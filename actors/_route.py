@@ -109,6 +109,8 @@ class Outputs:
         #: the next book number whose call may take a slot in the book's window: calls take slots in their
         #: numbers' order, else later calls the book holds for an earlier one could fill the window (deadlock)
         self.book_turn = 0
+        #: book calls sent and not yet acknowledged (each call tells the book the lowest: its floor)
+        self.book_unacked: set[int] = set()
         self.book_turns: dict[int, asyncio.Future[None]] = {}
         self.arbiter_numbers = _Numbers()
         self.dropped_reported = 0
@@ -189,9 +191,15 @@ class Outputs:
             l2 = _book_part(batches)
             rows = batches.l2.num_rows if batches.l2 is not None else 0
             book, numbers, seq, skips = self.book, self.book_numbers, book_seq, self.book_skips
+            unacked = self.book_unacked
             call = _Request(
-                book.on_batch, lambda: (self.name, l2, rest, self.source_id, seq, numbers.report(), out, skips.take())
+                book.on_batch,
+                lambda: (
+                    *(self.name, l2, rest, self.source_id, seq, numbers.report(), out, skips.take()),
+                    min(unacked, default=seq),  # below it, every call was acknowledged
+                ),
             )
+            unacked.add(seq)
             while self.book_turn < seq:
                 turn = self.book_turns[seq] = asyncio.get_running_loop().create_future()
                 await turn
@@ -205,7 +213,9 @@ class Outputs:
                     self.skip(out, sinks=False, book=True)
                 if batches.l2 is not None:
                     self._lost(list(self.sink_kinds), {"l2": batches.l2}, "dropped (window to the book full)", out)
+                unacked.discard(seq)
             else:
+                task.add_done_callback(functools.partial(_discard, unacked, seq))
                 l2_rows = {"l2": batches.l2} if batches.l2 is not None else {}
                 task.add_done_callback(functools.partial(self._given_up, self.book_window, None, l2_rows, call))
                 acks.append(task)
@@ -473,6 +483,10 @@ def _direct_tables(batches: Batches) -> dict[str, Any]:
     """The tables of a producer batch that go straight to the sinks."""
     pairs = (("trades", batches.trades), ("bbo", batches.bbo), ("events", batches.events))
     return {table: batch for table, batch in pairs if batch is not None}
+
+
+def _discard(numbers: set[int], number: int, _: Any) -> None:
+    numbers.discard(number)
 
 
 class _Request:

@@ -90,11 +90,14 @@ class OrderBookActor:
         dropped: tuple[int, ...] = (),
         origin: Key | None = None,
         origin_skipped: tuple[Skip, ...] = (),
+        floor: int = 0,
     ) -> None:
         """One producer batch; (source, seq): its number from that producer (applied in that order).
 
         `origin`: the key its output derives from (the arbiter's derived key; else (source, seq));
         `origin_skipped`: origins that will never come (and `dropped` numbers, without an arbiter).
+        `floor`: every number of `source` below it was acknowledged already (a restarted book does not wait
+        for them).
         """
         skipped = list(origin_skipped)
         if origin is None and source is not None and seq is not None:
@@ -105,7 +108,7 @@ class OrderBookActor:
         token: Hashable = (source, seq) if source is not None and seq is not None else object()
         done = self.settled.expect(token)
         try:
-            await self.inorder.push(source, seq, (connection, batches, rest, origin, token), dropped)
+            await self.inorder.push(source, seq, (connection, batches, rest, origin, token), dropped, floor)
         except Exception as exc:
             self.settled.fail(token, exc)
         await done

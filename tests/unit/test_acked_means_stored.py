@@ -143,3 +143,33 @@ async def test_a_connectors_given_up_write_is_its_events_row_and_is_accounted() 
     assert outputs.accounted == {("parquet", "trades", "binance"): 1}
     [(kind, detail)] = noted
     assert kind == "error" and f"key {outputs.source_id} seq 0-0" in detail, detail
+
+
+async def test_a_restarted_book_starts_at_the_arbiters_floor_instead_of_waiting_for_acknowledged_calls() -> None:
+    """A book restarted mid-stream gets call N (Ray's retry) first: every call below the floor the arbiter
+    sends was acknowledged, so the new book processes N at once instead of holding it (and the arbiter's
+    window, now that a call is answered only once stored) for the reorder timeout."""
+    book = OrderBookActor("deribit", "deribit", [FlakySink()], snapshot_interval_s=0)
+    call = book.on_batch("c0", l2_batch("deribit", [SNAPSHOT]), False, "arbiter#1", 57, floor=57)
+    await asyncio.wait_for(call, 1.0)  # the reorder timeout is 5 s
+    assert book.inorder.stats()["skipped"] == 0
+    if book.ticker is not None:
+        book.ticker.cancel()
+
+
+async def test_the_arbiter_tells_the_book_the_lowest_unacknowledged_call() -> None:
+    book = Held("on_batch", "stats")
+    outputs = Outputs("arbiter:deribit", [FlakySink()], book=book, sink_kinds=["parquet"])
+    for n in range(3):
+        await outputs.emit(l2_batch("deribit", [(("P", 11 + n, 10 + n, None, False, [(90.0, 1.0)], []))]))
+    calls = book.take("on_batch")
+    assert [args[-1] for args, _ in calls] == [0, 0, 0]
+    calls[0][1].set_result(None)
+    calls[2][1].set_result(None)
+    await asyncio.sleep(0.01)
+    await outputs.emit(l2_batch("deribit", [("P", 14, 13, None, False, [(90.0, 1.0)], [])]))
+    [(args, ack)] = book.take("on_batch")
+    assert args[-1] == 1  # 1 still unacknowledged
+    calls[1][1].set_result(None)
+    ack.set_result(None)
+    await outputs.drain()
