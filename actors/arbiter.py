@@ -100,6 +100,14 @@ class ArbiterActor:
         await done
 
     async def _process(self, ready: list[tuple[str, Batches, Key | None, Hashable]]) -> None:
+        try:
+            await self._emit(ready)
+        except Exception as exc:  # every call waiting for one of these items gets the error, none waits forever
+            for *_, token in ready:
+                self.settled.fail(token, exc)
+            raise
+
+    async def _emit(self, ready: list[tuple[str, Batches, Key | None, Hashable]]) -> None:
         now = time.monotonic_ns()
         kept = [self.arbiter.filter(connection, batches, now) for connection, batches, _, _ in ready]
         # the book's order is fixed here, before any await lets another call's batches through

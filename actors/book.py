@@ -114,6 +114,14 @@ class OrderBookActor:
         await done
 
     async def _process(self, ready: list[tuple[str, Batches, bool, Key | None, Hashable]]) -> None:
+        try:
+            await self._apply(ready)
+        except Exception as exc:  # every call waiting for one of these items gets the error, none waits forever
+            for *_, token in ready:
+                self.settled.fail(token, exc)
+            raise
+
+    async def _apply(self, ready: list[tuple[str, Batches, bool, Key | None, Hashable]]) -> None:
         # synchronous, for every due batch before the first await: the books see them in order
         outs = [self.service.on_batch(connection, batches, rest=rest) for connection, batches, rest, _, _ in ready]
         for out in outs:
