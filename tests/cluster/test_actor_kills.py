@@ -227,12 +227,6 @@ def test_a_sink_killed_mid_write_replays_its_log_and_stores_every_batch_once(
         assert on_disk == venues[VENUE]["sent"], (table, on_disk, venues)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 (sink restart accounting, not fixed here): a restarted SinkActor counts rows and their origin "
-    "from zero (xtrader/sinkfront.py `rows` / `origins`), so the summary misses what its predecessor stored, e.g. "
-    "the REST snapshot rows (`rest`) and rows in files it published; written != sent + rest",
-)
 def test_after_a_sink_restart_the_summary_still_accounts_for_every_row(
     sink_killed: tuple[dict[str, Any], Path],
 ) -> None:
