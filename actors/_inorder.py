@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Any, Generic, TypeVar
 
 from xtrader.reorder import TIMEOUT_S, Reorder
@@ -27,12 +27,14 @@ class InOrder(Generic[T]):
         self.process = process
         self.timer: asyncio.Task[None] | None = None
 
-    async def push(self, source: str | None, seq: int | None, item: T, dropped: Sequence[int] = ()) -> None:
-        """One call's item; unnumbered items (no `source`) are processed at once."""
+    async def push(
+        self, source: str | None, seq: int | None, item: T, dropped: Sequence[int] = (), floor: int = 0
+    ) -> None:
+        """One call's item; unnumbered items (no `source`) are processed at once. `floor`: see `Reorder.push`."""
         if source is None or seq is None:
             await self.process([item])
             return
-        ready = self.order.push(source, seq, item, time.monotonic_ns(), tuple(dropped))
+        ready = self.order.push(source, seq, item, time.monotonic_ns(), tuple(dropped), floor)
         if self.order.stats.waiting and self.timer is None:
             self.timer = asyncio.get_running_loop().create_task(self._expire())
         if ready:
@@ -59,3 +61,53 @@ class InOrder(Generic[T]):
 
     def stats(self) -> dict[str, Any]:
         return self.order.stats.as_dict()
+
+
+class Settled:
+    """Answers each numbered call only once its item's output is acknowledged downstream.
+
+    `expect(token)` before the item is pushed gives the future its call awaits (a repeated call, Ray's
+    retry, shares the first one's); `when(token, acks)` once its output was sent: the future is set when
+    every acknowledgement is in. An ack is a task whose result is True/False, or a list of such tasks
+    (`Outputs.write_soon`). An ack that failed was accounted for by its sender (an `events` row).
+    """
+
+    def __init__(self) -> None:
+        self.waiting: dict[Hashable, asyncio.Future[None]] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def expect(self, token: Hashable) -> asyncio.Future[None]:
+        future = self.waiting.get(token)
+        if future is None:
+            future = self.waiting[token] = asyncio.get_running_loop().create_future()
+        return future
+
+    def when(self, token: Hashable, acks: Sequence[Awaitable[Any]]) -> None:
+        if token not in self.waiting:
+            return
+        if not acks:
+            self._done(token)
+            return
+        task = asyncio.get_running_loop().create_task(self._wait(token, acks))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _wait(self, token: Hashable, acks: Sequence[Awaitable[Any]]) -> None:
+        try:
+            for ack in acks:
+                result = await ack
+                if isinstance(result, list):
+                    await asyncio.gather(*result, return_exceptions=True)
+        finally:
+            self._done(token)
+
+    def _done(self, token: Hashable) -> None:
+        future = self.waiting.pop(token, None)
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    def fail(self, token: Hashable, exc: BaseException) -> None:
+        """The call's processing raised: its caller gets the error (Ray retries it)."""
+        future = self.waiting.pop(token, None)
+        if future is not None and not future.done():
+            future.set_exception(exc)

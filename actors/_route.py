@@ -39,19 +39,31 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from actors._downstream import Downstream
+import pyarrow as pa
+
+from actors._downstream import RETRY_S, Downstream
+from xtrader import schema
 from xtrader.batch import Batches
 from xtrader.clock import Anchor
 from xtrader.flow import Policy
+
+log = logging.getLogger(__name__)
 
 #: (source_id, batch_seq) of a derived write
 Key = tuple[str, int]
 #: (source_id, low, high): seqs that will never be written
 Skip = tuple[str, int, int]
+
+
+def sink_kinds(sinks: list[Any]) -> list[str]:
+    """The kind of each sink (`parquet`, `questdb`) from its actor name (`...sink/<kind>`); else its index."""
+    return [s.rsplit("sink/", 1)[-1] if isinstance(s, str) and "sink/" in s else str(i) for i, s in enumerate(sinks)]
 
 
 def source_id(name: str) -> str:
@@ -80,6 +92,8 @@ class Outputs:
         policy: Policy = "block",
         sink_max_inflight: int | None = None,
         on_event: Callable[[str, str], None] | None = None,
+        sink_kinds: list[str] | None = None,
+        retry_s: float = RETRY_S,
     ) -> None:
         self.name = name
         self.source_id = source_id(name)
@@ -92,17 +106,30 @@ class Outputs:
         self.sink_skips: list[_Skips] = [_Skips() for _ in sinks]
         self.book_skips = _Skips()
         self.book_numbers = _Numbers()
+        #: the next book number whose call may take a slot in the book's window: calls take slots in their
+        #: numbers' order, else later calls the book holds for an earlier one could fill the window (deadlock)
+        self.book_turn = 0
+        #: book calls sent and not yet acknowledged (each call tells the book the lowest: its floor)
+        self.book_unacked: set[int] = set()
+        self.book_turns: dict[int, asyncio.Future[None]] = {}
         self.arbiter_numbers = _Numbers()
         self.dropped_reported = 0
         self.max_inflight = max_inflight
-        self.pending_writes: list[asyncio.Task[None]] = []
-        self.sink_windows = [Downstream(sink_max_inflight or max_inflight, policy) for _ in sinks]
-        #: told ("drop" | "error", detail) when a sink's window drops a batch or a sink write fails
+        self.pending_writes: list[asyncio.Task[Any]] = []
+        self.sink_windows = [Downstream(sink_max_inflight or max_inflight, policy, retry_s) for _ in sinks]
+        #: told ("drop" | "error", detail) when a sink's window drops a batch or a sink write is given up;
+        #: without it, such an `events` row is written to the sinks by this producer itself
         self.on_event = on_event
-        for index, window in enumerate(self.sink_windows):
-            window.on_failure = functools.partial(self._sink_failed, index)
-        self.book_window = Downstream(max_inflight, policy)
-        self.arbiter_window = Downstream(max_inflight, policy)
+        #: each sink's kind (`parquet`, `questdb`), for the accounted rows
+        self.sink_kinds = list(sink_kinds) if sink_kinds is not None else [str(i) for i in range(len(sinks))]
+        #: rows received but never to be stored: (sink kind, table, exchange) -> rows (each has an events row)
+        self.accounted: dict[tuple[str, str, str], int] = {}
+        self.accounted_reported: dict[tuple[str, str, str], int] = {}
+        #: events rows of losses not yet written (without `on_event`), and the task writing them
+        self.loss_rows: list[pa.RecordBatch] = []
+        self.loss_writer: asyncio.Task[None] | None = None
+        self.book_window = Downstream(max_inflight, policy, retry_s)
+        self.arbiter_window = Downstream(max_inflight, policy, retry_s)
 
     def book_ticket(self, batches: Batches) -> int | None:
         """Take the number of `batches`' call to the book now (None when it has no l2 for the book).
@@ -133,49 +160,75 @@ class Outputs:
 
     async def emit(
         self, batches: Batches, rest: bool = False, book_seq: int | None = None, key: Key | None = None
-    ) -> None:
+    ) -> list[asyncio.Task[bool]]:
         """Send one producer batch on; `rest` marks a REST book snapshot (never dropped).
 
         `book_seq`: its number from `book_ticket` (taken here when None). `key`: the input call's
         (source, seq) it came from (the arbiter): sink writes and the book's origin derive from it.
+        Returns the tasks awaiting each downstream acknowledgement (await them: the batch is then stored,
+        or its loss recorded).
         """
         if self.arbiter is not None and not rest:
             seq = self.arbiter_numbers.take()
             arbiter, numbers = self.arbiter, self.arbiter_numbers
-            sent = await self.arbiter_window.send(
-                batches.rows(),
-                lambda: arbiter.on_batch.remote(self.name, batches, self.source_id, seq, numbers.report()),
-                precious=False,
-            )
-            if not sent:
+            request = _Request(arbiter.on_batch, lambda: (self.name, batches, self.source_id, seq, numbers.report()))
+            task = await self.arbiter_window.send(batches.rows(), request, precious=False)
+            if task is None:
                 numbers.dropped(seq)
-            return
+                self._lost(list(self.sink_kinds), _direct_tables(batches), "dropped (window to the arbiter full)")
+                return []
+            return [task]
         if book_seq is None:
             book_seq = self.book_ticket(batches)
         out = self.derived(key) if key is not None else None
         tables = _direct_tables(batches)
+        acks: list[asyncio.Task[bool]] = []
         if tables:
-            await self.write(tables, anchor=batches.anchor, key=out)
+            acks.extend(await self._write(tables, "", batches.anchor, out))
         elif out is not None:
             self.skip(out)
         if (batches.l2 is not None or batches.notices) and self.book is not None and book_seq is not None:
             l2 = _book_part(batches)
             rows = batches.l2.num_rows if batches.l2 is not None else 0
             book, numbers, seq, skips = self.book, self.book_numbers, book_seq, self.book_skips
-            # notices (a link lost, an unsubscribe) are never dropped
-            sent = await self.book_window.send(
-                rows,
-                lambda: book.on_batch.remote(
-                    self.name, l2, rest, self.source_id, seq, numbers.report(), out, skips.take()
+            unacked = self.book_unacked
+            call = _Request(
+                book.on_batch,
+                lambda: (
+                    *(self.name, l2, rest, self.source_id, seq, numbers.report(), out, skips.take()),
+                    min(unacked, default=seq),  # below it, every call was acknowledged
                 ),
-                precious=rest or bool(batches.notices),
             )
-            if not sent:
+            unacked.add(seq)
+            while self.book_turn < seq:
+                turn = self.book_turns[seq] = asyncio.get_running_loop().create_future()
+                await turn
+            try:  # notices (a link lost, an unsubscribe) are never dropped
+                task = await self.book_window.send(rows, call, precious=rest or bool(batches.notices))
+            finally:
+                self._book_sent(seq)
+            if task is None:
                 numbers.dropped(seq)
                 if out is not None:
                     self.skip(out, sinks=False, book=True)
+                if batches.l2 is not None:
+                    self._lost(list(self.sink_kinds), {"l2": batches.l2}, "dropped (window to the book full)", out)
+                unacked.discard(seq)
+            else:
+                task.add_done_callback(functools.partial(_discard, unacked, seq))
+                l2_rows = {"l2": batches.l2} if batches.l2 is not None else {}
+                task.add_done_callback(functools.partial(self._given_up, self.book_window, None, l2_rows, call))
+                acks.append(task)
         elif out is not None:
             self.skip(out, sinks=False, book=True)
+        return acks
+
+    def _book_sent(self, seq: int) -> None:
+        """Book call `seq` has its slot (or was dropped): the next number's turn."""
+        self.book_turn = max(self.book_turn, seq + 1)
+        turn = self.book_turns.pop(self.book_turn, None)
+        if turn is not None and not turn.done():
+            turn.set_result(None)
 
     def dispatch(self, batches: Batches, rest: bool = False) -> Awaitable[None]:
         """Start the downstream calls of one batch (the connector's emit); the awaitable its producer holds.
@@ -195,6 +248,7 @@ class Outputs:
             if (batches.l2 is not None or batches.notices) and self.book is not None:
                 l2 = _book_part(batches)
                 seq, dropped = self.book_numbers.take(), self.book_numbers.report()
+                self._book_sent(seq)
                 refs.append(self.book.on_batch.remote(self.name, l2, rest, self.source_id, seq, dropped))
         return self._dispatched(refs, tables, batches.anchor)
 
@@ -216,25 +270,28 @@ class Outputs:
         if (batches.l2 is not None or batches.notices) and self.book is not None:
             l2 = _book_part(batches)
             seq, dropped = self.book_numbers.take(), self.book_numbers.report()
+            self._book_sent(seq)
             refs.append(self.book.on_batch.remote(self.name, l2, rest, self.source_id, seq, dropped))
         return refs
 
     async def write(
         self, tables: dict[str, Any], origin: str = "", anchor: Anchor | None = None, key: Key | None = None
-    ) -> None:
+    ) -> list[asyncio.Task[bool]]:
         """Write tables to every sink, each under its next batch_seq, or under `key` (a derived write).
 
         `anchor`: the producer's clocks, for latency. A derived write the lossy policy drops is skipped.
+        Returns the tasks awaiting each sink's acknowledgement.
         """
-        await self._write(tables, origin, anchor, key)
+        return await self._write(tables, origin, anchor, key)
 
     async def write_soon(
         self, tables: dict[str, Any], origin: str = "", anchor: Anchor | None = None, key: Key | None = None
-    ) -> None:
+    ) -> asyncio.Task[list[asyncio.Task[bool]]]:
         """`write` without holding the caller: the slots are awaited (and the seqs taken) in a task.
 
-        The caller (an actor method) returns at once, so the next batch is not held up behind
+        The caller (an actor method) goes on at once, so the next batch is not held up behind
         a sink ack; at most 2 * max_inflight writes wait here, beyond that the caller waits too.
+        Returns that task (its result: the acknowledgement tasks, as `write`'s).
         """
         task = asyncio.get_running_loop().create_task(self._write(tables, origin, anchor, key))
         self.pending_writes.append(task)
@@ -242,52 +299,137 @@ class Outputs:
         while len(self.pending_writes) > 2 * self.max_inflight:
             await self.pending_writes[0]
             self.pending_writes = [t for t in self.pending_writes if not t.done()]
+        return task
 
-    async def _write(self, tables: dict[str, Any], origin: str, anchor: Anchor | None, key: Key | None = None) -> None:
+    async def _write(
+        self,
+        tables: dict[str, Any],
+        origin: str,
+        anchor: Anchor | None,
+        key: Key | None = None,
+        precious: bool = False,
+    ) -> list[asyncio.Task[bool]]:
         """A slot in each sink's window, independently (FIFO per window, so each sink's seqs stay in order).
 
-        A derived key a sink's window dropped (lossy) is reported to that sink as skipped with its next write.
+        A derived key a sink's window dropped (lossy) is reported to that sink as skipped with its next
+        write, and its rows are accounted (an `events` row). Returns the acknowledgement tasks.
         """
         rows = sum(b.num_rows for b in tables.values())
-        sends = [
-            window.send(rows, self._sink_write(index, tables, origin, anchor, key))
-            for index, window in enumerate(self.sink_windows)
-        ]
+        calls = [self._sink_write(index, tables, origin, anchor, key) for index in range(len(self.sink_windows))]
+        sends = [window.send(rows, call, precious) for window, call in zip(self.sink_windows, calls, strict=True)]
         sent = await asyncio.gather(*sends) if len(sends) > 1 else [await sends[0]] if sends else []
-        for index, ok in enumerate(sent):
-            if ok:
+        acks: list[asyncio.Task[bool]] = []
+        for index, task in enumerate(sent):
+            window = self.sink_windows[index]
+            if task is not None:
+                task.add_done_callback(functools.partial(self._given_up, window, index, tables, calls[index]))
+                acks.append(task)
                 continue
             if key is not None:
                 self.sink_skips[index].add(key[0], key[1], key[1])
-            if self.on_event is not None:
-                self.on_event(
-                    "drop",
-                    f"sink {index} window full ({self.sink_windows[index].gate.window.max_inflight}"
-                    f" writes unacknowledged): dropped a batch of {rows} rows for that sink only",
-                )
+            self._lost(
+                [self.sink_kinds[index]],
+                tables,
+                f"dropped for sink {self.sink_kinds[index]} only: its window was full "
+                f"({window.gate.window.max_inflight} writes unacknowledged)",
+                key,
+                kind="drop",
+            )
+        return acks
 
-    def _sink_failed(self, index: int, exc: BaseException) -> None:
+    def _given_up(
+        self, window: Downstream, index: int | None, tables: dict[str, Any], call: _Request, task: asyncio.Task[bool]
+    ) -> None:
+        """A write (or a call to the book) given up after its retries: its rows are accounted, with an events row."""
+        if task.cancelled() or task.result():
+            return
+        args = call.args or ()
+        key = (str(args[0]), int(args[1])) if index is not None and len(args) > 1 else None
+        if index is None and len(args) > 4:  # the book's call: (name, l2, rest, source, seq, ...)
+            key = (str(args[3]), int(args[4]))
+        kinds = [self.sink_kinds[index]] if index is not None else list(self.sink_kinds)
+        where = f"sink {self.sink_kinds[index]}" if index is not None else "the order-book actor"
+        self._lost(kinds, tables, f"{where} failed it after every retry: {window.last_error!r}", key, kind="error")
+
+    def _lost(
+        self,
+        sinks: list[str],
+        tables: dict[str, Any],
+        reason: str,
+        key: Key | None = None,
+        kind: str = "drop",
+    ) -> None:
+        """Rows received that will never be stored in `sinks`: counted (accounted) and an `events` row each."""
+        counted = {t: b for t, b in tables.items() if t != "events" and b is not None and b.num_rows}
+        if not counted:
+            if tables:
+                log.error("%s: an events batch was lost: %s", self.name, reason)
+            return
+        exchange = _exchange(next(iter(counted.values())))
+        for sink in sinks:
+            for table, batch in counted.items():
+                slot = (sink, table, _exchange(batch))
+                self.accounted[slot] = self.accounted.get(slot, 0) + batch.num_rows
+        rows = ", ".join(f"{b.num_rows} {t}" for t, b in counted.items())
+        where = f"key {key[0]} seq {key[1]}-{key[1]}" if key is not None else f"producer {self.source_id}"
+        detail = f"lost: {rows} rows ({where}) for {', '.join(sinks)}: {reason}"
+        log.error("%s: %s", self.name, detail)
         if self.on_event is not None:
-            self.on_event("error", f"sink {index} failed a batch: {exc!r}")
+            self.on_event(kind, detail)
+            return
+        self.loss_rows.append(
+            pa.RecordBatch.from_arrays(
+                [
+                    pa.array([exchange], schema.EVENTS.field("exchange").type),
+                    pa.array([None], schema.EVENTS.field("symbol").type),
+                    pa.array([time.time_ns()], pa.int64()).cast(schema.EVENTS.field("ts").type),
+                    pa.array([kind], schema.EVENTS.field("kind").type),
+                    pa.array([detail[:500]], pa.string()),
+                ],
+                schema=schema.EVENTS,
+            )
+        )
+        if self.loss_writer is None or self.loss_writer.done():
+            self.loss_writer = asyncio.get_running_loop().create_task(self._write_losses())
+            self.pending_writes.append(self.loss_writer)
+
+    async def _write_losses(self) -> None:
+        """The loss rows recorded so far, one events batch at a time, never dropped by the lossy policy
+        (it is the record of a loss): one such write in flight, however many losses come meanwhile."""
+        while self.loss_rows:
+            rows, self.loss_rows = self.loss_rows, []
+            batch = pa.Table.from_batches(rows, schema=schema.EVENTS).combine_chunks().to_batches()[0]
+            acks = await self._write({"events": batch}, "", None, precious=True)
+            await asyncio.gather(*acks)
 
     def _sink_write(
         self, index: int, tables: dict[str, Any], origin: str, anchor: Anchor | None, key: Key | None = None
-    ) -> Any:
-        """A thunk starting sink `index`'s write; a root batch_seq is taken when it is called (the batch is sent).
+    ) -> _Request:
+        """The request of sink `index`'s write; a root batch_seq is taken when it is first sent.
 
-        The write carries the derived keys skipped for this sink since the last one.
+        The write carries the derived keys skipped for this sink since the last one; a retry sends the same.
         """
 
-        def call() -> Any:
+        def args() -> tuple[Any, ...]:
             if key is None:
                 source, seq = self.source_id, self.sink_seqs[index]
                 self.sink_seqs[index] = seq + 1
             else:
                 source, seq = key
             skipped = self.sink_skips[index].take()
-            return self.sinks[index].write.remote(source, seq, tables, origin, anchor, skipped)
+            return (source, seq, tables, origin, anchor, skipped)
 
-        return call
+        return _Request(self.sinks[index].write, args)
+
+    def report_accounted(self, stats: Any) -> None:
+        """Add the rows accounted since the last call to an `xtrader.metrics.Stats` (channel `table/sink`)."""
+        from xtrader import metrics
+
+        for (sink, table, exchange), rows in self.accounted.items():
+            increase = rows - self.accounted_reported.get((sink, table, exchange), 0)
+            if increase > 0:
+                stats.count(metrics.ACCOUNTED_ROWS, increase, exchange, f"{table}/{sink}")
+                self.accounted_reported[(sink, table, exchange)] = rows
 
     async def warm(self) -> None:
         """One round trip to every downstream actor, so the first data batch does not pay for the connection."""
@@ -296,11 +438,15 @@ class Outputs:
             await handle.stats.remote()
 
     async def drain(self) -> None:
-        while self.pending_writes:
-            await asyncio.gather(*self.pending_writes, return_exceptions=True)
-            self.pending_writes = [t for t in self.pending_writes if not t.done()]
-        for window in (self.arbiter_window, self.book_window, *self.sink_windows):
-            await window.drain()
+        """Wait until every write is acknowledged or given up, and every loss it recorded is written."""
+        while True:
+            while self.pending_writes:
+                await asyncio.gather(*self.pending_writes, return_exceptions=True)
+                self.pending_writes = [t for t in self.pending_writes if not t.done()]
+            for window in (self.arbiter_window, self.book_window, *self.sink_windows):
+                await window.drain()
+            if not self.pending_writes:
+                return
 
     def count_drops(self, stats: Any, exchange: str) -> None:
         """Add rows the lossy policy dropped since the last call to an `xtrader.metrics.Stats`."""
@@ -337,6 +483,32 @@ def _direct_tables(batches: Batches) -> dict[str, Any]:
     """The tables of a producer batch that go straight to the sinks."""
     pairs = (("trades", batches.trades), ("bbo", batches.bbo), ("events", batches.events))
     return {table: batch for table, batch in pairs if batch is not None}
+
+
+def _discard(numbers: set[int], number: int, _: Any) -> None:
+    numbers.discard(number)
+
+
+class _Request:
+    """One downstream request, its arguments made when it is first sent and sent as they are again (a retry)."""
+
+    def __init__(self, method: Any, make_args: Callable[[], tuple[Any, ...]]) -> None:
+        self.method = method
+        self.make_args = make_args
+        self.args: tuple[Any, ...] | None = None
+
+    def __call__(self) -> Any:
+        if self.args is None:
+            self.args = self.make_args()
+        return self.method.remote(*self.args)
+
+
+def _exchange(batch: Any) -> str:
+    """The venue of a batch (one venue per batch; the first row's)."""
+    column = batch.column("exchange")
+    if pa.types.is_dictionary(column.type):
+        return str(column.dictionary[column.indices[0].as_py()].as_py())
+    return str(column[0].as_py())
 
 
 class _Skips:

@@ -6,11 +6,12 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Hashable
 from typing import Any
 
 from actors import peer
-from actors._inorder import InOrder
-from actors._route import Key, Outputs
+from actors._inorder import InOrder, Settled
+from actors._route import Key, Outputs, sink_kinds
 from xtrader.arbiter_batches import BatchArbiter
 from xtrader.batch import Batches
 from xtrader.flow import Policy
@@ -24,6 +25,9 @@ REBUILD_TIMEOUT_S = 60.0
 
 class ArbiterActor:
     """First arrival wins across the connections of one stream; winners go to the book and the sinks.
+
+    A call returns once its output is acknowledged by every sink and by the book (so a connector's
+    acknowledgement means stored): an arbiter killed before that has the call retried by Ray.
 
     The output of a numbered input call is written under a key derived from the call's
     (source, seq) (`actors._route`), so Ray's retry of a call on the restarted actor is a repeat.
@@ -73,8 +77,11 @@ class ArbiterActor:
             max_inflight=max_inflight,
             policy=policy,
             sink_max_inflight=sink_max_inflight,
+            sink_kinds=sink_kinds(sinks),
         )
-        self.inorder: InOrder[tuple[str, Batches, Key | None]] = InOrder(self._process)
+        self.inorder: InOrder[tuple[str, Batches, Key | None, Hashable]] = InOrder(self._process)
+        #: each numbered call is answered once its output is stored (or its loss recorded)
+        self.settled = Settled()
         self.rebuilding: asyncio.Future[None] | None = None
         self.rebuilt: dict[str, int] = {}  # keys learned from downstream at start, per table
         self.rebuild_failures = 0
@@ -104,7 +111,13 @@ class ArbiterActor:
             for number in dropped:
                 out = self.outputs.derived((source, number))
                 self.outputs.skip(out, sinks=True, book=True)
-        await self.inorder.push(source, seq, (connection, batches, key), dropped)
+        token: Hashable = key if key is not None else object()
+        done = self.settled.expect(token)
+        try:
+            await self.inorder.push(source, seq, (connection, batches, key, token), dropped)
+        except Exception as exc:
+            self.settled.fail(token, exc)
+        await done
 
     async def _rebuild(self) -> None:
         """Remember the keys of the rows the sinks (trades, bbo) and the book (l2) took from this stream's
@@ -124,13 +137,21 @@ class ArbiterActor:
             for table, rows in answer.items():
                 self.rebuilt[table] = self.rebuilt.get(table, 0) + self.arbiter.seed(table, rows, now)
 
-    async def _process(self, ready: list[tuple[str, Batches, Key | None]]) -> None:
+    async def _process(self, ready: list[tuple[str, Batches, Key | None, Hashable]]) -> None:
+        try:
+            await self._emit(ready)
+        except Exception as exc:  # every call waiting for one of these items gets the error, none waits forever
+            for *_, token in ready:
+                self.settled.fail(token, exc)
+            raise
+
+    async def _emit(self, ready: list[tuple[str, Batches, Key | None, Hashable]]) -> None:
         now = time.monotonic_ns()
-        kept = [self.arbiter.filter(connection, batches, now) for connection, batches, _ in ready]
+        kept = [self.arbiter.filter(connection, batches, now) for connection, batches, _, _ in ready]
         # the book's order is fixed here, before any await lets another call's batches through
         tickets = [self.outputs.book_ticket(batches) for batches in kept]
-        for batches, ticket, (_, _, key) in zip(kept, tickets, ready, strict=True):
-            await self.outputs.emit(batches, book_seq=ticket, key=key)
+        for batches, ticket, (_, _, key, token) in zip(kept, tickets, ready, strict=True):
+            self.settled.when(token, await self.outputs.emit(batches, book_seq=ticket, key=key))
 
     def rotation_due(self) -> str | None:
         """The connection to replace now (rotation), if any."""
@@ -142,6 +163,7 @@ class ArbiterActor:
 
     def stats(self) -> dict[str, Any]:
         self.outputs.count_drops(self.arbiter.metrics, self.arbiter.exchange)
+        self.outputs.report_accounted(self.arbiter.metrics)
         return {
             **self.arbiter.snapshot(),
             "flow": self.outputs.stats(),

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Hashable
 from typing import Any
 
 from actors import peer
-from actors._inorder import InOrder
-from actors._route import Key, Outputs, Skip
+from actors._inorder import InOrder, Settled
+from actors._route import Key, Outputs, Skip, sink_kinds
 from xtrader.batch import Batches
 from xtrader.bookservice import BookService
 from xtrader.flow import Policy
@@ -23,7 +24,8 @@ class OrderBookActor:
 
     The output of a numbered input is written under keys derived from the input's origin
     (`actors._route`): its (source, seq), or the arbiter's derived key it came with; so Ray's
-    retry of a call on the restarted actor is a repeat at the sinks.
+    retry of a call on the restarted actor is a repeat at the sinks. A call returns once its rows are
+    acknowledged by every sink: a book killed before that has the call retried by Ray, nothing is lost.
 
     Args:
         stream: stream id; venue_name: the venue; sinks: SinkActor names (`actors.actor_name`) or handles.
@@ -63,6 +65,7 @@ class OrderBookActor:
             max_inflight=max_inflight,
             policy=policy,
             sink_max_inflight=sink_max_inflight,
+            sink_kinds=sink_kinds(sinks),
         )
         self.connectors: dict[str, Any] = dict(connectors or {})  # a name is looked up when first needed
         if carriers is not None:
@@ -72,7 +75,9 @@ class OrderBookActor:
         self.recent_keys = RecentKeys()
         self.ticker: asyncio.Task[None] | None = None
         # each producer's l2 in the order it sent it (a batch overtaken on the way is a false gap)
-        self.inorder: InOrder[tuple[str, Batches, bool, Key | None]] = InOrder(self._process)
+        self.inorder: InOrder[tuple[str, Batches, bool, Key | None, Hashable]] = InOrder(self._process)
+        #: each numbered call is answered once its rows are stored (or their loss recorded)
+        self.settled = Settled()
 
     async def set_connectors(self, connectors: dict[str, Any], carriers: dict[str, list[str]] | None = None) -> None:
         """connection id -> ConnectorActor handle, and -> its l2 symbols (where resync requests go); warms the sinks."""
@@ -90,11 +95,14 @@ class OrderBookActor:
         dropped: tuple[int, ...] = (),
         origin: Key | None = None,
         origin_skipped: tuple[Skip, ...] = (),
+        floor: int = 0,
     ) -> None:
         """One producer batch; (source, seq): its number from that producer (applied in that order).
 
         `origin`: the key its output derives from (the arbiter's derived key; else (source, seq));
         `origin_skipped`: origins that will never come (and `dropped` numbers, without an arbiter).
+        `floor`: every number of `source` below it was acknowledged already (a restarted book does not wait
+        for them).
         """
         if origin is not None:
             self.recent_keys.add(origin[0], "l2", batches.l2_messages)
@@ -104,26 +112,42 @@ class OrderBookActor:
             skipped.extend((source, number, number) for number in dropped)
         for origin_source, low, high in skipped:  # the REST and data keys of each (see `_keys`)
             self.outputs.skip_range(f"{self.outputs.name}|{origin_source}", 2 * low, 2 * high + 1)
-        await self.inorder.push(source, seq, (connection, batches, rest, origin), dropped)
+        token: Hashable = (source, seq) if source is not None and seq is not None else object()
+        done = self.settled.expect(token)
+        try:
+            await self.inorder.push(source, seq, (connection, batches, rest, origin, token), dropped, floor)
+        except Exception as exc:
+            self.settled.fail(token, exc)
+        await done
 
-    async def _process(self, ready: list[tuple[str, Batches, bool, Key | None]]) -> None:
+    async def _process(self, ready: list[tuple[str, Batches, bool, Key | None, Hashable]]) -> None:
+        try:
+            await self._apply(ready)
+        except Exception as exc:  # every call waiting for one of these items gets the error, none waits forever
+            for *_, token in ready:
+                self.settled.fail(token, exc)
+            raise
+
+    async def _apply(self, ready: list[tuple[str, Batches, bool, Key | None, Hashable]]) -> None:
         # synchronous, for every due batch before the first await: the books see them in order
-        outs = [self.service.on_batch(connection, batches, rest=rest) for connection, batches, rest, _ in ready]
+        outs = [self.service.on_batch(connection, batches, rest=rest) for connection, batches, rest, _, _ in ready]
         for out in outs:
             self._resync(out.resyncs)
-        for out, (_, batches, _, origin) in zip(outs, ready, strict=True):
+        for out, (_, batches, _, origin, token) in zip(outs, ready, strict=True):
             rest_key, data_key = _keys(self.outputs.derived(origin)) if origin is not None else (None, None)
+            writes = []
             if out.l2_rest is not None:
-                await self.outputs.write_soon({"l2": out.l2_rest}, origin="rest", key=rest_key)
+                writes.append(await self.outputs.write_soon({"l2": out.l2_rest}, origin="rest", key=rest_key))
             elif rest_key is not None:
                 self.outputs.skip(rest_key)
             tables = {"l2": out.l2} if out.l2 is not None else {}
             if out.events is not None:
                 tables["events"] = out.events
             if tables:  # receipt clocks: sink code latency
-                await self.outputs.write_soon(tables, anchor=batches.anchor, key=data_key)
+                writes.append(await self.outputs.write_soon(tables, anchor=batches.anchor, key=data_key))
             elif data_key is not None:
                 self.outputs.skip(data_key)
+            self.settled.when(token, writes)
         self._start_ticker()
 
     def _resync(self, requests: list[tuple[str, str]]) -> None:
@@ -172,6 +196,7 @@ class OrderBookActor:
 
     def stats(self) -> dict[str, Any]:
         self.outputs.count_drops(self.service.metrics, self.service.exchange)
+        self.outputs.report_accounted(self.service.metrics)
         return {
             **self.service.stats(),
             "flow": self.outputs.stats(),

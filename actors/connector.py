@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from actors import peer
-from actors._route import Outputs
+from actors._route import Outputs, sink_kinds
 from xtrader import metrics
 from xtrader.arbiter_batches import BatchArbiter
 from xtrader.batch import Batches, FlushPolicy
@@ -62,6 +62,7 @@ class ConnectorActor:
             policy=pipeline.policy,
             sink_max_inflight=pipeline.sink_max_inflight,
             on_event=self._note,
+            sink_kinds=sink_kinds(sinks),
         )
         self.connector = Connector(
             venue(spec.venue, spec.ws_base, spec.rest_base),
@@ -176,6 +177,7 @@ class ConnectorActor:
             if increase > 0:
                 self.metrics.count(name, increase, venue_name)
                 self.reported[key] = value
+        self.outputs.report_accounted(self.metrics)
         self.metrics.queue(int(stats.get("flow_inflight") or 0), venue_name)
         self.metrics.gauge(metrics.QUEUE_HIGH_WATER, int(stats.get("flow_high_water") or 0), venue_name)
         return self.metrics.snapshot()

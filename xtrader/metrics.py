@@ -38,6 +38,7 @@ RESYNCS = "xtrader_resyncs_total"
 RECONNECTS = "xtrader_reconnects_total"
 DUPLICATES = "xtrader_duplicates_total"
 DROPPED_ROWS = "xtrader_dropped_rows_total"
+ACCOUNTED_ROWS = "xtrader_accounted_rows_total"
 QUEUE_DEPTH = "xtrader_queue_depth"
 QUEUE_HIGH_WATER = "xtrader_queue_depth_high_water"
 THROUGHPUT = "xtrader_throughput_msgs_per_s"
@@ -70,6 +71,12 @@ METRICS: dict[str, MetricSpec] = {
         MetricSpec(RECONNECTS, "counter", "Websocket reconnections."),
         MetricSpec(DUPLICATES, "counter", "Updates dropped by an arbiter as later copies of a redundant stream."),
         MetricSpec(DROPPED_ROWS, "counter", "Rows dropped by the lossy flow-control policy."),
+        MetricSpec(
+            ACCOUNTED_ROWS,
+            "counter",
+            "Rows received but never stored in a sink (channel: table/sink), each covered by an events row "
+            "naming its batch key: lossy drops, writes given up after every retry.",
+        ),
         MetricSpec(QUEUE_DEPTH, "gauge", "Batches sent downstream and not yet acknowledged."),
         MetricSpec(QUEUE_HIGH_WATER, "gauge", "Highest queue depth seen."),
         MetricSpec(THROUGHPUT, "gauge", "Data frames per second over the last aggregation interval."),

@@ -59,9 +59,18 @@ class Reorder(Generic[T]):
         self.sources: dict[str, _Source] = {}
         self.stats = ReorderStats()
 
-    def push(self, source: str, seq: int, item: T, now_ns: int, dropped: tuple[int, ...] = ()) -> list[T]:
-        """Record an arrival; the items now due, in order (possibly none, possibly several)."""
+    def push(
+        self, source: str, seq: int, item: T, now_ns: int, dropped: tuple[int, ...] = (), floor: int = 0
+    ) -> list[T]:
+        """Record an arrival; the items now due, in order (possibly none, possibly several).
+
+        `floor`: the producer says every number below it was acknowledged (by this consumer or an earlier
+        incarnation of it): a restarted consumer starts there instead of waiting for them.
+        """
         state = self.sources.setdefault(source, _Source())
+        if floor > state.next:
+            state.dropped = {n for n in state.dropped if n >= floor}
+            state.next = floor
         for number in dropped:
             if number >= state.next:
                 state.dropped.add(number)

@@ -97,6 +97,8 @@ def test_demo_writes_everything_the_simulator_sent(tmp_path: Path) -> None:
         for venue, entry in venues.items():
             assert on_disk.get(venue, 0) == entry["written"]["parquet"], (table, venue, on_disk, entry)
             assert entry["written"]["questdb"] is None
+            assert set(entry) == {"sent", "rest", "written", "accounted"}
+            assert entry["accounted"] == {"parquet": 0, "questdb": None}  # nothing lost
     assert summary["tables"]["l2"]["binance"]["rest"] > 0  # the REST snapshots Binance books start from
     assert summary["books"]["matched"] == summary["books"]["checked"] > 0
     query = done.stdout.split("query the trades:\n", 1)[1].strip()

@@ -83,12 +83,19 @@ def assert_in_order(actor: OrderBookActor, last: int) -> None:
 
 
 async def deliver(held: Held, actor: OrderBookActor, order: list[int]) -> None:
-    """Run the held `on_batch` calls on the real book actor in `order` (indices of the calls as made)."""
+    """Run the held `on_batch` calls on the real book actor in `order` (indices of the calls as made).
+
+    Each starts in that order and they run concurrently, as Ray runs an async actor's calls: a call
+    returns only once its rows are stored, so one held for its predecessor waits for it."""
     calls = held.take("on_batch")
     assert len(calls) == len(order)
+    running = []
     for index in order:
         args, future = calls[index]
-        await actor.on_batch(*args)
+        running.append((asyncio.create_task(actor.on_batch(*args)), future))
+        await asyncio.sleep(0)
+    for task, future in running:
+        await task
         future.set_result(None)
 
 
@@ -119,15 +126,21 @@ async def test_the_arbiter_passes_l2_on_in_the_order_it_kept_it_though_an_l2_onl
         for batch in (both("t1", 11), both("t2", 12), l2_batch("deribit", [update(13, 103.0)]))
     ]
     delivered: list[int] = []
+    running: list[asyncio.Task[None]] = []
+
+    async def answer(args: tuple[Any, ...], future: asyncio.Future[Any]) -> None:
+        await actor.on_batch(*args)  # runs concurrently with later calls, as Ray runs them
+        future.set_result(None)
+
     while not all(task.done() for task in tasks) or held_book.calls or sink.calls:
         await asyncio.sleep(0.01)
         # the book answers before the sink: each ack frees a slot a waiting batch takes
         for args, future in held_book.take("on_batch"):
             delivered.append(args[1].l2_messages.column("seq")[0].as_py())
-            await actor.on_batch(*args)
-            future.set_result(None)
+            running.append(asyncio.create_task(answer(args, future)))
         for _, future in sink.take("write"):
             future.set_result(True)
+    await asyncio.gather(*running)
     await actor.drain()
     assert sorted(delivered) == [11, 12, 13]
     assert_in_order(actor, 13)
@@ -215,10 +228,10 @@ async def test_a_book_releases_a_batch_whose_predecessor_never_comes_after_the_t
     actor = book()
     actor.inorder = InOrder(actor._process, timeout_s=0.05)
     await actor.on_batch("c0", l2_batch("deribit", [SNAPSHOT]), False, "src", 0)
-    await actor.on_batch("c0", l2_batch("deribit", [update(12, 102.0)]), False, "src", 2)
+    held = asyncio.create_task(actor.on_batch("c0", l2_batch("deribit", [update(12, 102.0)]), False, "src", 2))
+    await asyncio.sleep(0.01)
     assert actor.service.sync("P").last == 10  # 12 waits for 11
-    deadline = asyncio.get_running_loop().time() + 5
-    while actor.service.sync("P").last == 10 and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.01)
+    assert not held.done()  # and its call is answered only once it is processed and stored
+    await asyncio.wait_for(held, 5)
     assert actor.stats()["order"]["skipped"] == 1
     assert actor.service.stats()["counters"]["gaps"] == 1  # 11 is really missing: the book says so

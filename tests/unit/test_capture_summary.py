@@ -76,8 +76,10 @@ def test_summary_has_the_documented_shape_and_counts_rest_snapshot_rows_apart() 
         "parquet_unwritable": 0,
     }
     assert out["tables"] == {
-        "trades": {"binance": {"sent": 10, "rest": 0, "written": {"parquet": 10, "questdb": None}}},
-        "l2": {"binance": {"sent": 30, "rest": 20, "written": {"parquet": 50, "questdb": None}}},
+        "trades": {
+            "binance": {"sent": 10, "rest": 0, "written": {"parquet": 10, "questdb": None}, "accounted": NO_LOSS}
+        },
+        "l2": {"binance": {"sent": 30, "rest": 20, "written": {"parquet": 50, "questdb": None}, "accounted": NO_LOSS}},
     }
     assert out["events"] == {"gaps": 1, "resyncs": 1, "reconnects": 2, "rejects": 1, "duplicates": 7, "drops": 0}
     assert out["books"] == {"checked": 1, "matched": 1}
@@ -88,6 +90,11 @@ def test_summary_has_the_documented_shape_and_counts_rest_snapshot_rows_apart() 
     assert set(out["sinks"]["parquet"]["flush_ms"]) == {"p50", "p99"}
     assert out["sinks"]["parquet"]["flush_ms"]["p50"] == pytest.approx(2.0, rel=0.01)
     assert out["sinks"]["parquet"]["flush_ms"]["p99"] == pytest.approx(40.0, rel=0.01)
+
+
+#: `accounted` of a capture that lost nothing: 0 for each enabled sink
+NO_LOSS = {"parquet": 0, "questdb": None}
+ZERO = {"parquet": 0, "questdb": 0}
 
 
 def test_a_sink_that_never_flushed_reports_null_flush_times() -> None:
@@ -132,10 +139,10 @@ def test_written_is_what_each_sink_holds_and_equals_sent_plus_rest() -> None:
     }
     out = summary(_two_sinks(), 10.0, totals=aggregate(stats), sim_stats=sim, books=(2, 2), unknown_symbols=[])
     assert out["tables"] == {
-        "trades": {"binance": {"sent": 10, "rest": 0, "written": {"parquet": 10, "questdb": 10}}},
+        "trades": {"binance": {"sent": 10, "rest": 0, "written": {"parquet": 10, "questdb": 10}, "accounted": ZERO}},
         "l2": {
-            "binance": {"sent": 30, "rest": 20, "written": {"parquet": 50, "questdb": 50}},
-            "okx": {"sent": 40, "rest": 0, "written": {"parquet": 40, "questdb": 35}},
+            "binance": {"sent": 30, "rest": 20, "written": {"parquet": 50, "questdb": 50}, "accounted": ZERO},
+            "okx": {"sent": 40, "rest": 0, "written": {"parquet": 40, "questdb": 35}, "accounted": ZERO},
         },
     }
     for venues in out["tables"].values():
@@ -175,3 +182,35 @@ def test_load_config_applies_environment_overrides_and_names_bad_fields(
     monkeypatch.setenv("XTRADER_MAX_INFLIGHT", "0")
     with pytest.raises(ConfigError, match="max_inflight"):
         load_config(path)
+
+
+def test_accounted_rows_are_per_sink_table_and_venue_from_every_actors_counter() -> None:
+    """issue 10: rows received but never stored (each with an events row) make `written == sent + rest - accounted`."""
+    from xtrader import metrics
+
+    book = metrics.Stats("book/binance")
+    book.count(metrics.ACCOUNTED_ROWS, 7, "binance", "l2/questdb")
+    connector = metrics.Stats("binance/c0/r0")
+    connector.count(metrics.ACCOUNTED_ROWS, 2, "binance", "trades/parquet")
+    accepted = {"trades": {"binance": 8}, "l2": {"binance": 50, "okx": 40}}
+    stats = {
+        "sink/parquet": _sink("parquet", accepted, accepted),
+        "sink/questdb": _sink("questdb", accepted, {"trades": {"binance": 8}, "l2": {"binance": 43, "okx": 40}}),
+        "book/binance": {"metrics": book.snapshot()},
+        "binance/c0/r0": {"metrics": connector.snapshot()},
+    }
+    sim = {
+        "venues": {
+            "binance": {"unique": {"trades": {"BTCUSDT": 10}, "l2": {"BTCUSDT": 30}}},
+            "okx": {"unique": {"l2": {"BTC-USDT": 40}}},
+        }
+    }
+    out = summary(_two_sinks(), 10.0, totals=aggregate(stats), sim_stats=sim, books=(2, 2), unknown_symbols=[])
+    assert out["tables"]["trades"]["binance"]["accounted"] == {"parquet": 2, "questdb": 0}
+    assert out["tables"]["l2"]["binance"]["accounted"] == {"parquet": 0, "questdb": 7}
+    assert out["tables"]["l2"]["okx"]["accounted"] == {"parquet": 0, "questdb": 0}
+    # the trades: 10 sent, 8 in each sink; QuestDB lost 2 rows without any record of it: not OK
+    from xtrader.driver.summary_view import written_ok
+
+    assert written_ok(out["tables"]["l2"]["binance"]) is True
+    assert written_ok(out["tables"]["trades"]["binance"]) is False

@@ -68,6 +68,7 @@ def test_every_documented_counter_exists() -> None:
     expected = {
         *("messages", "rows", "bytes", "rejects", "gaps", "resyncs", "reconnects", "duplicates", "dropped_rows"),
         "budget_waits",  # issue 13: waits for a venue's request budget, REST weight, credits or maintenance
+        "accounted_rows",  # issue 10: rows received but never stored, each with an events row
     }
     assert counters == expected
 

@@ -81,19 +81,19 @@ def line_of(text: str, *parts: str) -> str:
     return next(line for line in text.splitlines() if all(p in line for p in parts))
 
 
-def test_every_table_and_venue_shows_sent_rest_written_and_ok() -> None:
+def test_every_table_and_venue_shows_sent_rest_written_accounted_and_ok() -> None:
     text = text_of(summary_renderable(result()))
-    expected = {
-        ("trades", "binance"): ("1,000", "0", "1,000"),
-        ("l2", "binance"): ("2,000", "345", "2,345"),
-        ("trades", "okx"): ("700", "0", "700"),
-        ("l2", "okx"): ("1,200", "50", "1,250"),
+    expected = {  # sent, rest, written parquet, accounted parquet
+        ("trades", "binance"): ("1,000", "0", "1,000", "0"),
+        ("l2", "binance"): ("2,000", "345", "2,345", "0"),
+        ("trades", "okx"): ("700", "0", "700", "0"),
+        ("l2", "okx"): ("1,200", "50", "1,250", "0"),
     }
     for (table, venue), numbers in expected.items():
         cells = [c.strip() for c in line_of(text, f" {table} ", f" {venue} ").split("│")]
         assert cells[1:-1] == [table, venue, *numbers, "yes"], cells
-    assert "written parquet" in text
-    assert "written questdb" not in text  # not enabled: no column
+    assert "written parquet" in text and "accounted parquet" in text
+    assert "written questdb" not in text and "accounted questdb" not in text  # not enabled: no column
     assert "NO" not in text
 
 
@@ -129,7 +129,7 @@ def test_a_real_venue_without_ground_truth_has_no_verdict() -> None:
     out = summary(capture(), 8.0, totals=aggregate(stats()), sim_stats=None, books=(0, 0), unknown_symbols=[])
     text = text_of(summary_renderable(out))
     cells = [c.strip() for c in line_of(text, " l2 ", " okx ").split("│")]
-    assert cells[1:-1] == ["l2", "okx", "-", "50", "1,250", "-"]
+    assert cells[1:-1] == ["l2", "okx", "-", "50", "1,250", "0", "-"]
     assert "books" in text and "none checked" in text
     assert written_ok(out["tables"]["l2"]["okx"]) is None
 
@@ -137,3 +137,10 @@ def test_a_real_venue_without_ground_truth_has_no_verdict() -> None:
 def test_written_ok_compares_every_enabled_sink_with_sent_plus_rest() -> None:
     assert written_ok({"sent": 10, "rest": 2, "written": {"parquet": 12, "questdb": None}}) is True
     assert written_ok({"sent": 10, "rest": 2, "written": {"parquet": 12, "questdb": 11}}) is False
+
+
+def test_written_ok_counts_the_accounted_rows_of_each_sink() -> None:
+    lost = {"sent": 10, "rest": 2, "written": {"parquet": 12, "questdb": 11}, "accounted": {"parquet": 0, "questdb": 1}}
+    assert written_ok(lost) is True
+    unaccounted = {**lost, "accounted": {"parquet": 0, "questdb": 0}}
+    assert written_ok(unaccounted) is False

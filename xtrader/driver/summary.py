@@ -37,16 +37,19 @@ def summary(
             if sim_stats is not None and venue in sim_stats.get("venues", {}):
                 sent = int(sum(sim_stats["venues"][venue].get("unique", {}).get(table, {}).values()))
             # written: the rows each sink really holds (REST snapshot rows included, as on disk);
-            # rest: the rows that came from REST snapshots, not the wire (written == sent + rest)
+            # rest: the rows that came from REST snapshots, not the wire; accounted: per sink, rows received
+            # but never stored there, each covered by an events row (written == sent + rest - accounted)
             written: dict[str, int | None] = {}
+            accounted: dict[str, int | None] = {}
             rest = 0
             for sink, enabled in sinks.items():
                 if not enabled:
-                    written[sink] = None
+                    written[sink] = accounted[sink] = None
                     continue
                 written[sink] = int(totals["written"].get(sink, {}).get(table, {}).get(venue, 0))
+                accounted[sink] = int(totals.get("accounted", {}).get(sink, {}).get(table, {}).get(venue, 0))
                 rest = max(rest, int(totals["rest_rows"].get(sink, {}).get(table, {}).get(venue, 0)))
-            tables[table][venue] = {"sent": sent, "rest": rest, "written": written}
+            tables[table][venue] = {"sent": sent, "rest": rest, "written": written, "accounted": accounted}
     messages = totals["messages"]
     flush = totals.get("sink_flush", {})
     sinks_out = {sink: {"flush_ms": _p50_p99(flush.get(sink))} if enabled else None for sink, enabled in sinks.items()}

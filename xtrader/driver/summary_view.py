@@ -14,17 +14,30 @@ from rich.markup import escape
 _YES, _NO = "[green]yes[/]", "[bold red]NO[/]"
 
 
+def accounted(entry: Mapping[str, Any], sink: str) -> int:
+    """Rows received but never stored in `sink` (each with an events row); 0 for a summary without the field."""
+    return int((entry.get("accounted") or {}).get(sink) or 0)
+
+
+def expected(entry: Mapping[str, Any], sink: str) -> int:
+    """What `sink` must hold: sent + rest - accounted."""
+    return int(entry["sent"]) + int(entry["rest"]) - accounted(entry, sink)
+
+
 def written_ok(entry: Mapping[str, Any]) -> bool | None:
-    """Whether every enabled sink holds what the simulator sent plus the REST snapshot rows
-    (None: no ground truth, a real venue)."""
+    """Whether every enabled sink holds what the simulator sent plus the REST snapshot rows, less the rows
+    accounted as lost (None: no ground truth, a real venue)."""
     if entry["sent"] is None:
         return None
-    expected = int(entry["sent"]) + int(entry["rest"])
-    return all(w is None or w == expected for w in entry["written"].values())
+    return all(w is None or w == expected(entry, sink) for sink, w in entry["written"].items())
 
 
 def _n(value: Any) -> str:
     return "-" if value is None else f"{value:,}"
+
+
+def _lost(value: int) -> str:
+    return f"[yellow]{value:,}[/]" if value else "0"
 
 
 def _ms(value: float | None) -> str:
@@ -37,30 +50,36 @@ def _check(entry: Mapping[str, Any]) -> str:
         return "-"
     if ok:
         return _YES
-    expected = int(entry["sent"]) + int(entry["rest"])
     written = entry["written"].items()
-    off = ", ".join(f"{sink} {w - expected:+,}" for sink, w in written if w is not None and w != expected)
+    off = ", ".join(
+        f"{sink} {w - expected(entry, sink):+,}" for sink, w in written if w is not None and w != expected(entry, sink)
+    )
     return f"{_NO} ({off})"
 
 
 def rows_table(result: Mapping[str, Any]) -> Any:
-    """Per table and venue: sent, rest, written per enabled sink, and whether written == sent + rest."""
+    """Per table and venue: sent, rest, written and accounted per enabled sink, and whether
+    written == sent + rest - accounted."""
     from rich.table import Table
 
     sinks = [sink for sink, out in result["sinks"].items() if out is not None]
     table = Table(
         title=f"xtrader summary - {result['duration_s']:,.1f} s - {result['throughput_msgs_per_s']:,.1f} msg/s",
-        caption="OK: every sink holds sent + rest (rest: the rows of REST snapshots)",
+        caption="OK: every sink holds sent + rest - accounted (rest: the rows of REST snapshots; accounted: "
+        "rows lost, each recorded with its key)",
     )
     table.add_column("table")
     table.add_column("venue")
-    for name in ("sent", "rest", *(f"written {sink}" for sink in sinks)):
+    for name in ("sent", "rest", *(f"written {sink}" for sink in sinks), *(f"accounted {sink}" for sink in sinks)):
         table.add_column(name, justify="right")
     table.add_column("OK")
     for name, venues in result["tables"].items():
         for venue, entry in venues.items():
             written = [_n(entry["written"].get(sink)) for sink in sinks]
-            table.add_row(escape(name), escape(venue), _n(entry["sent"]), _n(entry["rest"]), *written, _check(entry))
+            lost = [_lost(accounted(entry, sink)) for sink in sinks]
+            table.add_row(
+                escape(name), escape(venue), _n(entry["sent"]), _n(entry["rest"]), *written, *lost, _check(entry)
+            )
     return table
 
 

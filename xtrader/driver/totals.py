@@ -42,8 +42,16 @@ def aggregate(stats: Mapping[str, Any], aggregator: Any = None) -> dict[str, Any
             rest_rows[kind] = s.get("origins", {}).get("rest", {})
     snapshot = aggregator.snapshot()
     high_water = max((g["value"] for g in snapshot["gauges"] if g["name"] == metrics.QUEUE_HIGH_WATER), default=0)
+    accounted: dict[str, dict[str, dict[str, int]]] = {kind: {} for kind in SINK_KINDS}
+    for series in snapshot.get("counters", ()):
+        if series["name"] == metrics.ACCOUNTED_ROWS and "/" in series["channel"]:
+            table, kind = series["channel"].rsplit("/", 1)
+            per = accounted.setdefault(kind, {}).setdefault(table, {})
+            per[series["exchange"]] = per.get(series["exchange"], 0) + int(series["value"])
     return {
         "written": written,
+        # per sink/table/venue: rows received but never to be stored there, each with an events row
+        "accounted": accounted,
         # what each sink took (a Parquet sink's rows reach its files a row group or a file at a time)
         "received": received,
         "rest_rows": rest_rows,
