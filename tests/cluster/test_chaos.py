@@ -25,14 +25,6 @@ SPEC = "kill_connector_every_s=7,kill_sink_every_s=11,kill_book_every_s=13"
 LAST_FAULT_S = 14.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10, open: with kills of connectors, the sink and the books on top of disconnects, runs of "
-    "trades (11 and 30 in a row, binance) went missing from Parquet with no events row (2026-12-03, 481 of 500). "
-    "Fixed since: acknowledged output of a killed arbiter/book, failed sink writes (retried, else accounted), "
-    "`rest` after a sink restart. Still open (h-loss, 2026-12-03): on the loaded shared machine the capture "
-    "did not reach its stop condition within 300 s in the runs since (books not all valid while kills go on)",
-)
 def test_redundant_connections_cover_killed_actors(tmp_path: Path) -> None:
     capture = demo_capture(
         str(tmp_path / "data"),
