@@ -115,6 +115,7 @@ def test_demo_in_a_terminal_shows_the_live_view_while_running_then_a_summary_tab
                 f"{entry['sent']:,}",
                 f"{entry['rest']:,}",
                 f"{entry['written']['parquet']:,}",
+                f"{entry['accounted']['parquet']:,}",  # rows lost and recorded as such (0 here)
                 "yes",
             ]
     books = summary["books"]
