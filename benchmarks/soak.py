@@ -156,10 +156,11 @@ def main() -> int:
         stored = read(out / "data", table)
         on_disk = counts(websocket_rows(stored, table))
         for venue, e in venues_.items():
-            expected = int(e["sent"]) - int(e.get("accounted", 0))
+            accounted = int((e.get("accounted") or {}).get("parquet") or 0)  # per sink, like written
+            expected = int(e["sent"]) - accounted
             rows[f"{table}/{venue}"] = {
                 "sent": e["sent"],
-                "accounted": e.get("accounted", 0),
+                "accounted": accounted,
                 "on_disk": on_disk.get(venue, 0),  # websocket rows (REST snapshot rows apart)
                 "unaccounted": expected - on_disk.get(venue, 0),
                 "summary": {"rest": e["rest"], "written": e["written"]},
