@@ -106,6 +106,26 @@ class Settled:
         if future is not None and not future.done():
             future.set_result(None)
 
+    async def answer(self, token: Hashable, push: Awaitable[Any]) -> None:
+        """A numbered call: expect `token`, run `push` (handing its item on), then wait until the item's output
+        is settled; an error handing it on fails the call (Ray retries it)."""
+        done = self.expect(token)
+        try:
+            await push
+        except Exception as exc:
+            self.fail(token, exc)
+        await done
+
+    async def run(self, tokens: Sequence[Hashable], work: Awaitable[Any]) -> None:
+        """Process a batch of ready items: if `work` raises, every call waiting for one of them gets the
+        error (none waits forever), and it is raised again."""
+        try:
+            await work
+        except Exception as exc:
+            for token in tokens:
+                self.fail(token, exc)
+            raise
+
     def fail(self, token: Hashable, exc: BaseException) -> None:
         """The call's processing raised: its caller gets the error (Ray retries it)."""
         future = self.waiting.pop(token, None)

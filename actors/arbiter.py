@@ -112,12 +112,7 @@ class ArbiterActor:
                 out = self.outputs.derived((source, number))
                 self.outputs.skip(out, sinks=True, book=True)
         token: Hashable = key if key is not None else object()
-        done = self.settled.expect(token)
-        try:
-            await self.inorder.push(source, seq, (connection, batches, key, token), dropped)
-        except Exception as exc:
-            self.settled.fail(token, exc)
-        await done
+        await self.settled.answer(token, self.inorder.push(source, seq, (connection, batches, key, token), dropped))
 
     async def _rebuild(self) -> None:
         """Remember the keys of the rows the sinks (trades, bbo) and the book (l2) took from this stream's
@@ -138,12 +133,7 @@ class ArbiterActor:
                 self.rebuilt[table] = self.rebuilt.get(table, 0) + self.arbiter.seed(table, rows, now)
 
     async def _process(self, ready: list[tuple[str, Batches, Key | None, Hashable]]) -> None:
-        try:
-            await self._emit(ready)
-        except Exception as exc:  # every call waiting for one of these items gets the error, none waits forever
-            for *_, token in ready:
-                self.settled.fail(token, exc)
-            raise
+        await self.settled.run([item[-1] for item in ready], self._emit(ready))
 
     async def _emit(self, ready: list[tuple[str, Batches, Key | None, Hashable]]) -> None:
         now = time.monotonic_ns()

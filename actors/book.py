@@ -113,20 +113,12 @@ class OrderBookActor:
         for origin_source, low, high in skipped:  # the REST and data keys of each (see `_keys`)
             self.outputs.skip_range(f"{self.outputs.name}|{origin_source}", 2 * low, 2 * high + 1)
         token: Hashable = (source, seq) if source is not None and seq is not None else object()
-        done = self.settled.expect(token)
-        try:
-            await self.inorder.push(source, seq, (connection, batches, rest, origin, token), dropped, floor)
-        except Exception as exc:
-            self.settled.fail(token, exc)
-        await done
+        await self.settled.answer(
+            token, self.inorder.push(source, seq, (connection, batches, rest, origin, token), dropped, floor)
+        )
 
     async def _process(self, ready: list[tuple[str, Batches, bool, Key | None, Hashable]]) -> None:
-        try:
-            await self._apply(ready)
-        except Exception as exc:  # every call waiting for one of these items gets the error, none waits forever
-            for *_, token in ready:
-                self.settled.fail(token, exc)
-            raise
+        await self.settled.run([item[-1] for item in ready], self._apply(ready))
 
     async def _apply(self, ready: list[tuple[str, Batches, bool, Key | None, Hashable]]) -> None:
         # synchronous, for every due batch before the first await: the books see them in order
