@@ -85,6 +85,12 @@ def processes_naming(temp_dir: str) -> list[psutil.Process]:
 def stop_processes_naming(temp_dir: str) -> list[psutil.Process]:
     """SIGTERM, then SIGKILL after 10 s, every process naming `temp_dir`; those that were still running."""
     processes = processes_naming(temp_dir)
+    terminate(processes)
+    return processes
+
+
+def terminate(processes: list[psutil.Process]) -> None:
+    """SIGTERM every one of `processes`, then SIGKILL those still running 10 s later."""
     for process in processes:
         with contextlib.suppress(psutil.Error):
             process.send_signal(signal.SIGTERM)
@@ -93,7 +99,6 @@ def stop_processes_naming(temp_dir: str) -> list[psutil.Process]:
         with contextlib.suppress(psutil.Error):
             process.kill()
     psutil.wait_procs(alive, timeout=5)
-    return processes
 
 
 class PrivateHead:
@@ -201,15 +206,7 @@ class PrivateHead:
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     def _kill(self) -> None:
-        processes = self.processes()
-        for process in processes:
-            with contextlib.suppress(psutil.Error):
-                process.send_signal(signal.SIGTERM)
-        _, alive = psutil.wait_procs(processes, timeout=10)
-        for process in alive:
-            with contextlib.suppress(psutil.Error):
-                process.kill()
-        psutil.wait_procs(alive, timeout=5)
+        terminate(self.processes())
         if self.process is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(5)
