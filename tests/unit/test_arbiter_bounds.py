@@ -6,6 +6,7 @@ One table (trades) only: the bounds hold whether keys share one LRU or have one 
 
 from __future__ import annotations
 
+from xtrader.arbiter import Arbiter
 from xtrader.arbiter_batches import BatchArbiter
 from xtrader.batch import Columns
 
@@ -80,3 +81,25 @@ def test_keys_past_their_ttl_are_forgotten_not_kept_until_the_capacity_pushes_th
     # and the verdicts are the TTL's: the last 5 s are duplicates, what is older is new
     assert kept(arbiter, "b", [19_999, 15_000], NOW + 19 * 1_000_000_000 + 1) == []
     assert kept(arbiter, "b", [1_000], NOW + 19 * 1_000_000_000 + 2) == [1_000]
+
+
+def test_offer_treats_a_key_past_its_ttl_as_new_before_any_sweep() -> None:
+    # `Arbiter.offer` decides by the key's age itself; `expire` (run per batch by BatchArbiter) only frees
+    # memory. An arbiter offered keys without a sweep in between must still follow the TTL.
+    arbiter = Arbiter(capacity=100, ttl_ns=TTL_NS)
+    key = ("trades", "X", "1")
+    assert arbiter.offer("a", key, NOW)
+    assert not arbiter.offer("b", key, NOW + TTL_NS)  # at the TTL's edge: still a duplicate
+    assert arbiter.offer("b", key, NOW + TTL_NS + 1)  # past it: new (a sequence reset may reuse it)
+    assert not arbiter.offer("a", key, NOW + TTL_NS + 2)
+    assert arbiter.stats.unique == 2 and arbiter.stats.duplicates == 2
+
+
+def test_expire_frees_exactly_the_keys_past_their_ttl_oldest_first() -> None:
+    arbiter = Arbiter(capacity=100, ttl_ns=TTL_NS)
+    for n in range(10):
+        arbiter.offer("a", ("trades", "X", str(n)), NOW + n * 1_000_000_000)
+    # at NOW + 9 s: the keys of 0..3 s are more than the 5 s TTL old, those of 4..9 s are not
+    assert arbiter.expire(NOW + 9 * 1_000_000_000) == 4
+    assert arbiter.remembered() == {"trades": 6}
+    assert arbiter.keys() == {("trades", "X", str(n)) for n in range(4, 10)}

@@ -95,6 +95,13 @@ BINANCE_FUTURES = {
     ),
     # neither bracketed nor chained: an event between lastUpdateId and this one was missed
     "bracket_first_one_after": ([("rest", snap(100)), ("ws", diff(102, 104, 101))], [A, G], None),
+    # U == lastUpdateId + 1 is outside the bracket too, unless pu chains on the snapshot (bridge_on_pu)
+    "bracket_first_next_unchained_live": ([("rest", snap(100)), ("ws", diff(101, 104, 99))], [A, G], None),
+    "bracket_first_next_unchained_buffered": (
+        [("ws", diff(101, 104, 99)), ("ws", diff(105, 106, 104)), ("rest", snap(100))],
+        [B, B, S],
+        None,
+    ),
     # buffered events all after the snapshot: it cannot be bridged, fetch a newer one
     "bracket_first_one_after_buffered": (
         [("ws", diff(102, 104, 101)), ("ws", diff(105, 106, 104)), ("rest", snap(100))],
