@@ -51,6 +51,8 @@ def open_sink(spec: SinkSpec, name: str) -> Any:
         max_seconds=rotation.seconds if rotation else None,
         row_group_rows=spec.row_group_rows,
         compression=config.compression,
+        wal=config.wal != "off",
+        wal_sync="batch" if config.wal == "batch" else "os",
         wal_dir=config.wal_dir,
     )
 

@@ -103,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="realtime",
         help="batching preset of hot_path and xtrader_e2e (default realtime)",
     )
+    bench.add_argument(
+        "--wal",
+        choices=("os", "batch", "off"),
+        default="os",
+        help="xtrader_e2e's Parquet write-ahead log (parquet.wal; default os): compare runs to see what "
+        "'acknowledged means durable' costs",
+    )
     bench.add_argument("--json", action="store_true", help="print exactly one JSON object")
     bench.add_argument(
         "--skip",
@@ -156,7 +163,7 @@ def _bench(args: argparse.Namespace) -> int:
     from xtrader.bench.report import text
     from xtrader.bench.runner import run
 
-    result = run(args.seconds, set(args.skip), args.warmup, args.latency_mode)
+    result = run(args.seconds, set(args.skip), args.warmup, args.latency_mode, args.wal)
     print(json.dumps(result, separators=(",", ":")) if args.json else text(result), flush=True)
     return 1 if result["errors"] else 0
 

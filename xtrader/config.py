@@ -34,6 +34,8 @@ from xtrader.redact import ConfString
 from xtrader.venues.base import Subscription, Table
 
 LatencyMode = Literal["realtime", "archival"]
+#: the Parquet sink's write-ahead log (`ParquetSink.wal`)
+WalMode = Literal["os", "batch", "off"]
 Policy = Literal["block", "lossy"]
 PlacementStrategy = Literal["PACK", "SPREAD", "STRICT_SPREAD"]
 BookSource = Literal["auto", "ws", "rest"]
@@ -335,6 +337,14 @@ class ParquetSink(_Model):
         min_length=1,
         description="Directory of the write-ahead logs (one per writer); null: ROOT/.wal. On another volume than "
         "root, a full or read-only Parquet disk keeps the data in the log until writing works again.",
+    )
+    wal: WalMode = Field(
+        default="os",
+        description="When a batch is acknowledged: os (once written to the write-ahead log in the kernel, which "
+        "survives the sink process's death; the log is fsync'd every pipeline.flush_interval_s), batch (fsync'd "
+        "before each acknowledgement: survives a power loss too, at about 3 ms per batch) or off (once in memory: "
+        "rows not yet in a closed file are lost with the sink; for measuring what the log costs, "
+        "benchmarks/RESULTS.md).",
     )
     rotation_rows: int | None = Field(
         default=None, ge=1, description="Close a file at this many rows; null: mode preset."

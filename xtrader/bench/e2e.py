@@ -30,7 +30,7 @@ from xtrader.bench.cpu import CpuMeter
 from xtrader.bench.feed import VENUE, Feed, FeedOptions, streams
 from xtrader.bench.limits import wait_sent, wait_subscribed
 from xtrader.bench.report import rates
-from xtrader.config import LatencyMode
+from xtrader.config import LatencyMode, WalMode
 
 TABLES: tuple[Literal["trades", "l2"], ...] = ("trades", "l2")
 #: Ray options of the local Ray the bench starts (workers trust the feeds' CAs through SSL_CERT_FILE)
@@ -64,8 +64,10 @@ def capture_of(
     latency_mode: LatencyMode,
     streams: int = 1,
     tables: tuple[Literal["trades", "l2"], ...] = TABLES,
+    wal: WalMode = "os",
 ) -> Any:
-    """One stream over the feed's symbols, or `streams` streams (`s0`, `s1`...) each with its own share."""
+    """One stream over the feed's symbols, or `streams` streams (`s0`, `s1`...) each with its own share; `wal`:
+    the Parquet sink's write-ahead log (`ParquetSink.wal`)."""
     from xtrader.config import Capture, Cluster, Metrics, ParquetSink, Pipeline, Sinks, Stream
 
     shares = [tuple(feed.symbols[i::streams]) for i in range(streams)]
@@ -83,7 +85,7 @@ def capture_of(
             for i, share in enumerate(shares)
         ),
         pipeline=Pipeline(connector_cpus=1.0, latency_mode=latency_mode),
-        sinks=Sinks(parquet=ParquetSink(root=out)),
+        sinks=Sinks(parquet=ParquetSink(root=out, wal=wal)),
         cluster=Cluster(num_cpus=NUM_CPUS),
         metrics=Metrics(enabled=False, live_table=False),
     )
@@ -147,6 +149,7 @@ def throughput(
     split: int = 1,
     tables: tuple[Literal["trades", "l2"], ...] = TABLES,
     inspect: Callable[[str, Any], dict[str, Any]] | None = None,
+    wal: WalMode = "os",
 ) -> dict[str, Any]:
     """`split` streams share the symbols (benchmarks/scale.py); `inspect(out, final)` reads the Parquet root and
     the final stats before they go (`result["inspect"]`). `cpu_s_by` is each actor's CPU, the feed's and this
@@ -158,7 +161,7 @@ def throughput(
     inspected: dict[str, Any] = {}
     with Feed(FeedOptions(symbols=symbols, pregenerate=steps)) as feed, tempfile.TemporaryDirectory() as out:
         trust(ca_bundle, feed)
-        capture = capture_of(feed, out, latency_mode, split, tables)
+        capture = capture_of(feed, out, latency_mode, split, tables, wal)
         running = start(capture, build_plan(capture))
         try:
             pids = actor_pids(running)
@@ -214,6 +217,7 @@ def latency(
     warmup_s: float,
     seconds: float,
     latency_mode: LatencyMode = "realtime",
+    wal: WalMode = "os",
 ) -> dict[str, Any]:
     """Code and overall latency at `rate` frames/s (live market), after `warmup_s`, over `seconds`."""
     import ray
@@ -235,7 +239,7 @@ def latency(
 
     with Feed(FeedOptions(symbols=symbols, rate=rate * steps_per_frame)) as feed, tempfile.TemporaryDirectory() as out:
         trust(ca_bundle, feed)
-        capture = capture_of(feed, out, latency_mode)
+        capture = capture_of(feed, out, latency_mode, wal=wal)
         running = start(capture, build_plan(capture))
         try:
             wait_subscribed(feed, len(streams(feed.symbols)))
