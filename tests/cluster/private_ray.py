@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -37,14 +38,44 @@ import psutil  # isort: skip
 
 RAY = str(Path(sys.executable).with_name("ray"))
 HEAD_TYPE = "ray.head.default"
-#: what `ray start` prints when its raylet did not register with the GCS within Ray's fixed 30 s
-STARTUP_TIMED_OUT = "timed out during startup"
+
+
+#: Ray's default worker ports (`--min-worker-port` .. `--max-worker-port`)
+RAY_WORKER_PORTS = (10002, 19999)
+#: ports handed out by `free_port` in this process (never twice)
+_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def free_port() -> int:
+    """A port to listen on, free now, never handed out before by this process, and where nothing else is likely
+    to take it before `ray start` binds it: above Ray's worker ports and below the kernel's ephemeral range,
+    where every outgoing connection of every process takes its local port (a port picked with bind(0) is in
+    that range, and a connection of the test session's own Ray could take it in the seconds `ray start` needs).
+    Without room below the ephemeral range, bind(0)."""
+    low, high = RAY_WORKER_PORTS[1] + 1, _ephemeral_low() - 1
+    for _ in range(500 if high - low >= 1000 else 0):
+        port = random.randint(low, high)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        port = int(sock.getsockname()[1])
+    _HANDED_OUT.add(port)
+    return port
 
 
 def write_token(path: Path) -> Path:
@@ -127,14 +158,15 @@ class PrivateHead:
         return private_env(self.address, self.token_path)
 
     def start(self, timeout_s: float = 120.0, attempts: int = 3) -> None:
-        """Start the head; retried (fresh ports) when Ray's own 30 s raylet-registration wait ran out, which
-        happens on a heavily loaded machine (`The current node timed out during startup`)."""
+        """Start the head; retried with fresh ports when `ray start` exited: Ray's own 30 s raylet-registration
+        wait ran out, which happens on a heavily loaded machine (`The current node timed out during startup`),
+        or one of its ports was taken meanwhile. The last attempt's error carries its log."""
         for attempt in range(1, attempts + 1):
             try:
                 self._start(timeout_s)
                 return
-            except RuntimeError as exc:
-                if attempt == attempts or STARTUP_TIMED_OUT not in str(exc):
+            except RuntimeError:
+                if attempt == attempts:
                     raise
                 self._kill()
                 self.port = free_port()
