@@ -11,7 +11,7 @@ and a sink every 120 s (21 faults in 10 minutes, about one every 30 s, of mixed 
 that no kill loses data.
 
 Printed at the end (and written to OUT/soak.json with every sample): messages per second sent, rows sent
-vs stored per table and venue (Parquet read back: `on_disk == sent - accounted`), duplicates in Parquet, the events by
+vs stored per table and venue (Parquet read back: `on_disk == sent + rest - accounted`), duplicates in Parquet, the events by
 kind, and per actor the RSS after warm-up and at the end of its longest-lived process (a killed actor
 restarts in a new process: each incarnation is its own series). Warm-up: 120 s by default, the arbiter's key
 window (`arbiter_ttl_s`, 60 s) plus the pipeline's backlog fill its memory until then.
@@ -27,6 +27,8 @@ from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import pyarrow.compute as pc
 
 from tests.cluster.test_pipeline import counts, duplicates, read, websocket_rows
 
@@ -120,7 +122,10 @@ def main() -> int:
     p.add_argument("--warmup-s", type=float, default=120.0)
     p.add_argument("--msgs-per-step", type=float, default=1.7)
     p.add_argument("--out", default="/tmp/xtrader-soak")
+    p.add_argument("--reanalyse", metavar="OUT", help="only analyse a finished soak's OUT again")
     args = p.parse_args()
+    if args.reanalyse:
+        return reanalyse(Path(args.reanalyse))
 
     from jobs.demo import demo_capture
     from jobs.run import run
@@ -149,27 +154,9 @@ def main() -> int:
         chaos=parse_chaos(args.chaos),
     )
     wall = time.monotonic() - started
-    tables = summary["tables"]
-    rows: dict[str, dict[str, Any]] = {}
-    dup: dict[str, int] = {}
-    for table, venues_ in tables.items():
-        stored = read(out / "data", table)
-        on_disk = counts(websocket_rows(stored, table))
-        for venue, e in venues_.items():
-            accounted = int((e.get("accounted") or {}).get("parquet") or 0)  # per sink, like written
-            expected = int(e["sent"]) - accounted
-            rows[f"{table}/{venue}"] = {
-                "sent": e["sent"],
-                "accounted": accounted,
-                "on_disk": on_disk.get(venue, 0),  # websocket rows (REST snapshot rows apart)
-                "unaccounted": expected - on_disk.get(venue, 0),
-                "summary": {"rest": e["rest"], "written": e["written"]},
-            }
-        keys = KEYS.get(table, KEYS["l2"])
-        dup[table] = duplicates(websocket_rows(stored, table), [k for k in keys if k in stored.column_names])
-    result = {
+    header = {
         "command": "python benchmarks/soak.py "
-        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()),
+        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "reanalyse"),
         "capture_s": round(sampler.seconds),
         "wall_s": round(wall),
         # messages the connectors received, every connection counted: divide by redundancy for the feed's
@@ -179,17 +166,84 @@ def main() -> int:
         "events": summary["events"],
         "books": summary["books"],
         "latency_ms": summary["latency_ms"],
+    }
+    entries = {
+        f"{table}/{venue}": {"sent": e["sent"], "summary": {"rest": e["rest"], "written": e["written"]}}
+        | {"accounted": int((e.get("accounted") or {}).get("parquet") or 0)}  # per sink, like written
+        for table, venues_ in summary["tables"].items()
+        for venue, e in venues_.items()
+    }
+    return analyse(out, header, entries, sampler.samples, args.warmup_s)
+
+
+def analyse(
+    out: Path,
+    header: dict[str, Any],
+    entries: dict[str, dict[str, Any]],
+    samples: list[dict[str, Any]],
+    warmup_s: float,
+) -> int:
+    """Parquet under OUT/data against the summary's `entries` ("TABLE/VENUE": sent, accounted, summary.rest), RSS
+    growth; writes OUT/soak.json, prints the verdict; 1 when a row is unaccounted for or a keyed row is stored twice.
+
+    Every row on disk is counted, REST snapshot rows included: `on_disk == sent + rest - accounted` per table and
+    venue (OKX REST book rows cannot be told from its websocket snapshot rows on disk; the summary's `rest` counts
+    them). Duplicates are looked for among websocket rows by each table's key; a sequence-less top-of-book row
+    (Deribit's bbo) has no key, so identical ones are counted apart (`identical_seqless_bbo`): the simulator can
+    send the same quote twice (A -> B -> A), and the exact count above is what shows none was stored twice."""
+    rows: dict[str, dict[str, Any]] = {}
+    dup: dict[str, int] = {}
+    identical_seqless = 0
+    for table in sorted({name.split("/")[0] for name in entries}):
+        stored = read(out / "data", table)
+        on_disk = counts(stored)
+        for name, e in entries.items():
+            if not name.startswith(table + "/"):
+                continue
+            venue = name.split("/", 1)[1]
+            expected = int(e["sent"]) + int(e["summary"]["rest"]) - int(e["accounted"])
+            rows[name] = {**e, "on_disk": on_disk.get(venue, 0), "unaccounted": expected - on_disk.get(venue, 0)}
+        keys = [k for k in KEYS.get(table, KEYS["l2"]) if k in stored.column_names]
+        websocket = websocket_rows(stored, table)
+        if table == "bbo":
+            seqless = pc.is_null(websocket.column("seq"))
+            identical_seqless = duplicates(websocket.filter(seqless), keys)
+            websocket = websocket.filter(pc.invert(seqless))
+        dup[table] = duplicates(websocket, keys)
+    rss = growth(samples, warmup_s)
+    actors = [r for r in rss if r["actor"] != "driver" and r.get("growth_pct") is not None]
+    driver = next((r for r in rss if r["actor"] == "driver"), {})
+    result = {
+        **header,
         "unaccounted_rows": sum(abs(r["unaccounted"]) for r in rows.values()),
         "duplicates": dup,
-        "rss": growth(sampler.samples, args.warmup_s),
+        "identical_seqless_bbo": identical_seqless,
+        "rss": rss,
         "tables": rows,
     }
-    (out / "soak.json").write_text(json.dumps({**result, "samples": sampler.samples}, indent=1))
+    (out / "soak.json").write_text(json.dumps({**result, "samples": samples}, indent=1))
     print(json.dumps({k: v for k, v in result.items() if k != "tables"}, indent=1))
     bad = result["unaccounted_rows"] != 0 or any(dup.values())
-    worst = max((r["growth_pct"] for r in result["rss"] if r.get("growth_pct") is not None), default=0.0)
-    print(f"soak: unaccounted rows {result['unaccounted_rows']}, duplicates {dup}, worst RSS growth {worst} %")
+    worst = max(actors, key=lambda r: r["growth_pct"], default={"actor": None, "growth_pct": None})
+    print(
+        f"soak: unaccounted rows {result['unaccounted_rows']}, duplicates {dup} (identical sequence-less bbo rows "
+        f"{identical_seqless}), worst actor RSS growth {worst['growth_pct']} % ({worst['actor']}), driver (and the "
+        f"simulator in it) {driver.get('growth_pct')} %"
+    )
     return 1 if bad else 0
+
+
+def reanalyse(out: Path) -> int:
+    """`analyse` again over a finished soak's OUT (its soak.json and data)."""
+    old = json.loads((out / "soak.json").read_text())
+    keep = ("command", "capture_s", "wall_s", "received_msgs_per_s", "feed_msgs_per_s", "chaos", "events")
+    header = {k: old[k] for k in (*keep, "books", "latency_ms") if k in old}
+    entries = {
+        name: {"sent": r["sent"], "accounted": r["accounted"], "summary": r["summary"]}
+        for name, r in old["tables"].items()
+    }
+    warmup = float(old["command"].split("--warmup-s ")[1].split()[0]) if "--warmup-s " in old["command"] else 120.0
+    return analyse(out, header, entries, old["samples"], warmup)
 
 
 if __name__ == "__main__":
