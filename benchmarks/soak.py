@@ -11,10 +11,11 @@ and a sink every 120 s (21 faults in 10 minutes, about one every 30 s, of mixed 
 that no kill loses data.
 
 Printed at the end (and written to OUT/soak.json with every sample): messages per second sent, rows sent
-vs stored per table and venue (Parquet read back: `on_disk == sent + rest - accounted`), duplicates in Parquet, the events by
-kind, and per actor the RSS after warm-up and at the end of its longest-lived process (a killed actor
-restarts in a new process: each incarnation is its own series). Warm-up: 120 s by default, the arbiter's key
-window (`arbiter_ttl_s`, 60 s) plus the pipeline's backlog fill its memory until then.
+vs stored per table and venue (Parquet read back: `on_disk == sent + rest - accounted`), duplicates in
+Parquet, the events by kind, and per actor the RSS after warm-up and at the end of its longest-lived
+process (a killed actor restarts in a new process: each incarnation is its own series). Warm-up: 120 s by
+default, the arbiter's key window (`arbiter_ttl_s`, 60 s) plus the pipeline's backlog fill its memory until then.
+`--reanalyse OUT` reads a finished soak's data and samples again.
 """
 
 from __future__ import annotations
