@@ -41,6 +41,19 @@ KEYS = {
     "l2": ["exchange", "symbol", "seq", "is_snapshot", "side", "price"],
 }
 VENUES = ("binance", "binance_futures", "okx", "deribit")
+#: what a soak.json says of the run itself (kept by `--reanalyse`)
+HEADER = (
+    "command",
+    "capture_s",
+    "wall_s",
+    "received_msgs_per_s",
+    "feed_msgs_per_s",
+    "chaos",
+    "events",
+    "books",
+    "latency_ms",
+    "warmup_s",
+)
 
 
 def rss_mb(pid: int) -> float | None:
@@ -167,10 +180,14 @@ def main() -> int:
         "events": summary["events"],
         "books": summary["books"],
         "latency_ms": summary["latency_ms"],
+        "warmup_s": args.warmup_s,
     }
     entries = {
-        f"{table}/{venue}": {"sent": e["sent"], "summary": {"rest": e["rest"], "written": e["written"]}}
-        | {"accounted": int((e.get("accounted") or {}).get("parquet") or 0)}  # per sink, like written
+        f"{table}/{venue}": {
+            "sent": e["sent"],
+            "accounted": int((e.get("accounted") or {}).get("parquet") or 0),  # per sink, like written
+            "summary": {"rest": e["rest"], "written": e["written"]},
+        }
         for table, venues_ in summary["tables"].items()
         for venue, e in venues_.items()
     }
@@ -237,14 +254,14 @@ def analyse(
 def reanalyse(out: Path) -> int:
     """`analyse` again over a finished soak's OUT (its soak.json and data)."""
     old = json.loads((out / "soak.json").read_text())
-    keep = ("command", "capture_s", "wall_s", "received_msgs_per_s", "feed_msgs_per_s", "chaos", "events")
-    header = {k: old[k] for k in (*keep, "books", "latency_ms") if k in old}
+    header = {k: v for k, v in old.items() if k in HEADER}
+    if "warmup_s" not in header:  # a soak.json written before the field was kept: the command has it
+        header["warmup_s"] = float(old["command"].split("--warmup-s ")[1].split()[0])
     entries = {
         name: {"sent": r["sent"], "accounted": r["accounted"], "summary": r["summary"]}
         for name, r in old["tables"].items()
     }
-    warmup = float(old["command"].split("--warmup-s ")[1].split()[0]) if "--warmup-s " in old["command"] else 120.0
-    return analyse(out, header, entries, old["samples"], warmup)
+    return analyse(out, header, entries, old["samples"], header["warmup_s"])
 
 
 if __name__ == "__main__":
