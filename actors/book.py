@@ -8,7 +8,7 @@ import time
 from collections.abc import Hashable
 from typing import Any
 
-from actors import peer
+from actors import _wire, peer
 from actors._inorder import InOrder, Settled
 from actors._route import Key, Outputs, Skip, sink_kinds
 from xtrader.batch import Batches
@@ -49,6 +49,7 @@ class OrderBookActor:
         policy: Policy = "block",
         sink_max_inflight: int | None = None,
     ) -> None:
+        _wire.install()  # RecordBatch arguments travel as Arrow IPC bytes (`actors._wire`)
         warm_up()  # the hot path's one-time costs, before any data (`xtrader.warmup`)
         v = venue(venue_name)
         self.service = BookService(

@@ -9,7 +9,7 @@ import os
 import time
 from typing import Any
 
-from actors import peer
+from actors import _wire, peer
 from actors._route import Outputs, sink_kinds
 from xtrader import metrics
 from xtrader.arbiter_batches import BatchArbiter
@@ -50,6 +50,7 @@ class ConnectorActor:
         pipeline: Pipeline,
         ca_file: str | None = None,
     ) -> None:
+        _wire.install()  # RecordBatch arguments travel as Arrow IPC bytes (`actors._wire`)
         from xtrader.connector import Connector
 
         warm_up()  # the hot path's one-time costs, before any data (`xtrader.warmup`)

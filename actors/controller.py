@@ -17,6 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from actors import _wire
 from xtrader import streams_table
 from xtrader.control import CONTROLLER_NAME
 from xtrader.control_requests import RequestError, check
@@ -36,6 +37,7 @@ class ControllerActor:
     """Knows every stream and actor of one capture."""
 
     def __init__(self, capture: str, prefix: str = "") -> None:
+        _wire.install()  # RecordBatch arguments travel as Arrow IPC bytes (`actors._wire`)
         self.capture = capture
         self.prefix = prefix  # the capture's actor-name prefix (`actors.name_prefix`): actors it starts are named so
         # stream id -> {venue, tables, symbols, connectors, ws_base, rest_base, symbols_ran}

@@ -12,6 +12,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from actors import _wire
 from xtrader.chaos import OUTAGE_SINKS
 from xtrader.clock import Anchor
 from xtrader.plan import SinkSpec
@@ -66,6 +67,7 @@ class SinkActor:
     """
 
     def __init__(self, spec: SinkSpec, writer: str | None = None) -> None:
+        _wire.install()  # RecordBatch arguments travel as Arrow IPC bytes (`actors._wire`)
         warm_up()  # the hot path's one-time costs, before any data (`xtrader.warmup`)
         self.kind = spec.kind
         writer = writer or writer_id(spec.kind)

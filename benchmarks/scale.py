@@ -38,6 +38,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from actors._wire import RAY_SYSTEM_CONFIG, install
 from xtrader.bench import e2e, sizes
 from xtrader.bench.runner import machine
 
@@ -191,7 +192,8 @@ def cluster_run(args: argparse.Namespace, ca_bundle: str, nodes: int) -> dict[st
     import ray
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    head: dict[str, Any] = {"num_cpus": 1, "include_dashboard": False, "_system_config": dict(RAY_SYSTEM_CONFIG)}
+    cluster = Cluster(initialize_head=True, head_node_args=head)  # the head's system config is the cluster's
     try:
         for _ in range(nodes - 1):
             cluster.add_node(num_cpus=1)
@@ -202,6 +204,7 @@ def cluster_run(args: argparse.Namespace, ca_bundle: str, nodes: int) -> dict[st
             logging_level=logging.WARNING,
             runtime_env={"env_vars": {"SSL_CERT_FILE": ca_bundle}},
         )
+        install()  # the hop measured from here carries its batch as the actors' calls do
         try:
             run = measure(ca_bundle, nodes, args.symbols_per_connector, args.steps_per_connector, args.latency_mode)
             head = ray.get_runtime_context().get_node_id()

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from actors import _wire
 from jobs.chaos import ChaosThread
 from jobs.fleet import PlacementTimeout, Running, book_tops, start, stop, teardown
 from jobs.watch import settle, watch
@@ -48,6 +49,7 @@ def init_options(
         options["address"] = "local"
         options.setdefault("num_cpus", capture.cluster.num_cpus or max(8, int(total_cpus) + 2))
         options.setdefault("include_dashboard", False)
+        options.setdefault("_system_config", dict(_wire.RAY_SYSTEM_CONFIG))  # batches inline (`actors._wire`)
     options.setdefault("namespace", capture.cluster.namespace)
     options.setdefault("log_to_driver", verbose)
     options.setdefault("logging_level", logging.INFO if verbose else logging.WARNING)

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from actors._wire import RAY_SYSTEM_CONFIG
 from tests.cluster.private_ray import token_env, write_token
 
 AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
@@ -63,6 +64,7 @@ def ray_session(ray_auth_token: str) -> Iterator[None]:
         namespace="xtrader-tests",
         log_to_driver=False,
         logging_level=logging.WARNING,
+        _system_config=dict(RAY_SYSTEM_CONFIG),  # as a capture starts its own Ray (`actors._wire`)
     )
     try:
         yield

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+from actors._wire import RAY_SYSTEM_CONFIG, install
 from xtrader.bench.cpu import CpuMeter
 from xtrader.bench.feed import VENUE, Feed, FeedOptions, streams
 from xtrader.bench.limits import wait_sent, wait_subscribed
@@ -49,7 +50,9 @@ def init_ray(ca_bundle: str) -> None:
         log_to_driver=False,
         logging_level=logging.WARNING,
         runtime_env={"env_vars": {"SSL_CERT_FILE": ca_bundle}},
+        _system_config=dict(RAY_SYSTEM_CONFIG),  # batches inline, as a capture's own Ray (`actors._wire`)
     )
+    install()  # the batches this process hands to actors travel as the actors' own do
 
 
 def trust(ca_bundle: str, feed: Feed) -> None:
