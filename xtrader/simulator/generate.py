@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 BID, ASK = 0, 1
-MEMO_SIZE = 4096  # values per memoised price formatter (`memo`)
+MEMO_SIZE = 1024  # values per memoised price formatter (`memo`)
 
 
 @dataclass(frozen=True)
