@@ -29,7 +29,7 @@ from .binance_info import exchange_info
 from .binance_session import MAX_STREAMS, BinanceConnection
 from .connection import Connection
 from .faults import Faults
-from .generate import Market, Snapshot, Step, fixed
+from .generate import Market, Snapshot, Step, fixed, memo
 from .truth import Frame
 from .venue import HttpReply, HttpRequest, Keepalive, Venue, VenueOptions
 
@@ -85,7 +85,7 @@ class BinanceSpot(Venue):
         for inst in self.instruments:
             pd = 8 if not self.futures else inst.tick_scale
             qd = 8 if not self.futures else inst.lot_scale
-            self._px[inst.symbol] = _cached(inst.tick_scale, pd)
+            self._px[inst.symbol] = memo(functools.partial(fixed, scale=inst.tick_scale, decimals=pd))
             self._qty[inst.symbol] = functools.partial(fixed, scale=inst.lot_scale, decimals=qd)
         self._names = {i.symbol: _StreamNames.of(i.symbol.lower(), self.diff_speeds) for i in self.instruments}
         self._rest_counts: dict[str, int] = {}
@@ -466,17 +466,3 @@ class BinanceFutures(BinanceSpot):
                 frame = Frame(orjson.dumps(body), "markPrice", None, sym, rows=0)
                 for stream in streams:
                     self.fan_out(stream, frame)
-
-
-def _cached(scale: int, decimals: int) -> Callable[[int], str]:
-    """A memoised ``fixed(units, scale, decimals)``: books revisit the same prices all day
-    (sizes are not cached: they hardly repeat)."""
-    cache: dict[int, str] = {}
-
-    def fmt(units: int) -> str:
-        text = cache.get(units)
-        if text is None:
-            text = cache[units] = fixed(units, scale, decimals)
-        return text
-
-    return fmt

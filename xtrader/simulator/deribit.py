@@ -37,7 +37,7 @@ import orjson
 from .connection import Connection
 from .deribit_session import DeribitConnection, RpcError, envelope, invalid_params, now_us
 from .faults import Faults
-from .generate import ASK, BID, Instrument, Market, Snapshot, Step, fixed
+from .generate import ASK, BID, Instrument, Market, Snapshot, Step, fixed, memo
 from .truth import Frame
 from .venue import HttpReply, HttpRequest, Keepalive, Venue, VenueOptions
 
@@ -566,14 +566,11 @@ def _contract(instrument: Instrument, index: int, seed: int) -> Contract:
     name = instrument.symbol
     inverse = instrument.base in INVERSE_CONTRACT_USD
     units = INVERSE_CONTRACT_USD.get(instrument.base, 1)
-    prices: dict[int, str] = {}
     tick_scale, lot_scale = instrument.tick_scale, instrument.lot_scale
 
+    @memo
     def price_text(ticks: int) -> str:
-        text = prices.get(ticks)
-        if text is None:
-            text = prices[ticks] = _trim(fixed(ticks, tick_scale, tick_scale))
-        return text
+        return _trim(fixed(ticks, tick_scale, tick_scale))
 
     def amount_text(lots: int) -> str:
         if inverse:

@@ -12,11 +12,14 @@ snapshot reflect a state in the middle of the next event, as a real venue's does
 
 from __future__ import annotations
 
+import functools
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 BID, ASK = 0, 1
+MEMO_SIZE = 1024  # values per memoised price formatter (`memo`)
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,15 @@ def fixed(units: int, scale: int, decimals: int) -> str:
     digits = str(units).rjust(scale + 1, "0")
     frac = digits[-scale:] + "0" * (decimals - scale)
     return digits[:-scale] + "." + frac
+
+
+def memo(text: Callable[[int], str]) -> Callable[[int], str]:
+    """`text` memoised for the `MEMO_SIZE` values used last (for prices: books revisit the same ones).
+
+    Bounded on purpose: over a long run the mid wanders to ever new prices, and a memo that kept
+    every value would grow for as long as clients are served. Sizes hardly repeat: do not memoise them.
+    """
+    return functools.lru_cache(maxsize=MEMO_SIZE)(text)
 
 
 @dataclass(slots=True)

@@ -33,7 +33,7 @@ import orjson
 
 from .connection import Connection
 from .faults import Faults
-from .generate import ASK, BID, Instrument, Market, Snapshot, Step, fixed
+from .generate import ASK, BID, Instrument, Market, Snapshot, Step, fixed, memo
 from .okx_session import BUSINESS_PATH, PUBLIC_PATH, OkxConnection
 from .truth import Frame
 from .venue import HttpReply, HttpRequest, Keepalive, Venue, VenueOptions
@@ -124,8 +124,8 @@ class Okx(Venue):
             b0, a0 = market.initial.bids[0][0], market.initial.asks[0][0]
             st = _Symbol(
                 i,
-                _cached(i.tick_scale),
-                _cached(i.lot_scale),
+                memo(_number(i.tick_scale)),
+                _number(i.lot_scale),  # sizes hardly repeat: not memoised
                 {c: f"{c}:{sym}" for c in channels},
                 {c: orjson.dumps({"channel": c, "instId": sym}) for c in channels},
                 (b0 + a0) // 2,
@@ -572,14 +572,10 @@ def _trim(text: str) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-def _cached(scale: int) -> Callable[[int], str]:
-    """``units * 10**-scale`` as OKX writes it, memoised: books revisit the same values all day."""
-    cache: dict[int, str] = {}
+def _number(scale: int) -> Callable[[int], str]:
+    """``units * 10**-scale`` as OKX writes it."""
 
-    def fmt(units: int) -> str:
-        text = cache.get(units)
-        if text is None:
-            text = cache[units] = _trim(fixed(units, scale, scale))
-        return text
+    def text(units: int) -> str:
+        return _trim(fixed(units, scale, scale))
 
-    return fmt
+    return text
