@@ -3,7 +3,10 @@ carries only its own rows, and outside Ray nothing is registered."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -53,8 +56,21 @@ def test_an_empty_batch_and_nulls_round_trip() -> None:
 
 
 def test_outside_ray_install_registers_nothing() -> None:
-    import ray
-
-    assert not ray.is_initialized()
-    _wire.install()
-    assert not _wire._installed
+    # a fresh interpreter: the suite's own session Ray (tests/cluster) may be up in this one
+    code = (
+        "import ray\n"
+        "from actors import _wire\n"
+        "_wire.install()\n"
+        "assert not ray.is_initialized(), 'install() started Ray'\n"
+        "assert not _wire._installed\n"
+        "from ray._private import serialization\n"
+        "import pyarrow as pa\n"
+        "assert pa.RecordBatch not in serialization.pickle.CloudPickler.dispatch\n"
+        "print('ok')\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", code], check=False, cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok"
