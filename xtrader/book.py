@@ -63,14 +63,29 @@ class Book:
     def best_bid(self) -> Level | None:
         if not self.bids:
             return None
-        price = max(self.bids)
+        price = self._exact_bid_hi()
         return price, self.bids[price]
 
     def best_ask(self) -> Level | None:
         if not self.asks:
             return None
-        price = min(self.asks)
+        price = self._exact_ask_lo()
         return price, self.asks[price]
+
+    def _exact_bid_hi(self) -> float:
+        """The best bid price (bids not empty): `bid_hi` is above every bid, so when it is a bid it is the
+        best; only when that level was deleted since does it take a scan."""
+        hi = self.bid_hi
+        if hi not in self.bids:
+            hi = self.bid_hi = max(self.bids)
+        return hi
+
+    def _exact_ask_lo(self) -> float:
+        """The best ask price (asks not empty): `ask_lo` made exact, as `_exact_bid_hi`."""
+        lo = self.ask_lo
+        if lo not in self.asks:
+            lo = self.ask_lo = min(self.asks)
+        return lo
 
     def apply_range(self, is_bid: bool, prices: Sequence[float], sizes: Sequence[float], start: int, end: int) -> None:
         """`apply` of rows start..end of a batch's price and size columns (no slice, no per-level object)."""
@@ -107,9 +122,8 @@ class Book:
             return False
         if self.bid_hi < self.ask_lo:
             return False  # the best bid is at most bid_hi, the best ask at least ask_lo
-        best_bid, best_ask = max(self.bids), min(self.asks)
-        self.bid_hi, self.ask_lo = best_bid, best_ask
-        return best_bid >= best_ask
+        # a bound still on the book is the best price itself: only a side whose best level went is scanned
+        return self._exact_bid_hi() >= self._exact_ask_lo()
 
     def top(self, depth: int) -> tuple[list[Level], list[Level]]:
         """The best `depth` bids (descending) and asks (ascending)."""

@@ -316,7 +316,7 @@ class SinkFront:
 
     def _latency(self, batch: pa.RecordBatch, exchange: str, table: str, anchor: Anchor | None) -> None:
         now = self.clock()
-        receive = np.asarray(batch.column("receive_ts").cast(pa.int64()), dtype=np.int64)
+        receive = np.asarray(batch.column("receive_ts").view(pa.int64()), dtype=np.int64)  # no copy, unlike cast
         code = code_latency_ns(receive, anchor, self.mono())
         if code is None:
             self.latency_skipped_rows += batch.num_rows
@@ -325,7 +325,7 @@ class SinkFront:
             if self._stalled:
                 self.stall_latency.record_many(code)
             self.metrics.histogram(metrics.CODE_LATENCY, exchange, table).record_many(code)
-        event = batch.column("exchange_ts").cast(pa.int64())
+        event = batch.column("exchange_ts").view(pa.int64())
         if event.null_count < len(event):
             values = np.asarray(event.drop_null() if event.null_count else event, dtype=np.int64)
             self.metrics.histogram(metrics.OVERALL_LATENCY, exchange, table).record_many(now - values)
