@@ -78,6 +78,7 @@ class ConnectorActor:
             backoff_reset_s=pipeline.reconnect_backoff_reset_s,
             rotate_after_s=pipeline.connection_lifetime_s or None,
             max_frame_bytes=pipeline.max_frame_bytes,
+            transport=pipeline.ws_transport,
             book_source=spec.book_source,
             ws_snapshot_wait_s=spec.ws_snapshot_wait_s,
             snapshot_depth=spec.snapshot_depth,

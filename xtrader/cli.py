@@ -110,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="xtrader_e2e's Parquet write-ahead log (parquet.wal; default os): compare runs to see what "
         "'acknowledged means durable' costs",
     )
+    bench.add_argument(
+        "--ws-transport",
+        choices=("picows", "websockets"),
+        default="picows",
+        help="xtrader_e2e's connector websocket library (pipeline.ws_transport; default picows)",
+    )
     bench.add_argument("--json", action="store_true", help="print exactly one JSON object")
     bench.add_argument(
         "--skip",
@@ -163,7 +169,7 @@ def _bench(args: argparse.Namespace) -> int:
     from xtrader.bench.report import text
     from xtrader.bench.runner import run
 
-    result = run(args.seconds, set(args.skip), args.warmup, args.latency_mode, args.wal)
+    result = run(args.seconds, set(args.skip), args.warmup, args.latency_mode, args.wal, args.ws_transport)
     print(json.dumps(result, separators=(",", ":")) if args.json else text(result), flush=True)
     return 1 if result["errors"] else 0
 

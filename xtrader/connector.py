@@ -54,10 +54,8 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import CloseCode, Frame, Opcode
-from websockets.protocol import Event
+from websockets.frames import CloseCode
 
 from xtrader.batch import Batches, BookNotice, FlushPolicy
 from xtrader.budget import Credits, Window
@@ -68,6 +66,7 @@ from xtrader.handover import Handover
 from xtrader.rest import RestStats, SnapshotFetcher
 from xtrader.retry import Jitter, backoff, classify
 from xtrader.session import Action, Reconnect, Record, Refused, Send, Session, SessionStats, Wait
+from xtrader.transport import TRANSPORTS, Socket, Transport, open_socket
 from xtrader.venues.base import Connection, Keepalive, Subscription, Venue
 
 log = logging.getLogger("xtrader.connector")
@@ -124,21 +123,10 @@ class ConnectorStats:
     oversized_frames: int = 0
 
 
-class _Socket(ClientConnection):
-    """websockets' client connection, telling the connector about server pings (liveness without data)."""
-
-    on_ping: Callable[[], None] | None = None
-
-    def process_event(self, event: Event) -> None:
-        if self.on_ping is not None and isinstance(event, Frame) and event.opcode is Opcode.PING:
-            self.on_ping()
-        super().process_event(event)
-
-
 class _Link:
     """One open websocket and its session."""
 
-    def __init__(self, number: int, ws: _Socket, session: Session, opened_ns: int) -> None:
+    def __init__(self, number: int, ws: Socket, session: Session, opened_ns: int) -> None:
         self.number = number
         self.ws = ws
         self.session = session
@@ -179,12 +167,13 @@ class Connector:
         snapshot_concurrency: REST snapshot requests at once.
         ban_wait_s: pause after HTTP 418 without Retry-After.
         open_timeout_s, close_timeout_s: websocket handshake and close timeouts.
-        max_frame_bytes: largest frame accepted (bytes; `pipeline.max_frame_bytes`), enforced by websockets
-            (`max_size`): a bigger frame is dropped unread, counted (`oversized_frames`), recorded as a
+        max_frame_bytes: largest frame accepted (bytes; `pipeline.max_frame_bytes`), enforced by the transport
+            (`max_size`): a bigger frame is dropped, counted (`oversized_frames`), recorded as a
             `reject` event, and its link is closed (1009) and replaced.
-        max_queue: frames buffered by websockets before TCP backpressure.
+        max_queue: messages buffered unread before TCP backpressure.
         ws_ping_interval_s: websocket-level client pings (None: off; they count
             against Binance's inbound message limit).
+        transport: the websocket library: "websockets", or "picows" (frames parsed in C; `xtrader.transport`).
         book_source: where l2 books start: "rest" (a REST snapshot at the first diff), "auto" (a websocket
             snapshot, else REST `ws_snapshot_wait_s` after the subscribe ack) or "ws" (websocket snapshots,
             resync by resubscribing); None: "ws". Always "rest" when the venue `needs_snapshot`.
@@ -227,6 +216,7 @@ class Connector:
         max_frame_bytes: int = MAX_FRAME_BYTES,
         max_queue: int = 1024,
         ws_ping_interval_s: float | None = None,
+        transport: Transport = "picows",
         book_source: str | None = None,
         ws_snapshot_wait_s: float = 1.0,
         pause_wait_s: float = 30.0,
@@ -257,6 +247,9 @@ class Connector:
         self._max_frame_bytes = max_frame_bytes
         self._max_queue = max_queue
         self._ws_ping_interval_s = ws_ping_interval_s
+        if transport not in TRANSPORTS:
+            raise ConfigError(f"transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}")
+        self._transport = transport
         self._snapshot_depth = snapshot_depth
         self._snapshot_concurrency = snapshot_concurrency
         self._ban_wait_s = ban_wait_s
@@ -551,20 +544,17 @@ class Connector:
         session = Session(self.venue, self.connection, self._keepalive, self._ack_timeout_s, stats=self._session_stats)
         session.refused = self.refused
         url = session.connection.url
-        ws = await connect(
+        ws = await open_socket(
+            self._transport,
             url,
-            ssl=self._ssl if url.startswith("wss:") else None,
-            compression=None,
-            proxy=None,
-            create_connection=_Socket,
-            user_agent_header="xtrader",
+            ssl_context=self._ssl if url.startswith("wss:") else None,
             open_timeout=self._open_timeout_s,
             close_timeout=self._close_timeout_s,
             max_size=self._max_frame_bytes,
             max_queue=self._max_queue,
             ping_interval=self._ws_ping_interval_s,
+            user_agent="xtrader",
         )
-        assert isinstance(ws, _Socket)
         receipt = self._clock()
         self._numbers += 1
         link = _Link(self._numbers, ws, session, receipt.mono_ns)
@@ -681,7 +671,7 @@ class Connector:
                     await self._flush()
         except ConnectionClosed as exc:
             if exc.sent is not None and exc.sent.code == CloseCode.MESSAGE_TOO_BIG:
-                # websockets refused a frame beyond max_size unread and closed the link (1009)
+                # the transport refused a frame beyond max_size and closed the link (1009)
                 self._stats.oversized_frames += 1
                 self._stats.rejects += 1
                 self._record(

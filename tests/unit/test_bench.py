@@ -105,6 +105,7 @@ def test_runner_reports_a_failed_entry_and_still_runs_the_others(monkeypatch: py
     assert result["errors"] == {"limit_parse": "RuntimeError: no parser today"}
     assert result["hot_path"]["msgs_per_cpu_s"] > 0 and result["hot_path"]["not_applied"] == 0
     assert result["settings"]["batch_rows"] == 2_000  # the realtime preset
+    assert result["settings"]["ws_transport"] == "picows"  # the pipeline's default
     assert result["ratios"]["hot_path/limit_parse"] is None
     assert "limit_parse   failed: RuntimeError: no parser today" in text(result).splitlines()
     with pytest.raises(ValueError, match="unknown entries"):

@@ -440,3 +440,12 @@ def test_the_placement_timeout_comes_from_the_environment_too() -> None:
     assert "[from environment XTRADER_PLACEMENT_TIMEOUT_S]" in error_of(
         capture(), environ={"XTRADER_PLACEMENT_TIMEOUT_S": "-1"}
     )
+
+
+def test_the_websocket_transport_is_picows_unless_set_and_a_bad_one_names_the_field() -> None:
+    assert parse_config(capture(), environ={}).pipeline.ws_transport == "picows"
+    config = parse_config(capture(), environ={"XTRADER_WS_TRANSPORT": "websockets"})
+    assert config.pipeline.ws_transport == "websockets"
+    with pytest.raises(ConfigError, match="ws_transport") as raised:
+        parse_config(capture(), environ={"XTRADER_WS_TRANSPORT": "aiohttp"})
+    assert "XTRADER_WS_TRANSPORT" in str(raised.value)

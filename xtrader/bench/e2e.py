@@ -32,6 +32,7 @@ from xtrader.bench.feed import VENUE, Feed, FeedOptions, streams
 from xtrader.bench.limits import wait_sent, wait_subscribed
 from xtrader.bench.report import rates
 from xtrader.config import LatencyMode, WalMode
+from xtrader.transport import Transport
 
 TABLES: tuple[Literal["trades", "l2"], ...] = ("trades", "l2")
 #: Ray options of the local Ray the bench starts (workers trust the feeds' CAs through SSL_CERT_FILE)
@@ -68,9 +69,10 @@ def capture_of(
     streams: int = 1,
     tables: tuple[Literal["trades", "l2"], ...] = TABLES,
     wal: WalMode = "os",
+    transport: Transport = "picows",
 ) -> Any:
     """One stream over the feed's symbols, or `streams` streams (`s0`, `s1`...) each with its own share; `wal`:
-    the Parquet sink's write-ahead log (`ParquetSink.wal`)."""
+    the Parquet sink's write-ahead log (`ParquetSink.wal`); `transport`: the connectors' (`Pipeline.ws_transport`)."""
     from xtrader.config import Capture, Cluster, Metrics, ParquetSink, Pipeline, Sinks, Stream
 
     shares = [tuple(feed.symbols[i::streams]) for i in range(streams)]
@@ -87,7 +89,7 @@ def capture_of(
             )
             for i, share in enumerate(shares)
         ),
-        pipeline=Pipeline(connector_cpus=1.0, latency_mode=latency_mode),
+        pipeline=Pipeline(connector_cpus=1.0, latency_mode=latency_mode, ws_transport=transport),
         sinks=Sinks(parquet=ParquetSink(root=out, wal=wal)),
         cluster=Cluster(num_cpus=NUM_CPUS),
         metrics=Metrics(enabled=False, live_table=False),
@@ -153,6 +155,7 @@ def throughput(
     tables: tuple[Literal["trades", "l2"], ...] = TABLES,
     inspect: Callable[[str, Any], dict[str, Any]] | None = None,
     wal: WalMode = "os",
+    transport: Transport = "picows",
 ) -> dict[str, Any]:
     """`split` streams share the symbols (benchmarks/scale.py); `inspect(out, final)` reads the Parquet root and
     the final stats before they go (`result["inspect"]`). `cpu_s_by` is each actor's CPU, the feed's and this
@@ -164,7 +167,7 @@ def throughput(
     inspected: dict[str, Any] = {}
     with Feed(FeedOptions(symbols=symbols, pregenerate=steps)) as feed, tempfile.TemporaryDirectory() as out:
         trust(ca_bundle, feed)
-        capture = capture_of(feed, out, latency_mode, split, tables, wal)
+        capture = capture_of(feed, out, latency_mode, split, tables, wal, transport)
         running = start(capture, build_plan(capture))
         try:
             pids = actor_pids(running)
@@ -221,6 +224,7 @@ def latency(
     seconds: float,
     latency_mode: LatencyMode = "realtime",
     wal: WalMode = "os",
+    transport: Transport = "picows",
 ) -> dict[str, Any]:
     """Code and overall latency at `rate` frames/s (live market), after `warmup_s`, over `seconds`."""
     import ray
@@ -242,7 +246,7 @@ def latency(
 
     with Feed(FeedOptions(symbols=symbols, rate=rate * steps_per_frame)) as feed, tempfile.TemporaryDirectory() as out:
         trust(ca_bundle, feed)
-        capture = capture_of(feed, out, latency_mode, wal=wal)
+        capture = capture_of(feed, out, latency_mode, wal=wal, transport=transport)
         running = start(capture, build_plan(capture))
         try:
             wait_subscribed(feed, len(streams(feed.symbols)))

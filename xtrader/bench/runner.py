@@ -15,6 +15,7 @@ from xtrader.bench import vs_cryptofeed as cf
 from xtrader.bench.feed import frames
 from xtrader.bench.report import ENTRIES, report
 from xtrader.config import LatencyMode, WalMode
+from xtrader.transport import Transport
 
 SYMBOLS = 3
 #: pre-encoded steps per second of --seconds for the network entries, and at most (each step is ~1.5 frames
@@ -35,10 +36,16 @@ def machine() -> dict[str, Any]:
 
 
 def run(
-    seconds: float, skip: set[str], warmup_s: float, latency_mode: LatencyMode = "realtime", wal: WalMode = "os"
+    seconds: float,
+    skip: set[str],
+    warmup_s: float,
+    latency_mode: LatencyMode = "realtime",
+    wal: WalMode = "os",
+    transport: Transport = "picows",
 ) -> dict[str, Any]:
     """Every entry not in `skip`; the report object. `latency_mode` sets the batch size of hot_path and
-    the pipeline preset of xtrader_e2e; `wal` its Parquet sink's write-ahead log (`ParquetSink.wal`)."""
+    the pipeline preset of xtrader_e2e; `wal` its Parquet sink's write-ahead log (`ParquetSink.wal`);
+    `transport` its connectors' websocket library (`Pipeline.ws_transport`)."""
     from xtrader.config import Pipeline
 
     batch_rows = int(Pipeline(latency_mode=latency_mode).batch_rows or 0)
@@ -73,10 +80,18 @@ def run(
             pass
         e2e.init_ray(bundle.name)
         try:
-            result = e2e.throughput(bundle.name, steps, SYMBOLS, latency_mode, wal=wal)
+            result = e2e.throughput(bundle.name, steps, SYMBOLS, latency_mode, wal=wal, transport=transport)
             note(f"xtrader_e2e: latency at {LATENCY_RATE:g} msg/s after {warmup_s:g} s")
             result["latency"] = e2e.latency(
-                bundle.name, LATENCY_RATE, result["steps_per_frame"], SYMBOLS, warmup_s, seconds, latency_mode, wal
+                bundle.name,
+                LATENCY_RATE,
+                result["steps_per_frame"],
+                SYMBOLS,
+                warmup_s,
+                seconds,
+                latency_mode,
+                wal,
+                transport,
             )
             return result
         finally:
@@ -105,6 +120,7 @@ def run(
         "memory_frames": len(data),
         "latency_mode": latency_mode,
         "parquet_wal": wal,
+        "ws_transport": transport,
         "batch_rows": batch_rows,
         "latency_rate_msgs_per_s": LATENCY_RATE,
         "skipped": sorted(skip),
