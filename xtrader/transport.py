@@ -2,8 +2,8 @@
 (`pipeline.ws_transport`), with the frame parsing in C.
 
 websockets parses each frame in Python and hands it over through an asyncio future: on the benchmark feed
-(wss, Binance USD-M depth + trades) its `recv()` loop costs 4.4 µs of CPU a frame; picows' listener 0.6 µs
-(`python benchmarks/transport.py`). picows calls back per frame instead, so `PicowsSocket` queues each data
+(wss, Binance USD-M depth + trades) its `recv()` loop costs 5.3-6.8 µs of CPU a frame, this one over picows
+1.2-1.9 µs (`python benchmarks/transport.py`). picows calls back per frame instead, so `PicowsSocket` queues each data
 message and `recv()` returns the next one without suspending when one is there.
 
 The surface is the one `Connector` uses, with websockets' own types, so both transports share every line of
