@@ -60,13 +60,14 @@ from websockets.frames import CloseCode
 from xtrader.batch import Batches, BookNotice, FlushPolicy
 from xtrader.budget import Credits, Window
 from xtrader.clock import Receipt, anchor, now
+from xtrader.config import Transport
 from xtrader.errors import ConfigError, ParseError
 from xtrader.flow import FlowGate, Policy
 from xtrader.handover import Handover
 from xtrader.rest import RestStats, SnapshotFetcher
 from xtrader.retry import Jitter, backoff, classify
 from xtrader.session import Action, Reconnect, Record, Refused, Send, Session, SessionStats, Wait
-from xtrader.transport import TRANSPORTS, Socket, Transport, open_socket
+from xtrader.transport import TRANSPORTS, Socket, open_socket
 from xtrader.venues.base import Connection, Keepalive, Subscription, Venue
 
 log = logging.getLogger("xtrader.connector")

@@ -20,7 +20,7 @@ import contextlib
 import ssl
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, get_args
 
 import picows
 from websockets.asyncio.client import ClientConnection, connect
@@ -30,8 +30,9 @@ from websockets.frames import Close, CloseCode, Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import Event
 
-Transport = Literal["websockets", "picows"]
-TRANSPORTS: tuple[Transport, ...] = ("websockets", "picows")
+from xtrader.config import Transport
+
+TRANSPORTS: tuple[Transport, ...] = get_args(Transport)
 
 _TEXT, _BINARY = picows.WSMsgType.TEXT, picows.WSMsgType.BINARY
 _DATA = (_TEXT, _BINARY)
@@ -98,7 +99,7 @@ class PicowsSocket(picows.WSListener):
         if self._closed or self._ws.is_close_frame_sent:
             raise self._closed_error()
         data = message.encode() if isinstance(message, str) else message
-        self._ws.send(picows.WSMsgType.TEXT if text else picows.WSMsgType.BINARY, data)
+        self._ws.send(_TEXT if text else _BINARY, data)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """The close handshake; TCP is dropped when the server does not answer within `close_timeout`."""
@@ -135,16 +136,9 @@ class PicowsSocket(picows.WSListener):
             and self._fragments is None
             and not self._failing
         ):  # the hot path: one whole data message
-            messages = self._messages
-            messages.append(frame.get_payload_as_bytes())
-            waiter = self._waiter
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
-            if len(messages) >= self._high and not self._paused:
-                self._paused = True
-                self.transport.pause_reading()
-            return
-        self._frame(transport, frame, kind)
+            self._push(frame.get_payload_as_bytes())
+        else:
+            self._frame(transport, frame, kind)
 
     def on_ws_disconnected(self, transport: Any) -> None:
         self._closed = True
@@ -208,52 +202,13 @@ class PicowsSocket(picows.WSListener):
         """Close the link from this side (protocol error, message too big); nothing more is read."""
         self._failing = True
         self._fragments = None
-        if self._ws is not None and not self._ws.is_close_frame_sent:
+        ws = self._ws
+        if ws is None:
+            return
+        if not ws.is_close_frame_sent:
             self._sent = Close(code, reason)
-            self._ws.send_close(picows.WSCloseCode(int(code)), reason.encode())
-        if self._ws is not None:
-            self._ws.disconnect()
-
-
-async def connect_picows(
-    url: str,
-    *,
-    ssl_context: ssl.SSLContext | None,
-    open_timeout: float,
-    close_timeout: float,
-    max_size: int,
-    max_queue: int,
-    ping_interval: float | None,
-    user_agent: str,
-) -> PicowsSocket:
-    """Open a client websocket over picows (the whole handshake within `open_timeout`)."""
-    socket = PicowsSocket(max_size, max_queue, close_timeout)
-    try:
-        ws, listener = await asyncio.wait_for(
-            picows.ws_connect(
-                lambda: socket,
-                url,
-                ssl_context=ssl_context,
-                websocket_handshake_timeout=open_timeout,
-                enable_auto_ping=ping_interval is not None,
-                auto_ping_idle_timeout=ping_interval or 10.0,
-                auto_ping_reply_timeout=20.0,  # websockets' default ping_timeout
-                enable_auto_pong=False,  # `_frame` answers, and tells `on_ping`
-                # `_frame` refuses a message beyond max_size with 1009, as websockets does; picows' own limit (a
-                # parser error that still delivers the frame) only bounds what one frame may buffer
-                max_frame_size=max(4 * max_size, 1 << 20),
-                extra_headers={"User-Agent": user_agent},
-            ),
-            open_timeout,
-        )
-    except picows.WSError as exc:
-        raise _as_websockets(exc) from exc
-    if listener is None:  # picows returns no listener when the peer hung up during the handshake
-        ws.disconnect(graceful=False)
-        raise InvalidHandshake(f"{url}: the server closed the connection during the websocket handshake")
-    socket._ws = ws  # (set already when connected)
-    socket.transport = ws.underlying_transport
-    return socket
+            ws.send_close(picows.WSCloseCode(int(code)), reason.encode())
+        ws.disconnect()
 
 
 def _as_websockets(exc: Exception) -> Exception:
@@ -287,19 +242,35 @@ async def open_socket(
     ping_interval: float | None,
     user_agent: str,
 ) -> Socket:
-    """A client websocket over `transport`, with the same options either way (no compression, no proxy)."""
+    """A client websocket over `transport`, with the same options either way (no compression, no proxy); the
+    whole handshake within `open_timeout`."""
     if transport == "picows":
-        return await connect_picows(
-            url,
-            ssl_context=ssl_context,
-            open_timeout=open_timeout,
-            close_timeout=close_timeout,
-            max_size=max_size,
-            max_queue=max_queue,
-            ping_interval=ping_interval,
-            user_agent=user_agent,
-        )
-    socket = await connect(
+        socket = PicowsSocket(max_size, max_queue, close_timeout)  # its own listener: it sets its transports
+        try:
+            ws, listener = await asyncio.wait_for(
+                picows.ws_connect(
+                    lambda: socket,
+                    url,
+                    ssl_context=ssl_context,
+                    websocket_handshake_timeout=open_timeout,
+                    enable_auto_ping=ping_interval is not None,
+                    auto_ping_idle_timeout=ping_interval or 10.0,
+                    auto_ping_reply_timeout=20.0,  # websockets' default ping_timeout
+                    enable_auto_pong=False,  # `_frame` answers, and tells `on_ping`
+                    # `on_ws_frame` refuses a message beyond max_size with 1009, as websockets does; picows' own
+                    # limit (a parser error that still delivers the frame) only bounds what one frame may buffer
+                    max_frame_size=max(4 * max_size, 1 << 20),
+                    extra_headers={"User-Agent": user_agent},
+                ),
+                open_timeout,
+            )
+        except picows.WSError as exc:
+            raise _as_websockets(exc) from exc
+        if listener is None:  # picows returns no listener when the peer hung up during the handshake
+            ws.disconnect(graceful=False)
+            raise InvalidHandshake(f"{url}: the server closed the connection during the websocket handshake")
+        return socket
+    websocket = await connect(
         url,
         ssl=ssl_context,
         compression=None,
@@ -312,5 +283,5 @@ async def open_socket(
         max_queue=max_queue,
         ping_interval=ping_interval,
     )
-    assert isinstance(socket, WebsocketsSocket)
-    return socket
+    assert isinstance(websocket, WebsocketsSocket)
+    return websocket

@@ -31,8 +31,7 @@ from xtrader.bench.cpu import CpuMeter
 from xtrader.bench.feed import VENUE, Feed, FeedOptions, streams
 from xtrader.bench.limits import wait_sent, wait_subscribed
 from xtrader.bench.report import rates
-from xtrader.config import LatencyMode, WalMode
-from xtrader.transport import Transport
+from xtrader.config import LatencyMode, Transport, WalMode
 
 TABLES: tuple[Literal["trades", "l2"], ...] = ("trades", "l2")
 #: Ray options of the local Ray the bench starts (workers trust the feeds' CAs through SSL_CERT_FILE)

@@ -14,8 +14,7 @@ from xtrader.bench import e2e, hot_path, limits
 from xtrader.bench import vs_cryptofeed as cf
 from xtrader.bench.feed import frames
 from xtrader.bench.report import ENTRIES, report
-from xtrader.config import LatencyMode, WalMode
-from xtrader.transport import Transport
+from xtrader.config import LatencyMode, Transport, WalMode
 
 SYMBOLS = 3
 #: pre-encoded steps per second of --seconds for the network entries, and at most (each step is ~1.5 frames
