@@ -5,9 +5,9 @@
 The frames are the bench's (`xtrader.bench.feed.frames(20_000, 3)`: Binance USD-M depth@100ms + aggTrade, 3
 symbols). Stages, each the best of `--rounds` passes over every frame, CPU time of this process:
 `loads` (bare `orjson.loads`, the limit), `parse` (`venue.parse` into column buffers, its own decoding
-included), `flush` (parse + a flush to Arrow every `--batch-rows` rows, minus `parse`), `book` (every l2 batch
-of the flush pass through `Books.apply_batch`, from the REST snapshots). `ratio` is loads / (parse + flush +
-book): what hot_path/limit_parse would be without the per-frame Receipt and row count.
+included), `flush` (parse + a flush to Arrow every `--batch-rows` rows, minus `parse`), `book` (every batch
+of the flush pass fed to `BookService.on_batch`, as the book actor does, from the REST snapshots). `ratio` is
+loads / (parse + flush + book): what hot_path/limit_parse would be without the per-frame Receipt and row count.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import orjson
 
 from xtrader.bench.feed import VENUE, frames
+from xtrader.bookservice import BookService
 from xtrader.clock import Receipt
-from xtrader.sync import Books
 from xtrader.venues import venue
 
 
@@ -68,15 +68,13 @@ def main() -> None:
         batches.append(out.flush())
 
     def book() -> None:
-        books = Books(v.sync_kind)
+        service = BookService(VENUE, v.sync_kind, keep_text=v.keep_text, checksum=getattr(v, "book_checksum", None))
         for symbol, body in snapshots.items():
             out = v.columns()
             v.parse_snapshot(body, symbol, Receipt(0, 0), out)
-            snapshot = out.flush()
-            books.apply_batch("c0", snapshot.l2, snapshot.l2_messages, rest=True)
+            service.on_batch("c0", out.flush(), rest=True)
         for batch in batches:
-            if batch.l2 is not None:
-                books.apply_batch("c0", batch.l2, batch.l2_messages)
+            service.on_batch("c0", batch)
 
     bare, parsed, flushed = best(loads), best(parse), best(parse_flush)
     booked = best(book)
