@@ -121,6 +121,10 @@ class SinkActor:
         self.front.close()
         return self.stats()
 
+    def accepted(self) -> dict[str, Any]:
+        """Rows accepted per table and venue, and per origin (`SinkFront.accepted`): cheap to poll."""
+        return self.front.accepted()
+
     def stats(self) -> dict[str, Any]:
         inner = getattr(self.front.writer, "stats", None)
         # pid: this incarnation of the actor (a restart shows as a new one)

@@ -382,6 +382,14 @@ class SinkFront:
             self._save_seen()
             self.writer.close()
 
+    def accepted(self) -> dict[str, Any]:
+        """Rows accepted per table and venue, and per origin: `stats()`'s "rows" and "origins" alone (no
+        histogram is copied; for a caller that polls, as `xtrader bench` does until every row is in)."""
+        return {
+            "rows": {table: dict(venues) for table, venues in self.rows.items()},
+            "origins": {o: {t: dict(v) for t, v in tables.items()} for o, tables in self.origins.items()},
+        }
+
     def stats(self) -> dict[str, Any]:
         """Rows written per table and venue, repeats dropped, latency, and the `xtrader.metrics` snapshot.
 
@@ -393,8 +401,7 @@ class SinkFront:
             self.metrics.set_histogram(metrics.SINK_FLUSH, flush_times(), channel=self.name)
         return {
             "sink": self.name,
-            "rows": {table: dict(venues) for table, venues in self.rows.items()},
-            "origins": {o: {t: dict(v) for t, v in tables.items()} for o, tables in self.origins.items()},
+            **self.accepted(),
             "batches": self.batches,
             "repeats": self.repeats,
             "retries": self.retries,

@@ -196,6 +196,7 @@ def test_sink_front_writes_each_source_batch_once_even_out_of_order() -> None:
     assert recorder.written == [("trades", 2)] * 4
     stats = front.stats()
     assert stats["rows"] == {"trades": {"binance": 8}}
+    assert front.accepted() == {"rows": stats["rows"], "origins": stats["origins"]}  # what the bench polls
     assert stats["repeats"] == 2
     assert stats["latency_ms"]["p50"] == pytest.approx(5.0, rel=0.01)
     from xtrader import metrics

@@ -108,7 +108,7 @@ def sink_rows(running: Any) -> tuple[int, int]:
     """(rows the Parquet sink accepted, of which from REST snapshots) over TABLES."""
     import ray
 
-    stats = ray.get(running.sinks["sink/parquet"].stats.remote(), timeout=60)
+    stats = ray.get(running.sinks["sink/parquet"].accepted.remote(), timeout=60)  # polled: no histograms
     rows = sum(int(stats.get("rows", {}).get(t, {}).get(VENUE, 0)) for t in TABLES)
     rest = sum(int(stats.get("origins", {}).get("rest", {}).get(t, {}).get(VENUE, 0)) for t in TABLES)
     return rows, rest
