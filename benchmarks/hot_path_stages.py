@@ -26,7 +26,7 @@ import orjson
 
 from xtrader.bench.feed import VENUE, frames
 from xtrader.bookservice import BookService
-from xtrader.clock import Receipt
+from xtrader.clock import Receipt, now
 from xtrader.venues import venue
 
 
@@ -54,7 +54,7 @@ def main() -> None:
     def parse() -> None:
         out = v.columns()
         for frame in data:
-            v.parse(frame, Receipt(time.time_ns(), time.perf_counter_ns()), out)
+            v.parse(frame, now(), out)
             if len(out.l2.price) > 100_000:
                 out = v.columns()
 
@@ -62,7 +62,7 @@ def main() -> None:
         out = v.columns()
         batches.clear()
         for frame in data:
-            v.parse(frame, Receipt(time.time_ns(), time.perf_counter_ns()), out)
+            v.parse(frame, now(), out)
             if out.rows() >= args.batch_rows:
                 batches.append(out.flush())
         batches.append(out.flush())

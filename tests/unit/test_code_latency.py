@@ -74,3 +74,15 @@ def test_book_code_latency_runs_on_the_monotonic_clock():
     service.on_batch("c0", batches)
     book = service.metrics.histogram(metrics.CODE_LATENCY, "okx", "l2@book")
     assert book.count == 1 and metrics.latency_ms(book)["p50"] == pytest.approx(7.0, rel=0.01)
+
+
+def test_now_reads_both_clocks_into_a_receipt() -> None:
+    import time
+
+    from xtrader.clock import now
+
+    wall, mono = time.time_ns(), time.perf_counter_ns()
+    receipt = now()
+    assert type(receipt) is Receipt and len(receipt) == 2
+    assert wall <= receipt.wall_ns <= time.time_ns() and mono <= receipt.mono_ns <= time.perf_counter_ns()
+    assert receipt == Receipt(receipt.wall_ns, receipt.mono_ns) and receipt.wall_ns != receipt.mono_ns

@@ -1,7 +1,8 @@
 """`hot_path`: xtrader's parse + normalize + batch + book sync over the feed's frames, in memory, one process.
 
-What a connector and the book actor do per frame, without the network or Ray: a `Receipt` per frame,
-`venue.parse` into column buffers, a flush to Arrow batches whenever the pipeline's batch size is buffered,
+What a connector and the book actor do per frame, without the network or Ray: a `Receipt` per frame
+(`clock.now`, as the connector takes it), `venue.parse` into column buffers, a flush to Arrow batches whenever
+the pipeline's batch size is buffered,
 and every batch fed to the book actor's service (`BookService.on_batch`: the sync, the receipt -> book
 latency histogram, the stored l2 rows it forwards). The frames are a pre-generated sequence, so each round
 starts from a fresh service loaded with the REST snapshots taken just before it (not timed).
@@ -21,7 +22,7 @@ CONNECTION = "bench"
 def hot_path(data: list[bytes], snapshots: dict[str, bytes], seconds: float, batch_rows: int) -> dict[str, Any]:
     """Rounds over `data` for `seconds` of wall time; rates over the timed part of the rounds."""
     from xtrader.bookservice import BookService
-    from xtrader.clock import Receipt
+    from xtrader.clock import now
     from xtrader.errors import ParseError
     from xtrader.venues import venue as make_venue
 
@@ -33,7 +34,7 @@ def hot_path(data: list[bytes], snapshots: dict[str, bytes], seconds: float, bat
         service = BookService(VENUE, v.sync_kind, keep_text=v.keep_text, checksum=getattr(v, "book_checksum", None))
         for symbol, body in snapshots.items():
             out = v.columns()
-            v.parse_snapshot(body, symbol, Receipt(time.time_ns(), time.perf_counter_ns()), out)
+            v.parse_snapshot(body, symbol, now(), out)
             service.on_batch(CONNECTION, out.flush(), rest=True)
         fed = 0
         applied_before = service.books.counters().updates_applied
@@ -42,7 +43,7 @@ def hot_path(data: list[bytes], snapshots: dict[str, bytes], seconds: float, bat
         start_wall, start_cpu = time.perf_counter(), time.process_time()
         for frame in data:
             try:
-                parse(frame, Receipt(time.time_ns(), time.perf_counter_ns()), out)
+                parse(frame, now(), out)
             except ParseError:
                 rejects += 1
             if out.rows() >= batch_rows:
