@@ -12,11 +12,8 @@ for at most `ttl_ns` (so a sequence reset can reuse a key later).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable
 from dataclasses import dataclass, field
-
-#: no table yet (`Arbiter.offer_many`)
-_NO_TABLE: Hashable = object()
 
 
 @dataclass
@@ -55,41 +52,24 @@ class Arbiter:
 
     def offer(self, connection: str, key: Hashable, now_ns: int = 0) -> bool:
         """True when `connection` is first to deliver `key` (keep it); False for a duplicate."""
-        return self.offer_many(connection, (key,), now_ns)[0]
-
-    def offer_many(self, connection: str, keys: Iterable[Hashable], now_ns: int = 0) -> list[bool]:
-        """`offer` of each key in turn (a batch's keys, in one call): the verdicts, in order."""
         wins = self.stats.wins
         if connection not in wins:
             wins[connection] = 0
-        tables, ttl_ns, capacity = self.tables, self.ttl_ns, self.capacity
-        verdicts: list[bool] = []
-        keep = verdicts.append
-        table: Hashable = _NO_TABLE
-        seen: OrderedDict[Hashable, int] = OrderedDict()
-        unique = duplicates = 0
-        for key in keys:
-            key_table = key[0] if isinstance(key, tuple) and key else None
-            if key_table is not table and key_table != table:
-                table = key_table
-                found = tables.get(table)
-                seen = tables[table] = OrderedDict() if found is None else found
-            first_ns = seen.get(key)
-            if first_ns is not None and (not ttl_ns or now_ns - first_ns <= ttl_ns):
-                duplicates += 1
-                keep(False)
-                continue
-            seen[key] = now_ns
-            if first_ns is not None:  # an expired key delivered again: now the newest
-                seen.move_to_end(key)
-            if len(seen) > capacity:
-                seen.popitem(last=False)
-            unique += 1
-            keep(True)
-        self.stats.duplicates += duplicates
-        self.stats.unique += unique
-        wins[connection] += unique
-        return verdicts
+        table = key[0] if isinstance(key, tuple) and key else None
+        seen = self.tables.get(table)
+        if seen is None:
+            seen = self.tables[table] = OrderedDict()
+        first_ns = seen.get(key)
+        if first_ns is not None and (not self.ttl_ns or now_ns - first_ns <= self.ttl_ns):
+            self.stats.duplicates += 1
+            return False
+        seen[key] = now_ns
+        seen.move_to_end(key)
+        if len(seen) > self.capacity:
+            seen.popitem(last=False)
+        self.stats.unique += 1
+        wins[connection] += 1
+        return True
 
     def expire(self, now_ns: int) -> int:
         """Forget every key older than `ttl_ns` (the number forgotten). `offer` already treats such a key as new,

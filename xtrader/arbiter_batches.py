@@ -33,7 +33,6 @@ import pyarrow as pa
 from xtrader import metrics
 from xtrader.arbiter import Arbiter
 from xtrader.batch import Batches
-from xtrader.pylists import numbers, strings
 
 
 @dataclass
@@ -118,7 +117,8 @@ class BatchArbiter:
         return sum(remember(key, now_ns) for key in keys)
 
     def _offer_all(self, connection: str, keys: Iterable[Hashable], now_ns: int) -> list[bool]:
-        return self.arbiter.offer_many(connection, keys, now_ns)
+        offer = self.arbiter.offer
+        return [offer(connection, key, now_ns) for key in keys]
 
     def _keep(
         self, connection: str, table: str, batch: pa.RecordBatch, keys: Iterable[Hashable], now_ns: int
@@ -219,7 +219,7 @@ class UpdateKeys:
 
     def bbo(self, connection: str, bbo: pa.RecordBatch | pa.Table) -> list[tuple[Any, ...]]:
         """("bbo", symbol, seq) per row with a sequence; else ("bbo", symbol, None, ts, bid, bsz, ask, asz, n)."""
-        symbols = strings(bbo.column("symbol"))
+        symbols = _pylist(bbo.column("symbol"))
         seqs = bbo.column("seq").to_pylist()
         if all(seq is not None for seq in seqs):
             return [("bbo", s, q) for s, q in zip(symbols, seqs, strict=True)]
@@ -254,10 +254,12 @@ class UpdateKeys:
             del self._quotes[slot]
 
 
-def _zip_keys(table: str, *columns: pa.Array | pa.ChunkedArray) -> list[tuple[Any, ...]]:
-    lists = [strings(c) if _is_text(c.type) else numbers(c) for c in columns]
+def _zip_keys(table: str, *columns: pa.Array) -> list[tuple[Any, ...]]:
+    lists = [_pylist(c) for c in columns]
     return [(table, *values) for values in zip(*lists, strict=True)]
 
 
-def _is_text(type_: pa.DataType) -> bool:
-    return bool(pa.types.is_dictionary(type_) or pa.types.is_string(type_) or pa.types.is_large_string(type_))
+def _pylist(column: pa.Array | pa.ChunkedArray) -> list[Any]:
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    return column.to_pylist()  # type: ignore[no-any-return]

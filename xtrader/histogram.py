@@ -73,19 +73,14 @@ class Histogram:
         if array.size == 0:
             return
         negative = int(np.count_nonzero(array < 0))
-        if negative:
-            array = np.maximum(array, 0)
+        array = np.maximum(array, 0)
         # bit_length via frexp is exact below 2**53 ns (104 days)
         bits = np.frexp(array.astype(np.float64))[1].astype(np.int64)
         shift = np.maximum(bits - _SUB_BITS - 1, 0)
         indexes = np.where(array < _EXACT, array, _SUB * shift + (array >> shift))
-        # counts per bucket: indexes span at most ~7,300 buckets, so a bincount beats np.unique's sort
-        first = int(indexes.min())
-        counts = np.bincount(indexes - first)
-        found = np.flatnonzero(counts)
-        buckets = self.buckets
-        for index, count in zip((found + first).tolist(), counts[found].tolist(), strict=True):
-            buckets[index] = buckets.get(index, 0) + count
+        found, counts = np.unique(indexes, return_counts=True)
+        for index, count in zip(found.tolist(), counts.tolist(), strict=True):
+            self.buckets[index] = self.buckets.get(index, 0) + count
         low, high = int(array.min()), int(array.max())
         self.minimum = low if self.count == 0 else min(self.minimum, low)
         self.maximum = max(self.maximum, high)

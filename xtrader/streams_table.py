@@ -111,7 +111,6 @@ def connector_counts(stats: Mapping[str, Any]) -> dict[Key, int]:
 
 def count_symbols(batches: Any, into: dict[str, dict[str, int]]) -> None:
     """Add each table's rows per symbol (one `value_counts` per table and batch, no per-row Python)."""
-    import numpy as np
     import pyarrow.compute as pc
 
     for table in ("trades", "l2", "bbo"):
@@ -120,12 +119,6 @@ def count_symbols(batches: Any, into: dict[str, dict[str, int]]) -> None:
             continue
         counts = into.setdefault(table, {})
         column = batch.column("symbol")
-        if isinstance(column, pa.DictionaryArray) and not column.null_count:  # counted through its codes
-            per_code = np.bincount(np.asarray(column.indices), minlength=len(column.dictionary))
-            for symbol, n in zip(column.dictionary.to_pylist(), per_code.tolist(), strict=True):
-                if n:
-                    counts[symbol] = counts.get(symbol, 0) + n
-            continue
         if isinstance(column.type, pa.DictionaryType):
             column = column.dictionary_decode()
         for entry in pc.value_counts(column).to_pylist():

@@ -19,8 +19,6 @@ def warm_up() -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from xtrader.pylists import numbers, strings
-
     ints = pa.array([0, 1], pa.int64())
     np.asarray(ints)
     ints.to_numpy()
@@ -28,7 +26,6 @@ def warm_up() -> None:
     pc.unique(pa.array(["a"], pa.string())).to_pylist()
     pc.index_in(pa.array(["a"], pa.string()), pa.array(["a"], pa.string())).to_numpy()
     pa.array([0], pa.timestamp("ns", "UTC")).cast(pa.int64())
-    numbers(ints), strings(pa.array(["a"], pa.string()).dictionary_encode())  # batches as lists (`xtrader.pylists`)
 
 
 __all__ = ["warm_up"]

@@ -6,9 +6,6 @@ One table (trades) only: the bounds hold whether keys share one LRU or have one 
 
 from __future__ import annotations
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from xtrader.arbiter import Arbiter
 from xtrader.arbiter_batches import BatchArbiter
 from xtrader.batch import Columns
@@ -106,56 +103,3 @@ def test_expire_frees_exactly_the_keys_past_their_ttl_oldest_first() -> None:
     assert arbiter.expire(NOW + 9 * 1_000_000_000) == 4
     assert arbiter.remembered() == {"trades": 6}
     assert arbiter.keys() == {("trades", "X", str(n)) for n in range(4, 10)}
-
-
-class ReferenceArbiter:
-    """The rules as the module documents them, written plainly: per table, a key is a duplicate while it is
-    remembered and no older than the TTL; each new key is remembered as the newest; past `capacity` keys the
-    oldest is forgotten."""
-
-    def __init__(self, capacity: int, ttl_ns: int) -> None:
-        self.capacity, self.ttl_ns = capacity, ttl_ns
-        self.tables: dict[object, list[tuple[object, int]]] = {}  # oldest first
-
-    def offer(self, key: tuple[object, ...], now_ns: int) -> bool:
-        remembered = self.tables.setdefault(key[0], [])
-        for index, (known, first_ns) in enumerate(remembered):
-            if known == key:
-                if not self.ttl_ns or now_ns - first_ns <= self.ttl_ns:
-                    return False
-                del remembered[index]
-                break
-        remembered.append((key, now_ns))
-        if len(remembered) > self.capacity:
-            del remembered[0]
-        return True
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    batches=st.lists(
-        st.tuples(
-            st.sampled_from(["a", "b"]),
-            st.integers(0, 3),  # seconds since the previous batch
-            st.lists(st.tuples(st.sampled_from(["trades", "l2"]), st.integers(0, 6)), max_size=12),
-        ),
-        max_size=12,
-    ),
-    capacity=st.integers(1, 5),
-    ttl_s=st.integers(0, 4),
-)
-def test_offer_many_gives_the_documented_verdicts_batch_by_batch(
-    batches: list[tuple[str, int, list[tuple[str, int]]]], capacity: int, ttl_s: int
-) -> None:
-    # a batch's keys in one call: several tables, repeats inside the batch, evictions and expiries in it
-    arbiter = Arbiter(capacity=capacity, ttl_ns=ttl_s * 1_000_000_000)
-    reference = ReferenceArbiter(capacity, ttl_s * 1_000_000_000)
-    now, wins = NOW, {"a": 0, "b": 0}
-    for connection, step_s, keys in batches:
-        now += step_s * 1_000_000_000
-        expected = [reference.offer(key, now) for key in keys]
-        assert arbiter.offer_many(connection, keys, now) == expected
-        wins[connection] += sum(expected)
-    assert {c: n for c, n in arbiter.stats.wins.items() if n} == {c: n for c, n in wins.items() if n}
-    assert arbiter.stats.unique == sum(wins.values())
-    assert arbiter.stats.unique + arbiter.stats.duplicates == sum(len(keys) for _, _, keys in batches)

@@ -60,8 +60,7 @@ class Piece:
 def row_time(table: str, batch: pa.RecordBatch) -> pa.Array:
     """The time that decides each row's date: exchange_ts, else receive_ts; ts where there is no exchange_ts."""
     if "exchange_ts" in batch.schema.names:
-        event = batch.column("exchange_ts")
-        return pc.coalesce(event, batch.column("receive_ts")) if event.null_count else event
+        return pc.coalesce(batch.column("exchange_ts"), batch.column("receive_ts"))
     return batch.column("ts")
 
 
@@ -71,7 +70,7 @@ def split(table: str, batch: pa.RecordBatch) -> list[Piece]:
     Raises:
         ValueError: a row without time, or an exchange name unfit for a directory name.
     """
-    nanos = row_time(table, batch).view(pa.int64())  # timestamp[ns] -> its int64 values, no copy
+    nanos = row_time(table, batch).cast(pa.int64())
     if nanos.null_count:
         raise ValueError(f"{table}: {nanos.null_count} row(s) without a time to partition by")
     index = batch.schema.get_field_index("exchange")
