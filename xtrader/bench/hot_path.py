@@ -2,10 +2,10 @@
 
 What a connector and the book actor do per frame, without the network or Ray: a `Receipt` per frame
 (`clock.now`, as the connector takes it), `venue.parse` into column buffers, a flush to Arrow batches whenever
-the pipeline's batch size is buffered,
-and every batch fed to the book actor's service (`BookService.on_batch`: the sync, the receipt -> book
-latency histogram, the stored l2 rows it forwards). The frames are a pre-generated sequence, so each round
-starts from a fresh service loaded with the REST snapshots taken just before it (not timed).
+the pipeline's batch size is buffered, and every batch fed to the book actor's service (`BookService.on_batch`:
+the sync, the receipt -> book latency histogram, the stored l2 rows it forwards). The frames are a pre-generated
+sequence, so each round starts from a fresh service loaded with the REST snapshots taken just before it (not
+timed).
 """
 
 from __future__ import annotations
