@@ -122,6 +122,9 @@ class ConnectorStats:
     shutdown_unacked_batches: int = 0
     shutdown_unacked_rows: int = 0
     oversized_frames: int = 0
+    #: clean closes that ended without the venue's close frame (TCP dropped): frames sent after the last one
+    #: read may be lost, and each such close is an `events` row
+    close_unconfirmed: int = 0
 
 
 class _Link:
@@ -270,6 +273,7 @@ class Connector:
         self._stop = asyncio.Event()
         self._acks: set[asyncio.Task[None]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closing: set[asyncio.Future[None]] = set()  # clean closes in progress
         self._fatal: BaseException | None = None
         self._fetcher: SnapshotFetcher | None = None
         self._rest_stats: RestStats | None = None
@@ -550,7 +554,7 @@ class Connector:
             url,
             ssl_context=self._ssl if url.startswith("wss:") else None,
             open_timeout=self._open_timeout_s,
-            close_timeout=self._close_timeout_s,
+            close_timeout=self._close_timeout_s + self._drain_timeout_s,  # a cap: `_close` watches for silence
             max_size=self._max_frame_bytes,
             max_queue=self._max_queue,
             ping_interval=self._ws_ping_interval_s,
@@ -651,12 +655,44 @@ class Connector:
         self._record("disconnect", detail)
 
     async def _close(self, link: _Link, abort: bool) -> None:
-        """Close a link: a clean close, or drop TCP when it is dead (a close handshake would hang)."""
+        """Close a link: a clean close, or drop TCP when it is dead (a close handshake would hang).
+
+        A clean close reads the link up to the venue's close frame: every frame sent before it is data. While
+        the reader waits for downstream acks it reads nothing, and that is not the venue's silence: TCP is
+        dropped only after `close_timeout_s` with nothing read while nothing waited downstream, or after
+        `close_timeout_s + drain_timeout_s` in all (the socket's own timeout). A close that ends without the
+        venue's close frame is counted and recorded: frames sent after the last one read may be lost.
+        """
         if abort:
             link.ws.transport.abort()
             return
+        task = asyncio.ensure_future(self._close_cleanly(link))
+        self._closing.add(task)  # `_shutdown` waits for it: its event must ship with the last flush
+        task.add_done_callback(self._closing.discard)
+        await task
+
+    async def _close_cleanly(self, link: _Link) -> None:
+        closing = asyncio.ensure_future(link.ws.close())
+        timeout_ns = int(self._close_timeout_s * _NS)
+        while True:
+            done, _ = await asyncio.wait({closing}, timeout=self._close_timeout_s)
+            if done:
+                break
+            if self._flush_lock.locked():
+                continue  # a flush waits for downstream acks: the reader is not reading
+            if link.session.silent_ns(self._clock().mono_ns) >= timeout_ns:
+                link.ws.transport.abort()
+                break
         with contextlib.suppress(Exception):
-            await link.ws.close()
+            await closing
+        if link.ws.close_rcvd is None:
+            self._stats.close_unconfirmed += 1
+            self._record(
+                "disconnect",
+                f"link {link.number}: no close frame from the venue (TCP dropped after {self._close_timeout_s:g} s "
+                f"of silence, or {self._close_timeout_s + self._drain_timeout_s:g} s in all): frames it sent after "
+                "the last one read are lost",
+            )
 
     # -- reading --------------------------------------------------------------------------
 
@@ -1019,6 +1055,8 @@ class Connector:
             task.cancel()
         for link in list(self._links):
             await self._close(link, abort=True)
+        if self._closing:  # clean closes still finishing: what they record ships with the last flush
+            await asyncio.wait(set(self._closing))
         if self._fetcher is not None:
             await self._fetcher.aclose()
             self._fetcher = None

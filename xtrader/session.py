@@ -224,6 +224,10 @@ class Session:
         self._watchdog.feed(now_ns)
         self._ping_outstanding = False
 
+    def silent_ns(self, now_ns: int) -> int:
+        """Nanoseconds since the link last showed life (a frame read, a server ping)."""
+        return self._watchdog.silent_ns(now_ns)
+
     def on_server_ping(self, now_ns: int) -> None:
         """A websocket ping from the server (the library answers it): alive, no data."""
         self._watchdog.feed(now_ns)

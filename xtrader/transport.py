@@ -43,6 +43,11 @@ class WebsocketsSocket(ClientConnection):
 
     on_ping: Callable[[], None] | None = None
 
+    @property
+    def close_rcvd(self) -> Close | None:
+        """The server's close frame, once received."""
+        return self.protocol.close_rcvd
+
     def process_event(self, event: Event) -> None:
         if self.on_ping is not None and isinstance(event, Frame) and event.opcode is Opcode.PING:
             self.on_ping()
@@ -116,6 +121,11 @@ class PicowsSocket(picows.WSListener):
                 await self._ws.wait_disconnected()
         except Exception:  # a local failure picows re-raises here: the link is down either way
             self._ws.disconnect(graceful=False)
+
+    @property
+    def close_rcvd(self) -> Close | None:
+        """The server's close frame, once received (as websockets' `close_rcvd`)."""
+        return self._rcvd
 
     def _closed_error(self) -> ConnectionClosed:
         both = self._rcvd is not None and self._sent is not None

@@ -122,5 +122,5 @@ def test_sigterm_drains_flushes_and_closes_everything_before_exit(tmp_path: Path
     assert lines, out[-2000:]
     summary = json.loads(lines[-1].removeprefix("xtrader-summary: "))
     assert summary["duration_s"] < UNTIL_TIMEOUT_S  # stopped by the signal, not the time limit
-    assert summary["shutdown"] == {"unacked_rows": 0, "sinks_not_closed": []}
+    assert summary["shutdown"] == {"unacked_rows": 0, "sinks_not_closed": [], "closes_unconfirmed": 0}
     assert_complete(summary, tmp_path / "data")  # written == sent + rest, those rows on disk once, books true

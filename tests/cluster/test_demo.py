@@ -87,7 +87,7 @@ def test_demo_writes_everything_the_simulator_sent(tmp_path: Path) -> None:
         "until",
     }
     assert_until_met(summary)
-    assert summary["shutdown"] == {"unacked_rows": 0, "sinks_not_closed": []}
+    assert summary["shutdown"] == {"unacked_rows": 0, "sinks_not_closed": [], "closes_unconfirmed": 0}
     assert set(summary["chaos"].values()) == {0}  # no --chaos
     assert_written(summary)
     assert summary["sinks"]["questdb"] is None

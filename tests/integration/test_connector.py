@@ -655,3 +655,68 @@ async def test_okx_text_pings_keep_a_quiet_link_alive():
     stats = c.stats()
     assert stats["session_pings_sent"] >= 3 and stats["session_pongs"] >= stats["session_pings_sent"] - 1
     assert stats["session_stale"] == 0 and stats["reconnects"] == 0
+
+
+@pytest.mark.parametrize("transport", ["picows", "websockets"])
+async def test_a_stop_reads_every_frame_sent_before_it_however_slow_the_downstream(transport):
+    """A clean stop reads the link to the venue's close frame: a downstream slower than `close_timeout_s`
+    (the reader waits for acks, so the socket is not read) must not make the close drop TCP with frames
+    unread, rows the venue sent and no one ever counts as lost."""
+    async with Simulator(venues=["binance"], symbols=2, rate=400, seed=5) as sim:
+        capture = Capture()
+        loop = asyncio.get_running_loop()
+        stall: asyncio.Future[None] = loop.create_future()
+        done: asyncio.Future[None] = loop.create_future()
+        done.set_result(None)
+        stalled = False
+
+        def emit(batches: Batches) -> asyncio.Future[None]:
+            capture.batches.append(batches)
+            return stall if stalled else done
+
+        v, connection = plan(sim, "binance", tables=("trades", "bbo"))
+        c = Connector(
+            v,
+            connection,
+            emit,
+            FlushPolicy(batch_rows=20, batch_ms=5),
+            max_inflight=1,
+            max_queue=4,
+            close_timeout_s=0.3,
+            transport=transport,
+        )
+        task = asyncio.create_task(c.run())
+        await wait_until(lambda: capture.rows("trades") > 20)
+        stalled = True  # the next batch is never acknowledged until released: the reader stops reading
+        await asyncio.sleep(0.5)  # frames pile up unread behind it
+        sim.pause()
+        stopping = asyncio.create_task(c.stop())
+        await asyncio.sleep(1.5)  # well past close_timeout_s
+        stalled = False
+        stall.set_result(None)
+        await asyncio.wait_for(stopping, 30)
+        await asyncio.wait_for(task, 30)
+        for symbol in sim.symbols["binance"]:
+            assert len(capture.trade_ids(symbol)) == truth_trades(sim, "binance", symbol), symbol
+        unique = sim.stats()["venues"]["binance"]["unique"]
+        assert capture.rows("bbo") == sum(unique["bbo"].values())
+
+
+async def test_a_venue_that_never_answers_the_close_is_dropped_after_its_silence_and_recorded():
+    """A hung venue (no close frame back): the link is dropped `close_timeout_s` after it went silent, with
+    every frame it sent before read, and the close is counted and recorded (frames it might have sent after
+    the last one read would be lost)."""
+    async with Simulator(venues=["binance"], symbols=2, rate=400, seed=5) as sim:
+        capture = Capture()
+        v, connection = plan(sim, "binance", tables=("trades", "bbo"), ws_faults="no_close_reply=1")
+        c = connector(v, connection, capture, close_timeout_s=0.3, drain_timeout_s=30.0)
+
+        async def pause() -> None:
+            sim.pause()
+            await sim.drain()
+
+        stats = await run_until(c, lambda: capture.rows("trades") > 20, then=pause)
+        assert stats["close_unconfirmed"] == 1
+        assert any("no close frame from the venue" in detail for _, detail, _ in capture.events("disconnect"))
+        for symbol in sim.symbols["binance"]:
+            assert len(capture.trade_ids(symbol)) == truth_trades(sim, "binance", symbol), symbol

@@ -63,7 +63,7 @@ def summary(
         "unknown_symbols": unknown_symbols,
         "sinks": sinks_out,
         "chaos": counted(chaos),
-        "shutdown": dict(totals.get("shutdown", {"unacked_rows": 0, "sinks_not_closed": []})),
+        "shutdown": dict(totals.get("shutdown", {"unacked_rows": 0, "sinks_not_closed": [], "closes_unconfirmed": 0})),
     }
 
 

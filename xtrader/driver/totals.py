@@ -23,6 +23,7 @@ def aggregate(stats: Mapping[str, Any], aggregator: Any = None) -> dict[str, Any
     received: dict[str, dict[str, dict[str, int]]] = {}
     rest_rows: dict[str, dict[str, dict[str, int]]] = {}
     unacked_rows = 0
+    unconfirmed = 0
     not_closed: list[str] = []
     for name, s in stats.items():
         if not isinstance(s, dict) or set(s) == {"error"}:
@@ -30,6 +31,7 @@ def aggregate(stats: Mapping[str, Any], aggregator: Any = None) -> dict[str, Any
         if isinstance(s.get("metrics"), dict):
             aggregator.update(s["metrics"])
         unacked_rows += int(s.get("shutdown_unacked_rows") or 0)
+        unconfirmed += int(s.get("close_unconfirmed") or 0)
         if s.get("close_error"):
             not_closed.append(name)
         if name.startswith("sink/"):
@@ -68,8 +70,14 @@ def aggregate(stats: Mapping[str, Any], aggregator: Any = None) -> dict[str, Any
         },
         "messages": metrics.total(snapshot, metrics.MESSAGES),
         "high_water": high_water,
-        # at stop: rows connectors shipped that were not acknowledged in time, sinks that never closed
-        "shutdown": {"unacked_rows": unacked_rows, "sinks_not_closed": sorted(not_closed)},
+        # at stop: rows connectors shipped that were not acknowledged in time, sinks that never closed; and
+        # clean closes of a link (at stop or after a rotation) that ended without the venue's close frame, TCP
+        # dropped: frames the venue sent after the last one read may be lost (each is an events row)
+        "shutdown": {
+            "unacked_rows": unacked_rows,
+            "sinks_not_closed": sorted(not_closed),
+            "closes_unconfirmed": unconfirmed,
+        },
     }
 
 

@@ -157,6 +157,8 @@ class Connection:
         f = self.faults
         if f.no_pong:
             _suppress_pongs(ws)
+        if f.no_close_reply:
+            _ignore_close(ws)
         self.on_open()
         keep = self.venue.keepalive
         self._tasks.append(loop.create_task(self._writer()))
@@ -357,6 +359,20 @@ def _suppress_pongs(ws: ServerConnection) -> None:
     def recv_frame(frame: WsFrame) -> None:
         if frame.opcode is Opcode.PING:
             protocol.events.append(frame)  # still an event (counted), but no pong
+            return
+        original(frame)
+
+    protocol.recv_frame = recv_frame  # type: ignore[method-assign]
+
+
+def _ignore_close(ws: ServerConnection) -> None:
+    """Make the protocol swallow the client's close frame (fault ``no_close_reply``): no close frame back, the
+    connection stays open until the client drops TCP."""
+    protocol = ws.protocol
+    original = protocol.recv_frame
+
+    def recv_frame(frame: WsFrame) -> None:
+        if frame.opcode is Opcode.CLOSE:
             return
         original(frame)
 

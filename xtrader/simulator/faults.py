@@ -39,6 +39,7 @@ class Faults:
     unknown_rate: float = 0.0  # probability a well-formed but unknown message is inserted
     stall_after_s: float = 0.0  # stop sending data (socket stays open) after this long
     no_pong: int = 0  # do not answer the client's pings
+    no_close_reply: int = 0  # never answer the client's close frame (a hung server: the client drops TCP)
     rest_delay_s: float = 0.0  # delay every REST response
     rest_429: int = 0  # the first N snapshot requests get HTTP 429 + Retry-After
     stale_snapshot: int = 0  # the first N snapshot requests per symbol return an old book
@@ -63,7 +64,7 @@ class Faults:
 
 NO_FAULTS = Faults()
 _RATES = {f.name for f in fields(Faults) if f.name.endswith("_rate")}
-_FLAGS = {"close_without_frame", "no_pong"}
+_FLAGS = {"close_without_frame", "no_pong", "no_close_reply"}
 
 
 def parse_faults(spec: str | None, base: Faults = NO_FAULTS) -> Faults:
