@@ -51,15 +51,7 @@ class OrderBookActor:
     ) -> None:
         _wire.install()  # RecordBatch arguments travel as Arrow IPC bytes (`actors._wire`)
         warm_up()  # the hot path's one-time costs, before any data (`xtrader.warmup`)
-        v = venue(venue_name)
-        self.service = BookService(
-            venue_name,
-            v.sync_kind,
-            keep_text=v.keep_text,
-            checksum=getattr(v, "book_checksum", None),
-            depth=depth,
-            snapshot_interval_s=snapshot_interval_s,
-        )
+        self.service = BookService.for_venue(venue(venue_name), depth=depth, snapshot_interval_s=snapshot_interval_s)
         self.outputs = Outputs(
             f"book:{stream}",
             [peer(s) for s in sinks],

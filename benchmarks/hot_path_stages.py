@@ -68,7 +68,7 @@ def main() -> None:
         batches.append(out.flush())
 
     def book() -> None:
-        service = BookService(VENUE, v.sync_kind, keep_text=v.keep_text, checksum=getattr(v, "book_checksum", None))
+        service = BookService.for_venue(v)
         for symbol, body in snapshots.items():
             out = v.columns()
             v.parse_snapshot(body, symbol, Receipt(0, 0), out)

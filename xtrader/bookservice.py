@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -40,6 +40,9 @@ from xtrader.budget import Backoff
 from xtrader.clock import code_latency_ns
 from xtrader.resync_route import ResyncRouter
 from xtrader.sync import RULES, BatchView, Books, BookSync, Checksum, Levels, Message, SyncCounters, Verdict
+
+if TYPE_CHECKING:
+    from xtrader.venues.base import Venue
 
 #: resync retries of one symbol back off from this many seconds (a book waiting for its first snapshot
 #: asks after this long) ...
@@ -141,6 +144,18 @@ class BookService:
         self.carriers: dict[str, set[str]] = {}  # symbol -> connectors whose links carry its book (notices)
         self.dropped: set[str] = set()  # unsubscribed: messages still in flight are not fed
         self.discarded = SyncCounters()  # counters of books discarded by invalidate()
+
+    @classmethod
+    def for_venue(cls, v: Venue, *, depth: int = 20, snapshot_interval_s: float = 1.0) -> BookService:
+        """The books of venue `v`: its sync rules, whether it checksums its original strings, its checksum."""
+        return cls(
+            v.name,
+            v.sync_kind,
+            keep_text=v.keep_text,
+            checksum=type(v).book_checksum,  # a plain function held by the class (not a method)
+            depth=depth,
+            snapshot_interval_s=snapshot_interval_s,
+        )
 
     def set_carriers(self, carriers: Mapping[str, Iterable[str]]) -> None:
         """connection id -> the symbols of its l2 subscriptions: resync requests go to one that carries the symbol."""

@@ -40,7 +40,7 @@ async def test_okx_books_follow_a_sequence_reset_over_a_reconnect() -> None:
     async with Simulator(venues=["okx"], symbols=2, rate=300, seed=5) as sim:
         symbols = sim.symbols["okx"]
         v = venue("okx", ws_base=sim.urls["okx"]["ws"], rest_base=sim.urls["okx"]["rest"])
-        service = BookService("okx", v.sync_kind, keep_text=v.keep_text, checksum=getattr(v, "book_checksum", None))
+        service = BookService.for_venue(v)
         books = [service.sync(s) for s in symbols]
 
         def emit_as(name: str) -> Callable[[Batches], object]:
@@ -96,7 +96,7 @@ async def test_a_resync_of_a_redundant_stream_reaches_a_connector_that_carries_t
         btc, eth = sim.symbols["okx"]
         v = venue("okx", ws_base=sim.urls["okx"]["ws"], rest_base=sim.urls["okx"]["rest"])
         arbiter = BatchArbiter()
-        service = BookService("okx", v.sync_kind, keep_text=v.keep_text, checksum=getattr(v, "book_checksum", None))
+        service = BookService.for_venue(v)
         # two connections (one per symbol), two copies of each
         layout = {f"okx/c{c}/r{r}": symbol for c, symbol in enumerate((btc, eth)) for r in range(2)}
         service.set_carriers({name: [symbol] for name, symbol in layout.items()})

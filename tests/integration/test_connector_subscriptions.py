@@ -362,7 +362,7 @@ class Feed(Capture):
 
     def __init__(self, v) -> None:
         super().__init__()
-        self.service = BookService(v.name, v.sync_kind, keep_text=v.keep_text, checksum=v.book_checksum)
+        self.service = BookService.for_venue(v)
 
     async def __call__(self, batches: Batches) -> None:
         await super().__call__(batches)

@@ -31,7 +31,7 @@ def hot_path(data: list[bytes], snapshots: dict[str, bytes], seconds: float, bat
     wall = cpu = 0.0
     end = time.perf_counter() + seconds
     while time.perf_counter() < end or n == 0:
-        service = BookService(VENUE, v.sync_kind, keep_text=v.keep_text, checksum=getattr(v, "book_checksum", None))
+        service = BookService.for_venue(v)
         for symbol, body in snapshots.items():
             out = v.columns()
             v.parse_snapshot(body, symbol, now(), out)
