@@ -176,3 +176,30 @@ async def test_pregenerated_book_and_counts_equal_ground_truth(venue: str, ws_pa
         assert same_levels(mine["bids"], truth["bids"]) and same_levels(mine["asks"], truth["asks"])
         assert partials["checked"] > 50 and partials["wrong"] == 0
         assert rows == stats["sent"]["l2"][symbol] == stats["unique"]["l2"][symbol]
+
+
+async def test_reconnects_do_not_grow_the_truth_without_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each connection's record is kept while it is open; of the closed ones only the newest KEEP_CLOSED are,
+    the others counted as forgotten (a simulator serving for days sees thousands of reconnects)."""
+    from xtrader.simulator import truth
+
+    monkeypatch.setattr(truth, "KEEP_CLOSED", 3)
+    async with Simulator(venues=["binance"], symbols=1, rate=200, seed=3) as sim:
+        path = sim.urls["binance"]["ws"] + f"/ws/{sim.symbols['binance'][0].lower()}@trade"
+        async with client(path) as kept:
+            await kept.recv()
+            for _ in range(12):
+                async with client(path) as ws:
+                    await ws.recv()
+            for _ in range(250):  # the server notes a close once its side of the connection ended
+                if sum(c["closed_at"] is None for c in sim.stats()["venues"]["binance"]["connections"]) == 1:
+                    break
+                await asyncio.sleep(0.02)
+            data = sim.stats()["venues"]["binance"]
+            ids = [c["id"] for c in data["connections"]]
+            assert data["connections_total"] == 13
+            assert data["connections_forgotten"] == 13 - len(ids) > 0
+            assert len(ids) <= 2 * 3 + 1
+            assert ids[0] == min(ids)  # the first connection, still open, is kept
+            assert sum(1 for c in data["connections"] if c["closed_at"] is None) == 1
+            assert sorted(ids)[-3:] == ids[-3:]  # the newest closed ones are kept

@@ -268,7 +268,7 @@ class Simulator:
         opened = replayer.open_ws(path, query, faults) if replayer else venue.open_ws(path, query, faults)
         if isinstance(opened, HttpReply):
             return _response(opened)
-        venue.truth.connections.append(opened.stats)
+        venue.truth.add_connection(opened.stats)
         ws.sim = opened
         return None
 

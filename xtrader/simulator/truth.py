@@ -50,6 +50,11 @@ class Frame:
         self.sent = False
 
 
+#: the closed connections whose records a venue keeps, the newest (open ones are always kept): a simulator that
+#: serves for days sees thousands of reconnects, and each record holds per-symbol counts
+KEEP_CLOSED = 256
+
+
 def _table() -> defaultdict[str, defaultdict[str, int]]:
     return defaultdict(lambda: defaultdict(int))
 
@@ -102,9 +107,24 @@ class VenueTruth:
         self.unique_seq: dict[str, list[int]] = {}  # symbol -> [first, last] of l2 diffs
         self.messages = 0
         self.bytes = 0
-        self.connections: list[ConnectionStats] = []
+        self.connections: list[ConnectionStats] = []  # every open one, and the newest KEEP_CLOSED closed ones
+        self.connections_total = 0  # every connection ever opened
+        self.connections_forgotten = 0  # closed ones whose records were let go (their rows stay counted above)
+        self._prune_at = 2 * KEEP_CLOSED
         self.rest: defaultdict[str, int] = defaultdict(int)
         self.faults_ignored: set[str] = set()
+
+    def add_connection(self, conn: ConnectionStats) -> None:
+        """Record a new connection; the oldest closed records beyond KEEP_CLOSED are let go (counted)."""
+        self.connections.append(conn)
+        self.connections_total += 1
+        if len(self.connections) >= self._prune_at:  # a scan every KEEP_CLOSED connections at most
+            closed = [c for c in self.connections if c.closed_at is not None]
+            forget = {id(c) for c in closed[: max(0, len(closed) - KEEP_CLOSED)]}
+            if forget:
+                self.connections = [c for c in self.connections if id(c) not in forget]
+                self.connections_forgotten += len(forget)
+            self._prune_at = len(self.connections) + KEEP_CLOSED
 
     def count_sent(self, frame: Frame, size: int, conn: ConnectionStats) -> None:
         """Record one copy of `frame` written to `conn`'s socket."""
@@ -142,6 +162,8 @@ class VenueTruth:
             "rest": dict(self.rest),
             "faults_ignored": sorted(self.faults_ignored),
             "connections": [c.to_json() for c in self.connections],
+            "connections_total": self.connections_total,
+            "connections_forgotten": self.connections_forgotten,
         }
 
 
