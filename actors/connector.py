@@ -96,6 +96,10 @@ class ConnectorActor:
         self.symbol_rows: dict[str, dict[str, int]] = {}  # table -> symbol -> rows received (the live view)
         self.stopped = False
         self.node = _node()
+        self.started_by: str | None = None
+        self.restart: asyncio.Task[None] | None = None  # Ray restarted it after a failure: it starts on its own
+        if _restarted():  # capture again at once, not when the driver's next stats read sees it idle
+            self.restart = asyncio.get_running_loop().create_task(self.start(by="restart"))
 
     def emit(self, batches: Batches) -> Any:
         from xtrader.connector import SnapshotBatches
@@ -111,11 +115,13 @@ class ConnectorActor:
         """A sink's window dropped a batch, or a sink failed one: an `events` row of this connection."""
         self.connector.note(kind, detail)
 
-    async def start(self) -> None:
+    async def start(self, by: str = "driver") -> None:
+        """Start capturing (once; a second call changes nothing). `by`: who started it, in `stats()`."""
         await self.outputs.warm()
         if self.task is None:
             tune_gc()  # the actor owns its worker process: start-up objects frozen, gen-0 collections rarer
             self.task = asyncio.get_running_loop().create_task(self._run())
+            self.started_by = by
 
     async def _run(self) -> None:
         try:
@@ -154,6 +160,7 @@ class ConnectorActor:
         out["venue"] = self.spec.venue
         out["error"] = self.error
         out["started"] = self.task is not None
+        out["started_by"] = self.started_by  # "driver", or "restart": Ray restarted it and it started itself
         out["source_id"] = self.outputs.source_id  # unique to this incarnation of the actor
         out["stopped"] = self.stopped
         out["node"] = self.node
@@ -199,6 +206,20 @@ _COUNTERS = (
     (metrics.BUDGET_WAITS, "snapshot_budget_waits"),  # REST snapshots waiting for the IP's weight
     (metrics.BUDGET_WAITS, "pause_waits"),  # reconnects held back by a venue pause or its credits
 )
+
+
+def _restarted() -> bool:
+    """Whether Ray restarted this actor after a failure (False outside Ray)."""
+    import warnings
+
+    try:
+        import ray
+
+        with warnings.catch_warnings():  # Ray's own use of a deprecated API inside this call
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return bool(ray.get_runtime_context().was_current_actor_reconstructed)
+    except Exception:
+        return False
 
 
 def _node() -> str | None:

@@ -132,7 +132,8 @@ def settle(running: Running, sim: SimulatorThread, aggregator: Any) -> None:
 
 
 def _restart_idle(running: Running, stats: Mapping[str, Any]) -> None:
-    """A connector Ray restarted after a failure comes back idle: start it again."""
+    """A connector Ray restarted after a failure starts itself (`ConnectorActor.restart`); one still idle (a
+    restart while it was being set up) is started here."""
     for connector_id, handle in running.connectors.items():
         s = stats.get(connector_id)
         if isinstance(s, dict) and s.get("started") is False:

@@ -111,6 +111,7 @@ def kill_during_capture(
     assert not failed, failed
     assert result, "the capture did not finish"
     result["_stats"] = {name: s for name, s in last.items() if not name.startswith(f"{VENUE}/c")}
+    result["_victim"] = last[victim]
     return result, killed_ns
 
 
@@ -146,6 +147,8 @@ def gap_rows(root: Path) -> int:
 def test_a_killed_connector_is_restarted_and_its_outage_is_a_recorded_gap(tmp_path: Path) -> None:
     root = tmp_path / "data"
     result, killed_ns = kill_during_capture(small_capture(root), f"{VENUE}/c0/r0")
+    # the restarted actor started capturing on its own, not when the driver's stats read found it idle
+    assert result["_victim"]["started_by"] == "restart", result["_victim"]
     assert_books_match(result)  # resubscribed, books resynced
     assert_no_duplicates(root)
     lost = {
