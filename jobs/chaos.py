@@ -25,6 +25,8 @@ log = logging.getLogger("xtrader.chaos")
 
 #: how often the schedule is checked (s)
 TICK_S = 0.1
+#: `one_at_a_time`: a connector counts as reading again once its last message is at most this old (s)
+FRESH_S = 2.0
 
 
 class ChaosThread:
@@ -39,6 +41,8 @@ class ChaosThread:
         self._stop = threading.Event()
         self._source = f"chaos#{uuid.uuid4().hex[:12]}"
         self._seq: dict[str, int] = {}
+        self._stats: dict[str, Any] = {}  # `one_at_a_time`: the actors' stats at the last recovery check
+        self._victim: tuple[str, Any] | None = None  # (name, pid) of the last actor killed
         self._thread = threading.Thread(target=self._run, name="xtrader-chaos", daemon=True)
 
     def start(self) -> None:
@@ -52,14 +56,43 @@ class ChaosThread:
 
     def _run(self) -> None:
         previous = 0.0
+        due: list[str] = []
+        one_at_a_time = bool(self.chaos.one_at_a_time)
         while not self._stop.wait(TICK_S):
             now = time.monotonic() - self.started
-            for kind in self.chaos.due(previous, now):
+            due.extend(self.chaos.due(previous, now))
+            previous = now
+            while due and not (one_at_a_time and not self._recovered()):
+                kind = due.pop(0)
                 try:
                     self._inject(kind)
                 except Exception as exc:  # a fault that could not be injected is reported, never fatal
                     log.warning("chaos: %s: %r", kind, exc)
-            previous = now
+                if one_at_a_time:
+                    break  # the next one waits until the capture recovered from this one
+
+    def _recovered(self) -> bool:
+        """`one_at_a_time`: every actor answers, the last one killed is a new process, every connector is
+        connected and reading, every book is valid."""
+        import ray
+
+        from xtrader.driver.until import StopWhen
+
+        try:
+            stats = ray.get(self.running.controller.stats.remote(), timeout=10)
+        except Exception:
+            return False
+        self._stats = stats
+        if any(not isinstance(s, dict) or s.get("error") for s in stats.values()):
+            return False
+        if self._victim is not None and stats.get(self._victim[0], {}).get("pid") in (None, self._victim[1]):
+            return False
+        for name in self.running.connectors:
+            s = stats.get(name, {})
+            age = s.get("last_message_age_s")
+            if not (s.get("started") and s.get("connected")) or age is None or age > FRESH_S:
+                return False
+        return not StopWhen(books_valid=True).missing(self.running.plan, stats, {})
 
     def _inject(self, kind: str) -> None:
         if kind == "sigterm":
@@ -82,6 +115,7 @@ class ChaosThread:
         names = sorted(group)
         name = names[self._turn.get(kind, 0) % len(names)]
         self._turn[kind] = self._turn.get(kind, 0) + 1
+        self._victim = (name, self._stats.get(name, {}).get("pid"))
         ray.kill(group[name], no_restart=False)
         log.warning("chaos: killed %s (Ray restarts it)", name)
         self._record(kind, f"killed {name} (ray.kill, restarted by Ray)", self._venues(name))

@@ -5,6 +5,11 @@ SPEC: comma-separated `name=value`, e.g. `kill_connector_every_s=7,kill_sink_eve
 - `kill_connector_every_s`, `kill_sink_every_s`, `kill_book_every_s`, `kill_arbiter_every_s`: every that many
   seconds, kill one actor of that kind (in turn) with `ray.kill(actor, no_restart=False)`: Ray restarts it.
 - `sigterm_at_s`: send SIGTERM to the driver at that second (the capture stops cleanly: drain, flush, close).
+- `one_at_a_time=1`: a fault that falls due before the capture recovered from the previous one waits until it
+  has (every actor answers, the one killed is a new process, every connector is connected and reading, every
+  book is valid), then goes. Faults then never overlap however slow the machine is: the capture is tested
+  against single faults, which `--redundancy 2` covers. On a clock alone, a connector killed while its stream's
+  other connection is still restarting loses what only it held (docs/guide.md, "What redundancy covers").
 - `questdb_down_s=D@T`, `parquet_unwritable_s=D@T`: T s after the start, for D s, every QuestDB sink cannot
   reach QuestDB / every Parquet sink cannot write under its root (`SinkActor.outage`: the sink's storage
   calls fail as they would, so it keeps the data in its spill / write-ahead log and writes it once the
@@ -54,9 +59,11 @@ class Chaos:
     #: (duration D, at T) seconds, or None (off)
     questdb_down_s: tuple[float, float] | None = None
     parquet_unwritable_s: tuple[float, float] | None = None
+    #: 1: each fault waits until the capture recovered from the previous one (not a fault itself)
+    one_at_a_time: float = 0.0
 
     def __bool__(self) -> bool:
-        return any(getattr(self, f.name) for f in fields(self))
+        return any(getattr(self, f.name) for f in fields(self) if f.name != "one_at_a_time")
 
     def duration_s(self, kind: str) -> float:
         """How long the outage `kind` (a value of OUTAGES) lasts."""
@@ -106,6 +113,10 @@ def parse_chaos(spec: str | None) -> Chaos:
             if not sep or "@" in at:
                 raise ConfigError(f"--chaos: {name}={raw!r} is not D@T (for D seconds, T seconds after the start)")
             values[name] = (_seconds(name, duration), _seconds(name, at))
+        elif name == "one_at_a_time":
+            if raw.strip() not in ("0", "1"):
+                raise ConfigError(f"--chaos: one_at_a_time must be 0 or 1, got {raw!r}")
+            values[name] = float(raw)
         else:
             values[name] = _seconds(name, raw)
     return Chaos(**values)

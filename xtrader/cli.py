@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="process faults injected while it runs, e.g. kill_connector_every_s=7,kill_sink_every_s=11,"
         "kill_book_every_s=13,kill_arbiter_every_s=17,questdb_down_s=5@10,parquet_unwritable_s=4@15,sigterm_at_s=25 "
         "(killed actors are restarted by Ray; D@T: for D s from T s on, the sink's storage fails and the data waits "
-        "in its spill or log; each fault is an events row, counted in the summary's chaos)",
+        "in its spill or log; each fault is an events row, counted in the summary's chaos; one_at_a_time=1: each fault "
+        "waits until the capture recovered from the previous one)",
     )
     demo.add_argument("--verbose", action="store_true", help="log actor output and details")
 

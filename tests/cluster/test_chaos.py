@@ -4,7 +4,6 @@ table and venue, no duplicate row, every book equal to the simulator's, every fa
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,12 @@ from xtrader.driver.until import StopWhen
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
-SPEC = "kill_connector_every_s=7,kill_sink_every_s=11,kill_book_every_s=13"
-#: every fault of SPEC has happened at least once by then
-LAST_FAULT_S = 14.0
+#: one fault at a time: on a busy machine a restart can take longer than the clock leaves it, and two overlapping
+#: faults (a connector killed while the other connection of its stream is still restarting) lose what only the
+#: second victim held, which no redundancy of 2 covers (docs/guide.md, "What redundancy covers")
+SPEC = "kill_connector_every_s=7,kill_sink_every_s=11,kill_book_every_s=13,one_at_a_time=1"
+#: restarts seen (new processes) before the capture may stop: every fault of SPEC has happened and been survived
+RESTARTS = {"connector": 2, "sink": 1, "book": 1}
 
 
 def test_redundant_connections_cover_killed_actors(tmp_path: Path) -> None:
@@ -34,12 +36,18 @@ def test_redundant_connections_cover_killed_actors(tmp_path: Path) -> None:
         redundancy=2,
         venues=("binance", "okx"),
     )
-    first_check: list[float] = []
+    pids: dict[str, set[int]] = {}
 
     def faults_done(stats: dict[str, Any], totals: dict[str, Any]) -> bool:
-        # the chaos schedule starts with the capture's clock, once its actors are up: so does the first check
-        first_check[:1] = first_check[:1] or [time.monotonic()]
-        return time.monotonic() - first_check[0] > LAST_FAULT_S
+        for name, s in stats.items():
+            if isinstance(s, dict) and s.get("pid") and not s.get("error"):
+                pids.setdefault(name, set()).add(s["pid"])
+        restarts = {kind: 0 for kind in RESTARTS}
+        for name, seen in pids.items():
+            kind = "sink" if name.startswith("sink/") else "book" if name.startswith("book/") else "connector"
+            if "/c" in name or kind != "connector":
+                restarts[kind] += len(seen) - 1
+        return all(restarts[kind] >= n for kind, n in RESTARTS.items())
 
     until = StopWhen(min_rows=MIN_ROWS, books_valid=True, check=faults_done)
     summary = run(capture, UNTIL_TIMEOUT_S, until=until, chaos=parse_chaos(SPEC))

@@ -13,6 +13,9 @@ def test_a_spec_parses_into_its_switches() -> None:
     assert chaos == Chaos(kill_connector_every_s=7, kill_sink_every_s=11, sigterm_at_s=25)
     assert chaos
     assert not parse_chaos("") and not parse_chaos(None)
+    paced = parse_chaos("kill_connector_every_s=7,one_at_a_time=1")
+    assert paced.one_at_a_time and paced == Chaos(kill_connector_every_s=7, one_at_a_time=1)
+    assert not parse_chaos("one_at_a_time=1")  # a way to pace faults, not a fault
 
 
 @pytest.mark.parametrize(
@@ -28,6 +31,8 @@ def test_a_spec_parses_into_its_switches() -> None:
         ("parquet_unwritable_s=5@1@2", "is not D@T"),
         ("parquet_unwritable_s=5@soon", "is not a number"),
         ("questdb_down_s=-5@1", "must be a finite number"),
+        ("one_at_a_time=2", "must be 0 or 1"),
+        ("one_at_a_time=yes", "must be 0 or 1"),
     ],
 )
 def test_a_bad_spec_is_a_clear_error(spec: str, named: str) -> None:
