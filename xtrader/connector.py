@@ -672,6 +672,8 @@ class Connector:
         await task
 
     async def _close_cleanly(self, link: _Link) -> None:
+        if link.ws.is_closed:
+            return  # gone already (its loss is recorded when its reader ends)
         closing = asyncio.ensure_future(link.ws.close())
         timeout_ns = int(self._close_timeout_s * _NS)
         while True:

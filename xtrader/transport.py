@@ -28,7 +28,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.frames import Close, CloseCode, Frame, Opcode
 from websockets.http11 import Response
-from websockets.protocol import Event
+from websockets.protocol import Event, State
 
 from xtrader.config import Transport
 
@@ -47,6 +47,11 @@ class WebsocketsSocket(ClientConnection):
     def close_rcvd(self) -> Close | None:
         """The server's close frame, once received."""
         return self.protocol.close_rcvd
+
+    @property
+    def is_closed(self) -> bool:
+        """The connection is gone (closed or dropped)."""
+        return self.protocol.state is State.CLOSED
 
     def process_event(self, event: Event) -> None:
         if self.on_ping is not None and isinstance(event, Frame) and event.opcode is Opcode.PING:
@@ -126,6 +131,11 @@ class PicowsSocket(picows.WSListener):
     def close_rcvd(self) -> Close | None:
         """The server's close frame, once received (as websockets' `close_rcvd`)."""
         return self._rcvd
+
+    @property
+    def is_closed(self) -> bool:
+        """The connection is gone (closed or dropped)."""
+        return self._closed
 
     def _closed_error(self) -> ConnectionClosed:
         both = self._rcvd is not None and self._sent is not None
