@@ -156,9 +156,9 @@ class Connection:
         loop = asyncio.get_running_loop()
         f = self.faults
         if f.no_pong:
-            _suppress_pongs(ws)
+            _swallow(ws, Opcode.PING, keep_event=True)
         if f.no_close_reply:
-            _ignore_close(ws)
+            _swallow(ws, Opcode.CLOSE, keep_event=False)
         self.on_open()
         keep = self.venue.keepalive
         self._tasks.append(loop.create_task(self._writer()))
@@ -347,32 +347,21 @@ def _truncate(data: bytes) -> bytes:
     return data[:cut]
 
 
-def _suppress_pongs(ws: ServerConnection) -> None:
-    """Make the protocol swallow client pings (fault ``no_pong``).
+def _swallow(ws: ServerConnection, opcode: Opcode, *, keep_event: bool) -> None:
+    """Make the protocol leave the client's `opcode` frames unanswered on this one connection (faults
+    ``no_pong``: pings, ``no_close_reply``: the close frame, so the connection stays open until the client
+    drops TCP).
 
-    websockets answers pings inside its sans-I/O protocol, before any hook runs, so the only
-    way to stay silent is to intercept its frame handler on this one connection.
+    websockets answers pings and close frames inside its sans-I/O protocol, before any hook runs, so the only
+    way to stay silent is to intercept its frame handler. `keep_event`: the frame is still an event (counted).
     """
     protocol = ws.protocol
     original = protocol.recv_frame
 
     def recv_frame(frame: WsFrame) -> None:
-        if frame.opcode is Opcode.PING:
-            protocol.events.append(frame)  # still an event (counted), but no pong
-            return
-        original(frame)
-
-    protocol.recv_frame = recv_frame  # type: ignore[method-assign]
-
-
-def _ignore_close(ws: ServerConnection) -> None:
-    """Make the protocol swallow the client's close frame (fault ``no_close_reply``): no close frame back, the
-    connection stays open until the client drops TCP."""
-    protocol = ws.protocol
-    original = protocol.recv_frame
-
-    def recv_frame(frame: WsFrame) -> None:
-        if frame.opcode is Opcode.CLOSE:
+        if frame.opcode is opcode:
+            if keep_event:
+                protocol.events.append(frame)
             return
         original(frame)
 
