@@ -57,7 +57,7 @@ class ChaosThread:
     def _run(self) -> None:
         previous = 0.0
         due: list[str] = []
-        one_at_a_time = bool(self.chaos.one_at_a_time)
+        one_at_a_time = self.chaos.one_at_a_time
         while not self._stop.wait(TICK_S):
             now = time.monotonic() - self.started
             due.extend(self.chaos.due(previous, now))

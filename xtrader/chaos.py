@@ -59,8 +59,8 @@ class Chaos:
     #: (duration D, at T) seconds, or None (off)
     questdb_down_s: tuple[float, float] | None = None
     parquet_unwritable_s: tuple[float, float] | None = None
-    #: 1: each fault waits until the capture recovered from the previous one (not a fault itself)
-    one_at_a_time: float = 0.0
+    #: each fault waits until the capture recovered from the previous one (a pace, not a fault itself)
+    one_at_a_time: bool = False
 
     def __bool__(self) -> bool:
         return any(getattr(self, f.name) for f in fields(self) if f.name != "one_at_a_time")
@@ -116,7 +116,7 @@ def parse_chaos(spec: str | None) -> Chaos:
         elif name == "one_at_a_time":
             if raw.strip() not in ("0", "1"):
                 raise ConfigError(f"--chaos: one_at_a_time must be 0 or 1, got {raw!r}")
-            values[name] = float(raw)
+            values[name] = raw.strip() == "1"
         else:
             values[name] = _seconds(name, raw)
     return Chaos(**values)

@@ -14,7 +14,7 @@ def test_a_spec_parses_into_its_switches() -> None:
     assert chaos
     assert not parse_chaos("") and not parse_chaos(None)
     paced = parse_chaos("kill_connector_every_s=7,one_at_a_time=1")
-    assert paced.one_at_a_time and paced == Chaos(kill_connector_every_s=7, one_at_a_time=1)
+    assert paced.one_at_a_time and paced == Chaos(kill_connector_every_s=7, one_at_a_time=True)
     assert not parse_chaos("one_at_a_time=1")  # a way to pace faults, not a fault
 
 
