@@ -215,6 +215,8 @@ def _restarted() -> bool:
     try:
         import ray
 
+        if not ray.is_initialized():  # get_runtime_context() would start a local Ray (and write ~/.ray)
+            return False
         with warnings.catch_warnings():  # Ray's own use of a deprecated API inside this call
             warnings.simplefilter("ignore", DeprecationWarning)
             return bool(ray.get_runtime_context().was_current_actor_reconstructed)
