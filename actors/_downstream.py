@@ -62,7 +62,7 @@ class Downstream:
     """One producer's window onto one downstream actor method.
 
     Args:
-        max_inflight / policy: the window (`xtrader.flow.FlowGate`).
+        max_inflight / policy / max_rows: the window (`xtrader.flow.FlowGate`).
         retry_s: how long a retryable failure is retried before the call is given up.
         sleep: between attempts (injectable for tests).
     """
@@ -73,8 +73,9 @@ class Downstream:
         policy: Policy = "block",
         retry_s: float = RETRY_S,
         sleep: Callable[[float], Any] = asyncio.sleep,
+        max_rows: int | None = None,
     ) -> None:
-        self.gate = FlowGate(max_inflight, policy)
+        self.gate = FlowGate(max_inflight, policy, max_rows)
         self.tasks: set[asyncio.Task[bool]] = set()
         self.failures = 0
         self.retries = 0
@@ -96,14 +97,14 @@ class Downstream:
         try:
             ref = call()
         except BaseException:
-            self.gate.release(False)
+            self.gate.release(False, rows)
             raise
-        task = asyncio.get_running_loop().create_task(self._ack(ref, call))
+        task = asyncio.get_running_loop().create_task(self._ack(ref, call, rows))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task
 
-    async def _ack(self, ref: Any, call: Callable[[], Any]) -> bool:
+    async def _ack(self, ref: Any, call: Callable[[], Any], rows: int) -> bool:
         deadline = time.monotonic() + self.retry_s
         delays = backoff(0.05, 2.0)
         ok = True
@@ -130,7 +131,7 @@ class Downstream:
                 if self.on_failure is not None:
                     self.on_failure(exc)
                 break
-        self.gate.release(ok)
+        self.gate.release(ok, rows)
         return ok
 
     async def drain(self) -> None:

@@ -61,6 +61,11 @@ Key = tuple[str, int]
 Skip = tuple[str, int, int]
 
 
+#: calls a root producer may have unacknowledged at the book (its window is bounded by rows; this only bounds the
+#: calls without l2 rows: notices)
+_BOOK_WINDOW_CALLS = 65_536
+
+
 def sink_kinds(sinks: list[Any]) -> list[str]:
     """The kind of each sink (`parquet`, `questdb`) from its actor name (`...sink/<kind>`); else its index."""
     return [s.rsplit("sink/", 1)[-1] if isinstance(s, str) and "sink/" in s else str(i) for i, s in enumerate(sinks)]
@@ -94,6 +99,7 @@ class Outputs:
         on_event: Callable[[str, str], None] | None = None,
         sink_kinds: list[str] | None = None,
         retry_s: float = RETRY_S,
+        book_window_rows: int | None = None,
     ) -> None:
         self.name = name
         self.source_id = source_id(name)
@@ -128,7 +134,13 @@ class Outputs:
         #: events rows of losses not yet written (without `on_event`), and the task writing them
         self.loss_rows: list[pa.RecordBatch] = []
         self.loss_writer: asyncio.Task[None] | None = None
-        self.book_window = Downstream(max_inflight, policy, retry_s)
+        #: a root producer's (the connector's) calls to the book have a window of rows, like a sink's: see
+        #: `dispatch`; the arbiter's and the book's own are held to `max_inflight` (they answer once stored)
+        self.book_window = (
+            Downstream(max_inflight, policy, retry_s)
+            if book_window_rows is None
+            else Downstream(_BOOK_WINDOW_CALLS, policy, retry_s, max_rows=book_window_rows)
+        )
         self.arbiter_window = Downstream(max_inflight, policy, retry_s)
 
     def book_ticket(self, batches: Batches) -> int | None:
@@ -188,40 +200,46 @@ class Outputs:
         elif out is not None:
             self.skip(out)
         if (batches.l2 is not None or batches.notices) and self.book is not None and book_seq is not None:
-            l2 = _book_part(batches)
-            rows = batches.l2.num_rows if batches.l2 is not None else 0
-            book, numbers, seq, skips = self.book, self.book_numbers, book_seq, self.book_skips
-            unacked = self.book_unacked
-            call = _Request(
-                book.on_batch,
-                lambda: (
-                    *(self.name, l2, rest, self.source_id, seq, numbers.report(), out, skips.take()),
-                    min(unacked, default=seq),  # below it, every call was acknowledged
-                ),
-            )
-            unacked.add(seq)
-            while self.book_turn < seq:
-                turn = self.book_turns[seq] = asyncio.get_running_loop().create_future()
-                await turn
-            try:  # notices (a link lost, an unsubscribe) are never dropped
-                task = await self.book_window.send(rows, call, precious=rest or bool(batches.notices))
-            finally:
-                self._book_sent(seq)
-            if task is None:
-                numbers.dropped(seq)
-                if out is not None:
-                    self.skip(out, sinks=False, book=True)
-                if batches.l2 is not None:
-                    self._lost(list(self.sink_kinds), {"l2": batches.l2}, "dropped (window to the book full)", out)
-                unacked.discard(seq)
-            else:
-                task.add_done_callback(functools.partial(_discard, unacked, seq))
-                l2_rows = {"l2": batches.l2} if batches.l2 is not None else {}
-                task.add_done_callback(functools.partial(self._given_up, self.book_window, None, l2_rows, call))
+            task = await self._to_book(batches, rest, book_seq, out)
+            if task is not None:
                 acks.append(task)
         elif out is not None:
             self.skip(out, sinks=False, book=True)
         return acks
+
+    async def _to_book(self, batches: Batches, rest: bool, seq: int, out: Key | None) -> asyncio.Task[bool] | None:
+        """Call `seq` to the book (its l2 and notices) once it has its turn and a slot in the book's window; the
+        task awaiting its acknowledgement (None: the lossy policy dropped it, its rows accounted)."""
+        l2 = _book_part(batches)
+        rows = batches.l2.num_rows if batches.l2 is not None else 0
+        numbers, skips, unacked = self.book_numbers, self.book_skips, self.book_unacked
+        call = _Request(
+            self.book.on_batch,
+            lambda: (
+                *(self.name, l2, rest, self.source_id, seq, numbers.report(), out, skips.take()),
+                min(unacked, default=seq),  # below it, every call was acknowledged
+            ),
+        )
+        unacked.add(seq)
+        while self.book_turn < seq:
+            turn = self.book_turns[seq] = asyncio.get_running_loop().create_future()
+            await turn
+        try:  # notices (a link lost, an unsubscribe) are never dropped
+            task = await self.book_window.send(rows, call, precious=rest or bool(batches.notices))
+        finally:
+            self._book_sent(seq)
+        if task is None:
+            numbers.dropped(seq)
+            if out is not None:
+                self.skip(out, sinks=False, book=True)
+            if batches.l2 is not None:
+                self._lost(list(self.sink_kinds), {"l2": batches.l2}, "dropped (window to the book full)", out)
+            unacked.discard(seq)
+            return None
+        task.add_done_callback(functools.partial(_discard, unacked, seq))
+        l2_rows = {"l2": batches.l2} if batches.l2 is not None else {}
+        task.add_done_callback(functools.partial(self._given_up, self.book_window, None, l2_rows, call))
+        return task
 
     def _book_sent(self, seq: int) -> None:
         """Book call `seq` has its slot (or was dropped): the next number's turn."""
@@ -233,30 +251,26 @@ class Outputs:
     def dispatch(self, batches: Batches, rest: bool = False) -> Awaitable[None]:
         """Start the downstream calls of one batch (the connector's emit); the awaitable its producer holds.
 
-        The arbiter's or book's call is started now and awaited to its acknowledgement; each sink's write
-        waits only for a slot in that sink's own window (its acknowledgement frees the slot, not this).
+        The arbiter's call is started now and awaited to its acknowledgement (it answers once the batch is
+        stored). Without an arbiter, the awaitable ends once each sink's write and the book's call have a slot
+        in that downstream's own window: their acknowledgements free those slots, not this. So a book that is
+        restarting holds back only its own calls (up to its window, `pipeline.book_window_rows` rows), while
+        the connection goes on reading and its trades and quotes are stored.
         """
-        refs: list[Any] = []
-        tables: dict[str, Any] = {}
         if self.arbiter is not None and not rest:
             numbers = self.arbiter_numbers
-            refs.append(
-                self.arbiter.on_batch.remote(self.name, batches, self.source_id, numbers.take(), numbers.report())
+            return self.arbiter.on_batch.remote(  # type: ignore[no-any-return]
+                self.name, batches, self.source_id, numbers.take(), numbers.report()
             )
-        else:
-            tables = _direct_tables(batches)
-            if (batches.l2 is not None or batches.notices) and self.book is not None:
-                l2 = _book_part(batches)
-                seq, dropped = self.book_numbers.take(), self.book_numbers.report()
-                self._book_sent(seq)
-                refs.append(self.book.on_batch.remote(self.name, l2, rest, self.source_id, seq, dropped))
-        return self._dispatched(refs, tables, batches.anchor)
+        # the book's number is taken now, in the order the batches were made
+        return self._dispatched(batches, rest, self.book_ticket(batches))
 
-    async def _dispatched(self, refs: list[Any], tables: dict[str, Any], anchor: Anchor | None) -> None:
+    async def _dispatched(self, batches: Batches, rest: bool, book_seq: int | None) -> None:
+        tables = _direct_tables(batches)
         if tables:
-            await self._write(tables, "", anchor)
-        for ref in refs:
-            await ref
+            await self._write(tables, "", batches.anchor)
+        if book_seq is not None:
+            await self._to_book(batches, rest, book_seq, None)
 
     def submit(self, batches: Batches, rest: bool = False) -> list[Any]:
         """Start the downstream calls of one batch now, without a window (the caller bounds them); the refs."""

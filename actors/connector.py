@@ -64,6 +64,7 @@ class ConnectorActor:
             sink_max_inflight=pipeline.sink_max_inflight,
             on_event=self._note,
             sink_kinds=sink_kinds(sinks),
+            book_window_rows=pipeline.book_window_rows,
         )
         self.connector = Connector(
             venue(spec.venue, spec.ws_base, spec.rest_base),

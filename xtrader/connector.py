@@ -1006,7 +1006,7 @@ class Connector:
             ack = self._emit(batches)
         except Exception as exc:
             self._outstanding_rows -= rows
-            self._gate.release(ok=False)
+            self._gate.release(ok=False, rows=rows)
             self._stats.emit_errors += 1
             self._record("error", f"emit failed: {exc!r}")
             return
@@ -1020,12 +1020,12 @@ class Connector:
             await ack
         except Exception as exc:
             self._outstanding_rows -= rows
-            self._gate.release(ok=False)
+            self._gate.release(ok=False, rows=rows)
             self._stats.emit_errors += 1
             self._record("error", f"downstream failed a batch: {exc!r}")
         else:
             self._outstanding_rows -= rows
-            self._gate.release(ok=True)
+            self._gate.release(ok=True, rows=rows)
 
     async def _deliver_snapshot(self, symbol: str, body: bytes, receipt: Receipt) -> bool:
         """Emit a fetched REST snapshot in stream order: diffs received before it are flushed first."""

@@ -87,7 +87,7 @@ def kill_during_capture(
 
     driver = threading.Thread(target=drive)
     driver.start()
-    killed_ns = 0
+    killed_ns = back_ns = 0
     try:
         control = wait_for(f"the capture's controller with {victim}", driving(lambda: ready(victim)))
         wait_for("the capture streaming, every book valid", driving(lambda: streaming(control.actor_stats())))
@@ -103,6 +103,7 @@ def kill_during_capture(
             return streaming(stats, {victim: pid}) and (recovered is None or recovered(stats))
 
         wait_for(f"{victim} restarted, every book valid again", driving(back))
+        back_ns = time.time_ns()
         last = control.actor_stats()
         control.stop()
     finally:
@@ -112,6 +113,7 @@ def kill_during_capture(
     assert result, "the capture did not finish"
     result["_stats"] = {name: s for name, s in last.items() if not name.startswith(f"{VENUE}/c")}
     result["_victim"] = last[victim]
+    result["_back_ns"] = back_ns  # the victim back, the books valid again
     return result, killed_ns
 
 
@@ -180,10 +182,24 @@ def test_with_redundancy_2_a_killed_connector_loses_nothing(tmp_path: Path) -> N
 
 def test_a_killed_book_actor_is_rebuilt_by_resync_and_nothing_is_lost(tmp_path: Path) -> None:
     root = tmp_path / "data"
-    result, _ = kill_during_capture(small_capture(root), f"book/{VENUE}")
+    result, killed_ns = kill_during_capture(small_capture(root), f"book/{VENUE}")
     assert_books_match(result)
     assert_written(result)
     assert_no_duplicates(root)
+    # the book's outage (Ray restarting it: seconds) does not hold up the trades its connection carries: the
+    # connector goes on reading while its calls to the book wait, so a trade is received as it is sent
+    assert_read_on_time(root, killed_ns, result["_back_ns"])
+
+
+def assert_read_on_time(root: Path, killed_ns: int, back_ns: int) -> None:
+    """Every trade sent from the kill on was read soon after it was sent: the outage held nothing up."""
+    trades = read(root, "trades")
+    during = trades.filter(pc.greater_equal(trades.column("exchange_ts").cast(pa.int64()), killed_ns))
+    delays = pc.subtract(during.column("receive_ts").cast(pa.int64()), during.column("exchange_ts").cast(pa.int64()))
+    outage_s = (back_ns - killed_ns) / 1e9
+    assert during.num_rows >= 10, (during.num_rows, outage_s)
+    worst_s = pc.max(delays).as_py() / 1e9
+    assert worst_s < min(1.0, outage_s / 2), (f"a trade waited {worst_s:.2f} s to be read", f"outage {outage_s:.2f} s")
 
 
 def test_a_killed_arbiter_is_rebuilt_and_nothing_is_lost(tmp_path: Path) -> None:
@@ -212,7 +228,8 @@ def sink_killed(tmp_path_factory: pytest.TempPathFactory, ray_session: None) -> 
         sink = stats.get("sink/parquet", {})
         return int(sum(sink.get("rows", {}).get("trades", {}).values())) > 0
 
-    result, _ = kill_during_capture(small_capture(root), "sink/parquet", writing_again)
+    result, killed_ns = kill_during_capture(small_capture(root), "sink/parquet", writing_again)
+    result["_killed_ns"] = killed_ns
     return result, root
 
 
@@ -235,3 +252,10 @@ def test_after_a_sink_restart_the_summary_still_accounts_for_every_row(
     for table, venues in result["tables"].items():
         assert read(root, table).num_rows == venues[VENUE]["written"]["parquet"], (table, venues)
     assert_written(result)
+
+
+def test_a_sink_restart_does_not_hold_up_the_reading_of_the_connections(
+    sink_killed: tuple[dict[str, Any], Path],
+) -> None:
+    result, root = sink_killed
+    assert_read_on_time(root, result["_killed_ns"], result["_back_ns"])

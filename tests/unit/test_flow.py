@@ -89,3 +89,47 @@ async def test_drain_waits_for_every_ack():
         gate.release()
     await asyncio.wait_for(drained, 1.0)
     assert gate.stats.acked_batches == 3
+
+
+def test_a_window_of_rows_is_full_once_that_many_rows_are_in_flight():
+    window = Window(max_inflight=100, max_rows=1_000)
+    window.sent(600)
+    assert window.admit(600) == "send"  # a soft bound: let in while fewer rows than the bound are in flight
+    window.sent(600)
+    assert (window.full, window.inflight_rows) == (True, 1_200)
+    assert window.admit(1) == "wait"
+    window.acked(rows=600)
+    assert (window.full, window.inflight_rows) == (False, 600)
+
+
+def test_a_window_of_rows_rejects_a_bound_below_one():
+    with pytest.raises(ValueError, match="max_rows"):
+        Window(max_rows=0)
+
+
+async def test_a_gate_of_rows_hands_a_freed_slot_to_the_waiter_with_its_rows():
+    gate = FlowGate(max_inflight=100, max_rows=10)
+    assert await gate.acquire(10)
+    waiter = asyncio.ensure_future(gate.acquire(4))
+    await asyncio.sleep(0)
+    assert not waiter.done() and gate.waiting == 1
+    gate.release(rows=10)
+    assert await waiter
+    assert (gate.window.inflight_rows, gate.stats.inflight) == (4, 1)
+    gate.release(rows=4)
+    await asyncio.wait_for(gate.drain(), 1)
+    assert gate.window.inflight_rows == 0
+
+
+async def test_a_cancelled_waiter_given_a_slot_passes_it_on_with_its_rows():
+    gate = FlowGate(max_inflight=1, max_rows=100)
+    assert await gate.acquire(5)
+    first = asyncio.ensure_future(gate.acquire(7))
+    second = asyncio.ensure_future(gate.acquire(3))
+    await asyncio.sleep(0)
+    gate.release(rows=5)  # the slot goes to `first`, cancelled before it runs: it passes the slot to `second`
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert await second
+    assert (gate.stats.inflight, gate.window.inflight_rows) == (1, 3)

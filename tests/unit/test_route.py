@@ -66,3 +66,44 @@ async def test_windowed_writes_wait_for_acks_and_drain() -> None:
     await outputs.drain()
     assert [c[2] for c in sink.calls] == [0, 1, 2]
     assert outputs.stats()["acked_batches"] == 3
+
+
+class HeldMethod(Method):
+    """A method whose calls are acknowledged only when the test says so (a book that is restarting)."""
+
+    def __init__(self, calls: list[tuple[Any, ...]], name: str) -> None:
+        super().__init__(calls, name)
+        self.pending: list[asyncio.Future[None]] = []
+
+    def remote(self, *args: Any) -> Any:
+        self.calls.append((self.name, *args))
+        future = asyncio.get_running_loop().create_future()
+        self.pending.append(future)
+        return future
+
+    def ack_all(self) -> None:
+        for future in self.pending:
+            if not future.done():
+                future.set_result(None)
+
+
+async def test_a_connector_batch_is_passed_on_while_the_book_holds_its_earlier_calls() -> None:
+    sink, book = Handle("parquet"), Handle("book")
+    book.on_batch = held = HeldMethod(book.calls, "book.on_batch")
+    outputs = Outputs("binance/c0/r0", [sink], book, max_inflight=1, book_window_rows=3)
+    batch = both(
+        trades_batch("binance", [("X", "1")]), l2_batch("binance", [("X", 5, None, 5, False, [(1.0, 1.0)], [])])
+    )
+    for _ in range(3):  # none of the book's calls acknowledged: the trades are written all the same
+        await asyncio.wait_for(outputs.dispatch(batch), 1)
+    assert [c[2] for c in sink.calls] == [0, 1, 2]
+    assert [c[5] for c in book.calls] == [0, 1, 2]  # the book's calls, numbered in order
+    assert book.calls[2][-1] == 0  # the floor: call 0 is not acknowledged yet
+    fourth = asyncio.ensure_future(outputs.dispatch(batch))  # 3 l2 rows wait at the book: its window is full
+    await asyncio.sleep(0.01)
+    assert not fourth.done() and len(book.calls) == 3 and [c[2] for c in sink.calls] == [0, 1, 2, 3]
+    held.ack_all()
+    await asyncio.wait_for(fourth, 1)
+    held.ack_all()
+    await asyncio.wait_for(outputs.drain(), 1)
+    assert [c[5] for c in book.calls] == [0, 1, 2, 3]
