@@ -61,9 +61,9 @@ Key = tuple[str, int]
 Skip = tuple[str, int, int]
 
 
-#: calls a root producer may have unacknowledged at the book (its window is bounded by rows; this only bounds the
-#: calls without l2 rows: notices)
-_BOOK_WINDOW_CALLS = 65_536
+#: calls a producer may have unacknowledged in a window bounded by rows (`pipeline.window_rows`: a connector's to
+#: its book or arbiter, an arbiter's to its book); this bounds only the calls without rows (notices)
+WINDOW_CALLS = 65_536
 
 
 def sink_kinds(sinks: list[Any]) -> list[str]:
@@ -134,12 +134,12 @@ class Outputs:
         #: events rows of losses not yet written (without `on_event`), and the task writing them
         self.loss_rows: list[pa.RecordBatch] = []
         self.loss_writer: asyncio.Task[None] | None = None
-        #: a root producer's (the connector's) calls to the book have a window of rows, like a sink's: see
-        #: `dispatch`; the arbiter's and the book's own are held to `max_inflight` (they answer once stored)
+        #: calls to the book have a window of rows, like a sink's, when `book_window_rows` is given (the connector's
+        #: and the arbiter's: see `dispatch`), else of `max_inflight` calls
         self.book_window = (
             Downstream(max_inflight, policy, retry_s)
             if book_window_rows is None
-            else Downstream(_BOOK_WINDOW_CALLS, policy, retry_s, max_rows=book_window_rows)
+            else Downstream(WINDOW_CALLS, policy, retry_s, max_rows=book_window_rows)
         )
         self.arbiter_window = Downstream(max_inflight, policy, retry_s)
 
@@ -254,7 +254,7 @@ class Outputs:
         The arbiter's call is started now and awaited to its acknowledgement (it answers once the batch is
         stored). Without an arbiter, the awaitable ends once each sink's write and the book's call have a slot
         in that downstream's own window: their acknowledgements free those slots, not this. So a book that is
-        restarting holds back only its own calls (up to its window, `pipeline.book_window_rows` rows), while
+        restarting holds back only its own calls (up to its window, `pipeline.window_rows` rows), while
         the connection goes on reading and its trades and quotes are stored.
         """
         if self.arbiter is not None and not rest:

@@ -58,6 +58,7 @@ class ArbiterActor:
         max_inflight: int = 4,
         policy: Policy = "block",
         sink_max_inflight: int | None = None,
+        book_window_rows: int | None = None,
     ) -> None:
         _wire.install()  # RecordBatch arguments travel as Arrow IPC bytes (`actors._wire`)
         warm_up()  # the hot path's one-time costs, before any data (`xtrader.warmup`)
@@ -79,6 +80,7 @@ class ArbiterActor:
             policy=policy,
             sink_max_inflight=sink_max_inflight,
             sink_kinds=sink_kinds(sinks),
+            book_window_rows=book_window_rows,  # a restarting book does not stop the trades (docs/guide.md)
         )
         self.inorder: InOrder[tuple[str, Batches, Key | None, Hashable]] = InOrder(self._process)
         #: each numbered call is answered once its output is stored (or its loss recorded)

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from actors import _wire, peer
-from actors._route import Outputs, sink_kinds
+from actors._route import WINDOW_CALLS, Outputs, sink_kinds
 from xtrader import metrics
 from xtrader.arbiter_batches import BatchArbiter
 from xtrader.batch import Batches, FlushPolicy
@@ -64,14 +64,17 @@ class ConnectorActor:
             sink_max_inflight=pipeline.sink_max_inflight,
             on_event=self._note,
             sink_kinds=sink_kinds(sinks),
-            book_window_rows=pipeline.book_window_rows,
+            book_window_rows=pipeline.window_rows,
         )
         self.connector = Connector(
             venue(spec.venue, spec.ws_base, spec.rest_base),
             Connection(spec.url, spec.subscriptions),
             self.emit,
             FlushPolicy(pipeline.batch_rows, pipeline.batch_ms),
-            max_inflight=pipeline.max_inflight,
+            # with an arbiter, a batch is answered once stored (the book's part too): the window is of rows, so
+            # a restarting arbiter or book does not stop the reading (without one, see `Outputs.dispatch`)
+            max_inflight=pipeline.max_inflight if arbiter is None else WINDOW_CALLS,
+            max_inflight_rows=None if arbiter is None else pipeline.window_rows,
             flow_policy=pipeline.policy,
             ca_file=ca_file,
             backoff_base_s=pipeline.reconnect_backoff_base_s,

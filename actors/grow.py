@@ -102,6 +102,7 @@ def create_stream_actors(
             ttl_s=arbiter_spec.ttl_s,
             rotation_s=arbiter_spec.rotation_interval_s,
             min_win_share=arbiter_spec.rotation_min_win_share,
+            book_window_rows=pipeline.window_rows,
             **flow,
         )
     arbiter_of = {i: a.id for a in plan.arbiters for i in a.inputs}

@@ -236,13 +236,13 @@ class Pipeline(_Model):
         description="Writes a producer may have unacknowledged at EACH sink: a slow sink holds the producer "
         "back (block) or drops its own copies (lossy) only once its own window is full; the other sinks go on.",
     )
-    book_window_rows: int = Field(
+    window_rows: int = Field(
         default=500_000,
         ge=1,
         le=100_000_000,
-        description="l2 rows a connector may have unacknowledged at the order-book actor (redundancy 1): while the "
-        "book restarts or lags, the connection goes on reading and its trades and quotes are stored; once this "
-        "many rows wait, it holds back (block) or drops the book's batches (lossy).",
+        description="Rows a connector may have waiting downstream: its l2 at the order-book actor (redundancy 1), or "
+        "its batches for the arbiter's answer (redundancy 2+). While the book or arbiter restarts or lags, the "
+        "connection goes on reading; once this many rows wait, it holds back (block) or drops them (lossy).",
     )
     policy: Policy = Field(
         default="block",

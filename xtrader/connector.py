@@ -157,6 +157,7 @@ class Connector:
             resolves when downstream acknowledged (frees an in-flight slot).
         flush_policy: when buffers flush (rows or age).
         max_inflight: unacknowledged batches allowed.
+        max_inflight_rows: and at most this many rows of them (None: no bound in rows).
         flow_policy: "block" (stop reading when full) or "lossy" (drop, counted).
         ca_file: CA bundle trusted for wss / https (e.g. a simulator's).
         keepalive: overrides the venue's keepalive rule (tests: short timeouts).
@@ -202,6 +203,7 @@ class Connector:
         flush_policy: FlushPolicy | None = None,
         *,
         max_inflight: int = 4,
+        max_inflight_rows: int | None = None,
         flow_policy: Policy = "block",
         ca_file: str | None = None,
         keepalive: Keepalive | None = None,
@@ -235,7 +237,7 @@ class Connector:
         self._url = connection.url
         self._emit = emit
         self._policy = flush_policy or FlushPolicy()
-        self._gate = FlowGate(max_inflight, flow_policy)
+        self._gate = FlowGate(max_inflight, flow_policy, max_inflight_rows)
         self._keepalive = keepalive
         self._rng = random.Random(seed)
         self._backoff: tuple[float, float, Jitter] = (backoff_base_s, backoff_cap_s, jitter)

@@ -107,3 +107,54 @@ async def test_a_connector_batch_is_passed_on_while_the_book_holds_its_earlier_c
     held.ack_all()
     await asyncio.wait_for(outputs.drain(), 1)
     assert [c[5] for c in book.calls] == [0, 1, 2, 3]
+
+
+async def test_an_arbiter_passes_trades_on_while_the_book_holds_its_earlier_calls() -> None:
+    sink, book = Handle("parquet"), Handle("book")
+    book.on_batch = held = HeldMethod(book.calls, "book.on_batch")
+    outputs = Outputs("arbiter:binance/s0", [sink], book, max_inflight=1, book_window_rows=2)
+    batch = both(
+        trades_batch("binance", [("X", "1")]), l2_batch("binance", [("X", 5, None, 5, False, [(1.0, 1.0)], [])])
+    )
+    acks = []
+    for seq in range(2):  # emit returns once the writes have their slots: the book's acks are awaited apart
+        acks += await asyncio.wait_for(outputs.emit(batch, key=("binance/c0/r0#x", seq)), 1)
+    assert [c[2] for c in sink.calls] == [0, 1] and len(book.calls) == 2
+    third = asyncio.ensure_future(outputs.emit(batch, key=("binance/c0/r0#x", 2)))
+    await asyncio.sleep(0.01)  # the book's window (2 rows) is full: the third batch's trades are written, its l2 waits
+    assert not third.done() and [c[2] for c in sink.calls] == [0, 1, 2] and len(book.calls) == 2
+    held.ack_all()
+    acks += await asyncio.wait_for(third, 1)
+    held.ack_all()
+    assert all(await asyncio.gather(*acks))
+    await asyncio.wait_for(outputs.drain(), 1)
+
+
+async def test_lossy_a_full_book_window_drops_the_l2_counted_and_the_book_is_told_the_number() -> None:
+    sink, book = Handle("parquet"), Handle("book")
+    book.on_batch = held = HeldMethod(book.calls, "book.on_batch")
+    events: list[tuple[str, str]] = []
+    outputs = Outputs(
+        "binance/c0/r0",
+        [sink],
+        book,
+        policy="lossy",
+        book_window_rows=1,
+        on_event=lambda kind, detail: events.append((kind, detail)),
+        sink_kinds=["parquet"],
+    )
+    batch = both(
+        trades_batch("binance", [("X", "1")]),
+        l2_batch("binance", [("X", 5, None, 5, False, [(1.0, 1.0), (0.9, 2.0)], [])]),
+    )
+    for _ in range(2):  # the second batch's l2 finds the book's window full: dropped, its trades written
+        await asyncio.wait_for(outputs.dispatch(batch), 1)
+    assert [c[2] for c in sink.calls] == [0, 1] and [c[5] for c in book.calls] == [0]
+    assert outputs.accounted == {("parquet", "l2", "binance"): 2}
+    assert [kind for kind, _ in events] == ["drop"] and "2 l2 rows" in events[0][1], events
+    held.ack_all()
+    await asyncio.wait_for(outputs.drain(), 1)
+    await asyncio.wait_for(outputs.dispatch(batch), 1)  # the next call tells the book number 1 will not come
+    assert [c[5] for c in book.calls] == [0, 2] and book.calls[1][6] == (1,)
+    held.ack_all()
+    await asyncio.wait_for(outputs.drain(), 1)
