@@ -143,4 +143,5 @@ class Downstream:
         out = self.gate.stats.as_dict()
         out["failures"] = self.failures
         out["retries"] = self.retries
+        out["inflight_rows"] = self.gate.window.inflight_rows
         return out

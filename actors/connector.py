@@ -177,6 +177,7 @@ class ConnectorActor:
         windows = [window.stats() for window in self.outputs.sink_windows]
         out["sink_windows"] = windows
         out["sink_dropped_rows"] = sum(w["dropped_rows"] for w in windows)
+        out["book_window"] = self.outputs.book_window.stats()  # its l2 waiting for the book (without an arbiter)
         out["duplicates"] = self.dedup.arbiter.stats.duplicates if self.dedup is not None else 0
         out["metrics"] = self._snapshot(out)
         return out

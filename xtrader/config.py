@@ -227,7 +227,12 @@ class Pipeline(_Model):
     flush_interval_s: float = Field(default=1.0, gt=0, le=3600, description="Longest a sink holds rows before writing.")
     row_group_rows: int = Field(default=65_536, ge=1_000, le=64_000_000, description="Parquet row-group size, rows.")
     max_inflight: int = Field(
-        default=4, ge=1, le=1024, description="Batches a producer may have unacknowledged downstream."
+        default=4,
+        ge=1,
+        le=1024,
+        description="Batches a connector without an arbiter may have waiting for slots in its book's and sinks' "
+        "windows, and writes the order-book actor may have waiting for its sinks' windows (twice this). The windows "
+        "themselves: window_rows (to a book or arbiter) and sink_max_inflight (to each sink).",
     )
     sink_max_inflight: int = Field(
         default=256,
