@@ -1,7 +1,8 @@
 """Issue 8, "Scale": aggregate throughput with 1, 2 and 4 connector actors, on a local Ray and on a
 `ray.cluster_utils.Cluster` of simulated nodes, and the figures a user sizes a fleet with.
 
-    python benchmarks/scale.py [--connectors 1,2,4] [--nodes 2,4] [--steps-per-connector 20000] [--json]
+    python benchmarks/scale.py [--connectors 1,2,4] [--nodes 2,4] [--steps-per-connector 20000]
+                               [--ws-transport picows|websockets] [--json]
 
 A connector here is one `ConnectorActor`: one wss connection of its own to the benchmark feed (the simulator's
 Binance USD-M venue, `xtrader.bench.feed`, in a process of its own), carrying the `depth@100ms` L2 diffs of
@@ -138,8 +139,10 @@ def hop(sample: Any, node_id: str | None) -> dict[str, Any]:
     }
 
 
-def measure(ca_bundle: str, k: int, symbols: int, steps: int, latency_mode: Any) -> dict[str, Any]:
-    result = e2e.throughput(ca_bundle, steps * k, symbols * k, latency_mode, split=k, tables=TABLES, inspect=inspect)
+def measure(ca_bundle: str, k: int, symbols: int, steps: int, latency_mode: Any, transport: Any) -> dict[str, Any]:
+    result = e2e.throughput(
+        ca_bundle, steps * k, symbols * k, latency_mode, split=k, tables=TABLES, inspect=inspect, transport=transport
+    )
     by_role: dict[str, float] = {}
     for name, seconds in result["cpu_s_by"].items():
         by_role[role(name)] = round(by_role.get(role(name), 0.0) + seconds, 4)
@@ -171,7 +174,9 @@ def local_runs(args: argparse.Namespace, ca_bundle: str) -> list[dict[str, Any]]
     for k in args.connectors:
         e2e.init_ray(ca_bundle)
         try:
-            run = measure(ca_bundle, k, args.symbols_per_connector, args.steps_per_connector, args.latency_mode)
+            run = measure(
+                ca_bundle, k, args.symbols_per_connector, args.steps_per_connector, args.latency_mode, args.ws_transport
+            )
             run["hop"] = hop(run.pop("_sample"), None) if run["_sample"] is not None else None
         finally:
             ray.shutdown()
@@ -206,7 +211,14 @@ def cluster_run(args: argparse.Namespace, ca_bundle: str, nodes: int) -> dict[st
         )
         install()  # the hop measured from here carries its batch as the actors' calls do
         try:
-            run = measure(ca_bundle, nodes, args.symbols_per_connector, args.steps_per_connector, args.latency_mode)
+            run = measure(
+                ca_bundle,
+                nodes,
+                args.symbols_per_connector,
+                args.steps_per_connector,
+                args.latency_mode,
+                args.ws_transport,
+            )
             head = ray.get_runtime_context().get_node_id()
             other = next(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["NodeID"] != head)
             sample = run.pop("_sample")
@@ -244,6 +256,7 @@ def main() -> None:
     parser.add_argument("--symbols-per-connector", type=int, default=3)
     parser.add_argument("--steps-per-connector", type=int, default=20_000, help="pre-encoded market steps")
     parser.add_argument("--latency-mode", choices=("realtime", "archival"), default="realtime")
+    parser.add_argument("--ws-transport", choices=("picows", "websockets"), default="picows")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     start = machine()
