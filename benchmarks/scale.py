@@ -15,7 +15,7 @@ msgs per connector CPU-second, msgs per CPU-second of all actors, the CPU second
 book, sink, controller-free: the feed's and this driver's are reported apart), the mean batch (rows per
 connector batch), bytes per row in Parquet (files on disk / rows) and in ILP (the same rows through the
 QuestDB sink's encoder into a client Buffer), and the Ray overhead per batch: a batch of the mean size handed
-to an actor method that only counts its rows, 4 calls in flight as the connectors' windows allow, against the
+to an actor method that only counts its rows, 4 calls in flight, against the
 same method called in-process (wall and CPU of caller + actor per batch).
 
 `--nodes N`: the same with K = N on a `ray.cluster_utils.Cluster` of N nodes on this machine (1 CPU each, so
