@@ -248,7 +248,7 @@ class Outputs:
         if turn is not None and not turn.done():
             turn.set_result(None)
 
-    def dispatch(self, batches: Batches, rest: bool = False) -> Awaitable[None]:
+    def dispatch(self, batches: Batches, rest: bool = False) -> Awaitable[Any]:
         """Start the downstream calls of one batch (the connector's emit); the awaitable its producer holds.
 
         The arbiter's call is started now and awaited to its acknowledgement (it answers once the batch is
@@ -262,15 +262,8 @@ class Outputs:
             return self.arbiter.on_batch.remote(  # type: ignore[no-any-return]
                 self.name, batches, self.source_id, numbers.take(), numbers.report()
             )
-        # the book's number is taken now, in the order the batches were made
-        return self._dispatched(batches, rest, self.book_ticket(batches))
-
-    async def _dispatched(self, batches: Batches, rest: bool, book_seq: int | None) -> None:
-        tables = _direct_tables(batches)
-        if tables:
-            await self._write(tables, "", batches.anchor)
-        if book_seq is not None:
-            await self._to_book(batches, rest, book_seq, None)
+        # the book's number is taken now, in the order the batches were made; `emit` ends once the slots are taken
+        return self.emit(batches, rest, self.book_ticket(batches))
 
     def submit(self, batches: Batches, rest: bool = False) -> list[Any]:
         """Start the downstream calls of one batch now, without a window (the caller bounds them); the refs."""
