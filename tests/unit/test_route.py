@@ -87,13 +87,22 @@ class HeldMethod(Method):
                 future.set_result(None)
 
 
-async def test_a_connector_batch_is_passed_on_while_the_book_holds_its_earlier_calls() -> None:
+def held_book() -> tuple[Handle, Handle, HeldMethod]:
+    """(a sink, a book whose calls wait for `ack_all`, that method)."""
     sink, book = Handle("parquet"), Handle("book")
     book.on_batch = held = HeldMethod(book.calls, "book.on_batch")
+    return sink, book, held
+
+
+def trade_and_l2(levels: list[tuple[float, float]]) -> Batches:
+    """One trade and one l2 message of `levels` bids."""
+    return both(trades_batch("binance", [("X", "1")]), l2_batch("binance", [("X", 5, None, 5, False, levels, [])]))
+
+
+async def test_a_connector_batch_is_passed_on_while_the_book_holds_its_earlier_calls() -> None:
+    sink, book, held = held_book()
     outputs = Outputs("binance/c0/r0", [sink], book, max_inflight=1, book_window_rows=3)
-    batch = both(
-        trades_batch("binance", [("X", "1")]), l2_batch("binance", [("X", 5, None, 5, False, [(1.0, 1.0)], [])])
-    )
+    batch = trade_and_l2([(1.0, 1.0)])
     for _ in range(3):  # none of the book's calls acknowledged: the trades are written all the same
         await asyncio.wait_for(outputs.dispatch(batch), 1)
     assert [c[2] for c in sink.calls] == [0, 1, 2]
@@ -110,12 +119,9 @@ async def test_a_connector_batch_is_passed_on_while_the_book_holds_its_earlier_c
 
 
 async def test_an_arbiter_passes_trades_on_while_the_book_holds_its_earlier_calls() -> None:
-    sink, book = Handle("parquet"), Handle("book")
-    book.on_batch = held = HeldMethod(book.calls, "book.on_batch")
+    sink, book, held = held_book()
     outputs = Outputs("arbiter:binance/s0", [sink], book, max_inflight=1, book_window_rows=2)
-    batch = both(
-        trades_batch("binance", [("X", "1")]), l2_batch("binance", [("X", 5, None, 5, False, [(1.0, 1.0)], [])])
-    )
+    batch = trade_and_l2([(1.0, 1.0)])
     acks = []
     for seq in range(2):  # emit returns once the writes have their slots: the book's acks are awaited apart
         acks += await asyncio.wait_for(outputs.emit(batch, key=("binance/c0/r0#x", seq)), 1)
@@ -131,8 +137,7 @@ async def test_an_arbiter_passes_trades_on_while_the_book_holds_its_earlier_call
 
 
 async def test_lossy_a_full_book_window_drops_the_l2_counted_and_the_book_is_told_the_number() -> None:
-    sink, book = Handle("parquet"), Handle("book")
-    book.on_batch = held = HeldMethod(book.calls, "book.on_batch")
+    sink, book, held = held_book()
     events: list[tuple[str, str]] = []
     outputs = Outputs(
         "binance/c0/r0",
@@ -143,10 +148,7 @@ async def test_lossy_a_full_book_window_drops_the_l2_counted_and_the_book_is_tol
         on_event=lambda kind, detail: events.append((kind, detail)),
         sink_kinds=["parquet"],
     )
-    batch = both(
-        trades_batch("binance", [("X", "1")]),
-        l2_batch("binance", [("X", 5, None, 5, False, [(1.0, 1.0), (0.9, 2.0)], [])]),
-    )
+    batch = trade_and_l2([(1.0, 1.0), (0.9, 2.0)])
     for _ in range(2):  # the second batch's l2 finds the book's window full: dropped, its trades written
         await asyncio.wait_for(outputs.dispatch(batch), 1)
     assert [c[2] for c in sink.calls] == [0, 1] and [c[5] for c in book.calls] == [0]
