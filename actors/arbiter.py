@@ -15,6 +15,7 @@ from actors._route import Key, Outputs, sink_kinds
 from xtrader.arbiter_batches import BatchArbiter
 from xtrader.batch import Batches
 from xtrader.flow import Policy
+from xtrader.memory_pool import use_memory_pool
 from xtrader.warmup import warm_up
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class ArbiterActor:
         book_window_rows: int | None = None,
     ) -> None:
         _wire.install()  # RecordBatch arguments travel as Arrow IPC bytes (`actors._wire`)
+        use_memory_pool()  # jemalloc for Arrow (`xtrader.memory_pool`)
         warm_up()  # the hot path's one-time costs, before any data (`xtrader.warmup`)
         self.arbiter = BatchArbiter(
             capacity=capacity,

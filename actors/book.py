@@ -14,6 +14,7 @@ from actors._route import Key, Outputs, Skip, sink_kinds
 from xtrader.batch import Batches
 from xtrader.bookservice import BookService
 from xtrader.flow import Policy
+from xtrader.memory_pool import use_memory_pool
 from xtrader.recent import RecentKeys
 from xtrader.venues import venue
 from xtrader.warmup import warm_up
@@ -50,6 +51,7 @@ class OrderBookActor:
         sink_max_inflight: int | None = None,
     ) -> None:
         _wire.install()  # RecordBatch arguments travel as Arrow IPC bytes (`actors._wire`)
+        use_memory_pool()  # jemalloc for Arrow (`xtrader.memory_pool`)
         warm_up()  # the hot path's one-time costs, before any data (`xtrader.warmup`)
         self.service = BookService.for_venue(venue(venue_name), depth=depth, snapshot_interval_s=snapshot_interval_s)
         self.outputs = Outputs(

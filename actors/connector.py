@@ -16,6 +16,7 @@ from xtrader.arbiter_batches import BatchArbiter
 from xtrader.batch import Batches, FlushPolicy
 from xtrader.config import Pipeline
 from xtrader.gc_tuning import tune_gc
+from xtrader.memory_pool import use_memory_pool
 from xtrader.plan import ConnectorSpec
 from xtrader.streams_table import count_symbols
 from xtrader.venues import venue
@@ -51,6 +52,7 @@ class ConnectorActor:
         ca_file: str | None = None,
     ) -> None:
         _wire.install()  # RecordBatch arguments travel as Arrow IPC bytes (`actors._wire`)
+        use_memory_pool()  # jemalloc for Arrow (`xtrader.memory_pool`)
         from xtrader.connector import Connector
 
         warm_up()  # the hot path's one-time costs, before any data (`xtrader.warmup`)

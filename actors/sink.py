@@ -15,6 +15,7 @@ import pyarrow as pa
 from actors import _wire
 from xtrader.chaos import OUTAGE_SINKS
 from xtrader.clock import Anchor
+from xtrader.memory_pool import use_memory_pool
 from xtrader.plan import SinkSpec
 from xtrader.sinkfront import SinkFront
 from xtrader.streams_table import EventTail
@@ -68,6 +69,7 @@ class SinkActor:
 
     def __init__(self, spec: SinkSpec, writer: str | None = None) -> None:
         _wire.install()  # RecordBatch arguments travel as Arrow IPC bytes (`actors._wire`)
+        use_memory_pool()  # jemalloc for Arrow (`xtrader.memory_pool`)
         warm_up()  # the hot path's one-time costs, before any data (`xtrader.warmup`)
         self.kind = spec.kind
         writer = writer or writer_id(spec.kind)
