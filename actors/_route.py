@@ -143,6 +143,12 @@ class Outputs:
         )
         self.arbiter_window = Downstream(max_inflight, policy, retry_s)
 
+    def behind(self, calls: int) -> bool:
+        """True when some downstream (a sink, the book, the arbiter) holds `calls` or more of this producer's
+        calls unacknowledged: the producer's next batch had better grow than be one more call in the queue."""
+        windows = (self.book_window, self.arbiter_window, *self.sink_windows)
+        return any(window.inflight() >= calls for window in windows)
+
     def book_ticket(self, batches: Batches) -> int | None:
         """Take the number of `batches`' call to the book now (None when it has no l2 for the book).
 

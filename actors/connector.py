@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -77,6 +78,8 @@ class ConnectorActor:
             # a restarting arbiter or book does not stop the reading (without one, see `Outputs.dispatch`)
             max_inflight=pipeline.max_inflight if arbiter is None else WINDOW_CALLS,
             max_inflight_rows=None if arbiter is None else pipeline.window_rows,
+            # downstream behind: batches grow instead of queueing as more calls (`xtrader.connector.Connector`)
+            behind=functools.partial(self._behind, pipeline.max_inflight),
             flow_policy=pipeline.policy,
             ca_file=ca_file,
             backoff_base_s=pipeline.reconnect_backoff_base_s,
@@ -106,6 +109,9 @@ class ConnectorActor:
         self.restart: asyncio.Task[None] | None = None  # Ray restarted it after a failure: it starts on its own
         if _restarted():  # capture again at once, not when the driver's next stats read sees it idle
             self.restart = asyncio.get_running_loop().create_task(self.start(by="restart"))
+
+    def _behind(self, calls: int) -> bool:
+        return self.outputs.behind(calls) or self.connector.inflight() >= calls
 
     def emit(self, batches: Batches) -> Any:
         from xtrader.connector import SnapshotBatches

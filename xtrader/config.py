@@ -223,7 +223,14 @@ class Pipeline(_Model):
         description="Preset for the batch_rows, batch_ms, flush_interval_s and row_group_rows left out.",
     )
     batch_rows: int = Field(default=2_000, ge=1, le=1_000_000, description="Rows per batch.")
-    batch_ms: int = Field(default=20, ge=1, le=60_000, description="Longest a row waits for its batch, ms.")
+    batch_ms: int = Field(
+        default=20,
+        ge=1,
+        le=60_000,
+        description="Longest a row waits for its batch, ms, while the downstream keeps up. While max_inflight "
+        "of a connector's calls wait unanswered at a sink, book or arbiter, a batch grows instead, up to "
+        "10 x batch_ms or batch_rows (fewer, bigger calls rather than a queue of small ones).",
+    )
     flush_interval_s: float = Field(default=1.0, gt=0, le=3600, description="Longest a sink holds rows before writing.")
     row_group_rows: int = Field(default=65_536, ge=1_000, le=64_000_000, description="Parquet row-group size, rows.")
     max_inflight: int = Field(
@@ -232,7 +239,8 @@ class Pipeline(_Model):
         le=1024,
         description="Batches a connector without an arbiter may have waiting for slots in its book's and sinks' "
         "windows, and writes the order-book actor may have waiting for its sinks' windows (twice this). The windows "
-        "themselves: window_rows (to a book or arbiter) and sink_max_inflight (to each sink).",
+        "themselves: window_rows (to a book or arbiter) and sink_max_inflight (to each sink). From this many "
+        "unanswered calls on, a connector's batches grow past batch_ms (see batch_ms).",
     )
     sink_max_inflight: int = Field(
         default=256,

@@ -75,6 +75,10 @@ log = logging.getLogger("xtrader.connector")
 Emit = Callable[[Batches], Awaitable[object]]
 
 _NS = 1_000_000_000
+#: while the downstream is behind (`behind`), a batch due by age waits for it at most this many batch_ms
+DEFER_FACTOR = 10
+#: and the flush is tried again this often meanwhile (ns)
+_DEFER_POLL_NS = 2_000_000
 _DETAIL = 500  # longest events detail
 #: default `max_frame_bytes`: far above any venue's frame (a few KiB; books of 400 levels ~100 KiB)
 MAX_FRAME_BYTES = 16 * 1024 * 1024
@@ -158,6 +162,10 @@ class Connector:
         flush_policy: when buffers flush (rows or age).
         max_inflight: unacknowledged batches allowed.
         max_inflight_rows: and at most this many rows of them (None: no bound in rows).
+        behind: True while the downstream has not answered enough of the batches already sent (the actor's
+            windows). A batch due by age then keeps growing while the reading goes on, until `batch_rows`, the
+            downstream catches up, or DEFER_FACTOR x batch_ms: fewer, bigger calls where more small ones would
+            only queue (each actor call has a fixed cost), as a full window did when it stopped the reading.
         flow_policy: "block" (stop reading when full) or "lossy" (drop, counted).
         ca_file: CA bundle trusted for wss / https (e.g. a simulator's).
         keepalive: overrides the venue's keepalive rule (tests: short timeouts).
@@ -204,6 +212,7 @@ class Connector:
         *,
         max_inflight: int = 4,
         max_inflight_rows: int | None = None,
+        behind: Callable[[], bool] | None = None,
         flow_policy: Policy = "block",
         ca_file: str | None = None,
         keepalive: Keepalive | None = None,
@@ -238,6 +247,7 @@ class Connector:
         self._emit = emit
         self._policy = flush_policy or FlushPolicy()
         self._gate = FlowGate(max_inflight, flow_policy, max_inflight_rows)
+        self._behind = behind
         self._keepalive = keepalive
         self._rng = random.Random(seed)
         self._backoff: tuple[float, float, Jitter] = (backoff_base_s, backoff_cap_s, jitter)
@@ -701,14 +711,14 @@ class Connector:
     # -- reading --------------------------------------------------------------------------
 
     async def _read(self, link: _Link) -> None:
-        ws, policy, columns = link.ws, self._policy, self._columns
+        ws, columns = link.ws, self._columns
         try:
             while True:
                 frame = await ws.recv(decode=False)
                 actions = self._on_frame(link, frame)
                 if actions:
                     await self._apply(link, actions)
-                if policy.due(columns.rows(), self._last_frame_ns or 0):
+                if self._flush_due(columns.rows(), self._last_frame_ns or 0):
                     await self._flush()
         except ConnectionClosed as exc:
             if exc.sent is not None and exc.sent.code == CloseCode.MESSAGE_TOO_BIG:
@@ -875,7 +885,7 @@ class Connector:
                     self._snapshots_due(mono)
                 if self._deferred:
                     await self._deferred_due(mono)
-                if self._policy.due(self._columns.rows(), mono):
+                if self._flush_due(self._columns.rows(), mono):
                     await self._flush()
                 await self._wait(self._next_wake(self._clock().mono_ns))
         except Exception as exc:
@@ -889,8 +899,11 @@ class Connector:
             deadlines.append(min(self._snapshot_due.values()))
         if self._deferred:
             deadlines.append(min(self._deferred.values()))
-        if self._policy.oldest_mono_ns is not None:
-            deadlines.append(self._policy.oldest_mono_ns + self._policy.batch_ns)
+        oldest = self._policy.oldest_mono_ns
+        if oldest is not None:
+            due = oldest + self._policy.batch_ns
+            # a flush held back for the downstream (`_flush_due`) is tried again shortly
+            deadlines.append(due if due > mono else min(mono + _DEFER_POLL_NS, oldest + self._deferred_ns()))
         for link in self._links:
             deadline = link.session.next_deadline_ns()
             if deadline is not None:
@@ -967,6 +980,23 @@ class Connector:
         task.add_done_callback(self._tasks.discard)
 
     # -- flushing and emitting ------------------------------------------------------------
+
+    def _flush_due(self, rows: int, mono: int) -> bool:
+        """The flush policy's verdict, except that a batch due by age only waits while the downstream is behind
+        (see `behind`), for at most DEFER_FACTOR x batch_ms."""
+        policy = self._policy
+        if not policy.due(rows, mono):
+            return False
+        if rows >= policy.batch_rows or self._behind is None or policy.oldest_mono_ns is None:
+            return True
+        return mono - policy.oldest_mono_ns >= self._deferred_ns() or not self._behind()
+
+    def _deferred_ns(self) -> int:
+        return DEFER_FACTOR * self._policy.batch_ns
+
+    def inflight(self) -> int:
+        """Batches sent and not yet answered (or waiting for a slot in the window)."""
+        return self._gate.stats.inflight + self._gate.waiting
 
     async def _flush(self) -> None:
         async with self._flush_lock:

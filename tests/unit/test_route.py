@@ -160,3 +160,17 @@ async def test_lossy_a_full_book_window_drops_the_l2_counted_and_the_book_is_tol
     assert [c[5] for c in book.calls] == [0, 2] and book.calls[1][6] == (1,)
     held.ack_all()
     await asyncio.wait_for(outputs.drain(), 1)
+
+
+async def test_outputs_are_behind_while_a_downstream_holds_that_many_calls_unacknowledged() -> None:
+    """`behind(n)`: what a connector asks before a flush due by age (`xtrader.connector.Connector`, `behind`)."""
+    sink, book, held = held_book()
+    outputs = Outputs("binance/c0/r0", [sink], book, max_inflight=4, book_window_rows=1_000)
+    batch = trade_and_l2([(1.0, 1.0)])
+    assert not outputs.behind(1)
+    for n in range(1, 4):  # the sink answers at once; the book holds every call
+        await asyncio.wait_for(outputs.dispatch(batch), 1)
+        assert outputs.book_window.inflight() == n and outputs.behind(n) and not outputs.behind(n + 1)
+    held.ack_all()
+    await asyncio.wait_for(outputs.drain(), 1)
+    assert not outputs.behind(1)
