@@ -139,10 +139,6 @@ class Downstream:
         while self.tasks:
             await asyncio.gather(*list(self.tasks), return_exceptions=True)
 
-    def inflight(self) -> int:
-        """Calls sent and not yet acknowledged, plus those waiting for a slot."""
-        return self.gate.stats.inflight + self.gate.waiting
-
     def stats(self) -> dict[str, int]:
         out = self.gate.stats.as_dict()
         out["failures"] = self.failures

@@ -146,8 +146,11 @@ class Outputs:
     def behind(self, calls: int) -> bool:
         """True when some downstream (a sink, the book, the arbiter) holds `calls` or more of this producer's
         calls unacknowledged: the producer's next batch had better grow than be one more call in the queue."""
-        windows = (self.book_window, self.arbiter_window, *self.sink_windows)
-        return any(window.inflight() >= calls for window in windows)
+        return any(window.gate.pending >= calls for window in self._windows())
+
+    def _windows(self) -> tuple[Downstream, ...]:
+        """Every downstream window of this producer: the arbiter's, the book's, then each sink's."""
+        return (self.arbiter_window, self.book_window, *self.sink_windows)
 
     def book_ticket(self, batches: Batches) -> int | None:
         """Take the number of `batches`' call to the book now (None when it has no l2 for the book).
@@ -456,7 +459,7 @@ class Outputs:
             while self.pending_writes:
                 await asyncio.gather(*self.pending_writes, return_exceptions=True)
                 self.pending_writes = [t for t in self.pending_writes if not t.done()]
-            for window in (self.arbiter_window, self.book_window, *self.sink_windows):
+            for window in self._windows():
                 await window.drain()
             if not self.pending_writes:
                 return
@@ -465,13 +468,13 @@ class Outputs:
         """Add rows the lossy policy dropped since the last call to an `xtrader.metrics.Stats`."""
         from xtrader import metrics
 
-        dropped = sum(w.gate.stats.dropped_rows for w in (self.arbiter_window, self.book_window, *self.sink_windows))
+        dropped = sum(w.gate.stats.dropped_rows for w in self._windows())
         if dropped > self.dropped_reported:
             stats.count(metrics.DROPPED_ROWS, dropped - self.dropped_reported, exchange)
             self.dropped_reported = dropped
 
     def stats(self) -> dict[str, Any]:
-        flows = [w.stats() for w in (self.arbiter_window, self.book_window, *self.sink_windows)]
+        flows = [w.stats() for w in self._windows()]
         total: dict[str, int] = {}
         for flow in flows:
             for key, value in flow.items():

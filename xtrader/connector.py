@@ -996,7 +996,7 @@ class Connector:
 
     def inflight(self) -> int:
         """Batches sent and not yet answered (or waiting for a slot in the window)."""
-        return self._gate.stats.inflight + self._gate.waiting
+        return self._gate.pending
 
     async def _flush(self) -> None:
         async with self._flush_lock:
@@ -1102,7 +1102,7 @@ class Connector:
             # counted, never ignored: these rows may still be stored (a late ack) or be lost with this process
             stats = self._stats
             stats.shutdown_timeouts += 1
-            stats.shutdown_unacked_batches = self._gate.stats.inflight + self._gate.waiting
+            stats.shutdown_unacked_batches = self._gate.pending
             stats.shutdown_unacked_rows = self._outstanding_rows + self._columns.rows()
             log.warning(
                 "%s: stop: %d batch(es), %d row(s) not acknowledged within %g s",

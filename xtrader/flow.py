@@ -121,6 +121,11 @@ class FlowGate:
         """Batches waiting for a slot."""
         return sum(1 for waiter, _ in self._waiters if not waiter.done())
 
+    @property
+    def pending(self) -> int:
+        """Batches not yet acknowledged: in flight, or waiting for a slot."""
+        return self.window.stats.inflight + self.waiting
+
     async def acquire(self, rows: int, precious: bool = False) -> bool:
         """Take a slot for a batch; False when the lossy policy dropped it (already counted)."""
         window = self.window
