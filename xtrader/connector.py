@@ -77,7 +77,7 @@ Emit = Callable[[Batches], Awaitable[object]]
 _NS = 1_000_000_000
 #: while the downstream is behind (`behind`), a batch due by age waits for it at most this many batch_ms
 DEFER_FACTOR = 10
-#: and the flush is tried again this often meanwhile (ns)
+#: and `behind` is asked again this often meanwhile (ns): not on every frame read, which is when CPU is short
 _DEFER_POLL_NS = 2_000_000
 _DETAIL = 500  # longest events detail
 #: default `max_frame_bytes`: far above any venue's frame (a few KiB; books of 400 levels ~100 KiB)
@@ -248,6 +248,8 @@ class Connector:
         self._policy = flush_policy or FlushPolicy()
         self._gate = FlowGate(max_inflight, flow_policy, max_inflight_rows)
         self._behind = behind
+        #: a batch held back for the downstream is not flushed before this (monotonic ns; see `_flush_due`)
+        self._held_until_ns = 0
         self._keepalive = keepalive
         self._rng = random.Random(seed)
         self._backoff: tuple[float, float, Jitter] = (backoff_base_s, backoff_cap_s, jitter)
@@ -902,8 +904,8 @@ class Connector:
         oldest = self._policy.oldest_mono_ns
         if oldest is not None:
             due = oldest + self._policy.batch_ns
-            # a flush held back for the downstream (`_flush_due`) is tried again shortly
-            deadlines.append(due if due > mono else min(mono + _DEFER_POLL_NS, oldest + self._deferred_ns()))
+            # a flush held back for the downstream (`_flush_due`) is tried again when it said
+            deadlines.append(due if due > mono else max(mono, self._held_until_ns))
         for link in self._links:
             deadline = link.session.next_deadline_ns()
             if deadline is not None:
@@ -987,12 +989,18 @@ class Connector:
         policy = self._policy
         if not policy.due(rows, mono):
             return False
-        if rows >= policy.batch_rows or self._behind is None or policy.oldest_mono_ns is None:
+        oldest = policy.oldest_mono_ns
+        if rows >= policy.batch_rows or self._behind is None or oldest is None:
             return True
-        return mono - policy.oldest_mono_ns >= self._deferred_ns() or not self._behind()
-
-    def _deferred_ns(self) -> int:
-        return DEFER_FACTOR * self._policy.batch_ns
+        last = oldest + DEFER_FACTOR * policy.batch_ns
+        if mono >= last:
+            return True
+        if mono < self._held_until_ns:
+            return False  # the downstream was behind less than _DEFER_POLL_NS ago
+        if not self._behind():
+            return True
+        self._held_until_ns = min(mono + _DEFER_POLL_NS, last)
+        return False
 
     def inflight(self) -> int:
         """Batches sent and not yet answered (or waiting for a slot in the window)."""
