@@ -1,11 +1,13 @@
 """Arrow's memory pool under the sink's and the book's work: CPU (user and system) and page faults per pool.
 
-    python benchmarks/memory_pool.py [--rounds 3] [--passes 4] [--dir DIR]
+    python benchmarks/memory_pool.py [--rounds 3] [--passes 4] [--gap-ms 20] [--dir DIR]
+                                     [--pools mimalloc,jemalloc,system,mimalloc:MIMALLOC_PURGE_DELAY=-1]
 
-Why: `perf record` on the actors of an `xtrader bench` run put 18 % of the Parquet sink's CPU in the kernel
+Why: `perf record` on the actors of an `xtrader bench` run put 13-19 % of the Parquet sink's CPU in the kernel
 zeroing pages (`clear_page_erms`), most of it under mimalloc (pyarrow's default pool) faulting fresh huge
-pages after giving memory back. This measures that without Ray, one fresh process per pool (a pool is a
-process-wide choice, made before Arrow allocates), pools in rotating order each round:
+pages. This measures that without Ray (it did not reproduce it: benchmarks/RESULTS.md, "Arrow's memory pool"),
+one fresh process per pool (a pool is a process-wide choice, made before Arrow allocates), pools in rotating
+order each round:
 
 - the bench feed's frames (`xtrader.bench.feed`, Binance USD-M depth + aggTrade, 3 symbols) parsed and flushed
   to Arrow in 2,000-row batches, as a connector does;
