@@ -21,13 +21,28 @@ from typing import Any
 #: must be survived, not only the first five; a crash loop shows in the restart counters and events.
 RESTARTS = -1
 
+#: the most calls one producer (a connector, an arbiter) keeps open at an order-book or arbiter actor: the call bound
+#: of its window, which `pipeline.window_rows` bounds first in rows (`actors._route.WINDOW_CALLS`)
+PRODUCER_CALLS = 1_024
+#: producers an order-book or arbiter actor has a slot for at that bound (a venue's connectors and arbiters)
+PRODUCERS = 64
+#: `max_concurrency` of the order-book and arbiter actors: a slot for every call their producers can have open, and
+#: for control calls (stats, tops, drain). These actors answer a call once its rows are stored, so a slow sink keeps
+#: calls open; with more open than slots, Ray queues the rest and gives a freed slot to a call just arriving, not to
+#: the oldest queued one, which can wait there for seconds while its producer's later calls, held by the actor's
+#: reorder buffer for it, take every slot (a false gap once the reorder timeout gives it up:
+#: tests/cluster/test_book_backlog.py)
+CONSUMER_SLOTS = PRODUCER_CALLS * PRODUCERS + 64
+
+_CONSUMER = {"max_restarts": RESTARTS, "max_task_retries": 3, "num_cpus": 0}
+
 #: ray.remote options per actor class name
 OPTIONS: dict[str, dict[str, Any]] = {
     # one async actor per websocket connection; CPUs come from its placement-group bundle
     "ConnectorActor": {"max_restarts": RESTARTS, "max_task_retries": 0, "max_concurrency": 64},
     # async: forwards and awaits acks while the next batch is filtered
-    "ArbiterActor": {"max_restarts": RESTARTS, "max_task_retries": 3, "max_concurrency": 256, "num_cpus": 0},
-    "OrderBookActor": {"max_restarts": RESTARTS, "max_task_retries": 3, "max_concurrency": 256, "num_cpus": 0},
+    "ArbiterActor": {**_CONSUMER, "max_concurrency": CONSUMER_SLOTS},
+    "OrderBookActor": {**_CONSUMER, "max_concurrency": CONSUMER_SLOTS},
     # threaded with one thread: writes run in call order; retries are deduplicated by (source_id, batch_seq)
     "SinkActor": {"max_restarts": RESTARTS, "max_task_retries": 3, "max_concurrency": 1, "num_cpus": 0},
     # the control plane: named and detached, so a notebook can attach while the driver runs

@@ -47,6 +47,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from actors import PRODUCER_CALLS
 from actors._downstream import RETRY_S, Downstream
 from xtrader import schema
 from xtrader.batch import Batches
@@ -62,8 +63,9 @@ Skip = tuple[str, int, int]
 
 
 #: calls a producer may have unacknowledged in a window bounded by rows (`pipeline.window_rows`: a connector's to
-#: its book or arbiter, an arbiter's to its book); this bounds only the calls without rows (notices)
-WINDOW_CALLS = 65_536
+#: its book or arbiter, an arbiter's to its book): the book and arbiter actors have a slot for each
+#: (`actors.CONSUMER_SLOTS`), so none of these calls waits in Ray's queue
+WINDOW_CALLS = PRODUCER_CALLS
 
 
 def sink_kinds(sinks: list[Any]) -> list[str]:

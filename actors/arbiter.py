@@ -9,14 +9,13 @@ import time
 from collections.abc import Hashable
 from typing import Any
 
-from actors import _wire, peer
+from actors import peer
 from actors._inorder import InOrder, Settled
 from actors._route import Key, Outputs, sink_kinds
+from actors._setup import set_up_process
 from xtrader.arbiter_batches import BatchArbiter
 from xtrader.batch import Batches
 from xtrader.flow import Policy
-from xtrader.memory_pool import use_memory_pool
-from xtrader.warmup import warm_up
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +60,7 @@ class ArbiterActor:
         sink_max_inflight: int | None = None,
         book_window_rows: int | None = None,
     ) -> None:
-        _wire.install()  # RecordBatch arguments travel as Arrow IPC bytes (`actors._wire`)
-        use_memory_pool()  # jemalloc for Arrow (`xtrader.memory_pool`)
-        warm_up()  # the hot path's one-time costs, before any data (`xtrader.warmup`)
+        set_up_process()  # Arrow IPC arguments, jemalloc, warm-up (`actors._setup`)
         self.arbiter = BatchArbiter(
             capacity=capacity,
             ttl_ns=int(ttl_s * 1e9),

@@ -8,16 +8,16 @@ import time
 from collections.abc import Hashable
 from typing import Any
 
-from actors import _wire, peer
+from actors import peer
 from actors._inorder import InOrder, Settled
 from actors._route import Key, Outputs, Skip, sink_kinds
+from actors._setup import set_up_process
 from xtrader.batch import Batches
 from xtrader.bookservice import BookService
 from xtrader.flow import Policy
-from xtrader.memory_pool import use_memory_pool
 from xtrader.recent import RecentKeys
+from xtrader.reorder import TIMEOUT_S
 from xtrader.venues import venue
-from xtrader.warmup import warm_up
 
 
 class OrderBookActor:
@@ -49,10 +49,9 @@ class OrderBookActor:
         max_inflight: int = 4,
         policy: Policy = "block",
         sink_max_inflight: int | None = None,
+        reorder_timeout_s: float = TIMEOUT_S,
     ) -> None:
-        _wire.install()  # RecordBatch arguments travel as Arrow IPC bytes (`actors._wire`)
-        use_memory_pool()  # jemalloc for Arrow (`xtrader.memory_pool`)
-        warm_up()  # the hot path's one-time costs, before any data (`xtrader.warmup`)
+        set_up_process()  # Arrow IPC arguments, jemalloc, warm-up (`actors._setup`)
         self.service = BookService.for_venue(venue(venue_name), depth=depth, snapshot_interval_s=snapshot_interval_s)
         self.outputs = Outputs(
             f"book:{stream}",
@@ -70,7 +69,9 @@ class OrderBookActor:
         self.recent_keys = RecentKeys()
         self.ticker: asyncio.Task[None] | None = None
         # each producer's l2 in the order it sent it (a batch overtaken on the way is a false gap)
-        self.inorder: InOrder[tuple[str, Batches, bool, Key | None, Hashable]] = InOrder(self._process)
+        self.inorder: InOrder[tuple[str, Batches, bool, Key | None, Hashable]] = InOrder(
+            self._process, reorder_timeout_s
+        )
         #: each numbered call is answered once its rows are stored (or their loss recorded)
         self.settled = Settled()
 

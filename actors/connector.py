@@ -10,19 +10,18 @@ import os
 import time
 from typing import Any
 
-from actors import _wire, peer
+from actors import peer
 from actors._route import WINDOW_CALLS, Outputs, sink_kinds
+from actors._setup import set_up_process
 from xtrader import metrics
 from xtrader.arbiter_batches import BatchArbiter
 from xtrader.batch import Batches, FlushPolicy
 from xtrader.config import Pipeline
 from xtrader.gc_tuning import tune_gc
-from xtrader.memory_pool import use_memory_pool
 from xtrader.plan import ConnectorSpec
 from xtrader.streams_table import count_symbols
 from xtrader.venues import venue
 from xtrader.venues.base import Connection, Subscription
-from xtrader.warmup import warm_up
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +51,9 @@ class ConnectorActor:
         pipeline: Pipeline,
         ca_file: str | None = None,
     ) -> None:
-        _wire.install()  # RecordBatch arguments travel as Arrow IPC bytes (`actors._wire`)
-        use_memory_pool()  # jemalloc for Arrow (`xtrader.memory_pool`)
+        set_up_process()  # Arrow IPC arguments, jemalloc, warm-up (`actors._setup`)
         from xtrader.connector import Connector
 
-        warm_up()  # the hot path's one-time costs, before any data (`xtrader.warmup`)
         self.spec = spec
         self.outputs = Outputs(
             spec.id,

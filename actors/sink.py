@@ -12,14 +12,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from actors import _wire
+from actors._setup import set_up_process
 from xtrader.chaos import OUTAGE_SINKS
 from xtrader.clock import Anchor
-from xtrader.memory_pool import use_memory_pool
 from xtrader.plan import SinkSpec
 from xtrader.sinkfront import SinkFront
 from xtrader.streams_table import EventTail
-from xtrader.warmup import warm_up
 
 
 def writer_id(capture: str) -> str:
@@ -68,9 +66,7 @@ class SinkActor:
     """
 
     def __init__(self, spec: SinkSpec, writer: str | None = None) -> None:
-        _wire.install()  # RecordBatch arguments travel as Arrow IPC bytes (`actors._wire`)
-        use_memory_pool()  # jemalloc for Arrow (`xtrader.memory_pool`)
-        warm_up()  # the hot path's one-time costs, before any data (`xtrader.warmup`)
+        set_up_process()  # Arrow IPC arguments, jemalloc, warm-up (`actors._setup`)
         self.kind = spec.kind
         writer = writer or writer_id(spec.kind)
         self.front = SinkFront(open_sink(spec, writer), spec.kind, actor=spec.id, owner=writer)
