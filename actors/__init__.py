@@ -50,6 +50,16 @@ OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
+#: methods that run in a concurrency group (a thread) of their own, per actor class: (group, methods). A sink writes
+#: one batch at a time, in order; what the driver asks it (its stats, every 2 s, with a 5 s timeout) must not wait
+#: behind a backlog of writes, or the live view, /metrics and the capture's settling see its counts frozen exactly
+#: while it is behind (tests/cluster/test_sink_control.py). These methods take the sink's lock, so they wait at most
+#: for the write in progress.
+METHOD_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "SinkActor": ("control", ("stats", "accepted", "recent_events")),
+}
+
+
 def name_prefix(capture: str) -> str:
     """The prefix of the actor names of one capture start: its name plus a random suffix (two captures,
     or a capture and its predecessor's actors still being killed, never share a name)."""
@@ -91,6 +101,11 @@ def actor(cls: type, **overrides: Any) -> Any:
     import ray
 
     options = {**OPTIONS[cls.__name__], **overrides}
+    if cls.__name__ in METHOD_GROUPS:
+        group, methods = METHOD_GROUPS[cls.__name__]
+        options.setdefault("concurrency_groups", {group: 1})
+        for method in methods:  # marks the plain class's function (what `ray.remote` reads), idempotent
+            ray.method(concurrency_group=group)(getattr(cls, method))
     if cls.__name__ in SERVICES and "scheduling_strategy" not in options:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 

@@ -84,14 +84,16 @@ class SinkActor:
         skipped: tuple[tuple[str, int, int], ...] = (),
     ) -> bool:
         """Store a batch once; `skipped`: (source_id, low, high) seqs its producer will never send."""
-        written = self.front.write(source_id, batch_seq, tables, origin, anchor, skipped)
-        if written and "events" in tables:
-            self.events.add(tables["events"])
+        with self.front.lock:  # the events tail too (`recent_events` may run beside a write)
+            written = self.front.write(source_id, batch_seq, tables, origin, anchor, skipped)
+            if written and "events" in tables:
+                self.events.add(tables["events"])
         return written
 
     def recent_events(self, since: float | None = None) -> pa.Table:
         """The newest `events` rows this sink took (at or after `since`, epoch seconds)."""
-        return self.events.table(since)
+        with self.front.lock:  # `actors.METHOD_GROUPS`: may run beside a write
+            return self.events.table(since)
 
     def recent(self, prefix: str) -> dict[str, pa.Table]:
         """Key columns of the trades / bbo rows stored lately from sources starting with `prefix` (a restarted
@@ -121,9 +123,13 @@ class SinkActor:
 
     def accepted(self) -> dict[str, Any]:
         """Rows accepted per table and venue, and per origin (`SinkFront.accepted`): cheap to poll."""
-        return self.front.accepted()
+        with self.front.lock:  # `actors.METHOD_GROUPS`: may run beside a write
+            return self.front.accepted()
 
     def stats(self) -> dict[str, Any]:
-        inner = getattr(self.front.writer, "stats", None)
-        # pid: this incarnation of the actor (a restart shows as a new one)
-        return {**self.front.stats(), "writer": inner() if callable(inner) else None, "pid": os.getpid()}
+        """The sink's stats; answered beside a backlog of writes (`actors.METHOD_GROUPS`), at most after the write
+        in progress."""
+        with self.front.lock:
+            inner = getattr(self.front.writer, "stats", None)
+            # pid: this incarnation of the actor (a restart shows as a new one)
+            return {**self.front.stats(), "writer": inner() if callable(inner) else None, "pid": os.getpid()}
