@@ -255,7 +255,8 @@ class Pipeline(_Model):
         le=100_000_000,
         description="Rows a connector may have waiting downstream: its l2 at the order-book actor (redundancy 1), or "
         "its batches for the arbiter's answer (redundancy 2+). While the book or arbiter restarts or lags, the "
-        "connection goes on reading; once this many rows wait, it holds back (block) or drops them (lossy).",
+        "connection goes on reading; once this many rows (or 1,024 calls) wait, it holds back (block) or drops them "
+        "(lossy).",
     )
     policy: Policy = Field(
         default="block",
