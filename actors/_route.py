@@ -145,10 +145,17 @@ class Outputs:
         )
         self.arbiter_window = Downstream(max_inflight, policy, retry_s)
 
-    def behind(self, calls: int) -> bool:
-        """True when some downstream (a sink, the book, the arbiter) holds `calls` or more of this producer's
-        calls unacknowledged: the producer's next batch had better grow than be one more call in the queue."""
-        return any(window.gate.pending >= calls for window in self._windows())
+    def behind(self, calls: int) -> float:
+        """The share of this producer's downstreams (the arbiter; else the book and each sink) that hold `calls`
+        or more of its calls unacknowledged: its next batch had better grow than be one more call in their
+        queue, and may wait longer when none of them is keeping up (`xtrader.connector.Connector`, `behind`)."""
+        if self.arbiter is not None:
+            windows: tuple[Downstream, ...] = (self.arbiter_window,)
+        else:
+            windows = (self.book_window, *self.sink_windows) if self.book is not None else tuple(self.sink_windows)
+        if not windows:
+            return 0.0
+        return sum(window.gate.pending >= calls for window in windows) / len(windows)
 
     def _windows(self) -> tuple[Downstream, ...]:
         """Every downstream window of this producer: the arbiter's, the book's, then each sink's."""

@@ -107,8 +107,10 @@ class ConnectorActor:
         if _restarted():  # capture again at once, not when the driver's next stats read sees it idle
             self.restart = asyncio.get_running_loop().create_task(self.start(by="restart"))
 
-    def _behind(self, calls: int) -> bool:
-        return self.outputs.behind(calls) or self.connector.inflight() >= calls
+    def _behind(self, calls: int) -> float:
+        """The share of the downstreams behind; all of them while the connector's own calls wait (the arbiter's
+        answers, or a window full under `block`, which holds every output)."""
+        return 1.0 if self.connector.inflight() >= calls else self.outputs.behind(calls)
 
     def emit(self, batches: Batches) -> Any:
         from xtrader.connector import SnapshotBatches

@@ -229,7 +229,8 @@ class Pipeline(_Model):
         le=60_000,
         description="Longest a row waits for its batch, ms, while the downstream keeps up. While max_inflight "
         "of a connector's calls wait unanswered at a sink, book or arbiter, a batch grows instead, up to "
-        "10 x batch_ms or batch_rows (fewer, bigger calls rather than a queue of small ones).",
+        "batch_rows or 100 x batch_ms (10 x while another of its sinks or its book keeps up): fewer, bigger "
+        "calls rather than a queue of small ones.",
     )
     flush_interval_s: float = Field(default=1.0, gt=0, le=3600, description="Longest a sink holds rows before writing.")
     row_group_rows: int = Field(default=65_536, ge=1_000, le=64_000_000, description="Parquet row-group size, rows.")

@@ -75,8 +75,12 @@ log = logging.getLogger("xtrader.connector")
 Emit = Callable[[Batches], Awaitable[object]]
 
 _NS = 1_000_000_000
-#: while the downstream is behind (`behind`), a batch due by age waits for it at most this many batch_ms
-DEFER_FACTOR = 10
+#: while every downstream is behind (`behind`), a batch due by age waits for it at most this many batch_ms (or
+#: until batch_rows): 10 was too short for redundancy 2 at 5,000 msg/s on 2 cores (eight connectors, each still
+#: sending 5 calls a second, held their arbiters a minute behind; benchmarks/RESULTS.md)
+DEFER_FACTOR = 100
+#: while only some are (a slow sink), at most this many: the others get the rows at most this late
+DEFER_SOME_FACTOR = 10
 #: and `behind` is asked again this often meanwhile (ns): not on every frame read, which is when CPU is short
 _DEFER_POLL_NS = 2_000_000
 _DETAIL = 500  # longest events detail
@@ -162,10 +166,12 @@ class Connector:
         flush_policy: when buffers flush (rows or age).
         max_inflight: unacknowledged batches allowed.
         max_inflight_rows: and at most this many rows of them (None: no bound in rows).
-        behind: True while the downstream has not answered enough of the batches already sent (the actor's
-            windows). A batch due by age then keeps growing while the reading goes on, until `batch_rows`, the
-            downstream catches up, or DEFER_FACTOR x batch_ms: fewer, bigger calls where more small ones would
-            only queue (each actor call has a fixed cost), as a full window did when it stopped the reading.
+        behind: the share of the downstreams (0 to 1; a bool is fine) that have not answered enough of the
+            batches already sent (the actor's windows). While it is above 0, a batch due by age keeps growing
+            and the reading goes on, until `batch_rows`, the downstream catches up, or DEFER_FACTOR x batch_ms
+            (every downstream behind) / DEFER_SOME_FACTOR x batch_ms (some: the others are kept waiting less):
+            fewer, bigger calls where more small ones would only queue (each actor call has a fixed cost), as a
+            full window did when it stopped the reading.
         flow_policy: "block" (stop reading when full) or "lossy" (drop, counted).
         ca_file: CA bundle trusted for wss / https (e.g. a simulator's).
         keepalive: overrides the venue's keepalive rule (tests: short timeouts).
@@ -212,7 +218,7 @@ class Connector:
         *,
         max_inflight: int = 4,
         max_inflight_rows: int | None = None,
-        behind: Callable[[], bool] | None = None,
+        behind: Callable[[], float] | None = None,
         flow_policy: Policy = "block",
         ca_file: str | None = None,
         keepalive: Keepalive | None = None,
@@ -985,7 +991,7 @@ class Connector:
 
     def _flush_due(self, rows: int, mono: int) -> bool:
         """The flush policy's verdict, except that a batch due by age only waits while the downstream is behind
-        (see `behind`), for at most DEFER_FACTOR x batch_ms."""
+        (see `behind`), for at most DEFER_FACTOR (or DEFER_SOME_FACTOR) x batch_ms."""
         policy = self._policy
         if not policy.due(rows, mono):
             return False
@@ -997,8 +1003,13 @@ class Connector:
             return True
         if mono < self._held_until_ns:
             return False  # the downstream was behind less than _DEFER_POLL_NS ago
-        if not self._behind():
+        share = self._behind()
+        if not share:
             return True
+        if share < 1:  # a downstream keeping up waits for its rows at most DEFER_SOME_FACTOR x batch_ms
+            last = oldest + DEFER_SOME_FACTOR * policy.batch_ns
+            if mono >= last:
+                return True
         self._held_until_ns = min(mono + _DEFER_POLL_NS, last)
         return False
 

@@ -31,7 +31,7 @@ from tests.integration.local_actors import (
 )
 from tests.integration.test_parquet_sink import read_pyarrow
 from xtrader.config import Pipeline
-from xtrader.connector import DEFER_FACTOR
+from xtrader.connector import DEFER_SOME_FACTOR
 from xtrader.simulator import Simulator
 
 TABLES = ("trades", "bbo")
@@ -154,7 +154,8 @@ async def test_block_slow_sink_slows_the_producer_bounded_lossless_with_latency_
     bound = 8
     rig: Rig = await rig_factory(pipeline(policy="block", max_inflight=4, sink_max_inflight=bound))
     delay_s = 0.3
-    # 4 s: while behind, the producer makes a call per 10 x batch_ms, so the window fills more slowly
+    # 4 s: while behind, the producer makes a call per batch_rows (or DEFER_SOME_FACTOR x batch_ms), so the window
+    # fills more slowly
     share, _, _ = await stalled_share(rig, rig.parquet, delay_s=delay_s, measure_s=4.0)
     assert share < 0.5, "the stalled sink took everything: no stall happened"
     window = rig.window("parquet")
@@ -206,9 +207,9 @@ async def test_a_stalled_sink_gets_fewer_bigger_batches_while_the_reading_goes_o
     rig_factory: Callable[..., Any],
 ) -> None:
     """A ConnectorActor whose sink holds its calls (`Outputs.behind`) lets its batches grow, up to
-    DEFER_FACTOR x batch_ms, instead of adding a call every batch_ms to the queue: under a sustained load the
-    pipeline then spends its CPU on rows (the 10,000 msg/s soak fell behind for good when it did not). It
-    reads on all the while, and nothing is lost or stored twice."""
+    DEFER_SOME_FACTOR x batch_ms (its other downstreams keep up), instead of adding a call every batch_ms to
+    the queue: under a sustained load the pipeline then spends its CPU on rows (the 10,000 msg/s soak fell
+    behind for good when it did not). It reads on all the while, and nothing is lost or stored twice."""
     rig: Rig = await rig_factory(Pipeline(batch_rows=100_000, batch_ms=20, policy="block"))  # no flush by rows
     await wait_until(lambda: front_rows(rig.parquet, "trades") > 0, what="first trades in Parquet")
     before = rig.connector.connector.stats()
@@ -217,7 +218,7 @@ async def test_a_stalled_sink_gets_fewer_bigger_batches_while_the_reading_goes_o
     during = rig.connector.connector.stats()
     batches, messages = during["batches"] - before["batches"], during["messages"] - before["messages"]
     assert messages > 300, "the reading went on"
-    assert batches <= 2.0 / (DEFER_FACTOR * 0.020) + 3, f"{batches} batches in 2 s while the sink was behind"
+    assert batches <= 2.0 / (DEFER_SOME_FACTOR * 0.020) + 3, f"{batches} batches in 2 s while the sink was behind"
     await rig.settle()
     ids = rig.parquet_trade_ids()
     assert len(ids) == sent_trades(rig.sim, "binance") and set(ids.values()) == {1}, "a trade lost or stored twice"
