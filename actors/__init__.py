@@ -22,7 +22,9 @@ from typing import Any
 RESTARTS = -1
 
 #: the most calls one producer (a connector, an arbiter) keeps open at an order-book or arbiter actor: the call bound
-#: of its window, which `pipeline.window_rows` bounds first in rows (`actors._route.WINDOW_CALLS`)
+#: of its window, which `pipeline.window_rows` bounds first in rows (`actors._route.Outputs.book_window`, the
+#: connector's window to its arbiter). Those actors have a slot for each (`CONSUMER_SLOTS`), so none of these
+#: calls waits in Ray's queue
 PRODUCER_CALLS = 1_024
 #: producers an order-book or arbiter actor has a slot for at that bound (a venue's connectors and arbiters)
 PRODUCERS = 64

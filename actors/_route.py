@@ -62,12 +62,6 @@ Key = tuple[str, int]
 Skip = tuple[str, int, int]
 
 
-#: calls a producer may have unacknowledged in a window bounded by rows (`pipeline.window_rows`: a connector's to
-#: its book or arbiter, an arbiter's to its book): the book and arbiter actors have a slot for each
-#: (`actors.CONSUMER_SLOTS`), so none of these calls waits in Ray's queue
-WINDOW_CALLS = PRODUCER_CALLS
-
-
 def sink_kinds(sinks: list[Any]) -> list[str]:
     """The kind of each sink (`parquet`, `questdb`) from its actor name (`...sink/<kind>`); else its index."""
     return [s.rsplit("sink/", 1)[-1] if isinstance(s, str) and "sink/" in s else str(i) for i, s in enumerate(sinks)]
@@ -141,7 +135,7 @@ class Outputs:
         self.book_window = (
             Downstream(max_inflight, policy, retry_s)
             if book_window_rows is None
-            else Downstream(WINDOW_CALLS, policy, retry_s, max_rows=book_window_rows)
+            else Downstream(PRODUCER_CALLS, policy, retry_s, max_rows=book_window_rows)
         )
         self.arbiter_window = Downstream(max_inflight, policy, retry_s)
 

@@ -10,8 +10,8 @@ import os
 import time
 from typing import Any
 
-from actors import peer
-from actors._route import WINDOW_CALLS, Outputs, sink_kinds
+from actors import PRODUCER_CALLS, peer
+from actors._route import Outputs, sink_kinds
 from actors._setup import set_up_process
 from xtrader import metrics
 from xtrader.arbiter_batches import BatchArbiter
@@ -73,7 +73,7 @@ class ConnectorActor:
             FlushPolicy(pipeline.batch_rows, pipeline.batch_ms),
             # with an arbiter, a batch is answered once stored (the book's part too): the window is of rows, so
             # a restarting arbiter or book does not stop the reading (without one, see `Outputs.dispatch`)
-            max_inflight=pipeline.max_inflight if arbiter is None else WINDOW_CALLS,
+            max_inflight=pipeline.max_inflight if arbiter is None else PRODUCER_CALLS,
             max_inflight_rows=None if arbiter is None else pipeline.window_rows,
             # downstream behind: batches grow instead of queueing as more calls (`xtrader.connector.Connector`)
             behind=functools.partial(self._behind, pipeline.max_inflight),

@@ -179,10 +179,9 @@ async def test_outputs_are_behind_while_a_downstream_holds_that_many_calls_unack
 
 def test_the_book_and_arbiter_actors_have_a_slot_for_every_call_their_producers_may_keep_open() -> None:
     """A call queued inside Ray (no slot free) can be overtaken for seconds: a false gap (test_book_backlog.py)."""
-    from actors import OPTIONS, PRODUCERS
-    from actors._route import WINDOW_CALLS
+    from actors import OPTIONS, PRODUCER_CALLS, PRODUCERS
 
     outputs = Outputs("c", [], book=object(), book_window_rows=1_000)
-    assert outputs.book_window.gate.window.max_inflight == WINDOW_CALLS
+    assert outputs.book_window.gate.window.max_inflight == PRODUCER_CALLS
     for name in ("OrderBookActor", "ArbiterActor"):
-        assert OPTIONS[name]["max_concurrency"] > PRODUCERS * WINDOW_CALLS
+        assert OPTIONS[name]["max_concurrency"] > PRODUCERS * PRODUCER_CALLS
