@@ -6,7 +6,10 @@ connection to deliver a key wins it; later copies are duplicates. A key is a
 tuple whose first element names its table ("trades", "l2", "bbo"; see
 `xtrader.arbiter_batches.UpdateKeys`). Keys are remembered in one bounded LRU
 per table (so memory is flat, and a busy table never evicts another's keys)
-for at most `ttl_ns` (so a sequence reset can reuse a key later).
+for at most `ttl_ns` (so a sequence reset can reuse a key later), plus
+`grace_ns`: how far the slowest connection is behind the fastest (set by
+`BatchArbiter`), so that a connection working off a backlog longer than the
+TTL still finds the copies its partner delivered long ago.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ class Arbiter:
 
     Args:
         capacity: keys remembered per table (its oldest evicted first).
-        ttl_ns: a key older than this is forgotten (0: no expiry).
+        ttl_ns: a key older than this (plus `grace_ns`) is forgotten (0: no expiry).
     """
 
     def __init__(self, capacity: int = 200_000, ttl_ns: int = 60_000_000_000) -> None:
@@ -45,6 +48,8 @@ class Arbiter:
         #: table -> key -> when it was first delivered
         self.tables: dict[Hashable, OrderedDict[Hashable, int]] = {}
         self.stats = ArbiterStats()
+        #: added to ttl_ns while the connections are that far apart (`xtrader.arbiter_batches.BatchArbiter`)
+        self.grace_ns = 0
 
     def register(self, connection: str) -> None:
         """Make a connection known (it shows in `wins` even before it wins anything)."""
@@ -60,7 +65,7 @@ class Arbiter:
         if seen is None:
             seen = self.tables[table] = OrderedDict()
         first_ns = seen.get(key)
-        if first_ns is not None and (not self.ttl_ns or now_ns - first_ns <= self.ttl_ns):
+        if first_ns is not None and (not self.ttl_ns or now_ns - first_ns <= self.ttl_ns + self.grace_ns):
             self.stats.duplicates += 1
             return False
         seen[key] = now_ns
@@ -76,9 +81,9 @@ class Arbiter:
         so no verdict changes; without this they stayed until `capacity` pushed them out, and an arbiter's
         memory grew for minutes (the soak: 240 -> 410 MB per arbiter in 9 minutes at 1.4k msg/s a stream).
         Keys are in order of delivery time (each insert goes to the end), so only the oldest are looked at."""
-        if not self.ttl_ns or now_ns <= self.ttl_ns:
+        if not self.ttl_ns or now_ns <= self.ttl_ns + self.grace_ns:
             return 0
-        horizon = now_ns - self.ttl_ns
+        horizon = now_ns - self.ttl_ns - self.grace_ns
         forgotten = 0
         for seen in self.tables.values():
             while seen:

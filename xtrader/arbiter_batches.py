@@ -18,6 +18,12 @@ connection carrying the stream:
 
 Events are per connection and always kept. Rotation: every `rotation_s`
 seconds the connection that won least is reported (the caller replaces it).
+
+Skew: a connection may deliver far later than its partner (a backlog in its
+socket or its actors; a reconnected partner that went live meanwhile). Each
+connection's newest exchange time is tracked, and while the connections that
+delivered within the last TTL are `lag` apart, keys are kept for TTL + lag
+(`Arbiter.grace_ns`, `skew_ms` in the stats): the late copies are still found.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from xtrader import metrics
 from xtrader.arbiter import Arbiter
@@ -74,6 +81,10 @@ class BatchArbiter:
         self.wins_at_rotation: dict[str, int] = {}
         self.last_rotation_ns: int | None = None
         self.stats = BatchArbiterStats()
+        #: connection -> (its newest exchange time, epoch ns; when it last delivered a batch, monotonic ns)
+        self.fronts: dict[str, tuple[int, int]] = {}
+        #: the largest skew seen between the connections (ns of exchange time)
+        self.max_skew_ns = 0
 
     def register(self, connection: str) -> None:
         """Make a connection known (it shows in the win table with 0 wins)."""
@@ -83,9 +94,11 @@ class BatchArbiter:
         """Drop a replaced connection from the win table."""
         self.arbiter.forget(connection)
         self.keys.forget(connection)
+        self.fronts.pop(connection, None)
 
     def filter(self, connection: str, batches: Batches, now_ns: int = 0) -> Batches:
         """The rows of `batches` that `connection` delivered first (a new Batches; tables may become None)."""
+        self._track(connection, batches, now_ns)
         self.arbiter.expire(now_ns)
         out = replace(batches)
         if batches.trades is not None:
@@ -96,6 +109,22 @@ class BatchArbiter:
         if batches.l2 is not None and batches.l2_messages is not None:
             out.l2, out.l2_messages = self._keep_l2(connection, batches.l2, batches.l2_messages, now_ns)
         return out
+
+    def _track(self, connection: str, batches: Batches, now_ns: int) -> None:
+        """Move `connection`'s front to the newest exchange time in `batches`, and the arbiter's grace to the
+        skew between the connections that delivered within the last TTL (silent ones are not behind)."""
+        times = [_newest(t) for t in (batches.trades, batches.bbo, batches.l2_messages) if t is not None]
+        front = self.fronts.get(connection)
+        if front is not None:
+            times.append(front[0])
+        newest = max((ts for ts in times if ts is not None), default=None)
+        if newest is not None:
+            self.fronts[connection] = (newest, now_ns)
+        ttl = self.arbiter.ttl_ns
+        live = [ts for ts, at in self.fronts.values() if not ttl or now_ns - at <= ttl]
+        skew = max(live) - min(live) if len(live) > 1 else 0
+        self.arbiter.grace_ns = skew
+        self.max_skew_ns = max(self.max_skew_ns, skew)
 
     def seed(self, table: str, rows: pa.Table | pa.RecordBatch, now_ns: int = 0) -> int:
         """Remember the keys of rows passed on before a restart (`xtrader.recent`); the number of new keys.
@@ -189,6 +218,9 @@ class BatchArbiter:
         out["rotations"] = self.stats.rotations
         # keys held per table (bounded by ttl_ns and capacity): what the arbiter's memory grows with
         out["remembered"] = {str(table): n for table, n in self.arbiter.remembered().items()}
+        # how far the slowest connection is behind the fastest (exchange time): keys are kept that much longer
+        out["skew_ms"] = self.arbiter.grace_ns // 1_000_000
+        out["max_skew_ms"] = self.max_skew_ns // 1_000_000
         out["metrics"] = self.metrics.snapshot()
         return out
 
@@ -252,6 +284,14 @@ class UpdateKeys:
         """A replaced connection's quote counts."""
         for slot in [slot for slot in self._quotes if slot[0] == connection]:
             del self._quotes[slot]
+
+
+def _newest(batch: pa.RecordBatch) -> int | None:
+    """The newest exchange time of a batch, epoch ns (None: empty, or no exchange times)."""
+    if not batch.num_rows:
+        return None
+    newest = pc.max(batch.column("exchange_ts"))
+    return newest.value if newest.is_valid else None
 
 
 def _zip_keys(table: str, *columns: pa.Array) -> list[tuple[Any, ...]]:

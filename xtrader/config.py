@@ -280,7 +280,12 @@ class Pipeline(_Model):
     arbiter_capacity: int = Field(
         default=200_000, ge=1_000, description="Update keys an arbiter remembers per table (LRU)."
     )
-    arbiter_ttl_s: float = Field(default=60.0, gt=0, description="Seconds an arbiter remembers an update key.")
+    arbiter_ttl_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds an arbiter remembers an update key, plus how far its slowest connection is behind "
+        "its fastest (exchange time), so the late copies of a connection with a backlog are still found.",
+    )
     rotation_interval_s: float = Field(
         default=0.0,
         ge=0,

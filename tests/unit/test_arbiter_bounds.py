@@ -14,13 +14,16 @@ NOW = 1_700_000_000_000_000_000
 TTL_NS = 5_000_000_000
 
 
-def kept(arbiter: BatchArbiter, connection: str, trade_ids: list[int], now_ns: int) -> list[int]:
-    """Offer one trade per id (symbol X) from `connection` at `now_ns`; the ids it won."""
+def kept(
+    arbiter: BatchArbiter, connection: str, trade_ids: list[int], now_ns: int, exchange_ns: int = NOW
+) -> list[int]:
+    """Offer one trade per id (symbol X, exchange time `exchange_ns`) from `connection` at `now_ns`; the ids it
+    won."""
     columns = Columns("binance")
     t = columns.trades
     for trade_id in trade_ids:
         t.symbol.append("X")
-        t.exchange_ts.append(NOW)
+        t.exchange_ts.append(exchange_ns)
         t.receive_ts.append(NOW)
         t.trade_id.append(str(trade_id))
         t.side.append("buy")
@@ -103,3 +106,42 @@ def test_expire_frees_exactly_the_keys_past_their_ttl_oldest_first() -> None:
     assert arbiter.expire(NOW + 9 * 1_000_000_000) == 4
     assert arbiter.remembered() == {"trades": 6}
     assert arbiter.keys() == {("trades", "X", str(n)) for n in range(4, 10)}
+
+
+SECOND = 1_000_000_000
+
+
+def test_a_connection_further_behind_its_partner_than_the_ttl_still_finds_its_copies() -> None:
+    """The redundancy-2 soak under faults: a reconnected copy ran live while its partner worked off a backlog
+    more than arbiter_ttl_s long, and the partner's copies were stored twice (674 l2 and 189 bbo rows). Keys
+    are kept for the TTL plus how far the slowest connection is behind the fastest, in exchange time."""
+    arbiter = BatchArbiter(capacity=100_000, ttl_ns=TTL_NS)
+    lag = 3 * TTL_NS  # b delivers what happened 15 s ago; a is live
+    for second in range(16):
+        now = NOW + second * SECOND
+        assert kept(arbiter, "a", [1_000 + second], now, exchange_ns=now) == [1_000 + second]
+        if second * SECOND >= lag:  # b reaches what a delivered `lag` ago, long past the TTL: copies
+            assert kept(arbiter, "b", [1_000 + second - 15], now, exchange_ns=now - lag) == []
+        else:
+            assert kept(arbiter, "b", [second], now, exchange_ns=now - lag) == [second]
+    # and once b has caught up, keys are kept for the TTL again (memory stays bounded)
+    for second in range(16, 40):
+        now = NOW + second * SECOND
+        ids = list(range(second * 1_000, second * 1_000 + 100))
+        assert kept(arbiter, "a", ids, now, exchange_ns=now) == ids
+        assert kept(arbiter, "b", ids, now + 1, exchange_ns=now) == []
+    assert sum(arbiter.snapshot()["remembered"].values()) <= 600
+
+
+def test_a_silent_connection_does_not_hold_the_keys_longer() -> None:
+    """A connection that stopped delivering (down, replaced) is not behind: after a TTL of silence, keys are
+    kept for the TTL again, not for ever as its last exchange time falls further behind."""
+    arbiter = BatchArbiter(capacity=100_000, ttl_ns=TTL_NS)
+    assert kept(arbiter, "b", [0], NOW, exchange_ns=NOW) == [0]
+    for second in range(1, 30):
+        now = NOW + second * SECOND
+        ids = list(range(second * 1_000, second * 1_000 + 100))
+        assert kept(arbiter, "a", ids, now, exchange_ns=now) == ids
+    # the last TTL of keys (and the second at its edge), plus at most the TTL b held them longer before it
+    # counted as silent, long gone by now
+    assert sum(arbiter.snapshot()["remembered"].values()) <= 600
