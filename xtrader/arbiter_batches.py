@@ -125,6 +125,7 @@ class BatchArbiter:
         skew = max(live) - min(live) if len(live) > 1 else 0
         self.arbiter.grace_ns = skew
         self.max_skew_ns = max(self.max_skew_ns, skew)
+        self.metrics.gauge(metrics.ARBITER_SKEW, skew / 1e9, self.exchange)
 
     def seed(self, table: str, rows: pa.Table | pa.RecordBatch, now_ns: int = 0) -> int:
         """Remember the keys of rows passed on before a restart (`xtrader.recent`); the number of new keys.

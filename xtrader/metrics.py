@@ -47,6 +47,7 @@ OVERALL_LATENCY = "xtrader_overall_latency_seconds"
 SINK_FLUSH = "xtrader_sink_flush_seconds"
 BOOK_SYNC = "xtrader_book_sync_seconds"
 BUDGET_WAITS = "xtrader_budget_waits_total"
+ARBITER_SKEW = "xtrader_arbiter_skew_seconds"
 
 Kind = Literal["counter", "gauge", "histogram"]
 
@@ -80,6 +81,12 @@ METRICS: dict[str, MetricSpec] = {
         MetricSpec(QUEUE_DEPTH, "gauge", "Batches sent downstream and not yet acknowledged."),
         MetricSpec(QUEUE_HIGH_WATER, "gauge", "Highest queue depth seen."),
         MetricSpec(THROUGHPUT, "gauge", "Data frames per second over the last aggregation interval."),
+        MetricSpec(
+            ARBITER_SKEW,
+            "gauge",
+            "How far a redundant stream's slowest connection is behind its fastest, in exchange time: its "
+            "arbiter keeps update keys this much longer than arbiter_ttl_s.",
+        ),
         MetricSpec(CODE_LATENCY, "histogram", "Receipt to sink write, monotonic clock (same host)."),
         MetricSpec(OVERALL_LATENCY, "histogram", "Sink write wall time minus exchange event time."),
         MetricSpec(SINK_FLUSH, "histogram", "Duration of one sink flush."),
@@ -94,7 +101,7 @@ METRICS: dict[str, MetricSpec] = {
 }
 
 #: Gauges combined by max (not sum) when series are merged.
-_MAX_GAUGES = frozenset({QUEUE_HIGH_WATER})
+_MAX_GAUGES = frozenset({QUEUE_HIGH_WATER, ARBITER_SKEW})
 
 #: A series key: (metric name, exchange, channel, actor).
 Key = tuple[str, str, str, str]

@@ -124,13 +124,19 @@ def test_a_connection_further_behind_its_partner_than_the_ttl_still_finds_its_co
             assert kept(arbiter, "b", [1_000 + second - 15], now, exchange_ns=now - lag) == []
         else:
             assert kept(arbiter, "b", [second], now, exchange_ns=now - lag) == [second]
+    stats = arbiter.snapshot()
+    assert stats["skew_ms"] == 15_000, stats["skew_ms"]
+    gauges = {g["name"]: g["value"] for g in stats["metrics"]["gauges"]}
+    assert gauges["xtrader_arbiter_skew_seconds"] == 15.0, gauges
     # and once b has caught up, keys are kept for the TTL again (memory stays bounded)
     for second in range(16, 40):
         now = NOW + second * SECOND
         ids = list(range(second * 1_000, second * 1_000 + 100))
         assert kept(arbiter, "a", ids, now, exchange_ns=now) == ids
         assert kept(arbiter, "b", ids, now + 1, exchange_ns=now) == []
-    assert sum(arbiter.snapshot()["remembered"].values()) <= 600
+    stats = arbiter.snapshot()
+    assert sum(stats["remembered"].values()) <= 600
+    assert stats["skew_ms"] == 0 and stats["max_skew_ms"] >= 15_000
 
 
 def test_a_silent_connection_does_not_hold_the_keys_longer() -> None:
