@@ -22,7 +22,7 @@ seconds the connection that won least is reported (the caller replaces it).
 Skew: a connection may deliver far later than its partner (a backlog in its
 socket or its actors; a reconnected partner that went live meanwhile). Each
 connection's newest exchange time is tracked, and while the connections that
-delivered within the last TTL are `lag` apart, keys are kept for TTL + lag
+delivered within the last TTL are `skew` apart, keys are kept for TTL + skew
 (`Arbiter.grace_ns`, `skew_ms` in the stats): the late copies are still found.
 """
 
