@@ -13,7 +13,7 @@ from actors._inorder import InOrder, Settled
 from actors._route import Key, Outputs, Skip, sink_kinds
 from actors._setup import set_up_process
 from xtrader.batch import Batches
-from xtrader.bookservice import BookService
+from xtrader.bookservice import GAP_HOLD_S, BookService
 from xtrader.flow import Policy
 from xtrader.recent import RecentKeys
 from xtrader.reorder import TIMEOUT_S
@@ -34,6 +34,8 @@ class OrderBookActor:
             resync requests go), as the plan has them: a restarted book is wired again from these
             (`set_connectors` replaces them at run time).
         depth / snapshot_interval_s: the book_snapshots table.
+        gap_hold_s: how long a book that several connections carry waits for a missing update before it
+            resyncs (`pipeline.book_gap_hold_s`).
     """
 
     def __init__(
@@ -50,9 +52,12 @@ class OrderBookActor:
         policy: Policy = "block",
         sink_max_inflight: int | None = None,
         reorder_timeout_s: float = TIMEOUT_S,
+        gap_hold_s: float = GAP_HOLD_S,
     ) -> None:
         set_up_process()  # Arrow IPC arguments, jemalloc, warm-up (`actors._setup`)
-        self.service = BookService.for_venue(venue(venue_name), depth=depth, snapshot_interval_s=snapshot_interval_s)
+        self.service = BookService.for_venue(
+            venue(venue_name), depth=depth, snapshot_interval_s=snapshot_interval_s, gap_hold_s=gap_hold_s
+        )
         self.outputs = Outputs(
             f"book:{stream}",
             [peer(s) for s in sinks],

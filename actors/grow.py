@@ -82,6 +82,7 @@ def create_stream_actors(
             carriers={c.id: sorted({s.symbol for s in c.subscriptions if s.table == "l2"}) for c in connectors},
             depth=book_spec.depth,
             snapshot_interval_s=book_spec.snapshot_interval_s,
+            gap_hold_s=book_spec.gap_hold_s,
             **flow,
         )
 

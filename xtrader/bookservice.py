@@ -49,6 +49,9 @@ if TYPE_CHECKING:
 RESYNC_BASE_S = 5.0
 #: ... doubling (with jitter) up to this cap, until the book is valid again
 RESYNC_CAP_S = 300.0
+#: a forward gap in a book that several connections carry waits this long for the missing updates, which the
+#: other connection may still deliver (a just reconnected copy starts at the newest updates), before it resyncs
+GAP_HOLD_S = 3.0
 
 
 @dataclass
@@ -105,6 +108,8 @@ class BookService:
         mono: monotonic clock in ns (code latency; see `xtrader.clock`).
         backoff: per-symbol delays between resync requests of a book that stays invalid
             (default: RESYNC_BASE_S doubling with jitter up to RESYNC_CAP_S).
+        gap_hold_s: how long a book that several connections carry waits for a missing update before it
+            takes the gap as real (0: at once; see `BookSync.hold`).
     """
 
     def __init__(
@@ -120,6 +125,7 @@ class BookService:
         carriers: Mapping[str, Iterable[str]] | None = None,
         mono: Callable[[], int] | None = None,
         backoff: Backoff | None = None,
+        gap_hold_s: float = GAP_HOLD_S,
     ) -> None:
         import time
 
@@ -143,10 +149,14 @@ class BookService:
         self.metrics = metrics.Stats(f"book/{exchange}")
         self.carriers: dict[str, set[str]] = {}  # symbol -> connectors whose links carry its book (notices)
         self.dropped: set[str] = set()  # unsubscribed: messages still in flight are not fed
+        self.gap_hold_ns = int(gap_hold_s * 1e9)
+        self.holding: dict[str, int] = {}  # symbol -> since when its book waits for a missing update
         self.discarded = SyncCounters()  # counters of books discarded by invalidate()
 
     @classmethod
-    def for_venue(cls, v: Venue, *, depth: int = 20, snapshot_interval_s: float = 1.0) -> BookService:
+    def for_venue(
+        cls, v: Venue, *, depth: int = 20, snapshot_interval_s: float = 1.0, gap_hold_s: float = GAP_HOLD_S
+    ) -> BookService:
         """The books of venue `v`: its sync rules, whether it checksums its original strings, its checksum."""
         return cls(
             v.name,
@@ -155,6 +165,7 @@ class BookService:
             checksum=type(v).book_checksum,  # a plain function held by the class (not a method)
             depth=depth,
             snapshot_interval_s=snapshot_interval_s,
+            gap_hold_s=gap_hold_s,
         )
 
     def set_carriers(self, carriers: Mapping[str, Iterable[str]]) -> None:
@@ -186,6 +197,7 @@ class BookService:
         self._feed(connection, batches.l2, batches.l2_messages, rest=rest, now=now, events=events)
         out.l2, out.l2_rest = self._split_rest(schema.stored(batches.l2, "l2"), batches.l2_messages, rest)
         self.rows_forwarded += batches.l2.num_rows
+        self._end_holds(now, events)
         out.resyncs = self._resyncs(now, events)
         out.events = events.build(self.exchange) if events.records() else None
         return out
@@ -243,6 +255,7 @@ class BookService:
             self.router.carry(connection, symbol)
         was_valid = sync.valid
         gaps_before = sync.counters.gaps
+        sync.hold = self.gap_hold_ns > 0 and len(self.carriers.get(symbol, ())) > 1
         if (
             msg.is_snapshot
             and (rest or self.rest_snapshot)
@@ -266,15 +279,11 @@ class BookService:
         else:
             # a websocket snapshot is authoritative (a sequence reset); the sync drops known older copies
             verdict = sync.on_message(msg, levels)
-        if sync.counters.gaps > gaps_before:
-            detail = sync.last_gap or "gap"
-            kind = "checksum_fail" if detail.startswith("checksum_fail") else "gap"
-            if kind == "checksum_fail":
-                stats.checksum_failures += 1
-            stats.gaps += 1
-            stats.unsynced_since_ns = now
-            self.metrics.count(metrics.GAPS, 1, self.exchange, "l2")
-            events.add(symbol, now, kind, detail)
+        if sync.held:
+            self.holding.setdefault(symbol, now)
+        else:
+            self.holding.pop(symbol, None)
+        self._note_gaps(symbol, sync, gaps_before, now, events)
         if sync.valid and not was_valid:
             stats.syncs += 1
             if stats.unsynced_since_ns is not None:
@@ -285,6 +294,32 @@ class BookService:
             self.retry_at.pop(symbol, None)
             self.backoff.reset(symbol)
             self.router.done(symbol)
+
+    def _note_gaps(self, symbol: str, sync: BookSync, gaps_before: int, now: int, events: EventColumns) -> None:
+        """Count, time and record (an `events` row) a gap the sync found since it had `gaps_before`."""
+        if sync.counters.gaps <= gaps_before:
+            return
+        stats = self.symbols[symbol]
+        detail = sync.last_gap or "gap"
+        kind = "checksum_fail" if detail.startswith("checksum_fail") else "gap"
+        if kind == "checksum_fail":
+            stats.checksum_failures += 1
+        stats.gaps += 1
+        stats.unsynced_since_ns = now
+        self.metrics.count(metrics.GAPS, 1, self.exchange, "l2")
+        events.add(symbol, now, kind, detail)
+
+    def _end_holds(self, now: int, events: EventColumns) -> None:
+        """Books that waited `gap_hold_s` for a missing update that did not come: the gap is real."""
+        for symbol, since in list(self.holding.items()):
+            if now - since < self.gap_hold_ns:
+                continue
+            del self.holding[symbol]
+            sync = self.books.books.get(("*", symbol))
+            if sync is not None and sync.held:
+                gaps_before = sync.counters.gaps
+                sync.release_held()
+                self._note_gaps(symbol, sync, gaps_before, now, events)
 
     # -- link loss and unsubscribe --------------------------------------------------------------------
 
@@ -311,6 +346,7 @@ class BookService:
         if sync is not None:
             self.discarded.add(sync.counters)
         self.pending.pop(symbol, None)
+        self.holding.pop(symbol, None)
         if forget:
             self.retry_at.pop(symbol, None)
             self.backoff.reset(symbol)
@@ -364,6 +400,7 @@ class BookService:
         """(book_snapshots when due, events, resync retries); call about once a second."""
         now = self.clock()
         events = EventColumns()
+        self._end_holds(now, events)
         resyncs = self._resyncs(now, events)
         snapshots = None
         if self.snapshot_interval_ns and (
@@ -379,7 +416,7 @@ class BookService:
         levels: list[int] = []
         columns: list[list[float | None]] = [[], [], [], []]
         for (_, symbol), sync in sorted(self.books.books.items()):
-            if not sync.valid:
+            if not sync.valid or sync.held:  # (a book waiting for a missing update shows an older state)
                 continue
             bids, asks = sync.book.top(self.depth)
             for level in range(max(len(bids), len(asks))):

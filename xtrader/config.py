@@ -277,6 +277,15 @@ class Pipeline(_Model):
         default=1.0, gt=0, le=3600, description="Period of book_snapshots rows per book."
     )
     book_snapshot_depth: int = Field(default=20, ge=1, le=1000, description="Levels per side in book_snapshots.")
+    book_gap_hold_s: float = Field(
+        default=3.0,
+        ge=0,
+        le=60,
+        description="With redundancy 2+, how long a book waits for an update missing before the next one "
+        "before it resyncs: the other connection may still deliver it (one that has just reconnected starts "
+        "at the newest updates, maybe ahead of its partner's last ones). Rows are written meanwhile; the book "
+        "emits no book_snapshots rows while it waits. 0: resync at once.",
+    )
     arbiter_capacity: int = Field(
         default=200_000, ge=1_000, description="Update keys an arbiter remembers per table (LRU)."
     )

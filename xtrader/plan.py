@@ -102,6 +102,7 @@ class OrderBookSpec:
     snapshot_interval_s: float
     depth: int
     cpus: float
+    gap_hold_s: float
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,7 @@ def build_plan(capture: Capture, simulator: Mapping[str, Endpoint] | None = None
             snapshot_interval_s=pipeline.snapshot_interval_s,
             depth=pipeline.book_snapshot_depth,
             cpus=pipeline.service_cpus,
+            gap_hold_s=pipeline.book_gap_hold_s,
         )
         for name, inputs in l2_inputs.items()
     )

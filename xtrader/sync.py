@@ -10,6 +10,7 @@ one BookSync per (connection, symbol) and feeds them from Arrow batches.
 
 from __future__ import annotations
 
+import bisect
 import enum
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -31,6 +32,9 @@ RECENT = 256
 #: OKX / Deribit updates kept while a book waits for its snapshot, to bridge it (redundant connections)
 MAX_WAITING = 1_000
 
+#: updates one book holds while it waits for a missing one (`BookSync.hold`); beyond, the gap is taken as real
+MAX_HELD = 10_000
+
 
 class Verdict(enum.Enum):
     APPLY = "apply"  # levels applied (a snapshot replaced the book)
@@ -38,6 +42,7 @@ class Verdict(enum.Enum):
     BUFFER = "buffer"  # kept until a snapshot arrives (Binance; OKX, which may bridge from REST)
     GAP = "gap"  # sequence broken or checksum failed: book discarded, resync requested
     STALE = "stale"  # a REST snapshot older than the buffered stream: fetch again
+    HOLD = "hold"  # ahead of the book: waits for the missing updates another connection may deliver
 
 
 class Message(NamedTuple):
@@ -84,6 +89,7 @@ class SyncCounters:
     checksum_failed: int = 0
     checksum_skipped: int = 0
     crossed: int = 0
+    held: int = 0  # updates that came ahead of a missing one and waited for it (`BookSync.hold`)
 
     def add(self, other: SyncCounters) -> None:
         for f in fields(self):
@@ -280,6 +286,12 @@ class BookSync:
         #: a snapshot (REST) or resubscription is needed; the owner acts and clears it
         self.needs_resync = self.rules.rest_snapshot
         self.last_gap: str | None = None
+        #: set by the owner while several connections carry the book: an update ahead of the book (a forward
+        #: gap) waits in `held` for the missing ones, which another connection may still deliver (one that
+        #: has just (re)connected starts at the newest updates, maybe before its partner's last ones), until
+        #: they chain it on or the owner gives up with `release_held`
+        self.hold = False
+        self.held: deque[tuple[Message, Levels]] = deque()  # by seq
 
     @property
     def valid(self) -> bool:
@@ -300,8 +312,9 @@ class BookSync:
                 # order; like the waiting updates, only those that chain on the snapshot are applied
                 buffered = list(self.buffer)
                 self.buffer.clear()
-            waiting = [*buffered, *self.waiting]
+            waiting = [*buffered, *self.waiting, *self.held]
             self.waiting.clear()
+            self.held.clear()
             verdict = self._load_snapshot(msg, levels)
             applied = self._bridge(waiting) if waiting else 0
             self.counters.dropped += max(0, len(buffered) - applied)
@@ -327,7 +340,7 @@ class BookSync:
 
         The same outcome as `on_message`, without a Message or Levels object or a level slice."""
         last = self.last
-        if last is None or self.bridging or view.is_snapshot[i] or self.book.keep_text:
+        if last is None or self.bridging or view.is_snapshot[i] or self.book.keep_text or self.held:
             return False
         seq = view.seq[i]
         if not self.rules.chains(last, seq, view.prev_seq[i], view.first_seq[i]):
@@ -381,8 +394,9 @@ class BookSync:
             return Verdict.STALE
         self._load_snapshot(msg, levels)
         self.bridging = True
-        pending = list(self.buffer)
+        pending = [*self.buffer, *self.held]
         self.buffer.clear()
+        self.held.clear()
         verdict = Verdict.APPLY
         for index, (buffered, buffered_levels) in enumerate(pending):
             verdict = self._update(buffered, buffered_levels)
@@ -429,16 +443,58 @@ class BookSync:
             self.counters.dropped += 1
             return verdict
         if verdict is Verdict.GAP:
-            self._gap(f"seq {msg.seq} prev {msg.prev_seq} first {msg.first_seq} after {self.last}")
+            if self.hold and not self.bridging and msg.seq > self.last:
+                return self._hold(msg, levels)
+            self._gap(_gap_detail(msg, self.last))
             if self.buffering:
                 self.buffer.append((msg, levels))
             return verdict
+        verdict = self._apply_update(msg, levels)
+        if self.held and verdict is Verdict.APPLY:
+            self._drain()
+        return verdict
+
+    def _apply_update(self, msg: Message, levels: Levels) -> Verdict:
         self._apply_levels(levels)
         self.last = msg.seq
         self._note_applied(msg)
         self.bridging = False
         self.counters.updates_applied += 1
         return self._after_apply(msg)
+
+    def _hold(self, msg: Message, levels: Levels) -> Verdict:
+        held = self.held
+        if not held or held[-1][0].seq <= msg.seq:
+            held.append((msg, levels))  # the usual order: one connection's updates, oldest first
+        else:
+            bisect.insort(held, (msg, levels), key=_seq_of)
+        self.counters.held += 1
+        if len(self.held) > MAX_HELD:
+            self.release_held()
+            return Verdict.GAP
+        return Verdict.HOLD
+
+    def _drain(self) -> None:
+        """Apply the held updates that chain on the book now (another connection delivered what was missing)."""
+        held = self.held
+        while held and self.last is not None:  # (a checksum failed on the way: `_gap` set the rest aside)
+            msg, levels = held[0]
+            last = self.last
+            verdict = self.rules.update(last, msg, False)
+            if verdict is Verdict.APPLY:
+                held.popleft()
+                self._apply_update(msg, levels)
+            elif verdict is Verdict.DROP or msg.seq <= last:
+                held.popleft()
+                self.counters.dropped += 1  # covered by what came meanwhile
+            else:
+                break  # still ahead: more is missing
+
+    def release_held(self) -> None:
+        """The wait is over (the owner's deadline): the first held update's gap is real. The book is discarded
+        and a resync asked; the held updates are set aside as after any gap (for the next snapshot's bridge)."""
+        if self.held and self.last is not None:
+            self._gap(_gap_detail(self.held[0][0], self.last))
 
     def _after_apply(self, msg: Message) -> Verdict:
         if msg.checksum is None or msg.checksum == 0 or self.checksum is None:
@@ -477,6 +533,23 @@ class BookSync:
         self.book.clear()
         self.needs_resync = True
         self.last_gap = f"{kind}: {detail}"
+        held = list(self.held)
+        self.held.clear()
+        for msg, levels in held:  # what waited for a missing update: as if it came now, with no book
+            if self.buffering:
+                self.buffer.append((msg, levels))
+                if len(self.buffer) > MAX_BUFFERED:
+                    self.buffer.popleft()
+            elif self.rules.authoritative_snapshot and msg.prev_seq is not None:
+                self.waiting.append((msg, levels))
+
+
+def _seq_of(item: tuple[Message, Levels]) -> int:
+    return item[0].seq
+
+
+def _gap_detail(msg: Message, last: int) -> str:
+    return f"seq {msg.seq} prev {msg.prev_seq} first {msg.first_seq} after {last}"
 
 
 @dataclass

@@ -98,13 +98,13 @@ def test_one_book_actor_per_venue_with_l2() -> None:
             {"name": "binance-eth", "venue": "binance", "symbols": ["ETHUSDT"], "tables": ["l2"]},
             {"venue": "okx", "symbols": ["BTC-USDT"], "tables": ["trades"]},
         ],
-        pipeline={"snapshot_interval_s": 5, "book_snapshot_depth": 10},
+        pipeline={"snapshot_interval_s": 5, "book_snapshot_depth": 10, "book_gap_hold_s": 0.5},
     )
     (book,) = plan.books
     assert book.id == "book/binance"
     assert book.symbols == ("BTCUSDT", "ETHUSDT")
     assert book.inputs == ("binance/c0/r0", "binance-eth/c0/r0")
-    assert (book.snapshot_interval_s, book.depth) == (5.0, 10)
+    assert (book.snapshot_interval_s, book.depth, book.gap_hold_s) == (5.0, 10, 0.5)
     assert plan.targets("book/binance") == {t: ("sink/parquet",) for t in ("l2", "book_snapshots", "events")}
 
 
