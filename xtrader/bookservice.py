@@ -36,6 +36,7 @@ import pyarrow as pa
 from xtrader import metrics, schema
 from xtrader.batch import Batches, BookNotice, EventColumns, constant_dictionary, dictionary
 from xtrader.book import Level
+from xtrader.book_runs import apply_runs
 from xtrader.budget import Backoff
 from xtrader.clock import code_latency_ns
 from xtrader.resync_route import ResyncRouter
@@ -230,10 +231,15 @@ class BookService:
         now: int,
         events: EventColumns,
     ) -> None:
-        view = BatchView(l2, messages, self.keep_text)
         books, last_connection, dropped = self.books.books, self.last_connection, self.dropped
+        # runs of chained updates straight from the arrays (`xtrader.book_runs`); the rest message by message
+        done = None if rest or self.keep_text else apply_runs(books, l2, messages, connection, last_connection, dropped)
+        if done is not None and done.all():
+            return
+        view = BatchView(l2, messages, self.keep_text)
+        applied = done.tolist() if done is not None else None
         for i, symbol in enumerate(view.symbol):
-            if symbol in dropped:
+            if symbol in dropped or (applied is not None and applied[i]):
                 continue
             if not rest and last_connection.get(symbol) == connection:
                 # the common case, straight from the columns: an update chaining on a valid book

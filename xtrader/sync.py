@@ -21,6 +21,9 @@ from xtrader.book import Book, TextLevel
 
 #: f(top bids text, top asks text) -> venue checksum (OKX crc32 over original strings)
 Checksum = Callable[[list[TextLevel], list[TextLevel]], int]
+#: a column of a run of messages as a numpy int64 array, and a per-message verdict as a numpy bool array
+Ints = Any
+Bools = Any
 
 #: Binance buffers diffs while the REST snapshot is fetched; past this many the
 #: oldest are dropped and the sync restarts (a snapshot that never comes).
@@ -88,7 +91,7 @@ class SyncCounters:
     checksum_ok: int = 0
     checksum_failed: int = 0
     checksum_skipped: int = 0
-    crossed: int = 0
+    crossed: int = 0  # a check found the book crossed (after each update; once per run in `xtrader.book_runs`)
     held: int = 0  # updates that came ahead of a missing one and waited for it (`BookSync.hold`)
 
     def add(self, other: SyncCounters) -> None:
@@ -121,6 +124,11 @@ class Rules:
     def snapshot_stale(self, snapshot_seq: int, first_buffered: Message | None) -> bool:
         return False
 
+    def chained(self, seq: Ints, prev_seq: Ints | None, first_seq: Ints | None) -> Bools | None:
+        """`chains` of each message on the one before it, for a run of one book's updates as arrays
+        (element j for message j + 1 on message j); None when these rules have no such form."""
+        return None
+
 
 class BinanceSpotRules(Rules):
     """Binance spot diff depth (EXCHANGES.md 1.6, revised Nov 2025)."""
@@ -148,6 +156,10 @@ class BinanceSpotRules(Rules):
 
     def chains(self, last: int, seq: int, prev_seq: int | None, first_seq: int | None) -> bool:
         return seq > last and (first_seq if first_seq is not None else seq) <= last + 1
+
+    def chained(self, seq: Ints, prev_seq: Ints | None, first_seq: Ints | None) -> Bools | None:
+        first = first_seq if first_seq is not None else seq
+        return (seq[1:] > seq[:-1]) & (first[1:] <= seq[:-1] + 1)
 
 
 class BinanceFuturesRules(Rules):
@@ -185,6 +197,11 @@ class BinanceFuturesRules(Rules):
 
     def chains(self, last: int, seq: int, prev_seq: int | None, first_seq: int | None) -> bool:
         return seq > last and prev_seq == last
+
+    def chained(self, seq: Ints, prev_seq: Ints | None, first_seq: Ints | None) -> Bools | None:
+        if prev_seq is None:
+            return None
+        return (seq[1:] > seq[:-1]) & (prev_seq[1:] == seq[:-1])
 
 
 class OkxRules(Rules):
@@ -245,6 +262,11 @@ class DeribitRules(Rules):
 
     def chains(self, last: int, seq: int, prev_seq: int | None, first_seq: int | None) -> bool:
         return prev_seq == last
+
+    def chained(self, seq: Ints, prev_seq: Ints | None, first_seq: Ints | None) -> Bools | None:
+        if prev_seq is None:
+            return None
+        return prev_seq[1:] == seq[:-1]
 
 
 RULES: dict[str, type[Rules]] = {
