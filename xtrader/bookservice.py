@@ -261,7 +261,7 @@ class BookService:
             self.router.carry(connection, symbol)
         was_valid = sync.valid
         gaps_before = sync.counters.gaps
-        sync.hold = self.gap_hold_ns > 0 and len(self.carriers.get(symbol, ())) > 1
+        sync.hold = self.gap_hold_ns > 0 and self._redundant(symbol)
         if (
             msg.is_snapshot
             and (rest or self.rest_snapshot)
@@ -300,6 +300,11 @@ class BookService:
             self.retry_at.pop(symbol, None)
             self.backoff.reset(symbol)
             self.router.done(symbol)
+
+    def _redundant(self, symbol: str) -> bool:
+        """Several connections carry `symbol`'s book: by their notices, or by the plan (a restarted book
+        actor has the plan's carriers before any connector's notice)."""
+        return len(self.carriers.get(symbol, ())) > 1 or self.router.carrying(symbol) > 1
 
     def _note_gaps(self, symbol: str, sync: BookSync, gaps_before: int, now: int, events: EventColumns) -> None:
         """Count, time and record (an `events` row) a gap the sync found since it had `gaps_before`."""

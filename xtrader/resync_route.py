@@ -42,6 +42,10 @@ class ResyncRouter:
         """`connection` no longer carries `symbol`'s book (unsubscribed)."""
         self.carriers.get(connection, set()).discard(symbol)
 
+    def carrying(self, symbol: str) -> int:
+        """How many connections' l2 subscriptions hold `symbol` (2 or more: a redundant stream)."""
+        return sum(1 for symbols in self.carriers.values() if symbol in symbols)
+
     def candidates(self, symbol: str, hint: str = "") -> list[str]:
         """The connections to ask, in order: the hint first when it carries the symbol."""
         carrying = sorted(c for c, symbols in self.carriers.items() if symbol in symbols)

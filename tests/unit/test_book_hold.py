@@ -91,6 +91,18 @@ def test_the_wait_ends_on_the_next_batch_after_its_deadline_too() -> None:
     assert [symbol for _, symbol in out.resyncs] == [S] and not service.sync(S).valid  # type: ignore[attr-defined]
 
 
+def test_a_restarted_book_knows_a_redundant_stream_from_the_plan_before_any_notice() -> None:
+    service = BookService("binance_futures", "binance_futures", clock=Clock())
+    service.set_carriers({R0: [S], R1: [S]})  # what a restarted OrderBookActor gets from the plan
+    service.on_batch(R0, l2_batch("binance_futures", updates(1, 10)))
+    snapshot = l2_batch("binance_futures", [(S, 5, None, None, True, [(1.0, 1.0)], [(1000.0, 1.0)])])
+    service.on_batch(R0, snapshot, rest=True)
+    out = feed(service, R1, 21, 30)
+    assert out.resyncs == [] and service.sync(S).valid  # type: ignore[attr-defined]
+    feed(service, R0, 11, 20)
+    assert service.sync(S).last == 30 and service.stats()["counters"]["gaps"] == 0
+
+
 def test_a_book_carried_by_one_connection_resyncs_at_once() -> None:
     service = synced(redundant=False)
     out = feed(service, R0, 21, 30)

@@ -291,7 +291,7 @@ def test_resyncs_of_a_redundant_stream_go_to_connectors_that_carry_the_symbol_ro
         "okx/c1/r0": ["ETH-USDT"],
         "okx/c1/r1": ["ETH-USDT"],
     }
-    service = BookService("okx", "okx", clock=clock)
+    service = BookService("okx", "okx", clock=clock, gap_hold_s=0)  # (no wait for a missing update: see test_book_hold)
     service.set_carriers(carriers)
     # l2 of a redundant stream reaches the book under the arbiter's name
     service.on_batch("arbiter:okx", l2_batch("okx", [("ETH-USDT", 10, None, None, True, [(1.0, 1.0)], [])]))
