@@ -147,8 +147,7 @@ class BatchArbiter:
         return sum(remember(key, now_ns) for key in keys)
 
     def _offer_all(self, connection: str, keys: Iterable[Hashable], now_ns: int) -> list[bool]:
-        offer = self.arbiter.offer
-        return [offer(connection, key, now_ns) for key in keys]
+        return self.arbiter.offer_many(connection, keys, now_ns)
 
     def _keep(
         self, connection: str, table: str, batch: pa.RecordBatch, keys: Iterable[Hashable], now_ns: int

@@ -1,0 +1,41 @@
+"""`Arbiter.offer_many` (a batch's keys in one loop) gives what `offer` of each key in turn gives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from xtrader.arbiter import Arbiter
+
+key = st.one_of(
+    st.tuples(st.sampled_from(["l2", "trades", "bbo"]), st.sampled_from(["A", "B"]), st.integers(0, 30)),
+    st.tuples(st.sampled_from(["l2", "trades"]), st.integers(0, 5)),
+)
+#: batches of (connection, keys, time step)
+batches = st.lists(
+    st.tuples(st.sampled_from(["c0", "c1"]), st.lists(key, max_size=25), st.integers(0, 40)), max_size=30
+)
+
+
+def state(arbiter: Arbiter) -> Any:
+    return arbiter.stats.as_dict(), {table: list(seen.items()) for table, seen in arbiter.tables.items()}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    batches=batches,
+    capacity=st.integers(1, 40),
+    ttl=st.sampled_from([0, 10, 50]),
+    grace=st.sampled_from([0, 15]),
+)
+def test_offer_many_is_offer_of_each_key_in_turn(batches: Any, capacity: int, ttl: int, grace: int) -> None:
+    one, many = Arbiter(capacity=capacity, ttl_ns=ttl), Arbiter(capacity=capacity, ttl_ns=ttl)
+    one.grace_ns = many.grace_ns = grace
+    now = 0
+    for connection, keys, step in batches:
+        now += step
+        expected = [one.offer(connection, k, now) for k in keys]
+        assert many.offer_many(connection, keys, now) == expected
+        assert state(many) == state(one)
