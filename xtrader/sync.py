@@ -342,18 +342,25 @@ class BookSync:
             self.counters.dropped += max(0, len(buffered) - applied)
             return verdict
         if self.last is None:
-            if self.buffering:
-                # Binance step 1, OKX 3.6 step 1: buffer while the snapshot is fetched.
-                self.buffer.append((msg, levels))
+            if self._set_aside(msg, levels):
                 self.counters.buffered += 1
-                if len(self.buffer) > MAX_BUFFERED:
-                    self.buffer.popleft()
                 return Verdict.BUFFER
-            if self.rules.authoritative_snapshot and msg.prev_seq is not None:  # (legacy OKX: no chain to bridge)
-                self.waiting.append((msg, levels))
             self.counters.dropped += 1
             return Verdict.DROP
         return self._update(msg, levels)
+
+    def _set_aside(self, msg: Message, levels: Levels) -> bool:
+        """An update that came while there is no book: kept for the next snapshot. True when buffered for a REST
+        bridge (Binance step 1, OKX 3.6 step 1: buffer while the snapshot is fetched); otherwise, when it has a
+        chain to bridge, it waits for the next websocket snapshot (OKX, Deribit; legacy OKX has none)."""
+        if self.buffering:
+            self.buffer.append((msg, levels))
+            if len(self.buffer) > MAX_BUFFERED:
+                self.buffer.popleft()
+            return True
+        if self.rules.authoritative_snapshot and msg.prev_seq is not None:
+            self.waiting.append((msg, levels))
+        return False
 
     def apply_fast(self, view: BatchView, i: int) -> bool:
         """Apply message `i` of `view` straight from the batch's columns when it is the common case: a
@@ -558,12 +565,7 @@ class BookSync:
         held = list(self.held)
         self.held.clear()
         for msg, levels in held:  # what waited for a missing update: as if it came now, with no book
-            if self.buffering:
-                self.buffer.append((msg, levels))
-                if len(self.buffer) > MAX_BUFFERED:
-                    self.buffer.popleft()
-            elif self.rules.authoritative_snapshot and msg.prev_seq is not None:
-                self.waiting.append((msg, levels))
+            self._set_aside(msg, levels)
 
 
 def _seq_of(item: tuple[Message, Levels]) -> int:
