@@ -59,28 +59,12 @@ class Arbiter:
 
     def offer(self, connection: str, key: Hashable, now_ns: int = 0) -> bool:
         """True when `connection` is first to deliver `key` (keep it); False for a duplicate."""
-        wins = self.stats.wins
-        if connection not in wins:
-            wins[connection] = 0
-        table = key[0] if isinstance(key, tuple) and key else None
-        seen = self.tables.get(table)
-        if seen is None:
-            seen = self.tables[table] = OrderedDict()
-        first_ns = seen.get(key)
-        if first_ns is not None and (not self.ttl_ns or now_ns - first_ns <= self.ttl_ns + self.grace_ns):
-            self.stats.duplicates += 1
-            return False
-        seen[key] = now_ns
-        seen.move_to_end(key)
-        if len(seen) > self.capacity:
-            seen.popitem(last=False)
-        self.stats.unique += 1
-        wins[connection] += 1
-        return True
+        return self.offer_many(connection, (key,), now_ns)[0]
 
     def offer_many(self, connection: str, keys: Iterable[Hashable], now_ns: int = 0) -> list[bool]:
-        """`offer` of each key in turn (the same verdicts and counts), in one loop: a batch's keys, with the
-        lookups that do not change from key to key done once."""
+        """`offer` of each key in turn, in one loop (a batch's keys: the lookups that do not change from key to
+        key are done once). A key's first delivery wins; a copy within `ttl_ns` + `grace_ns` of it is a
+        duplicate; each table keeps its `capacity` newest keys."""
         limit = self.ttl_ns + self.grace_ns if self.ttl_ns else None
         capacity, tables = self.capacity, self.tables
         verdicts: list[bool] = []

@@ -1,4 +1,5 @@
-"""`Arbiter.offer_many` (a batch's keys in one loop) gives what `offer` of each key in turn gives."""
+"""`Arbiter.offer_many` over a batch's keys gives what offering them one at a time gives (`offer`: one key), batch
+cuts and table changes between keys included."""
 
 from __future__ import annotations
 
