@@ -25,26 +25,36 @@ class ResyncRouter:
 
     def __init__(self, carriers: Mapping[str, Iterable[str]] | None = None) -> None:
         self.carriers: dict[str, set[str]] = {}
+        self.counts: dict[str, int] = {}  # symbol -> how many connections carry it (kept with `carriers`)
         self.attempts: dict[str, int] = {}  # symbol -> requests routed since its book was last valid
         self.set_carriers(carriers or {})
 
     def set_carriers(self, carriers: Mapping[str, Iterable[str]]) -> None:
         """Replace the known connections and the l2 symbols each carries."""
         self.carriers = {connection: set(symbols) for connection, symbols in carriers.items()}
+        self.counts = {}
+        for symbols in self.carriers.values():
+            for symbol in symbols:
+                self.counts[symbol] = self.counts.get(symbol, 0) + 1
 
     def carry(self, connection: str, symbol: str) -> None:
         """`connection` delivered `symbol`'s book itself (no arbiter between): it carries it."""
         symbols = self.carriers.get(connection)
-        if symbols is not None:
+        if symbols is not None and symbol not in symbols:
             symbols.add(symbol)
+            self.counts[symbol] = self.counts.get(symbol, 0) + 1
 
     def drop(self, connection: str, symbol: str) -> None:
         """`connection` no longer carries `symbol`'s book (unsubscribed)."""
-        self.carriers.get(connection, set()).discard(symbol)
+        symbols = self.carriers.get(connection)
+        if symbols is not None and symbol in symbols:
+            symbols.discard(symbol)
+            self.counts[symbol] -= 1
 
     def carrying(self, symbol: str) -> int:
-        """How many connections' l2 subscriptions hold `symbol` (2 or more: a redundant stream)."""
-        return sum(1 for symbols in self.carriers.values() if symbol in symbols)
+        """How many connections' l2 subscriptions hold `symbol` (2 or more: a redundant stream). A lookup: the book
+        service asks it for each message that does not take the fast path."""
+        return self.counts.get(symbol, 0)
 
     def candidates(self, symbol: str, hint: str = "") -> list[str]:
         """The connections to ask, in order: the hint first when it carries the symbol."""

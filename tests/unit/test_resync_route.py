@@ -52,3 +52,18 @@ def test_without_known_connectors_the_request_goes_back_where_the_data_came_from
     router = ResyncRouter()
     assert router.route("P", "c0") == "c0"
     assert router.route("P", "c0") == "c0"
+
+
+def test_carrying_counts_the_connections_of_a_symbol_through_every_change() -> None:
+    router = ResyncRouter({"c0/r0": ["BTC"], "c0/r1": ["BTC"], "c1/r0": ["ETH"]})
+    assert (router.carrying("BTC"), router.carrying("ETH"), router.carrying("SOL")) == (2, 1, 0)
+    router.carry("c1/r0", "SOL")
+    router.carry("c1/r0", "SOL")  # (again: no change)
+    router.drop("c0/r1", "BTC")
+    router.drop("c0/r1", "BTC")
+    router.drop("nobody", "BTC")
+    assert (router.carrying("BTC"), router.carrying("SOL")) == (1, 1)
+    for symbol in ("BTC", "ETH", "SOL"):  # the count is what the carriers say
+        assert router.carrying(symbol) == sum(symbol in s for s in router.carriers.values())
+    router.set_carriers({"x": ["ETH"]})
+    assert (router.carrying("BTC"), router.carrying("ETH")) == (0, 1)
