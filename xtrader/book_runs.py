@@ -47,49 +47,81 @@ def apply_runs(
     if n < MIN_RUN or not isinstance(symbols, pa.DictionaryArray) or symbols.null_count:
         return None
     codes = np.asarray(symbols.indices)
-    column = messages.column
-    seq = _ints(column("seq"))
-    bid_rows = np.asarray(column("bid_rows"), dtype=np.int64)
-    per_message = bid_rows + np.asarray(column("ask_rows"), dtype=np.int64)
-    ends = np.cumsum(per_message)
-    levels = _levels(l2, ends, per_message, bid_rows)
-    if seq is None or levels is None:
-        return None
-    prev = _ints(column("prev_seq"))
-    first = _ints(column("first_seq"))
-    ts = column("exchange_ts").view(pa.int64())
-    ts_values = np.asarray(ts.fill_null(0)) if ts.null_count else np.asarray(ts)
-    ts_valid = np.asarray(ts.is_valid()) if ts.null_count else None
-    snapshot = column("is_snapshot")
-    plain = ~np.asarray(snapshot.fill_null(True) if snapshot.null_count else snapshot, dtype=bool)
-    checksum = column("checksum")
-    if checksum.null_count < n:  # a checksum to check (0: the venue sent none) is for the per-message path
-        plain &= np.asarray(checksum.fill_null(0)) == 0
+    arrays: _Arrays | None = None  # the batch's columns as arrays, made for the first symbol that may run
     done: Any = None
-    row_codes: Any = None
     for code, count in enumerate(np.bincount(codes).tolist()):
         if count < MIN_RUN:
             continue
-        index = np.flatnonzero(codes == code)
         symbol = symbols.dictionary[code].as_py()
         if symbol in dropped or last_connection.get(symbol) != connection:
             continue
         sync = books.get(("*", symbol))
         if sync is None or sync.last is None or sync.bridging or sync.held or sync.book.keep_text:
             continue
-        run = _run(sync, index, seq, prev, first, plain)
+        if arrays is None:
+            arrays = _Arrays.of(l2, messages, codes)
+            if arrays is None:
+                return None
+        run = _run(sync, np.flatnonzero(codes == code), arrays)
         if len(run) < MIN_RUN:
             continue
-        if row_codes is None:
-            row_codes = np.repeat(codes, per_message)
-        rows = row_codes == code
-        rows[int(ends[run[-1]]) :] = False  # the run's rows: its symbol's, up to its last message's
-        _apply_levels(sync.book, levels, rows)
-        _advance(sync, seq[run], ts_values[run], None if ts_valid is None else ts_valid[run])
+        rows = arrays.row_codes == code
+        rows[int(arrays.ends[run[-1]]) :] = False  # the run's rows: its symbol's, up to its last message's
+        _apply_levels(sync.book, arrays, rows)
+        _advance(sync, arrays.seq[run], arrays.ts[run], None if arrays.ts_valid is None else arrays.ts_valid[run])
         if done is None:
             done = np.zeros(n, dtype=bool)
         done[run] = True
     return done
+
+
+class _Arrays:
+    """One batch's columns as numpy arrays, as the runs need them."""
+
+    __slots__ = ("bids", "ends", "first", "plain", "prev", "prices", "row_codes", "seq", "sizes", "ts", "ts_valid")
+
+    seq: Any  # int64 per message
+    prev: Any  # int64 per message, None when the column has a null
+    first: Any  # (the same)
+    ts: Any  # exchange time per message (0 where null)
+    ts_valid: Any  # None when none is null
+    plain: Any  # bool per message: no snapshot, no checksum to check
+    ends: Any  # each message's end row
+    row_codes: Any  # the symbol code of each row
+    prices: Any
+    sizes: Any
+    bids: Any  # bool per row
+
+    @classmethod
+    def of(cls, l2: pa.RecordBatch, messages: pa.RecordBatch, codes: Any) -> _Arrays | None:
+        """None for what only the per-message path handles: a null seq, a null level or a NaN price."""
+        column = messages.column
+        seq = _ints(column("seq"))
+        price_column, size_column = l2.column("price"), l2.column("size")
+        if seq is None or price_column.null_count or size_column.null_count:
+            return None
+        prices = np.asarray(price_column)
+        if np.isnan(prices).any():
+            return None
+        a = cls()
+        a.seq, a.prices, a.sizes = seq, prices, np.asarray(size_column)
+        a.prev = _ints(column("prev_seq"))
+        a.first = _ints(column("first_seq"))
+        ts = column("exchange_ts").view(pa.int64())
+        a.ts = np.asarray(ts.fill_null(0)) if ts.null_count else np.asarray(ts)
+        a.ts_valid = np.asarray(ts.is_valid()) if ts.null_count else None
+        snapshot = column("is_snapshot")
+        a.plain = ~np.asarray(snapshot.fill_null(True) if snapshot.null_count else snapshot, dtype=bool)
+        checksum = column("checksum")
+        if checksum.null_count < len(seq):  # a checksum to check (0: the venue sent none): per message
+            a.plain &= np.asarray(checksum.fill_null(0)) == 0
+        bid_rows = np.asarray(column("bid_rows"), dtype=np.int64)
+        per_message = bid_rows + np.asarray(column("ask_rows"), dtype=np.int64)
+        a.ends = np.cumsum(per_message)
+        a.row_codes = np.repeat(codes, per_message)
+        # a row is a bid when it comes before its message's first ask row
+        a.bids = np.arange(len(prices)) < np.repeat(a.ends - per_message + bid_rows, per_message)
+        return a
 
 
 def _ints(column: pa.Array) -> Any:
@@ -99,25 +131,12 @@ def _ints(column: pa.Array) -> Any:
     return np.asarray(column, dtype=np.int64)
 
 
-def _levels(l2: pa.RecordBatch, ends: Any, per_message: Any, bid_rows: Any) -> tuple[Any, Any, Any] | None:
-    """(prices, sizes, is a bid) of every row of the batch as numpy arrays; None for a null or a NaN price,
-    which the per-message path handles as it always did."""
-    price_column, size_column = l2.column("price"), l2.column("size")
-    if price_column.null_count or size_column.null_count:
-        return None
-    prices = np.asarray(price_column)
-    if np.isnan(prices).any():
-        return None
-    # a row is a bid when it comes before its message's first ask row
-    bids = np.arange(len(prices)) < np.repeat(ends - per_message + bid_rows, per_message)
-    return prices, np.asarray(size_column), bids
-
-
-def _run(sync: BookSync, index: Any, seq: Any, prev: Any, first: Any, plain: Any) -> Any:
+def _run(sync: BookSync, index: Any, arrays: _Arrays) -> Any:
     """The messages of `index` (one symbol's, in order) that chain on the book and one on the other."""
-    s = seq[index]
-    p = None if prev is None else prev[index]
-    f = None if first is None else first[index]
+    plain = arrays.plain
+    s = arrays.seq[index]
+    p = None if arrays.prev is None else arrays.prev[index]
+    f = None if arrays.first is None else arrays.first[index]
     assert sync.last is not None
     head = sync.rules.chains(sync.last, int(s[0]), None if p is None else int(p[0]), None if f is None else int(f[0]))
     if not head or not plain[index[0]]:
@@ -130,9 +149,9 @@ def _run(sync: BookSync, index: Any, seq: Any, prev: Any, first: Any, plain: Any
     return index[:length]
 
 
-def _apply_levels(book: Book, levels: tuple[Any, Any, Any], rows: Any) -> None:
+def _apply_levels(book: Book, arrays: _Arrays, rows: Any) -> None:
     """Set the levels of the `rows` (a mask) on `book`: the last size of each (side, price), 0 removing it."""
-    prices, sizes, bids = levels
+    prices, sizes, bids = arrays.prices, arrays.sizes, arrays.bids
     for is_bid, side_rows in ((True, rows & bids), (False, rows & ~bids)):
         if not side_rows.any():
             continue
