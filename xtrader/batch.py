@@ -528,38 +528,13 @@ class L2Columns(_Table):
         return self.build("")[1]
 
     def build(self, exchange: str) -> tuple[pa.RecordBatch, pa.RecordBatch]:
-        """(l2 rows as schema.L2_WIRE, messages as schema.L2_MESSAGES).
-
-        Message fields are repeated per level with numpy (`np.repeat`) and wrapped without
-        a copy; only a column mixing nulls and values goes through Arrow `take`. Every Arrow
-        call costs µs whatever its length, so the number of calls is what is kept down.
-        """
+        """(l2 rows as schema.L2_WIRE, messages as schema.L2_MESSAGES), from the lists (see `l2_batches`)."""
         m = len(self.symbol)
         n = len(self.price)
-        bid_rows = np.fromiter(self.bid_rows, np.int32, m)
-        ask_rows = np.fromiter(self.ask_rows, np.int32, m)
-        per_message = bid_rows + ask_rows
-        take: pa.Array | None = None
-
-        def repeated(values: np.ndarray[Any, Any] | None, message_column: pa.Array, type_: pa.DataType) -> pa.Array:
-            nonlocal take
-            if values is not None:
-                return from_int64s(np.repeat(values, per_message), type_)
-            if message_column.null_count == m:
-                return pa.nulls(n, type_)
-            if take is None:
-                take = pa.array(np.repeat(np.arange(m, dtype=np.int64), per_message))
-            return message_column.take(take)
-
         encoded = dictionary_codes(self.symbol, pa.int32())
         if encoded is None:
             raise TypeError("l2 symbol is not a string")
-        codes, names = encoded
-        messages_columns: list[pa.Array] = [from_codes(schema.SYMBOL, codes, names)]
-        rows_columns: list[pa.Array] = [
-            constant_dictionary(exchange, n),
-            from_codes(schema.SYMBOL, np.repeat(codes, per_message), names),
-        ]
+        ints: list[tuple[np.ndarray[Any, Any] | None, pa.Array]] = []
         for values, type_ in (
             (self.exchange_ts, schema.TS),
             (self.receive_ts, schema.TS),
@@ -568,23 +543,8 @@ class L2Columns(_Table):
             (self.first_seq, pa.int64()),
         ):
             array = int64s(values)
-            column = from_int64s(array, type_) if array is not None else int_column(values, type_)
-            messages_columns.append(column)
-            rows_columns.append(repeated(array, column, type_))
+            ints.append((array, from_int64s(array, type_) if array is not None else int_column(values, type_)))
         is_snapshot = pa.array(self.is_snapshot, pa.bool_())  # validates: only bools
-        messages_columns += [
-            is_snapshot,
-            int_column(self.checksum, pa.int64()),
-            pa.array(bid_rows),
-            pa.array(ask_rows),
-        ]
-        messages = pa.RecordBatch.from_arrays(messages_columns, schema=schema.L2_MESSAGES)
-
-        counts = np.empty(2 * m, dtype=np.int32)
-        counts[0::2] = bid_rows
-        counts[1::2] = ask_rows
-        side_codes = np.repeat(np.tile(_BID_ASK_CODES, m), counts)
-        rows_columns.append(from_codes(schema.SIDE, side_codes, _dictionary_values(("bid", "ask"))))
         text_price: pa.Array
         text_size: pa.Array
         if self.keep_text and n and type(self.price[0]) is str:
@@ -595,10 +555,75 @@ class L2Columns(_Table):
         else:
             price, size = float_columns(self.price, self.size)
             text_price = text_size = pa.nulls(n, pa.string())
-        snapshot_rows = pa.array(np.repeat(np.fromiter(self.is_snapshot, np.bool_, m), per_message))
-        rows_columns += [price, size, snapshot_rows, text_price, text_size]
-        rows = pa.RecordBatch.from_arrays(rows_columns, schema=schema.L2_WIRE)
-        return rows, messages
+        return l2_batches(
+            exchange,
+            *encoded,
+            ints,
+            np.fromiter(self.is_snapshot, np.bool_, m),
+            is_snapshot,
+            int_column(self.checksum, pa.int64()),
+            np.fromiter(self.bid_rows, np.int32, m),
+            np.fromiter(self.ask_rows, np.int32, m),
+            (price, size, text_price, text_size),
+        )
+
+
+def l2_batches(
+    exchange: str,
+    codes: np.ndarray[Any, Any],
+    names: pa.Array,
+    ints: list[tuple[np.ndarray[Any, Any] | None, pa.Array]],
+    snapshots: np.ndarray[Any, Any],
+    is_snapshot: pa.Array,
+    checksum: pa.Array,
+    bid_rows: np.ndarray[Any, Any],
+    ask_rows: np.ndarray[Any, Any],
+    levels: tuple[pa.Array, pa.Array, pa.Array, pa.Array],
+) -> tuple[pa.RecordBatch, pa.RecordBatch]:
+    """(l2 rows as schema.L2_WIRE, messages as schema.L2_MESSAGES) from message-level columns and level columns.
+
+    `codes` / `names`: the symbol's dictionary codes per message; `ints`: exchange_ts, receive_ts, seq, prev_seq,
+    first_seq, each (int64 numpy array, or None when it has nulls; its message column); `levels`: price, size,
+    text_price, text_size, one entry per level. Message fields are repeated per level with numpy (`np.repeat`) and
+    wrapped without a copy; only a column mixing nulls and values goes through Arrow `take`. Every Arrow call costs
+    µs whatever its length, so the number of calls is what is kept down.
+    """
+    m = len(codes)
+    n = len(levels[0])
+    per_message = bid_rows + ask_rows
+    take: pa.Array | None = None
+
+    def repeated(values: np.ndarray[Any, Any] | None, message_column: pa.Array) -> pa.Array:
+        nonlocal take
+        if values is not None:
+            return from_int64s(np.repeat(values, per_message), message_column.type)
+        if message_column.null_count == m:
+            return pa.nulls(n, message_column.type)
+        if take is None:
+            take = pa.array(np.repeat(np.arange(m, dtype=np.int64), per_message))
+        return message_column.take(take)
+
+    messages_columns: list[pa.Array] = [from_codes(schema.SYMBOL, codes, names)]
+    rows_columns: list[pa.Array] = [
+        constant_dictionary(exchange, n),
+        from_codes(schema.SYMBOL, np.repeat(codes, per_message), names),
+    ]
+    for array, column in ints:
+        messages_columns.append(column)
+        rows_columns.append(repeated(array, column))
+    messages_columns += [is_snapshot, checksum, pa.array(bid_rows), pa.array(ask_rows)]
+    messages = pa.RecordBatch.from_arrays(messages_columns, schema=schema.L2_MESSAGES)
+
+    counts = np.empty(2 * m, dtype=np.int32)
+    counts[0::2] = bid_rows
+    counts[1::2] = ask_rows
+    side_codes = np.repeat(np.tile(_BID_ASK_CODES, m), counts)
+    rows_columns.append(from_codes(schema.SIDE, side_codes, _dictionary_values(("bid", "ask"))))
+    price, size, text_price, text_size = levels
+    snapshot_rows = pa.array(np.repeat(snapshots, per_message))
+    rows_columns += [price, size, snapshot_rows, text_price, text_size]
+    rows = pa.RecordBatch.from_arrays(rows_columns, schema=schema.L2_WIRE)
+    return rows, messages
 
 
 _BID_ASK_CODES = np.array([0, 1], dtype=np.int8)
@@ -709,6 +734,14 @@ class Columns:
     def pending(self) -> bool:
         """True when anything (rows, or an l2 message without levels) is buffered."""
         return bool(self.rows() or self.l2.symbol)
+
+    def l2_messages(self) -> int:
+        """l2 messages buffered."""
+        return len(self.l2.symbol)
+
+    def l2_heads(self, start: int) -> list[tuple[str, bool]]:
+        """(symbol, is_snapshot) of each l2 message buffered from the `start`-th on."""
+        return list(zip(self.l2.symbol[start:], self.l2.is_snapshot[start:], strict=True))
 
     def flush(self, now_wall_ns: int = 0) -> Batches:
         """Convert everything buffered to RecordBatches and clear the buffers.

@@ -278,6 +278,7 @@ class Connector:
         self._snapshot_concurrency = snapshot_concurrency
         self._ban_wait_s = ban_wait_s
         self._columns = venue.columns()
+        self._parse = venue.parser(self._columns)  # the one Columns of this connector, for its life
         self._stats = ConnectorStats()
         self._session_stats = SessionStats()
         self.refused: dict[Subscription, str] = {}
@@ -749,9 +750,10 @@ class Connector:
         self._last_frame_ns = mono
         link.session.on_frame(mono)
         columns = self._columns
-        books_before = len(columns.l2.symbol)
+        watching = self._awaiting_diff or self._snapshot_due  # only then does a frame's l2 message matter here
+        books_before = columns.l2_messages() if watching else 0
         try:
-            controls = self.venue.parse(frame, receipt, columns)
+            controls = self._parse(frame, receipt)
         except ParseError as exc:
             stats.rejects += 1
             columns.events.add(None, receipt.wall_ns, "reject", str(exc)[:_DETAIL])
@@ -759,10 +761,12 @@ class Connector:
         handover = link.handover
         if handover is not None and handover.observe("new" if link.replaces else "old", frame, mono):
             stats.overlap_duplicates += 1
-        if self._awaiting_diff and len(columns.l2.symbol) > books_before:
-            self._first_diffs(books_before)
-        if self._snapshot_due and len(columns.l2.symbol) > books_before:
-            self._ws_snapshots(books_before)
+        if watching and columns.l2_messages() > books_before:
+            heads = columns.l2_heads(books_before)
+            if self._awaiting_diff:
+                self._first_diffs(heads)
+            if self._snapshot_due:
+                self._ws_snapshots(heads)
         if self._policy.oldest_mono_ns is None and columns.pending():
             self._policy.noted(mono)
             self._wake.set()
@@ -781,20 +785,18 @@ class Connector:
             link.first_data_ns = mono
         return None
 
-    def _first_diffs(self, start: int) -> None:
+    def _first_diffs(self, heads: list[tuple[str, bool]]) -> None:
         """Ask for the REST snapshot of each book whose first diff just arrived (Binance step 1 -> 2)."""
-        l2 = self._columns.l2
         assert self._fetcher is not None
-        for symbol, is_snapshot in zip(l2.symbol[start:], l2.is_snapshot[start:], strict=True):
+        for symbol, is_snapshot in heads:
             if symbol in self._awaiting_diff:
                 self._awaiting_diff.discard(symbol)
                 if not is_snapshot:  # a partial-depth stream carries whole books: no REST needed
                     self._fetcher.request(symbol)
 
-    def _ws_snapshots(self, start: int) -> None:
+    def _ws_snapshots(self, heads: list[tuple[str, bool]]) -> None:
         """auto: a websocket snapshot arrived, so that book needs no REST snapshot."""
-        l2 = self._columns.l2
-        for symbol, is_snapshot in zip(l2.symbol[start:], l2.is_snapshot[start:], strict=True):
+        for symbol, is_snapshot in heads:
             if is_snapshot:
                 self._snapshot_due.pop(symbol, None)
 

@@ -228,6 +228,15 @@ class Venue(ABC):
         """
         return set()
 
+    def parser(self, out: Columns) -> Callable[[bytes | str, Receipt], Sequence[Control]]:
+        """`parse` into `out`, as one callable (`parser(out)(frame, receipt)`): a venue may answer from C."""
+        parse = self.parse
+
+        def parse_into(frame: bytes | str, receipt: Receipt) -> Sequence[Control]:
+            return parse(frame, receipt, out)
+
+        return parse_into
+
     @abstractmethod
     def parse(self, frame: bytes | str, receipt: Receipt, out: Columns) -> Sequence[Control]:
         """Append the frame's rows to `out`; return control events (usually none).
