@@ -4,7 +4,7 @@
 
 The frames are the bench's (`xtrader.bench.feed.frames(20_000, 3)`: Binance USD-M depth@100ms + aggTrade, 3
 symbols). Stages, each the best of `--rounds` passes over every frame, CPU time of this process:
-`loads` (bare `orjson.loads`, the limit), `parse` (`venue.parse` into column buffers, its own decoding
+`loads` (bare `orjson.loads`, the limit), `parse` (`venue.parser(columns)` into column buffers, its own decoding
 included), `flush` (parse + a flush to Arrow every `--batch-rows` rows, minus `parse`), `book` (every batch
 of the flush pass fed to `BookService.on_batch`, as the book actor does, from the REST snapshots). `ratio` is
 loads / (parse + flush + book): what hot_path/limit_parse would be without the per-frame Receipt and row count.
@@ -53,16 +53,19 @@ def main() -> None:
 
     def parse() -> None:
         out = v.columns()
+        parse = v.parser(out)  # as the connector parses
         for frame in data:
-            v.parse(frame, now(), out)
-            if len(out.l2.price) > 100_000:
+            parse(frame, now())
+            if out.rows() > 100_000:
                 out = v.columns()
+                parse = v.parser(out)
 
     def parse_flush() -> None:
         out = v.columns()
+        parse = v.parser(out)
         batches.clear()
         for frame in data:
-            v.parse(frame, now(), out)
+            parse(frame, now())
             if out.rows() >= args.batch_rows:
                 batches.append(out.flush())
         batches.append(out.flush())

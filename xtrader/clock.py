@@ -47,6 +47,17 @@ def now() -> Receipt:
     return _tuple_new(Receipt, (time.time_ns(), time.perf_counter_ns()))
 
 
+python_now = now
+
+try:  # the same two clocks from C (xtrader/_clock.c); `python -m timeit` of each, README "Performance choices"
+    from xtrader import _clock
+except ImportError:  # not built: the Python version above
+    pass
+else:
+    _clock.set_type(Receipt)
+    now = _clock.now
+
+
 class Anchor(NamedTuple):
     """Both clocks of a producer's host, read together when it flushed a batch (see the module docstring)."""
 

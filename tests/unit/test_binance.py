@@ -333,7 +333,9 @@ def test_microsecond_time_unit_is_requested_and_scaled() -> None:
         b'"p":"1.5","q":"2","f":1,"l":1,"T":1633998523963123,"m":true,"M":true}}'
     )
     assert spot.parse(frame, RECEIPT, out) == ()
-    assert out.trades.exchange_ts == [1633998523963123 * 1_000]
+    trades = out.flush().trades
+    assert trades is not None
+    assert trades.column("exchange_ts").cast(pa.int64()).to_pylist() == [1633998523963123 * 1_000]
 
 
 # -- other frames ---------------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ def parse_both(name: str, frames: list[bytes], monkeypatch: pytest.MonkeyPatch) 
     results = []
     for decoder in (counting, lambda *args: False):
         monkeypatch.setattr(binance, "_typed", decoder)
-        out, errors = v.columns(), []
+        out, errors = Columns(v.name), []  # the Python parser's lists (v.columns() would buffer in C)
         for i, f in enumerate(frames):
             try:
                 errors.append(v.parse(f, Receipt(1_700_000_000_000_000_000 + i, i), out))

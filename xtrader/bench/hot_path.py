@@ -1,7 +1,7 @@
 """`hot_path`: xtrader's parse + normalize + batch + book sync over the feed's frames, in memory, one process.
 
 What a connector and the book actor do per frame, without the network or Ray: a `Receipt` per frame
-(`clock.now`, as the connector takes it), `venue.parse` into column buffers, a flush to Arrow batches whenever
+(`clock.now`, as the connector takes it), `venue.parser(columns)` into column buffers, a flush to Arrow batches whenever
 the pipeline's batch size is buffered, and every batch fed to the book actor's service (`BookService.on_batch`:
 the sync, the receipt -> book latency histogram, the stored l2 rows it forwards). The frames are a pre-generated
 sequence, so each round starts from a fresh service loaded with the REST snapshots taken just before it (not
@@ -39,11 +39,11 @@ def hot_path(data: list[bytes], snapshots: dict[str, bytes], seconds: float, bat
         fed = 0
         applied_before = service.books.counters().updates_applied
         out = v.columns()
-        parse, apply = v.parse, service.on_batch
+        parse, apply = v.parser(out), service.on_batch  # as the connector parses
         start_wall, start_cpu = time.perf_counter(), time.process_time()
         for frame in data:
             try:
-                parse(frame, now(), out)
+                parse(frame, now())
             except ParseError:
                 rejects += 1
             if out.rows() >= batch_rows:
@@ -54,7 +54,8 @@ def hot_path(data: list[bytes], snapshots: dict[str, bytes], seconds: float, bat
         n += len(data)
         gaps += fed - (service.books.counters().updates_applied - applied_before)
     result = rates(n, wall, cpu)
-    result.update({"rejects": rejects, "not_applied": gaps, "batch_rows": batch_rows})
+    parser = "compiled" if type(v.columns()).__name__ == "BinanceColumns" else "python"
+    result.update({"rejects": rejects, "not_applied": gaps, "batch_rows": batch_rows, "parser": parser})
     return result
 
 

@@ -68,6 +68,7 @@ from xtrader.clock import Receipt
 from xtrader.errors import ConfigError, ParseError
 from xtrader.venues import register
 from xtrader.venues.base import NO_CONTROL, Connection, Control, Keepalive, SnapshotRequest, Subscription, Venue
+from xtrader.venues.binance_columns import COMPILED, BinanceColumns
 
 _MS = 1_000_000  # ns per ms
 _US = 1_000  # ns per µs
@@ -648,9 +649,40 @@ class _Binance(Venue):
             raise ParseError(f"{self.name}: exchangeInfo symbol is not a string")
         return symbols
 
+    def columns(self) -> Columns:
+        """Column buffers with the compiled parser's when it is built (`binance_columns.COMPILED`)."""
+        if COMPILED and not self.keep_text:
+            return BinanceColumns(self.name, scale=self._scale)
+        return super().columns()
+
+    def parser(self, out: Columns) -> Callable[[bytes | str, Receipt], Sequence[Control]]:
+        """Into `BinanceColumns`: the C accumulator's `parse_or`, one C call for a frame it takes (the Python
+        parser for the rest, as `parse` does); else `Venue.parser`."""
+        if type(out) is not BinanceColumns:
+            return super().parser(out)
+
+        def declined(frame: bytes | str, receipt: Receipt) -> Sequence[Control]:
+            if out.fast.pending:  # rows the Python parser appends must come after the C buffers' (see spill)
+                return out.after_buffered(lambda: self._parse(frame, receipt, out))
+            return self._parse(frame, receipt, out)
+
+        out.fast.set_fallback(NO_CONTROL, declined)
+        parse_or: Callable[[bytes | str, Receipt], Sequence[Control]] = out.fast.parse_or
+        return parse_or
+
     def parse(self, frame: bytes | str, receipt: Receipt, out: Columns) -> Sequence[Control]:
         # Every handler validates a whole event before appending any of it (one event per
         # frame), so a rejected frame leaves nothing behind without a mark()/rollback().
+        if type(out) is BinanceColumns:
+            fast = out.fast
+            if fast.parse(frame, receipt):
+                return NO_CONTROL
+            if fast.pending:  # rows the Python parser appends must come after the C buffers' (see spill)
+                return out.after_buffered(lambda: self._parse(frame, receipt, out))
+        return self._parse(frame, receipt, out)
+
+    def _parse(self, frame: bytes | str, receipt: Receipt, out: Columns) -> Sequence[Control]:
+        """The Python parser: typed decoding of the hot frames, else the dict parser."""
         if _typed(frame, self._scale, receipt.wall_ns, out):
             return NO_CONTROL
         try:

@@ -1,0 +1,979 @@
+"""The compiled Binance parser (`xtrader.venues._binance_fast`) changes nothing but speed.
+
+`venue("binance").columns()` carries the C accumulator (`Columns.fast`): frames it takes go to C buffers, frames
+it declines go to the Python parser after the C rows are spilled into the Python lists. The contract, checked
+here against a plain `Columns(v.name)` (the pure-Python path) on the same frames and receipts: frame by frame the
+same outcome (ParseError or not, the same controls), and flushes at the same points give equal tables, rejects
+and events. Frames: the real captures, generated valid and adversarial frames, byte mutations of real frames.
+
+Without the extension every test here fails (it was not built); only `XTRADER_PURE_PYTHON=1` skips them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import cycle, repeat
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.captures import ws_frames
+from xtrader.batch import Batches, Columns
+from xtrader.clock import Receipt
+from xtrader.errors import ParseError
+from xtrader.venues import venue
+from xtrader.venues.base import Venue
+
+if os.environ.get("XTRADER_PURE_PYTHON") == "1":
+    pytest.skip("XTRADER_PURE_PYTHON=1: the compiled Binance parser is switched off", allow_module_level=True)
+
+import xtrader.venues.binance as binance
+
+try:
+    importlib.import_module("xtrader.venues._binance_fast")
+    _NOT_BUILT: str | None = None
+except ImportError as exc:  # the tests fail (below): a skip on every machine would hide it
+    _NOT_BUILT = f"{type(exc).__name__}: {exc}"
+
+START = 1_700_000_000_000_000_000
+VENUES = ("binance", "binance_futures")
+#: few examples, fixed seed: the unit suite stays fast and gives the same result on every run
+EXAMPLES = settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _compiled() -> None:
+    if _NOT_BUILT is not None:
+        pytest.fail(
+            "the compiled Binance parser xtrader.venues._binance_fast was not built "
+            f"({_NOT_BUILT}); build the extension (pip install -e .), or set XTRADER_PURE_PYTHON=1 to run "
+            "without it",
+            pytrace=False,
+        )
+    assert getattr(binance, "COMPILED", None) is True, "the extension imports, yet binance.COMPILED is not True"
+
+
+# -- running both paths ------------------------------------------------------------------------------------------
+
+
+def _receipt(index: int) -> Receipt:
+    return Receipt(START + 1_000 * index, index)
+
+
+def _outcome(v: Any, frame: bytes | str, receipt: Receipt, out: Columns, parse: Any = None) -> tuple[Any, ...]:
+    """("ok", controls) or ("raised", exception type); anything but a ParseError is kept whole to show.
+    `parse`: a `venue.parser(out)` to call instead of `v.parse(.., out)`."""
+    try:
+        return ("ok", tuple(parse(frame, receipt) if parse is not None else v.parse(frame, receipt, out)))
+    except ParseError as exc:
+        return ("raised", type(exc))
+    except Exception as exc:  # not in the contract: must match exactly, which it will not
+        return ("unexpected", type(exc), repr(exc))
+
+
+def _listed(out: Columns) -> int:
+    """Values in the Python lists of every table (C rows not included)."""
+    return sum(len(getattr(table, name)) for table in out._tables() for name in table._lists())
+
+
+def _float_same(x: pa.Array, y: pa.Array) -> bool:
+    """Float columns: equal values, NaN equal to NaN, and the same sign of zero (stored data keeps it)."""
+    if not x.is_null().equals(y.is_null()):
+        return False
+    xv = x.fill_null(0.0).to_numpy(zero_copy_only=False)
+    yv = y.fill_null(0.0).to_numpy(zero_copy_only=False)
+    return bool(np.array_equal(xv, yv, equal_nan=True) and np.array_equal(np.signbit(xv), np.signbit(yv)))
+
+
+def _same_batch(a: pa.RecordBatch | None, b: pa.RecordBatch | None) -> bool:
+    """RecordBatch.equals, except that NaN equals NaN (equals() says a batch holding NaN differs from itself)."""
+    if a is None or b is None:
+        return a is b
+    if not a.schema.equals(b.schema, check_metadata=True) or a.num_rows != b.num_rows:
+        return False
+    for x, y in zip(a.columns, b.columns, strict=True):
+        if pa.types.is_floating(x.type):
+            if not _float_same(x, y):
+                return False
+        elif not x.equals(y):
+            return False
+    return True
+
+
+def _diff(a: pa.RecordBatch | None, b: pa.RecordBatch | None) -> str:
+    """The columns that differ, both sides (a few rows), or the schemas when they differ."""
+    if a is None or b is None:
+        return f"compiled {a and a.num_rows} rows, pure {b and b.num_rows} rows"
+    if not a.schema.equals(b.schema, check_metadata=True):
+        return f"schemas differ:\ncompiled {a.schema}\npure     {b.schema}"
+    lines = [f"{a.num_rows} vs {b.num_rows} rows"]
+    for name in a.schema.names:
+        if a.num_rows != b.num_rows or not _same_batch(a.select([name]), b.select([name])):
+            lines.append(f"  {name}: compiled {a.column(name).to_pylist()[:12]}")
+            lines.append(f"  {name}: pure     {b.column(name).to_pylist()[:12]}")
+    return "\n".join(lines)
+
+
+def _assert_same_flush(got: Batches, want: Batches, where: str | Callable[[], str]) -> None:
+    if _flush_same(got, want):
+        return
+    _assert_flush(got, want, where if isinstance(where, str) else where())
+
+
+def _flush_same(got: Batches, want: Batches) -> bool:
+    if got.rejects != want.rejects or got.tables().keys() != want.tables().keys():
+        return False
+    pairs = [(got.tables()[n], want.tables()[n]) for n in want.tables()]
+    pairs += [(got.l2, want.l2), (got.l2_messages, want.l2_messages)]
+    return all(_same_batch(a, b) for a, b in pairs)
+
+
+def _assert_flush(got: Batches, want: Batches, where: str) -> None:
+    assert got.rejects == want.rejects, f"{where}: rejects compiled {got.rejects}, pure {want.rejects}"
+    got_tables, want_tables = got.tables(), want.tables()
+    assert got_tables.keys() == want_tables.keys(), f"{where}: tables {sorted(got_tables)} != {sorted(want_tables)}"
+    # every stored table, events included; then the l2 transport batches the book service reads
+    pairs = [(name, got_tables[name], want_tables[name]) for name in want_tables]
+    pairs += [("l2 (wire)", got.l2, want.l2), ("l2_messages", got.l2_messages, want.l2_messages)]
+    for name, a, b in pairs:
+        assert _same_batch(a, b), f"{where}: {name} differs: {_diff(a, b)}"
+
+
+def _both(venue_name: str | Venue, frames: Sequence[bytes | str], cuts: Iterable[int] = ()) -> list[Batches]:
+    """Parse `frames` through the compiled path (`v.columns()`) and the pure path (`Columns(v.name)`), flushing
+    both after each frame index in `cuts` and at the end; assert the same outcome per frame and the same
+    flushes. Returns the compiled side's flushes. `venue_name` may be a venue instance (e.g. microseconds)."""
+    v = venue(venue_name) if isinstance(venue_name, str) else venue_name
+    venue_name = v.name
+    fast = v.columns()
+    assert getattr(fast, "fast", None) is not None, f"{venue_name}: venue.columns() has no compiled accumulator"
+    pure = Columns(v.name, keep_text=v.keep_text)
+    assert getattr(pure, "fast", None) is None
+    cut = set(cuts)
+    flushes: list[Batches] = []
+    since = 0  # first frame of the current batch, for the message
+    parse_or = v.parser(fast)  # what the connector calls: the accumulator's parse_or, C first
+    for index, frame in enumerate(frames):
+        receipt = _receipt(index)
+        got = _outcome(v, frame, receipt, fast, parse_or if index % 2 else None)  # both entries, interleaved
+        want = _outcome(v, frame, receipt, pure)
+        assert got == want, f"{venue_name} frame {index} {frame!r}: compiled {got}, pure {want}"
+        assert fast.l2_messages() == len(pure.l2.symbol), f"{venue_name} frame {index}: l2_messages() differs"
+        if index in cut or index == len(frames) - 1:
+            now = START + 1_000 * index + 500
+            batch = frames[since : index + 1]
+            where = f"{venue_name} flush after frame {index}, frames {since}..{index}"
+            m = len(pure.l2.symbol)
+            for start in {0, m // 2, max(m - 1, 0), m, m + 1}:  # (symbol, is_snapshot) of the buffered messages
+                assert fast.l2_heads(start) == pure.l2_heads(start), f"{where}: l2_heads({start}) differs"
+            got_flush = fast.flush(now)
+            _assert_same_flush(got_flush, pure.flush(now), lambda w=where, b=batch: f"{w}: {_cut(repr(list(b)))}")
+            assert fast.l2_messages() == 0, f"{where}: l2 messages left after the flush"
+            flushes.append(got_flush)
+            since = index + 1
+    return flushes
+
+
+def _cut(text: str, limit: int = 4000) -> str:
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
+
+
+def _rows(flushes: Sequence[Batches], table: str) -> int:
+    return sum(getattr(b, table).num_rows for b in flushes if getattr(b, table) is not None)
+
+
+# -- 1. golden: the real captures ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def captures() -> dict[str, list[bytes]]:
+    return {name: ws_frames(name) for name in VENUES}  # skips when the captures are absent
+
+
+@pytest.mark.parametrize("name", VENUES)
+@pytest.mark.parametrize("every", [1, 7, 100, None], ids=["each", "7", "100", "all"])
+def test_captures_flush_the_same_at_any_cadence(captures: dict[str, list[bytes]], name: str, every: int | None) -> None:
+    frames = captures[name]
+    cuts = () if every is None else range(every - 1, len(frames), every)
+    flushes = _both(name, frames, cuts)
+    assert _rows(flushes, "l2") > 0 and _rows(flushes, "l2_messages") > 0
+    assert _rows(flushes, "trades") > 0 and _rows(flushes, "bbo") > 0
+    assert sum(b.rejects for b in flushes) == 0
+    if name == "binance":  # test_binance.py's golden counts
+        assert (_rows(flushes, "l2_messages"), _rows(flushes, "l2")) == (177, 422)
+        assert (_rows(flushes, "trades"), _rows(flushes, "bbo")) == (2, 84)
+
+
+@pytest.mark.parametrize("name", VENUES)
+def test_the_compiled_path_takes_most_capture_frames(captures: dict[str, list[bytes]], name: str) -> None:
+    """A frame went to C when it added rows on the pure path but nothing to the compiled side's Python lists."""
+    v = venue(name)
+    fast, pure = v.columns(), Columns(v.name)
+    data_frames = taken = held = 0
+    for index, frame in enumerate(captures[name]):
+        before_fast, before_pure = _listed(fast), _listed(pure)
+        v.parse(frame, _receipt(index), fast)
+        v.parse(frame, _receipt(index), pure)
+        if _listed(pure) > before_pure:
+            data_frames += 1
+            taken += _listed(fast) == before_fast
+        assert fast.l2_messages() == len(pure.l2.symbol), index
+        # l2 messages in C: counted by l2_messages(), not yet in the Python lists
+        held = max(held, fast.l2_messages() - len(fast.l2.symbol))
+    assert held > 0, f"{name}: no l2 message ever stayed in the C buffers"
+    assert taken >= 0.95 * data_frames, f"{name}: the compiled path took {taken} of {data_frames} data frames"
+    _assert_same_flush(fast.flush(START), pure.flush(START), name)
+
+
+def test_text_and_buffer_frames_parse_the_same(captures: dict[str, list[bytes]]) -> None:
+    """str (and bytearray) frames go to the Python parser, among bytes frames the C path takes."""
+    frames: list[Any] = captures["binance_futures"][:300]
+    frames = [f.decode() if i % 3 == 1 else bytearray(f) if i % 7 == 2 else f for i, f in enumerate(frames)]
+    flushes = _both("binance_futures", frames, range(0, 300, 50))
+    assert _rows(flushes, "l2") > 0
+
+
+# -- 2. generated frames, valid and adversarial --------------------------------------------------------------------
+
+
+class Obj(list):  # type: ignore[type-arg]
+    """A JSON object as [key JSON text, node] pairs: duplicate keys and odd key spellings stay possible."""
+
+
+# a node is raw JSON text (str), an Obj, or a list of nodes (a JSON array)
+Node = Any
+
+WHITESPACE = ["", " ", "\n", "\t", "\r\n  ", "   "]
+
+
+def _render(node: Node, ws: Iterator[str]) -> str:
+    if isinstance(node, Obj):
+        if not node:
+            return "{" + next(ws) + "}"
+        return "{" + ",".join(f"{next(ws)}{k}{next(ws)}:{next(ws)}{_render(v, ws)}{next(ws)}" for k, v in node) + "}"
+    if isinstance(node, list):
+        if not node:
+            return "[" + next(ws) + "]"
+        return "[" + ",".join(f"{next(ws)}{_render(v, ws)}{next(ws)}" for v in node) + "]"
+    return str(node)
+
+
+def _key(name: str) -> str:
+    return json.dumps(name)
+
+
+def _text(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+DEEP = "[" * 2000 + "]" * 2000
+BOUNDARY_INTS = [
+    0,
+    -1,
+    1,
+    (1 << 53),
+    (1 << 53) + 1,
+    (1 << 63) - 1,
+    1 << 63,
+    -(1 << 63),
+    -(1 << 63) - 1,
+    (1 << 64) - 1,
+    1 << 64,
+    10**30,
+    -(10**30),
+    9_223_372_036_854,  # ms that still fit int64 ns
+    9_223_372_036_855,  # ms whose ns overflow int64
+    -9_223_372_036_854,
+    -9_223_372_036_855,
+    9_223_372_036_854_775,  # µs edge
+]
+#: JSON number tokens, valid or not, for int fields
+ODD_NUMBERS = [
+    "-0",
+    "0",
+    "1.0",
+    "1e5",
+    "1E5",
+    "1e+5",
+    "-0.0",
+    "1.5",
+    "01",
+    "-01",
+    "+1",
+    "1.",
+    ".5",
+    "-",
+    "1e400",
+    "-1e400",
+    "1e-400",
+    "0x10",
+    "NaN",
+    "Infinity",
+    "1" * 40,
+    "-" + "9" * 25,
+    "12345678901234567890",
+    "18446744073709551616",
+    "9223372036854775808",
+    "-9223372036854775809",
+]
+#: price / quantity strings the pure path treats in all sorts of ways (float(), Arrow's cast, rejects)
+ODD_PRICES = [
+    "1e5",
+    "1E-3",
+    "+1",
+    ".5",
+    "5.",
+    "",
+    " 1",
+    "1 ",
+    "inf",
+    "-inf",
+    "Infinity",
+    "nan",
+    "NaN",
+    "-0.0",
+    "-0",
+    "0",
+    "0.1000000000000000055511151231257827",
+    "1" * 35,
+    "0." + "0" * 30 + "1",
+    "1" * 30 + "." + "9" * 30,
+    "1e400",
+    "1e-400",
+    "1_0",
+    "١٢",  # Arabic-Indic digits: float() takes them, Arrow does not
+    "１",  # fullwidth 1
+    "0x1p3",
+    "1,5",
+    "--1",
+    "1e",
+    "e5",
+    ".",
+    "\t2",
+    "2\n",
+    # plain decimals at the edges of a fast decimal parser: exact fast path, 16+ digits, 40 characters
+    "0.30000000000000004",
+    "9007199254740993",
+    "9007199254740993.5",
+    "123456789012345.6",
+    "1234567890123456789",
+    "12345678901234567890.5",
+    "1" + "0" * 22,
+    "1" + "0" * 23,
+    "0." + "0" * 21 + "1",
+    "0." + "0" * 22 + "1",
+    "00.5",
+    "-00",
+    "0" * 39 + "1",
+    "1" * 40,
+    "1" * 41,
+    "-" + "1" * 39,
+    "9" * 39,
+    "179769313486231580793728971405303415079934132710037826936173778980444968292764750946649017977587207096" + "0",
+    "0." + "0" * 37 + "5",
+    "2.4703282292062327",
+]
+#: raw JSON string tokens: escapes, non-ASCII, invalid escapes and control characters
+ODD_STRINGS = [
+    '"\\u0041"',
+    '"\\""',
+    '"\\\\"',
+    '"\\/"',
+    '"BTC\\u0055SDT"',
+    '"\\u0031.5"',
+    '"ü"',
+    '"₿TC"',
+    '"\\ud800"',
+    '"\\udc00x"',
+    '"\\ud83d\\ude00"',
+    '"\\u0000"',
+    '"a\\nb"',
+    '"\\x41"',
+    '"\x01"',
+    '"unterminated',
+    '"\\u12"',
+    "\"'1'\"",
+]
+ODD_TOKENS = [
+    "null",
+    "true",
+    "false",
+    "[]",
+    "{}",
+    '["1","2"]',
+    '[["1","2"]]',
+    "[1,2]",
+    '{"a":1}',
+    DEEP,
+    "nul",
+    "tru",
+    "True",
+    "None",
+    "'1'",
+    "",
+]
+
+_json_leaf = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(1 << 70), 1 << 70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=6)
+)
+_json_value = st.recursive(
+    _json_leaf,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=8,
+)
+#: any JSON value as text (ASCII-escaped or raw UTF-8)
+ANY_JSON = st.builds(lambda value, ascii_: json.dumps(value, ensure_ascii=ascii_), _json_value, st.booleans())
+
+_plain_leaf = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**12), 10**12)
+    | st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E, exclude_characters='"\\'), max_size=6)
+)
+#: JSON the compiled path can skip (printable ASCII, no escapes, no exponent): it declines everything else
+PLAIN_JSON = st.recursive(
+    _plain_leaf,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text("abcXYZ_", max_size=4), inner, max_size=3),
+    max_leaves=8,
+).map(lambda value: json.dumps(value, separators=(",", ":")))
+
+ODD_VALUE = st.one_of(
+    st.sampled_from(ODD_TOKENS),
+    st.sampled_from(ODD_NUMBERS),
+    st.sampled_from(BOUNDARY_INTS).map(str),
+    st.sampled_from(ODD_PRICES).map(_text),
+    st.sampled_from(ODD_STRINGS),
+    st.integers(-(1 << 70), 1 << 70).map(str),
+    st.floats().map(json.dumps),  # NaN, Infinity: not JSON
+    st.text(max_size=5).map(_text),
+    ANY_JSON,
+)
+
+
+def _decimal_text(units: int, places: int) -> str:
+    digits = str(units).rjust(places + 1, "0")
+    return f"{digits[:-places]}.{digits[-places:]}" if places else digits
+
+
+_decimal = st.builds(_decimal_text, st.integers(0, 10**10), st.integers(0, 8))
+_time = st.integers(1_500_000_000_000, 1_900_000_000_000)
+_id = st.integers(0, 1 << 53)
+_symbol = st.sampled_from(["BTCUSDT", "ETHUSDT", "NKNUSDT", "BTCUSD_200626", "LRCBTC"])
+#: in an odd frame, an odd value 1 time in 4
+ODD_PRICE = st.one_of(*[_decimal] * 3, st.sampled_from(ODD_PRICES))
+ODD_TIME = st.one_of(*[_time] * 3, st.sampled_from(BOUNDARY_INTS))
+ODD_ID = st.one_of(*[_id] * 3, st.sampled_from(BOUNDARY_INTS))
+ODD_SYMBOL = st.one_of(*[_symbol] * 3, st.sampled_from(["", "btcusdt", "ÄBC", "₿", "A B", 'A"B', "A\\B", "x" * 70]))
+OTHER_EVENTS = [
+    "depthUpdate ",
+    "DepthUpdate",
+    "depthupdate",
+    "kline",
+    "",
+    "aggTrade",
+    "trade",
+    "bookTicker",
+    "depthUpdate",
+    "serverShutdown",
+    "24hrTicker",
+    "markPriceUpdate",
+]
+DEPTH_STREAMS = ["@depth@100ms", "@depth", "@depth@500ms", "@depth@0ms"]
+PARTIAL_STREAMS = ["@depth5@100ms", "@depth10", "@depth20@500ms", "@depth5", "@depth1"]
+GARBAGE = [" ", "\n", "x", "}", "]", ",", ",{}", "{}", "\x00", "null", '"', "\\", "\ufeff", "\u00e9"]
+
+
+@st.composite
+def _levels(draw: Any, price: Any) -> list[Node]:
+    return [[_text(draw(price)), _text(draw(price))] for _ in range(draw(st.integers(0, 3)))]
+
+
+@st.composite
+def frame(draw: Any, venue_name: str) -> bytes:
+    """One Binance frame: a valid hot frame, then (with some probability) made adversarial."""
+    futures = venue_name == "binance_futures"
+    # half the frames are clean (valid, printable ASCII: what the compiled path takes); the others get odd
+    # values and edits. A boolean shrinks to False: a failing example shrinks towards a clean frame
+    odd = draw(st.booleans())
+    prices, times, ids, symbols = (ODD_PRICE, ODD_TIME, ODD_ID, ODD_SYMBOL) if odd else (_decimal, _time, _id, _symbol)
+    kind = draw(st.sampled_from(["depth", "aggTrade", "trade", "bookTicker", "keyless"]))
+    symbol = draw(symbols)
+    fields: list[tuple[str, Node]]
+    if kind == "depth":
+        fields = [("e", _text("depthUpdate")), ("E", str(draw(times)))]
+        if futures:
+            fields += [("T", str(draw(times))), ("pu", str(draw(ids)))]
+        fields += [("s", _text(symbol)), ("U", str(draw(ids))), ("u", str(draw(ids)))]
+        fields += [("b", draw(_levels(prices))), ("a", draw(_levels(prices)))]
+        channel = draw(st.sampled_from(DEPTH_STREAMS + PARTIAL_STREAMS if futures else DEPTH_STREAMS))
+    elif kind in ("aggTrade", "trade"):
+        trade_id = "a" if kind == "aggTrade" else "t"
+        fields = [("e", _text(kind)), ("E", str(draw(times))), ("s", _text(symbol)), (trade_id, str(draw(ids)))]
+        fields += [("p", _text(draw(prices))), ("q", _text(draw(prices))), ("T", str(draw(times)))]
+        fields += [("m", draw(st.sampled_from(["true", "false"]))), ("M", "true")]
+        if kind == "aggTrade":
+            fields += [("f", str(draw(ids))), ("l", str(draw(ids)))]
+        channel = "@" + kind
+    else:
+        fields = [] if kind == "keyless" else [("e", _text("bookTicker")), ("E", str(draw(times)))]
+        fields += [("u", str(draw(ids))), ("s", _text(symbol))]
+        fields += [(name, _text(draw(prices))) for name in ("b", "B", "a", "A")]
+        if draw(st.booleans()):
+            fields.append(("T", str(draw(times))))
+        channel = "@bookTicker"
+    for _ in range(draw(st.sampled_from([0, 0, 1, 2]))):  # unknown keys, any JSON value
+        name = draw(st.sampled_from(["M", "ps", "x", "f", "l", "X", "stream", "data", "id"]))
+        if odd:
+            name = draw(st.just(name) | st.text(max_size=4))
+        fields.insert(draw(st.integers(0, len(fields))), (name, draw(ANY_JSON if odd else PLAIN_JSON)))
+    data = Obj((_key(name), value) for name, value in draw(st.permutations(fields)))
+    stream = _text(symbol.lower() + channel)
+    wrapper = Obj([(_key("stream"), stream), (_key("data"), data)])
+    if draw(st.booleans()):
+        wrapper.reverse()  # data before stream
+    top: Obj = wrapper
+
+    # adversarial edits: sampled_from shrinks to its first entry, no edit
+    for _ in range(draw(st.sampled_from([0, 1, 1, 2, 3])) if odd else 0):
+        edit = draw(
+            st.sampled_from(
+                [
+                    "replace",
+                    "delete",
+                    "duplicate",
+                    "level",
+                    "event",
+                    "escape key",
+                    "raw framing",
+                    "wrapper",
+                    "nest",
+                ]
+            )
+        )
+        target = data if draw(st.integers(0, 4)) or not top else top
+        if edit == "replace" and target:
+            at = draw(st.integers(0, len(target) - 1))
+            target[at] = (target[at][0], draw(ODD_VALUE))
+        elif edit == "delete" and target:
+            del target[draw(st.integers(0, len(target) - 1))]
+        elif edit == "duplicate" and target:
+            key, value = target[draw(st.integers(0, len(target) - 1))]
+            value = draw(st.sampled_from([value, "null"]) | ODD_VALUE)
+            target.insert(draw(st.integers(0, len(target))), (key, value))
+        elif edit == "level":
+            sides = [i for i, (k, v) in enumerate(data) if k in ('"b"', '"a"') and isinstance(v, list)]
+            if sides:
+                at = draw(st.sampled_from(sides))
+                levels = list(data[at][1])
+                shape = draw(st.sampled_from(["one", "three", "odd entry", "not a list", "empty", "nested"]))
+                if shape == "one":
+                    levels.append([_text(draw(prices))])
+                elif shape == "three":
+                    levels.append([_text(draw(prices)), _text(draw(prices)), draw(ODD_VALUE)])
+                elif shape == "odd entry":
+                    levels.append(draw(st.permutations([_text(draw(prices)), draw(ODD_VALUE)])))
+                elif shape == "not a list":
+                    levels.append(draw(ODD_VALUE))
+                elif shape == "empty":
+                    levels.append([])
+                else:
+                    levels.append([levels[:1], _text("1")])
+                data[at] = (data[at][0], levels)
+        elif edit == "event":
+            value = _text(draw(st.sampled_from(OTHER_EVENTS)))
+            events = [i for i, (k, _) in enumerate(data) if k == '"e"']
+            if events:
+                data[events[0]] = ('"e"', value)
+            else:
+                data.insert(0, ('"e"', value))
+        elif edit == "escape key" and target:
+            at = draw(st.integers(0, len(target) - 1))
+            name = json.loads(target[at][0])
+            if name:
+                escaped = "".join(f"\\u{ord(c):04x}" for c in name[:1]) + json.dumps(name[1:])[1:-1]
+                target[at] = (f'"{escaped}"', target[at][1])
+        elif edit == "raw framing":
+            top = data  # no {"stream", "data"} wrapper: the /ws form
+        elif edit == "wrapper" and top is wrapper:
+            choice = draw(st.sampled_from(["stream", "data", "extra"]))
+            if choice == "stream":
+                wrapper[:] = [(k, draw(ODD_VALUE)) if k == '"stream"' else (k, v) for k, v in wrapper]
+            elif choice == "data":
+                wrapper[:] = [(k, draw(ODD_VALUE)) if k == '"data"' else (k, v) for k, v in wrapper]
+            else:
+                wrapper.insert(draw(st.integers(0, len(wrapper))), (_key(draw(st.text(max_size=5))), draw(ANY_JSON)))
+        elif edit == "nest":
+            top = Obj([(_key("stream"), stream), (_key("data"), Obj([(_key("data"), data)]))])
+
+    spacing = draw(st.lists(st.sampled_from(WHITESPACE), max_size=6))
+    text = draw(st.sampled_from(["", " ", "\n"])) + _render(top, cycle(spacing) if spacing else repeat(""))
+    raw = text.encode("utf-8", "surrogatepass")
+    ending = draw(st.sampled_from(["", "", "", "garbage", "truncate"])) if odd else ""
+    if ending == "garbage":
+        raw += draw(st.sampled_from(GARBAGE)).encode()
+    elif ending == "truncate":
+        raw = raw[: draw(st.integers(0, len(raw) - 1))]
+    return raw
+
+
+@st.composite
+def session(draw: Any, max_frames: int = 14) -> tuple[str, list[bytes], list[int]]:
+    venue_name = draw(st.sampled_from(VENUES))
+    frames = draw(st.lists(frame(venue_name), min_size=1, max_size=max_frames))
+    cuts = draw(st.lists(st.integers(0, len(frames) - 1), max_size=4))
+    return venue_name, frames, cuts
+
+
+@EXAMPLES
+@given(session())
+def test_generated_frames_parse_and_flush_the_same(case: tuple[str, list[bytes], list[int]]) -> None:
+    _both(*case)
+
+
+@settings(EXAMPLES, max_examples=40)
+@given(session(max_frames=40))
+def test_long_generated_sequences_flush_the_same(case: tuple[str, list[bytes], list[int]]) -> None:
+    """Longer batches: past 64 values the pure path converts prices with Arrow instead of float()."""
+    venue_name, frames, _ = case
+    _both(venue_name, frames)
+
+
+def test_generated_frames_are_mostly_taken_by_the_compiled_path() -> None:
+    """The generator makes frames the C path takes (else the tests above compare Python with Python)."""
+    v = venue("binance_futures")
+    fast, pure = v.columns(), Columns(v.name)
+    taken = total = 0
+
+    @settings(EXAMPLES, max_examples=60)
+    @given(frame("binance_futures"))
+    def collect(raw: bytes) -> None:
+        nonlocal taken, total
+        before_fast, before_pure = _listed(fast), _listed(pure)
+        fast_out, pure_out = _outcome(v, raw, _receipt(0), fast), _outcome(v, raw, _receipt(0), pure)
+        assert fast_out == pure_out, raw
+        if _listed(pure) > before_pure:
+            total += 1
+            taken += _listed(fast) == before_fast
+
+    collect()
+    assert total > 10 and taken > total // 2, f"the compiled path took {taken} of {total} generated data frames"
+
+
+# -- edge cases the pure path treats by batch size -----------------------------------------------------------------
+
+
+def _trade(price: str = "1.5", size: str = "2", trade_id: str = "5", ts: str = "1700000000000") -> bytes:
+    data = f'"e":"aggTrade","E":1,"s":"BTCUSDT","a":{trade_id},"p":{_text(price)},"q":{_text(size)},"f":1,"l":2'
+    return f'{{"stream":"btcusdt@aggTrade","data":{{{data},"T":{ts},"m":true}}}}'.encode()
+
+
+def _depth(price: str = "1.5", size: str = "2", seq: int = 12, ts: str = "1700000000000") -> bytes:
+    data = f'"e":"depthUpdate","E":{ts},"s":"BTCUSDT","U":{seq - 1},"u":{seq}'
+    levels = f'"b":[[{_text(price)},"1"]],"a":[["2",{_text(size)}]]'
+    return f'{{"stream":"btcusdt@depth@100ms","data":{{{data},{levels}}}}}'.encode()
+
+
+def _ticker(price: str = "1.5", seq: int = 4) -> bytes:
+    data = f'"u":{seq},"s":"BTCUSDT","b":{_text(price)},"B":"2","a":"3","A":"4"'
+    return f'{{"stream":"btcusdt@bookTicker","data":{{{data}}}}}'.encode()
+
+
+@pytest.mark.parametrize("odd", ODD_PRICES)
+@pytest.mark.parametrize("count", [1, 40], ids=["float()", "arrow"])
+def test_odd_price_strings_convert_and_reject_the_same(odd: str, count: int) -> None:
+    """One odd price among `count` frames: the pure path parses <= 64 values with float(), more with Arrow."""
+    for make in (_trade, _depth, _ticker):
+        frames = [make() for _ in range(count)]
+        frames[count // 2] = make(odd)
+        _both("binance", frames)
+
+
+@pytest.mark.parametrize("value", [str(v) for v in BOUNDARY_INTS] + ["-0"])
+@pytest.mark.parametrize("count", [1, 70])
+def test_boundary_ints_in_ids_and_times_flush_the_same(value: str, count: int) -> None:
+    """ids beyond int64 and times whose ns overflow int64: kept, stringified or rejected as the pure path does."""
+    for frames in (
+        [_trade(trade_id=value)] + [_trade()] * (count - 1),
+        [_trade(ts=value)] + [_trade()] * (count - 1),
+        [_depth(ts=value)] + [_depth()] * (count - 1),
+    ):
+        _both("binance", frames)
+        _both("binance_futures", frames)
+
+
+#: frames a hand-written scanner may get wrong: each is parsed after frames the compiled path buffered
+HOSTILE = [
+    b"",
+    b" ",
+    b"{}",
+    b"[]",
+    b"null",
+    b'"stream"',
+    b'{"stream":null,"data":{}}',
+    b'{"stream":"btcusdt@depth","data":null}',
+    b'{"stream":"btcusdt@depth","data":[]}',
+    b'{"stream":"btcusdt@depth","data":{}}',
+    b'{"stream":"btcusdt@depth"}',
+    b'{"data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[],"a":[]}}',
+    b'{"stream":"x@depth","data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[["1","2"]],"a":[]}',
+    b'{"stream":"x@depth","data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[["1","2"]],"a":[],}}',
+    b'{"stream":"x@depth","data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[["1","2"],],"a":[]}}',
+    b'{"stream":"x@depth","data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[["1","2"]],"a":[]}},',
+    b'{"stream":"x@depth","data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[["1","2"]],"a":[]}}\x00',
+    b'\xef\xbb\xbf{"stream":"x@depth","data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[],"a":[]}}',
+    b'{"stream":"x@depth","data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[["1","2"]],"a":[]}}{}',
+    b'{"stream":"x@depth","data":{e:"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[],"a":[]}}',
+    b'{"stream":"x@depth","data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[["1","2"]"a":[]}}',
+    b'{"stream":"x@depth","data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[[ "1" , "2" ]],"a":[ ]}}',
+    b'{"stream":"x@depth","data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[["1","2"]],"a":[["3"]]}}',
+    b'{"stream":"x@depth","data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[["1","2","3"]],"a":[]}}',
+    b'{"stream":"x@depth","data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[[1,"2"]],"a":[]}}',
+    b'{"stream":"x@depth","data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[[]],"a":[]}}',
+    b'{"stream":"x@depth","data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":["1","2"],"a":[]}}',
+    b'{"stream":"x@depth","data":{"e":"depthUpdate","E":1,"s":"X","U":null,"u":2,"b":[],"a":[]}}',
+    b'{"stream":"x@depth","data":{"e":"depthUpdate","E":1,"T":null,"s":"X","U":1,"u":2,"b":[],"a":[]}}',
+    b'{"stream":"x@depth","data":{"e":"depthUpdate","E":"1","T":2,"s":"X","U":1,"u":2,"b":[],"a":[]}}',
+    b'{"stream":"x@depth","data":{"e":"depthUpdate","T":2,"s":"X","U":1,"u":2,"b":[],"a":[]}}',
+    b'{"stream":"x@depth","data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"pu":null,"b":[],"a":[]}}',
+    b'{"stream":"x@depth","data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":-0,"b":[],"a":[]}}',
+    b'{"stream":"x@depth","data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":1.0,"b":[],"a":[]}}',
+    b'{"stream":"x@depth","data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":1e3,"b":[],"a":[]}}',
+    b'{"stream":"x@depth","data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":18446744073709551615,"b":[],"a":[]}}',
+    b'{"stream":"x@depth","data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":9223372036854775807,"b":[],"a":[]}}',
+    b'{"stream":"x@depth","data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":-9223372036854775808,"b":[],"a":[]}}',
+    b'{"stream":"x@depth","data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"u":3,"b":[],"a":[]}}',
+    b'{"stream":"x@depth","stream":"y@depth5","data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[],"a":[]}}',
+    b'{"stream":"x@depth","data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[],"a":[]},"data":{}}',
+    b'{"stream":"x@depth5","data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[["1","2"]],"a":[]}}',
+    b'{"stream":"x@depth@depth5","data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[],"a":[]}}',
+    b'{"stream":"x@depth","data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[],"a":[],"x":'
+    + DEEP.encode()
+    + b"}}",
+    b'{"stream":"x@depth","data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[],"a":[],"x":[[[[[[[[[[[[[[[[[[[['
+    b"[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}}",
+    b'{"stream":"x@depth","data":{"e":"depthUpdate","E":1,"s":"X\\u0041","U":1,"u":2,"b":[],"a":[]}}',
+    b'{"stream":"x@depth","data":{"\\u0065":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[],"a":[]}}',
+    b'{"stream":"x@depth","data":{"e":"depthUpdate","E":1,"s":"\xc3\x84","U":1,"u":2,"b":[],"a":[]}}',
+    b'{"stream":"x@depth","data":{"e":"depthUpdate","E":1,"s":"\xc3","U":1,"u":2,"b":[],"a":[]}}',
+    b'{"stream":"x@depth","data":{"e":"depthUpdate","E":1,"s":"\x7f","U":1,"u":2,"b":[],"a":[]}}',
+    b'{"stream":"btcusdt@bookTicker","data":{"u":1,"s":"X","b":"1","B":"2","a":"3","A":"4","T":null}}',
+    b'{"stream":"btcusdt@bookTicker","data":{"e":null,"u":1,"s":"X","b":"1","B":"2","a":"3","A":"4"}}',
+    b'{"stream":"btcusdt@bookTicker","data":{"u":1,"s":"X","b":"1","B":"2","a":"3"}}',
+    b'{"stream":"btcusdt@bookTicker","data":{"u":1,"lastUpdateId":5,"s":"X","b":"1","B":"2","a":"3","A":"4"}}',
+    b'{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","s":"X","a":1,"p":"1","q":"2","T":1,"m":null}}',
+    b'{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","s":"X","a":1,"p":"1","q":"2","T":1,"m":1}}',
+    b'{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","s":"X","t":1,"p":"1","q":"2","T":1,"m":true}}',
+    b'{"stream":"btcusdt@trade","data":{"e":"trade","s":"X","t":-1,"p":"-1","q":"-0","T":-1,"m":false}}',
+    b'{"stream":"btcusdt@trade","data":{"e":"trade","s":"","t":0,"p":"0","q":"0","T":0,"m":true}}',
+    b'{"stream":"","data":{"e":"trade","s":"X","t":0,"p":"0","q":"0","T":0,"m":true}}',
+    b'{"stream":"x","data":{"e":"serverShutdown","E":1}}',
+    b'{"stream":"x","data":{"e":"kline","E":1}}',
+    b'{"result":null,"id":1}',
+    b'{"error":{"code":2,"msg":"Invalid request"},"id":4}',
+]
+
+
+@pytest.mark.parametrize("name", VENUES)
+def test_hostile_frames_between_buffered_ones(name: str) -> None:
+    frames = []
+    for index, hostile in enumerate(HOSTILE):
+        frames += [_depth(seq=index), hostile, _trade(trade_id=str(index)), _ticker(seq=index), hostile]
+    _both(name, frames, range(0, len(frames), 9))
+    for hostile in HOSTILE:  # and each alone after one buffered frame
+        _both(name, [_depth(), hostile])
+
+
+# -- 3. byte mutations of real frames --------------------------------------------------------------------------------
+
+
+def _seeds() -> list[bytes]:
+    """A few real frames of each kind from both captures (kept short to keep examples fast)."""
+    try:
+        frames = ws_frames("binance") + ws_frames("binance_futures")
+    except pytest.skip.Exception:
+        return []
+    picked: list[bytes] = []
+    for marker in (b"@depth@100ms", b"@bookTicker", b"@aggTrade", b"@kline"):
+        picked += sorted((f for f in frames if marker in f), key=len)[:3]
+    return picked
+
+
+SEEDS = _seeds()
+
+
+@st.composite
+def mutated_session(draw: Any) -> tuple[str, list[bytes], list[int]]:
+    venue_name = draw(st.sampled_from(VENUES))
+    frames = []
+    for _ in range(draw(st.integers(1, 10))):
+        raw = bytearray(draw(st.sampled_from(SEEDS or [b"{}"])))
+        for _ in range(draw(st.sampled_from([0, 1, 1, 2, 3]))):
+            op = draw(st.sampled_from(["flip", "insert", "delete", "truncate", "set"]))
+            at = draw(st.integers(0, max(len(raw) - 1, 0)))
+            if op == "flip" and raw:
+                raw[at] ^= 1 << draw(st.integers(0, 7))
+            elif op == "insert":
+                raw.insert(at, draw(st.sampled_from(b'"\\{}[],:0-.e \x00\x80\xff') | st.integers(0, 255)))
+            elif op == "delete" and raw:
+                del raw[at]
+            elif op == "truncate":
+                del raw[at:]
+            elif op == "set" and raw:
+                raw[at] = draw(st.integers(0, 255))
+        frames.append(bytes(raw))
+    cuts = draw(st.lists(st.integers(0, len(frames) - 1), max_size=3))
+    return venue_name, frames, cuts
+
+
+@EXAMPLES
+@given(mutated_session())
+def test_mutated_capture_frames_parse_the_same(case: tuple[str, list[bytes], list[int]]) -> None:
+    if not SEEDS:
+        pytest.skip("real exchange captures not found (set XTRADER_CAPTURES)")
+    _both(*case)
+
+
+# -- 4. order across the two paths ---------------------------------------------------------------------------------
+
+RAW_DEPTH = b'{"e":"depthUpdate","E":1700000000500,"s":"BTCUSDT","U":20,"u":21,"b":[["9","1"]],"a":[]}'
+ACK = b'{"result":null,"id":1}'
+SPOT_PARTIAL = (
+    b'{"stream":"btcusdt@depth5","data":{"lastUpdateId":30,"bids":[["8","1"],["7","2"]],"asks":[["10","3"]]}}'
+)
+KLINE = b'{"stream":"btcusdt@kline_1m","data":{"e":"kline","E":1,"s":"BTCUSDT","k":{"t":1}}}'
+RAW_TRADE = b'{"e":"trade","E":1,"s":"ETHUSDT","t":99,"p":"3","q":"4","T":1700000000001,"m":false}'
+ERROR_REPLY = b'{"error":{"code":2,"msg":"Invalid request"},"id":4}'
+
+
+def _interleaved() -> list[bytes]:
+    frames = []
+    for i in range(6):
+        frames += [_depth(str(100 + i), seq=40 + 2 * i), _trade(str(200 + i), trade_id=str(i)), _ticker(str(i), 50 + i)]
+        frames.append([RAW_DEPTH, ACK, SPOT_PARTIAL, KLINE, RAW_TRADE, ERROR_REPLY][i])
+        frames.append(_depth(str(300 + i), seq=41 + 2 * i))
+    return frames
+
+
+@pytest.mark.parametrize("cuts", [(), (3, 9, 10), tuple(range(0, 40, 4))], ids=["one", "some", "every 4"])
+def test_rows_keep_their_order_across_both_paths(cuts: tuple[int, ...]) -> None:
+    frames = _interleaved()
+    flushes = _both("binance", frames, cuts)
+    assert _rows(flushes, "l2_messages") == 6 * 2 + 2  # + the raw depthUpdate and the spot partial
+    assert _rows(flushes, "trades") == 6 + 1 and _rows(flushes, "bbo") == 6
+    seqs = [s for b in flushes if b.l2_messages is not None for s in b.l2_messages.column("seq").to_pylist()]
+    assert seqs[:4] == [40, 21, 41, 42]  # the raw depthUpdate between two compiled ones
+
+
+# -- 5. l2_messages() and spill() ------------------------------------------------------------------------------------
+
+
+def test_l2_messages_counts_both_paths_and_spill_moves_the_rest() -> None:
+    v = venue("binance")
+    fast, pure = v.columns(), Columns(v.name)
+    frames = _interleaved()
+    for index, raw in enumerate(frames):
+        v.parse(raw, _receipt(index), fast)
+        v.parse(raw, _receipt(index), pure)
+        assert fast.l2_messages() == pure.l2_messages() == len(pure.l2.symbol), index
+    assert fast.l2_messages() > len(fast.l2.symbol), "the last depth frames should still be in C"
+    fast.spill()
+    assert fast.l2_messages() == len(fast.l2.symbol) == len(pure.l2.symbol)
+    # spilled, the Python lists hold what the pure path appended: the same values of the same types, decimals
+    # as text that parses to the same float (the C path keeps floats, not the venue's text)
+    for got, want in zip(fast._tables(), pure._tables(), strict=True):
+        for name in want._lists():
+            numeric = name in want._numeric()
+            values = [(type(x), float(x) if numeric else x) for x in getattr(got, name)]
+            assert values == [(type(x), float(x) if numeric else x) for x in getattr(want, name)], name
+    fast.spill()  # nothing left to move
+    _assert_same_flush(fast.flush(START), pure.flush(START), "after spill()")
+    assert fast.l2_messages() == 0
+
+
+def test_spill_mid_stream_then_more_compiled_frames() -> None:
+    v = venue("binance_futures")
+    fast, pure = v.columns(), Columns(v.name)
+    frames = [_depth(seq=s) for s in range(10, 20)] + [_trade(trade_id=str(i)) for i in range(5)]
+    for index, raw in enumerate(frames):
+        v.parse(raw, _receipt(index), fast)
+        v.parse(raw, _receipt(index), pure)
+        if index % 4 == 0:
+            fast.spill()
+    assert fast.l2_messages() == len(pure.l2.symbol) == 10
+    _assert_same_flush(fast.flush(START), pure.flush(START), "spills every 4 frames")
+
+
+def test_rows_and_pending_count_the_compiled_rows() -> None:
+    """The connector's flush policy reads rows() and pending(): C rows must count as the pure path's do."""
+    v = venue("binance_futures")
+    fast, pure = v.columns(), Columns(v.name)
+    assert not fast.pending() and fast.rows() == 0
+    empty = b'{"stream":"x@depth","data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[],"a":[]}}'
+    for index, raw in enumerate([_depth(seq=5), _trade(), _ticker(), _depth(seq=6), empty]):
+        v.parse(raw, _receipt(index), fast)
+        v.parse(raw, _receipt(index), pure)
+        assert (fast.rows(), fast.pending()) == (pure.rows(), pure.pending()), index
+
+
+# -- other ways rows reach the same Columns --------------------------------------------------------------------------
+
+
+def test_microsecond_times_scale_the_same(captures: dict[str, list[bytes]]) -> None:
+    """Spot with `timeUnit=MICROSECOND`: the compiled path scales wire times by 1_000, not 1_000_000."""
+    v = binance.BinanceSpot(microseconds=True)
+    flushes = _both(v, captures["binance"], range(0, 265, 50))
+    assert _rows(flushes, "l2") > 0
+    edges = ["9223372036854775", "9223372036854776", "-9223372036854775", "-9223372036854776"]
+    _both(v, [_trade(ts=ts) for ts in edges] + [_depth(ts=ts) for ts in edges], [1, 5])
+
+
+def test_a_rest_snapshot_into_the_same_columns_keeps_row_order() -> None:
+    """parse_snapshot appends to the lists: rows buffered in C before it must still come first."""
+    snapshot = b'{"lastUpdateId":30,"bids":[["8","1"],["7","2"]],"asks":[["10","3"]]}'
+    v = venue("binance")
+    fast, pure = v.columns(), Columns(v.name)
+    for out in (fast, pure):
+        v.parse(_depth(seq=20), _receipt(0), out)
+        v.parse(_trade(), _receipt(1), out)
+        assert v.parse_snapshot(snapshot, "BTCUSDT", _receipt(2), out) == 30
+        v.parse(_depth(seq=31), _receipt(3), out)
+    assert fast.l2_messages() == len(pure.l2.symbol) == 3
+    _assert_same_flush(fast.flush(START), pure.flush(START), "depth, trade, REST snapshot, depth")
+
+
+def test_the_connectors_entry_answers_from_c_and_falls_back_to_the_python_parser() -> None:
+    v = venue("binance_futures")
+    out = v.columns()
+    parse = v.parser(out)  # the connector's per-frame call
+    assert type(parse).__name__ == "builtin_function_or_method", "a frame C takes must not pass through Python"
+    depth = (
+        b'{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1700000000001,"T":1700000000000,'
+        b'"s":"BTCUSDT","U":5,"u":6,"pu":4,"b":[["1.5","2"]],"a":[["1.6","3"]]}}'
+    )
+    kline = b'{"stream":"btcusdt@kline_1m","data":{"e":"kline","E":1,"s":"BTCUSDT","k":{}}}'
+    assert parse(depth, _receipt(0)) == ()
+    assert out.fast.l2_messages == 1 and not out.l2.symbol  # buffered in C
+    (control,) = parse(kline, _receipt(1))  # declined by C: the Python parser's answer
+    assert control.kind == "unknown"
+    with pytest.raises(ParseError):
+        parse(b'{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate"', _receipt(2))
+    batches = out.flush()
+    assert batches.l2_messages is not None and batches.l2_messages.column("seq").to_pylist() == [6]
+
+
+def test_other_venues_parse_through_the_same_entry() -> None:
+    okx = venue("okx")
+    out = okx.columns()
+    frame = b'{"event":"subscribe","arg":{"channel":"trades","instId":"BTC-USDT"},"connId":"a"}'
+    assert okx.parser(out)(frame, _receipt(0)) == okx.parse(frame, _receipt(0), Columns(okx.name, keep_text=True))
