@@ -86,6 +86,18 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def parser_note() -> str:
+    """Which Binance parser this process (and the job's actors, which import the same tree) runs."""
+    from xtrader.venues.binance_columns import COMPILED
+
+    if COMPILED:
+        return "Binance frames: the compiled parser"
+    return (
+        "Binance frames: the Python parser (the C extension is not built here or, under `ray job submit "
+        "--working-dir`, was not uploaded: see docs/guide.md, 'The compiled parser on a cluster')"
+    )
+
+
 def run_file(path: str, args: argparse.Namespace) -> int:
     """Load, validate and run a capture file; the process exit status."""
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
@@ -95,6 +107,7 @@ def run_file(path: str, args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"xtrader capture: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    print(f"xtrader capture: {parser_note()}", file=sys.stderr)
     result = run_until_signalled("xtrader capture", capture, args, until)
     if isinstance(result, int):
         return result

@@ -152,12 +152,15 @@ def test_a_capture_submitted_with_ray_job_submit_writes_what_the_simulator_sent(
         "examples/simulator.yaml",
         "--duration",
         "20",
+        # the guide's command: the built C extensions (gitignored) are uploaded with the code
+        env={**head.env(), "RAY_RUNTIME_ENV_IGNORE_GITIGNORE": "1"},
         timeout=300,
     )
     assert submitted.returncode == 0, submitted.stdout[-2000:] + submitted.stderr[-3000:]
     status = wait_for_job(head, job_id, JOB_TIMEOUT_S)
     logs = ray_job(head, "logs", job_id).stdout
     assert status == "SUCCEEDED", logs[-5000:]
+    assert "Binance frames: the compiled parser" in logs, logs[:3000]  # the uploaded tree carried it
 
     summary = summary_of(logs)
     assert set(summary["tables"]) == {"trades", "l2", "bbo"}
