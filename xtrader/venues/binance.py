@@ -662,9 +662,7 @@ class _Binance(Venue):
             return super().parser(out)
 
         def declined(frame: bytes | str, receipt: Receipt) -> Sequence[Control]:
-            if out.fast.pending:  # rows the Python parser appends must come after the C buffers' (see spill)
-                return out.after_buffered(lambda: self._parse(frame, receipt, out))
-            return self._parse(frame, receipt, out)
+            return self._declined(frame, receipt, out)
 
         out.fast.set_fallback(NO_CONTROL, declined)
         parse_or: Callable[[bytes | str, Receipt], Sequence[Control]] = out.fast.parse_or
@@ -674,12 +672,14 @@ class _Binance(Venue):
         # Every handler validates a whole event before appending any of it (one event per
         # frame), so a rejected frame leaves nothing behind without a mark()/rollback().
         if type(out) is BinanceColumns:
-            fast = out.fast
-            if fast.parse(frame, receipt):
+            if out.fast.parse(frame, receipt):
                 return NO_CONTROL
-            if fast.pending:  # rows the Python parser appends must come after the C buffers' (see spill)
-                return out.after_buffered(lambda: self._parse(frame, receipt, out))
+            return self._declined(frame, receipt, out)
         return self._parse(frame, receipt, out)
+
+    def _declined(self, frame: bytes | str, receipt: Receipt, out: BinanceColumns) -> Sequence[Control]:
+        """A frame the C parser did not take: the Python parser, its rows after those C holds."""
+        return out.after_buffered(lambda: self._parse(frame, receipt, out))
 
     def _parse(self, frame: bytes | str, receipt: Receipt, out: Columns) -> Sequence[Control]:
         """The Python parser: typed decoding of the hot frames, else the dict parser."""

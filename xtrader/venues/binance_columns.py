@@ -50,7 +50,7 @@ class BinanceColumns(Columns):
     """`Columns` whose hot rows the compiled parser buffers (`fast`); see the module's docstring."""
 
     scale: int = 1_000_000  # ns per wire time unit
-    fast: Any = field(default=None)
+    fast: Any = field(init=False, repr=False)  # the C accumulator, made with the columns
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -93,7 +93,9 @@ class BinanceColumns(Columns):
         super().rollback(mark)
 
     def after_buffered(self, parse: Callable[[], _T]) -> _T:
-        """`parse()` (the Python parser) while the C buffers hold rows: any row it appends is moved after them."""
+        """`parse()` (the Python parser): any row it appends while the C buffers hold rows is moved after them."""
+        if not self.fast.pending:
+            return parse()
         mark = Columns.mark(self)  # the lists only: a frame that appends nothing (a kline, an ack) spills nothing
         try:
             return parse()
