@@ -658,28 +658,16 @@ class _Binance(Venue):
     def parser(self, out: Columns) -> Callable[[bytes | str, Receipt], Sequence[Control]]:
         """Into `BinanceColumns`: the C accumulator's `parse_or`, one C call for a frame it takes (the Python
         parser for the rest, as `parse` does); else `Venue.parser`."""
-        if type(out) is not BinanceColumns:
-            return super().parser(out)
-
-        def declined(frame: bytes | str, receipt: Receipt) -> Sequence[Control]:
-            return self._declined(frame, receipt, out)
-
-        out.fast.set_fallback(NO_CONTROL, declined)
-        parse_or: Callable[[bytes | str, Receipt], Sequence[Control]] = out.fast.parse_or
-        return parse_or
+        if type(out) is BinanceColumns:
+            return out.parser(self._parse)
+        return super().parser(out)
 
     def parse(self, frame: bytes | str, receipt: Receipt, out: Columns) -> Sequence[Control]:
         # Every handler validates a whole event before appending any of it (one event per
         # frame), so a rejected frame leaves nothing behind without a mark()/rollback().
         if type(out) is BinanceColumns:
-            if out.fast.parse(frame, receipt):
-                return NO_CONTROL
-            return self._declined(frame, receipt, out)
+            return out.parse(frame, receipt, self._parse)
         return self._parse(frame, receipt, out)
-
-    def _declined(self, frame: bytes | str, receipt: Receipt, out: BinanceColumns) -> Sequence[Control]:
-        """A frame the C parser did not take: the Python parser, its rows after those C holds."""
-        return out.after_buffered(lambda: self._parse(frame, receipt, out))
 
     def _parse(self, frame: bytes | str, receipt: Receipt, out: Columns) -> Sequence[Control]:
         """The Python parser: typed decoding of the hot frames, else the dict parser."""

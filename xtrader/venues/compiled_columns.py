@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, ClassVar, TypeVar
@@ -34,8 +34,12 @@ from xtrader.batch import (
     from_int64s,
     l2_batches,
 )
+from xtrader.clock import Receipt
+from xtrader.venues.base import NO_CONTROL, Control
 
 _T = TypeVar("_T")
+#: a venue's Python parser: `parse(frame, receipt, out)`
+PythonParse = Callable[[bytes | str, Receipt, Columns], Sequence[Control]]
 _SYMBOL_TYPE = pa.dictionary(pa.int32(), pa.string())
 _SIDE_TYPE = pa.dictionary(pa.int8(), pa.string())
 
@@ -67,6 +71,24 @@ class CompiledColumns(Columns):
         lists = (self.trades.symbol, self.l2.price, self.bbo.symbol, self.events.kind)
         self.fast = self.accumulator(self.scale, lists, self.keep_text)
         self.rows = self.fast.rows  # type: ignore[method-assign]
+
+    def parse(self, frame: bytes | str, receipt: Receipt, python: PythonParse) -> Sequence[Control]:
+        """A frame into these columns: C when it takes it, else the venue's Python parser (`python`), whose rows
+        go after those C holds. For `Venue.parse`."""
+        if self.fast.parse(frame, receipt):
+            return NO_CONTROL
+        return self.after_buffered(lambda: python(frame, receipt, self))
+
+    def parser(self, python: PythonParse) -> Callable[[bytes | str, Receipt], Sequence[Control]]:
+        """`parse` as one callable for `Venue.parser`: the accumulator's `parse_or`, one C call for a frame it
+        takes."""
+
+        def declined(frame: bytes | str, receipt: Receipt) -> Sequence[Control]:
+            return self.after_buffered(lambda: python(frame, receipt, self))
+
+        self.fast.set_fallback(NO_CONTROL, declined)
+        parse_or: Callable[[bytes | str, Receipt], Sequence[Control]] = self.fast.parse_or
+        return parse_or
 
     def pending(self) -> bool:
         return self.fast.pending or super().pending()
