@@ -14,22 +14,27 @@ from __future__ import annotations
 import importlib
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from itertools import cycle, repeat
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.captures import ws_frames
-from xtrader.batch import Batches, Columns
-from xtrader.clock import Receipt
+from tests.compiled_harness import (
+    START,
+    assert_same_flush,
+    both,
+    listed,
+    outcome,
+    receipt_at,
+    table_rows,
+)
+from xtrader.batch import Columns
 from xtrader.errors import ParseError
 from xtrader.venues import venue
-from xtrader.venues.base import Venue
 
 if os.environ.get("XTRADER_PURE_PYTHON") == "1":
     pytest.skip("XTRADER_PURE_PYTHON=1: the compiled Binance parser is switched off", allow_module_level=True)
@@ -42,7 +47,6 @@ try:
 except ImportError as exc:  # the tests fail (below): a skip on every machine would hide it
     _NOT_BUILT = f"{type(exc).__name__}: {exc}"
 
-START = 1_700_000_000_000_000_000
 VENUES = ("binance", "binance_futures")
 #: few examples, fixed seed: the unit suite stays fast and gives the same result on every run
 EXAMPLES = settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
@@ -60,135 +64,6 @@ def _compiled() -> None:
     assert getattr(binance, "COMPILED", None) is True, "the extension imports, yet binance.COMPILED is not True"
 
 
-# -- running both paths ------------------------------------------------------------------------------------------
-
-
-def _receipt(index: int) -> Receipt:
-    return Receipt(START + 1_000 * index, index)
-
-
-def _outcome(v: Any, frame: bytes | str, receipt: Receipt, out: Columns, parse: Any = None) -> tuple[Any, ...]:
-    """("ok", controls) or ("raised", exception type); anything but a ParseError is kept whole to show.
-    `parse`: a `venue.parser(out)` to call instead of `v.parse(.., out)`."""
-    try:
-        return ("ok", tuple(parse(frame, receipt) if parse is not None else v.parse(frame, receipt, out)))
-    except ParseError as exc:
-        return ("raised", type(exc))
-    except Exception as exc:  # not in the contract: must match exactly, which it will not
-        return ("unexpected", type(exc), repr(exc))
-
-
-def _listed(out: Columns) -> int:
-    """Values in the Python lists of every table (C rows not included)."""
-    return sum(len(getattr(table, name)) for table in out._tables() for name in table._lists())
-
-
-def _float_same(x: pa.Array, y: pa.Array) -> bool:
-    """Float columns: equal values, NaN equal to NaN, and the same sign of zero (stored data keeps it)."""
-    if not x.is_null().equals(y.is_null()):
-        return False
-    xv = x.fill_null(0.0).to_numpy(zero_copy_only=False)
-    yv = y.fill_null(0.0).to_numpy(zero_copy_only=False)
-    return bool(np.array_equal(xv, yv, equal_nan=True) and np.array_equal(np.signbit(xv), np.signbit(yv)))
-
-
-def _same_batch(a: pa.RecordBatch | None, b: pa.RecordBatch | None) -> bool:
-    """RecordBatch.equals, except that NaN equals NaN (equals() says a batch holding NaN differs from itself)."""
-    if a is None or b is None:
-        return a is b
-    if not a.schema.equals(b.schema, check_metadata=True) or a.num_rows != b.num_rows:
-        return False
-    for x, y in zip(a.columns, b.columns, strict=True):
-        if pa.types.is_floating(x.type):
-            if not _float_same(x, y):
-                return False
-        elif not x.equals(y):
-            return False
-    return True
-
-
-def _diff(a: pa.RecordBatch | None, b: pa.RecordBatch | None) -> str:
-    """The columns that differ, both sides (a few rows), or the schemas when they differ."""
-    if a is None or b is None:
-        return f"compiled {a and a.num_rows} rows, pure {b and b.num_rows} rows"
-    if not a.schema.equals(b.schema, check_metadata=True):
-        return f"schemas differ:\ncompiled {a.schema}\npure     {b.schema}"
-    lines = [f"{a.num_rows} vs {b.num_rows} rows"]
-    for name in a.schema.names:
-        if a.num_rows != b.num_rows or not _same_batch(a.select([name]), b.select([name])):
-            lines.append(f"  {name}: compiled {a.column(name).to_pylist()[:12]}")
-            lines.append(f"  {name}: pure     {b.column(name).to_pylist()[:12]}")
-    return "\n".join(lines)
-
-
-def _assert_same_flush(got: Batches, want: Batches, where: str | Callable[[], str]) -> None:
-    if _flush_same(got, want):
-        return
-    _assert_flush(got, want, where if isinstance(where, str) else where())
-
-
-def _flush_same(got: Batches, want: Batches) -> bool:
-    if got.rejects != want.rejects or got.tables().keys() != want.tables().keys():
-        return False
-    pairs = [(got.tables()[n], want.tables()[n]) for n in want.tables()]
-    pairs += [(got.l2, want.l2), (got.l2_messages, want.l2_messages)]
-    return all(_same_batch(a, b) for a, b in pairs)
-
-
-def _assert_flush(got: Batches, want: Batches, where: str) -> None:
-    assert got.rejects == want.rejects, f"{where}: rejects compiled {got.rejects}, pure {want.rejects}"
-    got_tables, want_tables = got.tables(), want.tables()
-    assert got_tables.keys() == want_tables.keys(), f"{where}: tables {sorted(got_tables)} != {sorted(want_tables)}"
-    # every stored table, events included; then the l2 transport batches the book service reads
-    pairs = [(name, got_tables[name], want_tables[name]) for name in want_tables]
-    pairs += [("l2 (wire)", got.l2, want.l2), ("l2_messages", got.l2_messages, want.l2_messages)]
-    for name, a, b in pairs:
-        assert _same_batch(a, b), f"{where}: {name} differs: {_diff(a, b)}"
-
-
-def _both(venue_name: str | Venue, frames: Sequence[bytes | str], cuts: Iterable[int] = ()) -> list[Batches]:
-    """Parse `frames` through the compiled path (`v.columns()`) and the pure path (`Columns(v.name)`), flushing
-    both after each frame index in `cuts` and at the end; assert the same outcome per frame and the same
-    flushes. Returns the compiled side's flushes. `venue_name` may be a venue instance (e.g. microseconds)."""
-    v = venue(venue_name) if isinstance(venue_name, str) else venue_name
-    venue_name = v.name
-    fast = v.columns()
-    assert getattr(fast, "fast", None) is not None, f"{venue_name}: venue.columns() has no compiled accumulator"
-    pure = Columns(v.name, keep_text=v.keep_text)
-    assert getattr(pure, "fast", None) is None
-    cut = set(cuts)
-    flushes: list[Batches] = []
-    since = 0  # first frame of the current batch, for the message
-    parse_or = v.parser(fast)  # what the connector calls: the accumulator's parse_or, C first
-    for index, frame in enumerate(frames):
-        receipt = _receipt(index)
-        got = _outcome(v, frame, receipt, fast, parse_or if index % 2 else None)  # both entries, interleaved
-        want = _outcome(v, frame, receipt, pure)
-        assert got == want, f"{venue_name} frame {index} {frame!r}: compiled {got}, pure {want}"
-        assert fast.l2_messages() == len(pure.l2.symbol), f"{venue_name} frame {index}: l2_messages() differs"
-        if index in cut or index == len(frames) - 1:
-            now = START + 1_000 * index + 500
-            batch = frames[since : index + 1]
-            where = f"{venue_name} flush after frame {index}, frames {since}..{index}"
-            m = len(pure.l2.symbol)
-            for start in {0, m // 2, max(m - 1, 0), m, m + 1}:  # (symbol, is_snapshot) of the buffered messages
-                assert fast.l2_heads(start) == pure.l2_heads(start), f"{where}: l2_heads({start}) differs"
-            got_flush = fast.flush(now)
-            _assert_same_flush(got_flush, pure.flush(now), lambda w=where, b=batch: f"{w}: {_cut(repr(list(b)))}")
-            assert fast.l2_messages() == 0, f"{where}: l2 messages left after the flush"
-            flushes.append(got_flush)
-            since = index + 1
-    return flushes
-
-
-def _cut(text: str, limit: int = 4000) -> str:
-    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
-
-
-def _rows(flushes: Sequence[Batches], table: str) -> int:
-    return sum(getattr(b, table).num_rows for b in flushes if getattr(b, table) is not None)
-
-
 # -- 1. golden: the real captures ----------------------------------------------------------------------------------
 
 
@@ -202,13 +77,13 @@ def captures() -> dict[str, list[bytes]]:
 def test_captures_flush_the_same_at_any_cadence(captures: dict[str, list[bytes]], name: str, every: int | None) -> None:
     frames = captures[name]
     cuts = () if every is None else range(every - 1, len(frames), every)
-    flushes = _both(name, frames, cuts)
-    assert _rows(flushes, "l2") > 0 and _rows(flushes, "l2_messages") > 0
-    assert _rows(flushes, "trades") > 0 and _rows(flushes, "bbo") > 0
+    flushes = both(name, frames, cuts)
+    assert table_rows(flushes, "l2") > 0 and table_rows(flushes, "l2_messages") > 0
+    assert table_rows(flushes, "trades") > 0 and table_rows(flushes, "bbo") > 0
     assert sum(b.rejects for b in flushes) == 0
     if name == "binance":  # test_binance.py's golden counts
-        assert (_rows(flushes, "l2_messages"), _rows(flushes, "l2")) == (177, 422)
-        assert (_rows(flushes, "trades"), _rows(flushes, "bbo")) == (2, 84)
+        assert (table_rows(flushes, "l2_messages"), table_rows(flushes, "l2")) == (177, 422)
+        assert (table_rows(flushes, "trades"), table_rows(flushes, "bbo")) == (2, 84)
 
 
 @pytest.mark.parametrize("name", VENUES)
@@ -218,26 +93,26 @@ def test_the_compiled_path_takes_most_capture_frames(captures: dict[str, list[by
     fast, pure = v.columns(), Columns(v.name)
     data_frames = taken = held = 0
     for index, frame in enumerate(captures[name]):
-        before_fast, before_pure = _listed(fast), _listed(pure)
-        v.parse(frame, _receipt(index), fast)
-        v.parse(frame, _receipt(index), pure)
-        if _listed(pure) > before_pure:
+        before_fast, before_pure = listed(fast), listed(pure)
+        v.parse(frame, receipt_at(index), fast)
+        v.parse(frame, receipt_at(index), pure)
+        if listed(pure) > before_pure:
             data_frames += 1
-            taken += _listed(fast) == before_fast
+            taken += listed(fast) == before_fast
         assert fast.l2_messages() == len(pure.l2.symbol), index
         # l2 messages in C: counted by l2_messages(), not yet in the Python lists
         held = max(held, fast.l2_messages() - len(fast.l2.symbol))
     assert held > 0, f"{name}: no l2 message ever stayed in the C buffers"
     assert taken >= 0.95 * data_frames, f"{name}: the compiled path took {taken} of {data_frames} data frames"
-    _assert_same_flush(fast.flush(START), pure.flush(START), name)
+    assert_same_flush(fast.flush(START), pure.flush(START), name)
 
 
 def test_text_and_buffer_frames_parse_the_same(captures: dict[str, list[bytes]]) -> None:
     """str (and bytearray) frames go to the Python parser, among bytes frames the C path takes."""
     frames: list[Any] = captures["binance_futures"][:300]
     frames = [f.decode() if i % 3 == 1 else bytearray(f) if i % 7 == 2 else f for i, f in enumerate(frames)]
-    flushes = _both("binance_futures", frames, range(0, 300, 50))
-    assert _rows(flushes, "l2") > 0
+    flushes = both("binance_futures", frames, range(0, 300, 50))
+    assert table_rows(flushes, "l2") > 0
 
 
 # -- 2. generated frames, valid and adversarial --------------------------------------------------------------------
@@ -638,7 +513,7 @@ def session(draw: Any, max_frames: int = 14) -> tuple[str, list[bytes], list[int
 @EXAMPLES
 @given(session())
 def test_generated_frames_parse_and_flush_the_same(case: tuple[str, list[bytes], list[int]]) -> None:
-    _both(*case)
+    both(*case)
 
 
 @settings(EXAMPLES, max_examples=40)
@@ -646,7 +521,7 @@ def test_generated_frames_parse_and_flush_the_same(case: tuple[str, list[bytes],
 def test_long_generated_sequences_flush_the_same(case: tuple[str, list[bytes], list[int]]) -> None:
     """Longer batches: past 64 values the pure path converts prices with Arrow instead of float()."""
     venue_name, frames, _ = case
-    _both(venue_name, frames)
+    both(venue_name, frames)
 
 
 def test_generated_frames_are_mostly_taken_by_the_compiled_path() -> None:
@@ -659,12 +534,12 @@ def test_generated_frames_are_mostly_taken_by_the_compiled_path() -> None:
     @given(frame("binance_futures"))
     def collect(raw: bytes) -> None:
         nonlocal taken, total
-        before_fast, before_pure = _listed(fast), _listed(pure)
-        fast_out, pure_out = _outcome(v, raw, _receipt(0), fast), _outcome(v, raw, _receipt(0), pure)
+        before_fast, before_pure = listed(fast), listed(pure)
+        fast_out, pure_out = outcome(v, raw, receipt_at(0), fast), outcome(v, raw, receipt_at(0), pure)
         assert fast_out == pure_out, raw
-        if _listed(pure) > before_pure:
+        if listed(pure) > before_pure:
             total += 1
-            taken += _listed(fast) == before_fast
+            taken += listed(fast) == before_fast
 
     collect()
     assert total > 10 and taken > total // 2, f"the compiled path took {taken} of {total} generated data frames"
@@ -696,7 +571,7 @@ def test_odd_price_strings_convert_and_reject_the_same(odd: str, count: int) -> 
     for make in (_trade, _depth, _ticker):
         frames = [make() for _ in range(count)]
         frames[count // 2] = make(odd)
-        _both("binance", frames)
+        both("binance", frames)
 
 
 @pytest.mark.parametrize("value", [str(v) for v in BOUNDARY_INTS] + ["-0"])
@@ -708,8 +583,8 @@ def test_boundary_ints_in_ids_and_times_flush_the_same(value: str, count: int) -
         [_trade(ts=value)] + [_trade()] * (count - 1),
         [_depth(ts=value)] + [_depth()] * (count - 1),
     ):
-        _both("binance", frames)
-        _both("binance_futures", frames)
+        both("binance", frames)
+        both("binance_futures", frames)
 
 
 #: frames a hand-written scanner may get wrong: each is parsed after frames the compiled path buffered
@@ -789,9 +664,9 @@ def test_hostile_frames_between_buffered_ones(name: str) -> None:
     frames = []
     for index, hostile in enumerate(HOSTILE):
         frames += [_depth(seq=index), hostile, _trade(trade_id=str(index)), _ticker(seq=index), hostile]
-    _both(name, frames, range(0, len(frames), 9))
+    both(name, frames, range(0, len(frames), 9))
     for hostile in HOSTILE:  # and each alone after one buffered frame
-        _both(name, [_depth(), hostile])
+        both(name, [_depth(), hostile])
 
 
 # -- 3. byte mutations of real frames --------------------------------------------------------------------------------
@@ -841,7 +716,7 @@ def mutated_session(draw: Any) -> tuple[str, list[bytes], list[int]]:
 def test_mutated_capture_frames_parse_the_same(case: tuple[str, list[bytes], list[int]]) -> None:
     if not SEEDS:
         pytest.skip("real exchange captures not found (set XTRADER_CAPTURES)")
-    _both(*case)
+    both(*case)
 
 
 # -- 4. order across the two paths ---------------------------------------------------------------------------------
@@ -868,9 +743,9 @@ def _interleaved() -> list[bytes]:
 @pytest.mark.parametrize("cuts", [(), (3, 9, 10), tuple(range(0, 40, 4))], ids=["one", "some", "every 4"])
 def test_rows_keep_their_order_across_both_paths(cuts: tuple[int, ...]) -> None:
     frames = _interleaved()
-    flushes = _both("binance", frames, cuts)
-    assert _rows(flushes, "l2_messages") == 6 * 2 + 2  # + the raw depthUpdate and the spot partial
-    assert _rows(flushes, "trades") == 6 + 1 and _rows(flushes, "bbo") == 6
+    flushes = both("binance", frames, cuts)
+    assert table_rows(flushes, "l2_messages") == 6 * 2 + 2  # + the raw depthUpdate and the spot partial
+    assert table_rows(flushes, "trades") == 6 + 1 and table_rows(flushes, "bbo") == 6
     seqs = [s for b in flushes if b.l2_messages is not None for s in b.l2_messages.column("seq").to_pylist()]
     assert seqs[:4] == [40, 21, 41, 42]  # the raw depthUpdate between two compiled ones
 
@@ -883,8 +758,8 @@ def test_l2_messages_counts_both_paths_and_spill_moves_the_rest() -> None:
     fast, pure = v.columns(), Columns(v.name)
     frames = _interleaved()
     for index, raw in enumerate(frames):
-        v.parse(raw, _receipt(index), fast)
-        v.parse(raw, _receipt(index), pure)
+        v.parse(raw, receipt_at(index), fast)
+        v.parse(raw, receipt_at(index), pure)
         assert fast.l2_messages() == pure.l2_messages() == len(pure.l2.symbol), index
     assert fast.l2_messages() > len(fast.l2.symbol), "the last depth frames should still be in C"
     fast.spill()
@@ -897,7 +772,7 @@ def test_l2_messages_counts_both_paths_and_spill_moves_the_rest() -> None:
             values = [(type(x), float(x) if numeric else x) for x in getattr(got, name)]
             assert values == [(type(x), float(x) if numeric else x) for x in getattr(want, name)], name
     fast.spill()  # nothing left to move
-    _assert_same_flush(fast.flush(START), pure.flush(START), "after spill()")
+    assert_same_flush(fast.flush(START), pure.flush(START), "after spill()")
     assert fast.l2_messages() == 0
 
 
@@ -906,12 +781,12 @@ def test_spill_mid_stream_then_more_compiled_frames() -> None:
     fast, pure = v.columns(), Columns(v.name)
     frames = [_depth(seq=s) for s in range(10, 20)] + [_trade(trade_id=str(i)) for i in range(5)]
     for index, raw in enumerate(frames):
-        v.parse(raw, _receipt(index), fast)
-        v.parse(raw, _receipt(index), pure)
+        v.parse(raw, receipt_at(index), fast)
+        v.parse(raw, receipt_at(index), pure)
         if index % 4 == 0:
             fast.spill()
     assert fast.l2_messages() == len(pure.l2.symbol) == 10
-    _assert_same_flush(fast.flush(START), pure.flush(START), "spills every 4 frames")
+    assert_same_flush(fast.flush(START), pure.flush(START), "spills every 4 frames")
 
 
 def test_rows_and_pending_count_the_compiled_rows() -> None:
@@ -921,8 +796,8 @@ def test_rows_and_pending_count_the_compiled_rows() -> None:
     assert not fast.pending() and fast.rows() == 0
     empty = b'{"stream":"x@depth","data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[],"a":[]}}'
     for index, raw in enumerate([_depth(seq=5), _trade(), _ticker(), _depth(seq=6), empty]):
-        v.parse(raw, _receipt(index), fast)
-        v.parse(raw, _receipt(index), pure)
+        v.parse(raw, receipt_at(index), fast)
+        v.parse(raw, receipt_at(index), pure)
         assert (fast.rows(), fast.pending()) == (pure.rows(), pure.pending()), index
 
 
@@ -932,10 +807,10 @@ def test_rows_and_pending_count_the_compiled_rows() -> None:
 def test_microsecond_times_scale_the_same(captures: dict[str, list[bytes]]) -> None:
     """Spot with `timeUnit=MICROSECOND`: the compiled path scales wire times by 1_000, not 1_000_000."""
     v = binance.BinanceSpot(microseconds=True)
-    flushes = _both(v, captures["binance"], range(0, 265, 50))
-    assert _rows(flushes, "l2") > 0
+    flushes = both(v, captures["binance"], range(0, 265, 50))
+    assert table_rows(flushes, "l2") > 0
     edges = ["9223372036854775", "9223372036854776", "-9223372036854775", "-9223372036854776"]
-    _both(v, [_trade(ts=ts) for ts in edges] + [_depth(ts=ts) for ts in edges], [1, 5])
+    both(v, [_trade(ts=ts) for ts in edges] + [_depth(ts=ts) for ts in edges], [1, 5])
 
 
 def test_a_rest_snapshot_into_the_same_columns_keeps_row_order() -> None:
@@ -944,12 +819,12 @@ def test_a_rest_snapshot_into_the_same_columns_keeps_row_order() -> None:
     v = venue("binance")
     fast, pure = v.columns(), Columns(v.name)
     for out in (fast, pure):
-        v.parse(_depth(seq=20), _receipt(0), out)
-        v.parse(_trade(), _receipt(1), out)
-        assert v.parse_snapshot(snapshot, "BTCUSDT", _receipt(2), out) == 30
-        v.parse(_depth(seq=31), _receipt(3), out)
+        v.parse(_depth(seq=20), receipt_at(0), out)
+        v.parse(_trade(), receipt_at(1), out)
+        assert v.parse_snapshot(snapshot, "BTCUSDT", receipt_at(2), out) == 30
+        v.parse(_depth(seq=31), receipt_at(3), out)
     assert fast.l2_messages() == len(pure.l2.symbol) == 3
-    _assert_same_flush(fast.flush(START), pure.flush(START), "depth, trade, REST snapshot, depth")
+    assert_same_flush(fast.flush(START), pure.flush(START), "depth, trade, REST snapshot, depth")
 
 
 def test_the_connectors_entry_answers_from_c_and_falls_back_to_the_python_parser() -> None:
@@ -962,12 +837,12 @@ def test_the_connectors_entry_answers_from_c_and_falls_back_to_the_python_parser
         b'"s":"BTCUSDT","U":5,"u":6,"pu":4,"b":[["1.5","2"]],"a":[["1.6","3"]]}}'
     )
     kline = b'{"stream":"btcusdt@kline_1m","data":{"e":"kline","E":1,"s":"BTCUSDT","k":{}}}'
-    assert parse(depth, _receipt(0)) == ()
+    assert parse(depth, receipt_at(0)) == ()
     assert out.fast.l2_messages == 1 and not out.l2.symbol  # buffered in C
-    (control,) = parse(kline, _receipt(1))  # declined by C: the Python parser's answer
+    (control,) = parse(kline, receipt_at(1))  # declined by C: the Python parser's answer
     assert control.kind == "unknown"
     with pytest.raises(ParseError):
-        parse(b'{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate"', _receipt(2))
+        parse(b'{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate"', receipt_at(2))
     batches = out.flush()
     assert batches.l2_messages is not None and batches.l2_messages.column("seq").to_pylist() == [6]
 
@@ -976,4 +851,4 @@ def test_other_venues_parse_through_the_same_entry() -> None:
     okx = venue("okx")
     out = okx.columns()
     frame = b'{"event":"subscribe","arg":{"channel":"trades","instId":"BTC-USDT"},"connId":"a"}'
-    assert okx.parser(out)(frame, _receipt(0)) == okx.parse(frame, _receipt(0), Columns(okx.name, keep_text=True))
+    assert okx.parser(out)(frame, receipt_at(0)) == okx.parse(frame, receipt_at(0), Columns(okx.name, keep_text=True))
