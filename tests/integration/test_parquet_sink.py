@@ -128,6 +128,22 @@ def test_files_keep_the_arrow_types_and_exchange_as_string(written: tuple[Path, 
     assert pq.ParquetFile(file).metadata.row_group(0).column(0).compression == "ZSTD"
 
 
+@pytest.mark.parametrize("table", list(schema.TABLES))
+def test_only_few_valued_columns_and_prices_are_dictionary_encoded(written: tuple[Path, Any], table: str) -> None:
+    """Times, sequence numbers, ids and sizes are nearly all distinct: a dictionary page for them costs CPU and
+    bytes (Parquet's default encodes every column so); symbols, sides and prices repeat."""
+    root, _ = written
+    for file in (root / table).rglob("*.parquet"):
+        meta = pq.ParquetFile(file).metadata
+        for group in range(meta.num_row_groups):
+            for index in range(meta.num_columns):
+                chunk = meta.row_group(group).column(index)
+                name = chunk.path_in_schema
+                dictionary = chunk.has_dictionary_page
+                few_valued = name in ("exchange", "symbol", "side", "kind") or name.endswith("price")
+                assert dictionary == few_valued, f"{file.name} {name}: dictionary page {dictionary}"
+
+
 def test_layout_is_hive_by_table_exchange_date(written: tuple[Path, Any]) -> None:
     root, _ = written
     names = {str(path.relative_to(root)) for path in published(root)}

@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 
 from xtrader.sinks.common import add_counts
 from xtrader.sinks.outage import Outage
-from xtrader.sinks.partition import FILE_SCHEMAS, Piece
+from xtrader.sinks.partition import DICTIONARY_COLUMNS, FILE_SCHEMAS, Piece
 
 #: after a failed write, a partition waits this long before the next try (unless flushed)
 RETRY_AFTER_ERROR_S = 1.0
@@ -347,7 +347,12 @@ class PartitionFiles:
         temporary.parent.mkdir(parents=True, exist_ok=True)
         handle = open(temporary, "wb")  # noqa: SIM115 - closed in _publish / _abandon
         try:
-            writer = pq.ParquetWriter(handle, FILE_SCHEMAS[part.table], compression=self.compression)
+            writer = pq.ParquetWriter(
+                handle,
+                FILE_SCHEMAS[part.table],
+                compression=self.compression,
+                use_dictionary=DICTIONARY_COLUMNS[part.table],
+            )
         except Exception:
             handle.close()
             raise
