@@ -19,6 +19,8 @@ import numpy as np
 _SUB_BITS = 7
 _SUB = 1 << _SUB_BITS  # buckets per power of two
 _EXACT = 2 * _SUB  # values below this have a bucket each
+#: bucket indexes of every int64 value (the largest, 2**63 - 1, is in bucket 7295)
+_INDEXES = _SUB * (63 - _SUB_BITS - 1) + _EXACT
 
 #: The quantiles reported everywhere (summary, Prometheus): name -> q.
 QUANTILES: dict[str, float] = {"p50": 0.5, "p99": 0.99, "p999": 0.999}
@@ -44,15 +46,34 @@ def bucket_bounds(index: int) -> tuple[int, int]:
 class Histogram:
     """Counts per bucket, plus exact count, sum, min and max. Negative values count as 0 (`underflow`)."""
 
-    __slots__ = ("buckets", "count", "maximum", "minimum", "total", "underflow")
+    __slots__ = ("_buckets", "_pending", "count", "maximum", "minimum", "total", "underflow")
 
     def __init__(self) -> None:
-        self.buckets: dict[int, int] = {}
+        self._buckets: dict[int, int] = {}
+        #: counts `record_many` added per bucket index, not yet in `_buckets` (folded in when `buckets` is read)
+        self._pending: np.ndarray[Any, np.dtype[np.int64]] | None = None
         self.count = 0
         self.total = 0
         self.minimum = 0
         self.maximum = 0
         self.underflow = 0
+
+    @property
+    def buckets(self) -> dict[int, int]:
+        """Count per bucket index (buckets without observations absent)."""
+        pending = self._pending
+        if pending is not None:
+            self._pending = None
+            buckets = self._buckets
+            found = np.flatnonzero(pending)
+            for index, count in zip(found.tolist(), pending[found].tolist(), strict=True):
+                buckets[index] = buckets.get(index, 0) + count
+        return self._buckets
+
+    @buckets.setter
+    def buckets(self, value: dict[int, int]) -> None:
+        self._pending = None
+        self._buckets = value
 
     def record(self, value: int) -> None:
         """Add one value (ns)."""
@@ -68,24 +89,30 @@ class Histogram:
         self.total += value
 
     def record_many(self, values: Any) -> None:
-        """Add an array of values (anything `numpy.asarray` turns into integers; no nulls), vectorised."""
+        """Add an array of values (anything `numpy.asarray` turns into integers; no nulls), vectorised: the counts
+        per bucket go to a dense array (`np.bincount`), and to the bucket dict only when it is read. A batch's
+        latencies spread over hundreds of buckets, and a Python update of each cost as much as the rest."""
         array = np.asarray(values, dtype=np.int64)
         if array.size == 0:
             return
         negative = int(np.count_nonzero(array < 0))
-        array = np.maximum(array, 0)
+        if negative:
+            array = np.maximum(array, 0)
         # bit_length via frexp is exact below 2**53 ns (104 days)
         bits = np.frexp(array.astype(np.float64))[1].astype(np.int64)
         shift = np.maximum(bits - _SUB_BITS - 1, 0)
         indexes = np.where(array < _EXACT, array, _SUB * shift + (array >> shift))
-        found, counts = np.unique(indexes, return_counts=True)
-        for index, count in zip(found.tolist(), counts.tolist(), strict=True):
-            self.buckets[index] = self.buckets.get(index, 0) + count
+        counts = np.bincount(indexes, minlength=_INDEXES)
+        if self._pending is None:
+            self._pending = counts
+        else:
+            self._pending += counts
         low, high = int(array.min()), int(array.max())
         self.minimum = low if self.count == 0 else min(self.minimum, low)
         self.maximum = max(self.maximum, high)
         self.count += int(array.size)
-        self.total += int(array.sum())
+        # an int64 sum could wrap (values near 2**63: a clock gone wrong); Python ints then
+        self.total += int(array.sum()) if high < (1 << 63) // array.size else sum(array.tolist())
         self.underflow += negative
 
     def merge(self, other: Histogram) -> None:

@@ -238,6 +238,26 @@ def test_record_many_equals_record_one_by_one() -> None:
     assert vectorised.underflow == int((values < 0).sum())
 
 
+def test_record_many_between_reads_and_single_records_equals_record_one_by_one() -> None:
+    """`record_many` counts go to a dense array and reach the buckets when they are read: reads, copies, merges
+    and single records in between see every count once, up to the largest int64."""
+    rng = np.random.default_rng(11)
+    parts = [rng.integers(-5, 10**12, size=700) for _ in range(4)] + [np.array([0, 255, 256, 2**53, 2**63 - 1])]
+    vectorised, one_by_one, merged = Histogram(), Histogram(), Histogram()
+    earlier = None
+    for index, part in enumerate(parts):
+        vectorised.record_many(part)
+        merged.merge(vectorised.since(earlier))
+        earlier = vectorised.copy()
+        vectorised.record(index * 1_000)
+        for value in [*part.tolist(), index * 1_000]:
+            one_by_one.record(value)
+        assert vectorised.as_dict() == one_by_one.as_dict(), index
+        assert vectorised.quantile(0.5) == one_by_one.quantile(0.5)
+    merged.merge(vectorised.since(earlier))
+    assert merged.buckets == one_by_one.buckets and merged.count == one_by_one.count
+
+
 def test_merged_histograms_equal_one_histogram_of_everything() -> None:
     values = np.random.default_rng(3).integers(0, 10**9, size=9_000)
     whole, merged = Histogram(), Histogram()
