@@ -83,6 +83,7 @@ from xtrader.clock import Receipt
 from xtrader.errors import ConfigError, ParseError
 from xtrader.venues import register
 from xtrader.venues.base import NO_CONTROL, Connection, Control, Keepalive, Subscription, Venue
+from xtrader.venues.deribit_columns import COMPILED, DeribitColumns
 
 #: seconds between server heartbeats we ask for (Deribit's minimum is 10)
 HEARTBEAT_S = 15
@@ -314,8 +315,28 @@ class Deribit(Venue):
             raise ParseError("deribit get_instruments: non-string instrument_name")
         return names
 
+    def columns(self) -> Columns:
+        """Column buffers with the compiled parser's when it is built (`deribit_columns.COMPILED`)."""
+        if COMPILED and not self.keep_text:
+            return DeribitColumns(self.name)
+        return super().columns()
+
+    def parser(self, out: Columns) -> Callable[[bytes | str, Receipt], Sequence[Control]]:
+        """Into `DeribitColumns`: the C accumulator's `parse_or`, one C call for a frame it takes (the Python
+        parser for the rest, as `parse` does); else `Venue.parser`."""
+        if type(out) is DeribitColumns:
+            return out.parser(self._parse)
+        return super().parser(out)
+
     def parse(self, frame: bytes | str, receipt: Receipt, out: Columns) -> Sequence[Control]:
-        """Route a frame on its JSON-RPC `method` (None: a response to one of our requests).
+        """A frame into `out`: the compiled parser first into `DeribitColumns` (it takes the hot notifications,
+        xtrader/venues/_deribit_fast.c), the Python parser (`_parse`) for the rest and into any other columns."""
+        if type(out) is DeribitColumns:
+            return out.parse(frame, receipt, self._parse)
+        return self._parse(frame, receipt, out)
+
+    def _parse(self, frame: bytes | str, receipt: Receipt, out: Columns) -> Sequence[Control]:
+        """The Python parser: route a frame on its JSON-RPC `method` (None: a response to one of our requests).
 
         Atomicity without `out.mark()` (which costs as much as the rest of a parse):
         the book and top-of-book handlers validate everything before appending, and
