@@ -55,6 +55,10 @@ Notes on choices made here:
       `parse_snapshot`) bridged by seqId: a stream's `book_source` (`book_sources`: auto, ws, rest) says
       which the connector waits for; `xtrader.sync.OkxRules` accepts both. `needs_snapshot` stays False:
       not every book needs a REST snapshot.
+    * With the extension built, `columns()` gives `OkxColumns` and the data pushes (books*, trades, bbo-tbt,
+      tickers) are parsed in C (`_okx_fast.c`, `okx_columns.py`), which takes a frame only when it appends exactly
+      what the handlers below would and declines the rest to them (`_parse`). A change to the handlers must be
+      mirrored there; tests/unit/test_okx_compiled.py checks that both agree.
 """
 
 from __future__ import annotations
@@ -72,6 +76,7 @@ from xtrader.clock import Receipt
 from xtrader.errors import ConfigError, ParseError
 from xtrader.venues import register
 from xtrader.venues.base import NO_CONTROL, Connection, Control, Keepalive, SnapshotRequest, Subscription, Venue
+from xtrader.venues.okx_columns import COMPILED, OkxColumns
 
 #: channels each table can be fed from; the first is the default
 CHANNELS: dict[str, tuple[str, ...]] = {
@@ -582,7 +587,26 @@ class Okx(Venue):
 
     # -- websocket frames -------------------------------------------------------------------------
 
+    def columns(self) -> Columns:
+        """Column buffers with the compiled parser's when it is built (`okx_columns.COMPILED`)."""
+        if COMPILED:
+            return OkxColumns(self.name, keep_text=self.keep_text)
+        return super().columns()
+
+    def parser(self, out: Columns) -> Callable[[bytes | str, Receipt], Sequence[Control]]:
+        """Into `OkxColumns`: the C accumulator's `parse_or`, one C call for a frame it takes (the Python parser
+        for the rest, as `parse` does); else `Venue.parser`."""
+        if type(out) is OkxColumns:
+            return out.parser(self._parse)
+        return super().parser(out)
+
     def parse(self, frame: bytes | str, receipt: Receipt, out: Columns) -> Sequence[Control]:
+        if type(out) is OkxColumns:
+            return out.parse(frame, receipt, self._parse)
+        return self._parse(frame, receipt, out)
+
+    def _parse(self, frame: bytes | str, receipt: Receipt, out: Columns) -> Sequence[Control]:
+        """The Python parser (every frame without the compiled one; the frames it declines with it)."""
         if len(frame) == 4 and frame in _PONG_FRAMES:
             return _PONG
         try:
