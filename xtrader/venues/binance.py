@@ -666,7 +666,9 @@ class _Binance(Venue):
         # Every handler validates a whole event before appending any of it (one event per
         # frame), so a rejected frame leaves nothing behind without a mark()/rollback().
         if type(out) is BinanceColumns:
-            return out.parse(frame, receipt, self._parse)
+            if out.fast.parse(frame, receipt):
+                return NO_CONTROL
+            return out.declined(frame, receipt, self._parse)
         return self._parse(frame, receipt, out)
 
     def _parse(self, frame: bytes | str, receipt: Receipt, out: Columns) -> Sequence[Control]:

@@ -72,11 +72,10 @@ class CompiledColumns(Columns):
         self.fast = self.accumulator(self.scale, lists, self.keep_text)
         self.rows = self.fast.rows  # type: ignore[method-assign]
 
-    def parse(self, frame: bytes | str, receipt: Receipt, python: PythonParse) -> Sequence[Control]:
-        """A frame into these columns: C when it takes it, else the venue's Python parser (`python`), whose rows
-        go after those C holds. For `Venue.parse`."""
-        if self.fast.parse(frame, receipt):
-            return NO_CONTROL
+    def declined(self, frame: bytes | str, receipt: Receipt, python: PythonParse) -> Sequence[Control]:
+        """A frame the C parser did not take (`fast.parse` was False): the venue's Python parser (`python`), whose
+        rows go after those C holds. `Venue.parse` calls `fast.parse` itself: a Python call less a frame (140 ns
+        of a Binance frame's ~1 µs)."""
         return self.after_buffered(lambda: python(frame, receipt, self))
 
     def parser(self, python: PythonParse) -> Callable[[bytes | str, Receipt], Sequence[Control]]:
@@ -84,7 +83,7 @@ class CompiledColumns(Columns):
         takes."""
 
         def declined(frame: bytes | str, receipt: Receipt) -> Sequence[Control]:
-            return self.after_buffered(lambda: python(frame, receipt, self))
+            return self.declined(frame, receipt, python)
 
         self.fast.set_fallback(NO_CONTROL, declined)
         parse_or: Callable[[bytes | str, Receipt], Sequence[Control]] = self.fast.parse_or
@@ -215,12 +214,14 @@ def _i64(data: bytes) -> np.ndarray[Any, np.dtype[np.int64]]:
     return np.frombuffer(data, np.int64)
 
 
-def _f64(data: bytes, nulls: bytes | None = None) -> pa.Array:
-    values = np.frombuffer(data, np.float64)
-    if nulls is None:
-        return pa.array(values)
+def _f64(data: bytes, mask: np.ndarray[Any, Any] | None = None) -> pa.Array:
+    return pa.array(np.frombuffer(data, np.float64), mask=mask)
+
+
+def _mask(nulls: bytes) -> np.ndarray[Any, Any] | None:
+    """The null mask of a column (None: no null)."""
     mask = np.frombuffer(nulls, np.bool_)
-    return pa.array(values, mask=mask) if mask.any() else pa.array(values)
+    return mask if mask.any() else None
 
 
 def _codes(encoded: tuple[bytes, list[str]], type_: pa.DataType, dtype: Any) -> pa.Array:
@@ -299,10 +300,10 @@ def _bbo(exchange: str, taken: tuple[Any, ...]) -> pa.RecordBatch:
             _nullable(ets, enull, schema.TS)[1],
             from_int64s(_i64(rts), schema.TS),
             _nullable(seq, snull, pa.int64())[1],
-            _f64(bid, bnull),
-            _f64(bid_size, bnull),
-            _f64(ask, anull),
-            _f64(ask_size, anull),
+            _f64(bid, bid_mask := _mask(bnull)),
+            _f64(bid_size, bid_mask),
+            _f64(ask, ask_mask := _mask(anull)),
+            _f64(ask_size, ask_mask),
         ],
         schema=schema.BBO,
     )

@@ -332,7 +332,9 @@ class Deribit(Venue):
         """A frame into `out`: the compiled parser first into `DeribitColumns` (it takes the hot notifications,
         xtrader/venues/_deribit_fast.c), the Python parser (`_parse`) for the rest and into any other columns."""
         if type(out) is DeribitColumns:
-            return out.parse(frame, receipt, self._parse)
+            if out.fast.parse(frame, receipt):
+                return NO_CONTROL
+            return out.declined(frame, receipt, self._parse)
         return self._parse(frame, receipt, out)
 
     def _parse(self, frame: bytes | str, receipt: Receipt, out: Columns) -> Sequence[Control]:

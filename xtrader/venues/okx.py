@@ -602,7 +602,9 @@ class Okx(Venue):
 
     def parse(self, frame: bytes | str, receipt: Receipt, out: Columns) -> Sequence[Control]:
         if type(out) is OkxColumns:
-            return out.parse(frame, receipt, self._parse)
+            if out.fast.parse(frame, receipt):
+                return NO_CONTROL
+            return out.declined(frame, receipt, self._parse)
         return self._parse(frame, receipt, out)
 
     def _parse(self, frame: bytes | str, receipt: Receipt, out: Columns) -> Sequence[Control]:
