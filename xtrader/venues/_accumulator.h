@@ -47,7 +47,7 @@ static PyObject *buf_bytes(Buf *b) { return PyBytes_FromStringAndSize(b->data ? 
 
 /* ---------------------------------------------------------------- JSON scanning */
 
-enum { K_NONE = 0, K_STR, K_INT, K_NUM, K_TRUE, K_FALSE, K_NULL, K_ARR, K_OBJ, K_LEVELS };
+enum { K_NONE = 0, K_STR, K_INT, K_NUM, K_EXP, K_TRUE, K_FALSE, K_NULL, K_ARR, K_OBJ, K_LEVELS };
 
 typedef struct {
     const char *start; /* the value's first byte (a string: after its quote) */
@@ -82,8 +82,9 @@ static const char *scan_str(const char *p, const char *end, Val *v) {
     return NULL;
 }
 
-/* a JSON number; an int (no fraction, no exponent) that fits int64 and is not -0 becomes K_INT. Other
- * numbers (K_NUM) are only skipped, and only when short and without an exponent */
+/* a JSON number; an int (no fraction, no exponent) that fits int64 and is not -0 becomes K_INT; one with an
+ * exponent K_EXP (at most 40 characters), any other K_NUM (at most 24). A venue converts only the kinds it checks
+ * for: a K_EXP field it uses declines the frame */
 static const char *scan_num(const char *p, const char *end, Val *v) {
     const char *s = p;
     int neg = 0;
@@ -114,7 +115,17 @@ static const char *scan_num(const char *p, const char *end, Val *v) {
         if (p >= end || *p < '0' || *p > '9') return NULL;
         while (p < end && *p >= '0' && *p <= '9') p++;
     }
-    if (p < end && (*p == 'e' || *p == 'E')) return NULL; /* exponents: the Python parser decides */
+    if (p < end && (*p == 'e' || *p == 'E')) { /* K_EXP: skipped only (no venue converts it: Python does) */
+        p++;
+        if (p < end && (*p == '+' || *p == '-')) p++;
+        if (p >= end || *p < '0' || *p > '9') return NULL;
+        while (p < end && *p >= '0' && *p <= '9') p++;
+        if (p - s > 40) return NULL;
+        v->start = s;
+        v->end = p;
+        v->kind = K_EXP;
+        return p;
+    }
     if (p - s > 24) return NULL;
     v->start = s;
     v->end = p;

@@ -9,8 +9,8 @@
  * appended, for any frame it does not fully accept (responses, heartbeats, platform_state, other channels or
  * methods, anything odd), and the Python parser (xtrader/venues/deribit.py) then decides. It accepts only a subset
  * of what that parser accepts, and appends the same values:
- *   - the whole frame is strict JSON of printable ASCII without escapes, numbers without exponents (anything else:
- *     declined);
+ *   - the whole frame is strict JSON of printable ASCII without escapes (anything else: declined); a number with
+ *     an exponent only in a field the handler does not use (a ticker's greeks: Deribit writes small ones so);
  *   - every field the handler uses has exactly the type the Python parser checks; a duplicate key among them (orjson
  *     keeps the last), an int beyond int64, a time that overflows int64 in ns: declined;
  *   - prices and amounts are JSON numbers as orjson gives them and Arrow's float64 cast converts them: an int within
