@@ -87,14 +87,16 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def parser_note() -> str:
-    """Which Binance parser this process (and the job's actors, which import the same tree) runs."""
-    from xtrader.venues.binance_columns import COMPILED
+    """Which venues' frames this process (and the job's actors, which import the same tree) parses in C."""
+    from xtrader.venues import binance_columns, deribit_columns, okx_columns
 
-    if COMPILED:
-        return "Binance frames: the compiled parser"
+    built = {"Binance": binance_columns.COMPILED, "OKX": okx_columns.COMPILED, "Deribit": deribit_columns.COMPILED}
+    missing = [name for name, compiled in built.items() if not compiled]
+    if not missing:
+        return "frames: the compiled parsers (Binance, OKX, Deribit)"
     return (
-        "Binance frames: the Python parser (the C extension is not built here or, under `ray job submit "
-        "--working-dir`, was not uploaded: see docs/guide.md, 'The compiled parser on a cluster')"
+        f"frames: the Python parser for {', '.join(missing)} (the C extensions are not built here or, under `ray "
+        "job submit --working-dir`, were not uploaded: see docs/guide.md, 'The compiled parsers on a cluster')"
     )
 
 

@@ -160,7 +160,7 @@ def test_a_capture_submitted_with_ray_job_submit_writes_what_the_simulator_sent(
     status = wait_for_job(head, job_id, JOB_TIMEOUT_S)
     logs = ray_job(head, "logs", job_id).stdout
     assert status == "SUCCEEDED", logs[-5000:]
-    assert "Binance frames: the compiled parser" in logs, logs[:3000]  # the uploaded tree carried it
+    assert "frames: the compiled parsers (Binance, OKX, Deribit)" in logs, logs[:3000]  # the uploaded tree carried it
 
     summary = summary_of(logs)
     assert set(summary["tables"]) == {"trades", "l2", "bbo"}

@@ -25,7 +25,7 @@ def hot_path(data: list[bytes], snapshots: dict[str, bytes], seconds: float, bat
     from xtrader.clock import now
     from xtrader.errors import ParseError
     from xtrader.venues import venue as make_venue
-    from xtrader.venues.binance_columns import BinanceColumns
+    from xtrader.venues.compiled_columns import CompiledColumns
 
     v = make_venue(VENUE)
     n = rejects = gaps = 0
@@ -55,7 +55,7 @@ def hot_path(data: list[bytes], snapshots: dict[str, bytes], seconds: float, bat
         n += len(data)
         gaps += fed - (service.books.counters().updates_applied - applied_before)
     result = rates(n, wall, cpu)
-    parser = "compiled" if isinstance(out, BinanceColumns) else "python"  # the columns of the last round
+    parser = "compiled" if isinstance(out, CompiledColumns) else "python"  # the columns of the last round
     result.update({"rejects": rejects, "not_applied": gaps, "batch_rows": batch_rows, "parser": parser})
     return result
 
