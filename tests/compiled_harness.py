@@ -3,15 +3,22 @@
 `both(venue, frames, cuts)` parses the same frames with the same receipts into `venue.columns()` (the compiled
 accumulator) and a plain `Columns` (the Python parser), and asserts the contract: frame by frame the same outcome
 (ParseError or not, the same controls), and flushes at the same points give equal tables, rejects and events.
+`compiled_only` makes a venue's test module fail without its extension; the `assert_*` checks at the end are the
+ones every venue's accumulator passes (C takes most real frames, spill(), rows() and pending()). The frame
+generators' shared pieces are in tests/compiled_frames.py.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 from collections.abc import Callable, Iterable, Sequence
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from xtrader.batch import Batches, Columns
 from xtrader.clock import Receipt
@@ -20,6 +27,40 @@ from xtrader.venues import venue
 from xtrader.venues.base import Venue
 
 START = 1_700_000_000_000_000_000
+
+
+def compiled_only(label: str, module: ModuleType) -> Any:
+    """Called at import of a venue's test module, `module` the venue's (e.g. xtrader.venues.binance): under
+    XTRADER_PURE_PYTHON=1 skips the whole module; else returns an autouse fixture (assign it to a module name) that
+    fails every test when the extension (xtrader.venues._binance_fast) was not built, or `module.COMPILED` is not
+    True. A skip on every machine would hide a missing build."""
+    if os.environ.get("XTRADER_PURE_PYTHON") == "1":
+        pytest.skip(f"XTRADER_PURE_PYTHON=1: the compiled {label} parser is switched off", allow_module_level=True)
+    package, _, name = module.__name__.rpartition(".")
+    extension = f"{package}._{name}_fast"
+    try:
+        importlib.import_module(extension)
+        not_built: str | None = None
+    except ImportError as exc:
+        not_built = f"{type(exc).__name__}: {exc}"
+
+    @pytest.fixture(scope="module", autouse=True)
+    def _compiled() -> None:
+        if not_built is not None:
+            pytest.fail(
+                f"the compiled {label} parser {extension} was not built "
+                f"({not_built}); build the extension (pip install -e .), or set XTRADER_PURE_PYTHON=1 to run "
+                "without it",
+                pytrace=False,
+            )
+        assert getattr(module, "COMPILED", None) is True, f"the extension imports, yet {name}.COMPILED is not True"
+
+    return _compiled
+
+
+def pure_columns(v: Venue) -> Columns:
+    """The pure-Python side: plain `Columns` as the venue's compiled accumulator keeps them (text or not)."""
+    return Columns(v.name, keep_text=v.keep_text)
 
 
 def receipt_at(index: int) -> Receipt:
@@ -113,7 +154,7 @@ def both(venue_name: str | Venue, frames: Sequence[bytes | str], cuts: Iterable[
     venue_name = v.name
     fast = v.columns()
     assert getattr(fast, "fast", None) is not None, f"{venue_name}: venue.columns() has no compiled accumulator"
-    pure = Columns(v.name, keep_text=v.keep_text)
+    pure = pure_columns(v)
     assert getattr(pure, "fast", None) is None
     cut = set(cuts)
     flushes: list[Batches] = []
@@ -146,3 +187,110 @@ def cut(text: str, limit: int = 4000) -> str:
 
 def table_rows(flushes: Sequence[Batches], table: str) -> int:
     return sum(getattr(b, table).num_rows for b in flushes if getattr(b, table) is not None)
+
+
+#: flush after each frame, every 7th, every 100th, or once at the end: `cadence_cuts(every, len(frames))`
+CADENCES = pytest.mark.parametrize("every", [1, 7, 100, None], ids=["each", "7", "100", "all"])
+
+
+def cadence_cuts(every: int | None, count: int) -> Iterable[int]:
+    """The frame indexes to flush after, every `every` frames of `count` (None: only at the end)."""
+    return () if every is None else range(every - 1, count, every)
+
+
+def l2_seqs(flushes: Sequence[Batches]) -> list[Any]:
+    """The `seq` of every l2 message, flush after flush."""
+    return [s for b in flushes if b.l2_messages is not None for s in b.l2_messages.column("seq").to_pylist()]
+
+
+def mixed_types(frames: Sequence[bytes]) -> list[Any]:
+    """`frames` with some as str and some as bytearray: those go to the Python parser, among bytes frames."""
+    return [f.decode() if i % 3 == 1 else bytearray(f) if i % 7 == 2 else f for i, f in enumerate(frames)]
+
+
+# -- checks every venue's compiled accumulator passes ---------------------------------------------------------------
+
+
+def parse_both(v: Venue, frame: bytes, index: int, fast: Columns, pure: Columns) -> None:
+    """Frame `index` into both sides, with the same receipt."""
+    v.parse(frame, receipt_at(index), fast)
+    v.parse(frame, receipt_at(index), pure)
+
+
+def assert_takes_most(venue_name: str, frames: Sequence[bytes]) -> int:
+    """The compiled path takes >= 95% of the data frames, and l2 messages stay in the C buffers; both sides flush
+    the same. A frame went to C when it added rows on the pure path but nothing to the compiled side's Python
+    lists. Returns the number of data frames."""
+    v = venue(venue_name)
+    fast, pure = v.columns(), pure_columns(v)
+    data_frames = taken = held = 0
+    for index, frame in enumerate(frames):
+        before_fast, before_pure = listed(fast), listed(pure)
+        parse_both(v, frame, index, fast, pure)
+        if listed(pure) > before_pure:
+            data_frames += 1
+            taken += listed(fast) == before_fast
+        assert fast.l2_messages() == len(pure.l2.symbol), index
+        # l2 messages in C: counted by l2_messages(), not yet in the Python lists
+        held = max(held, fast.l2_messages() - len(fast.l2.symbol))
+    assert held > 0, f"{venue_name}: no l2 message ever stayed in the C buffers"
+    assert taken >= 0.95 * data_frames, f"{venue_name}: the compiled path took {taken} of {data_frames} data frames"
+    assert_same_flush(fast.flush(START), pure.flush(START), venue_name)
+    return data_frames
+
+
+def assert_spill_moves_the_rest(
+    venue_name: str, frames: Sequence[bytes], comparable: Callable[[list[Any], bool, bool], list[Any]]
+) -> None:
+    """l2_messages() counts both paths' messages frame by frame; spill() moves what C still holds into the Python
+    lists, as the pure path appended it: `comparable(values, numeric, l2)` of each list is the same on both sides
+    (`numeric`: a numeric column, `l2`: of the l2 table). A second spill() moves nothing; the flushes are the same."""
+    v = venue(venue_name)
+    fast, pure = v.columns(), pure_columns(v)
+    for index, raw in enumerate(frames):
+        parse_both(v, raw, index, fast, pure)
+        assert fast.l2_messages() == pure.l2_messages() == len(pure.l2.symbol), index
+    assert fast.l2_messages() > len(fast.l2.symbol), "the last l2 frames should still be in C"
+    fast.spill()
+    assert fast.l2_messages() == len(fast.l2.symbol) == len(pure.l2.symbol)
+    for got, want in zip(fast._tables(), pure._tables(), strict=True):
+        for name in want._lists():
+            numeric, l2 = name in want._numeric(), want is pure.l2
+            assert comparable(getattr(got, name), numeric, l2) == comparable(getattr(want, name), numeric, l2), name
+    fast.spill()  # nothing left to move
+    assert_same_flush(fast.flush(START), pure.flush(START), "after spill()")
+    assert fast.l2_messages() == 0
+
+
+def assert_spills_mid_stream(venue_name: str, frames: Sequence[bytes], l2_messages: int) -> None:
+    """A spill() every 4 frames, more frames into C after each: the flushes are the same."""
+    v = venue(venue_name)
+    fast, pure = v.columns(), pure_columns(v)
+    for index, raw in enumerate(frames):
+        parse_both(v, raw, index, fast, pure)
+        if index % 4 == 0:
+            fast.spill()
+    assert fast.l2_messages() == len(pure.l2.symbol) == l2_messages
+    assert_same_flush(fast.flush(START), pure.flush(START), "spills every 4 frames")
+
+
+def assert_rows_and_pending_alike(venue_name: str, frames: Sequence[bytes]) -> None:
+    """The connector's flush policy reads rows() and pending(): C rows must count as the pure path's do."""
+    v = venue(venue_name)
+    fast, pure = v.columns(), pure_columns(v)
+    assert not fast.pending() and fast.rows() == 0
+    for index, raw in enumerate(frames):
+        parse_both(v, raw, index, fast, pure)
+        assert (fast.rows(), fast.pending()) == (pure.rows(), pure.pending()), index
+
+
+def connector_entry(venue_name: str, first: bytes) -> tuple[Columns, Callable[..., Any]]:
+    """The connector's per-frame call `venue.parser(out)` and its `out`, after `first`, a frame C buffers: the
+    call is C's own (a frame C takes must not pass through Python)."""
+    v = venue(venue_name)
+    out = v.columns()
+    parse = v.parser(out)
+    assert type(parse).__name__ == "builtin_function_or_method", "a frame C takes must not pass through Python"
+    assert parse(first, receipt_at(0)) == ()
+    assert out.fast.l2_messages == 1 and not out.l2.symbol  # buffered in C
+    return out, parse

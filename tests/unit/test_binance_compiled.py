@@ -11,23 +11,53 @@ Without the extension every test here fails (it was not built); only `XTRADER_PU
 
 from __future__ import annotations
 
-import importlib
-import json
-import os
-from collections.abc import Iterator
-from itertools import cycle, repeat
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import xtrader.venues.binance as binance
 from tests.captures import ws_frames
+from tests.compiled_frames import (
+    ANY_JSON,
+    DECIMAL,
+    DEEP,
+    DIGIT_RUNS,
+    EDITS,
+    ESCAPED_ASCII,
+    FLOAT_SPELLINGS,
+    INT64_EDGES,
+    JSON_LITERALS,
+    MS_EDGES,
+    OBJECT_EDITS,
+    PLAIN_JSON,
+    Node,
+    Obj,
+    edit_object,
+    frames_and_cuts,
+    key,
+    mutated_frames,
+    odd_values,
+    seed_frames,
+    text,
+    written,
+)
 from tests.compiled_harness import (
+    CADENCES,
     START,
+    assert_rows_and_pending_alike,
     assert_same_flush,
+    assert_spill_moves_the_rest,
+    assert_spills_mid_stream,
+    assert_takes_most,
     both,
+    cadence_cuts,
+    compiled_only,
+    connector_entry,
+    l2_seqs,
     listed,
+    mixed_types,
     outcome,
     receipt_at,
     table_rows,
@@ -36,32 +66,11 @@ from xtrader.batch import Columns
 from xtrader.errors import ParseError
 from xtrader.venues import venue
 
-if os.environ.get("XTRADER_PURE_PYTHON") == "1":
-    pytest.skip("XTRADER_PURE_PYTHON=1: the compiled Binance parser is switched off", allow_module_level=True)
-
-import xtrader.venues.binance as binance
-
-try:
-    importlib.import_module("xtrader.venues._binance_fast")
-    _NOT_BUILT: str | None = None
-except ImportError as exc:  # the tests fail (below): a skip on every machine would hide it
-    _NOT_BUILT = f"{type(exc).__name__}: {exc}"
+_compiled = compiled_only("Binance", binance)
 
 VENUES = ("binance", "binance_futures")
 #: few examples, fixed seed: the unit suite stays fast and gives the same result on every run
 EXAMPLES = settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _compiled() -> None:
-    if _NOT_BUILT is not None:
-        pytest.fail(
-            "the compiled Binance parser xtrader.venues._binance_fast was not built "
-            f"({_NOT_BUILT}); build the extension (pip install -e .), or set XTRADER_PURE_PYTHON=1 to run "
-            "without it",
-            pytrace=False,
-        )
-    assert getattr(binance, "COMPILED", None) is True, "the extension imports, yet binance.COMPILED is not True"
 
 
 # -- 1. golden: the real captures ----------------------------------------------------------------------------------
@@ -73,11 +82,10 @@ def captures() -> dict[str, list[bytes]]:
 
 
 @pytest.mark.parametrize("name", VENUES)
-@pytest.mark.parametrize("every", [1, 7, 100, None], ids=["each", "7", "100", "all"])
+@CADENCES
 def test_captures_flush_the_same_at_any_cadence(captures: dict[str, list[bytes]], name: str, every: int | None) -> None:
     frames = captures[name]
-    cuts = () if every is None else range(every - 1, len(frames), every)
-    flushes = both(name, frames, cuts)
+    flushes = both(name, frames, cadence_cuts(every, len(frames)))
     assert table_rows(flushes, "l2") > 0 and table_rows(flushes, "l2_messages") > 0
     assert table_rows(flushes, "trades") > 0 and table_rows(flushes, "bbo") > 0
     assert sum(b.rejects for b in flushes) == 0
@@ -88,87 +96,19 @@ def test_captures_flush_the_same_at_any_cadence(captures: dict[str, list[bytes]]
 
 @pytest.mark.parametrize("name", VENUES)
 def test_the_compiled_path_takes_most_capture_frames(captures: dict[str, list[bytes]], name: str) -> None:
-    """A frame went to C when it added rows on the pure path but nothing to the compiled side's Python lists."""
-    v = venue(name)
-    fast, pure = v.columns(), Columns(v.name)
-    data_frames = taken = held = 0
-    for index, frame in enumerate(captures[name]):
-        before_fast, before_pure = listed(fast), listed(pure)
-        v.parse(frame, receipt_at(index), fast)
-        v.parse(frame, receipt_at(index), pure)
-        if listed(pure) > before_pure:
-            data_frames += 1
-            taken += listed(fast) == before_fast
-        assert fast.l2_messages() == len(pure.l2.symbol), index
-        # l2 messages in C: counted by l2_messages(), not yet in the Python lists
-        held = max(held, fast.l2_messages() - len(fast.l2.symbol))
-    assert held > 0, f"{name}: no l2 message ever stayed in the C buffers"
-    assert taken >= 0.95 * data_frames, f"{name}: the compiled path took {taken} of {data_frames} data frames"
-    assert_same_flush(fast.flush(START), pure.flush(START), name)
+    assert_takes_most(name, captures[name])
 
 
 def test_text_and_buffer_frames_parse_the_same(captures: dict[str, list[bytes]]) -> None:
     """str (and bytearray) frames go to the Python parser, among bytes frames the C path takes."""
-    frames: list[Any] = captures["binance_futures"][:300]
-    frames = [f.decode() if i % 3 == 1 else bytearray(f) if i % 7 == 2 else f for i, f in enumerate(frames)]
-    flushes = both("binance_futures", frames, range(0, 300, 50))
+    flushes = both("binance_futures", mixed_types(captures["binance_futures"][:300]), range(0, 300, 50))
     assert table_rows(flushes, "l2") > 0
 
 
 # -- 2. generated frames, valid and adversarial --------------------------------------------------------------------
 
 
-class Obj(list):  # type: ignore[type-arg]
-    """A JSON object as [key JSON text, node] pairs: duplicate keys and odd key spellings stay possible."""
-
-
-# a node is raw JSON text (str), an Obj, or a list of nodes (a JSON array)
-Node = Any
-
-WHITESPACE = ["", " ", "\n", "\t", "\r\n  ", "   "]
-
-
-def _render(node: Node, ws: Iterator[str]) -> str:
-    if isinstance(node, Obj):
-        if not node:
-            return "{" + next(ws) + "}"
-        return "{" + ",".join(f"{next(ws)}{k}{next(ws)}:{next(ws)}{_render(v, ws)}{next(ws)}" for k, v in node) + "}"
-    if isinstance(node, list):
-        if not node:
-            return "[" + next(ws) + "]"
-        return "[" + ",".join(f"{next(ws)}{_render(v, ws)}{next(ws)}" for v in node) + "]"
-    return str(node)
-
-
-def _key(name: str) -> str:
-    return json.dumps(name)
-
-
-def _text(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)
-
-
-DEEP = "[" * 2000 + "]" * 2000
-BOUNDARY_INTS = [
-    0,
-    -1,
-    1,
-    (1 << 53),
-    (1 << 53) + 1,
-    (1 << 63) - 1,
-    1 << 63,
-    -(1 << 63),
-    -(1 << 63) - 1,
-    (1 << 64) - 1,
-    1 << 64,
-    10**30,
-    -(10**30),
-    9_223_372_036_854,  # ms that still fit int64 ns
-    9_223_372_036_855,  # ms whose ns overflow int64
-    -9_223_372_036_854,
-    -9_223_372_036_855,
-    9_223_372_036_854_775,  # µs edge
-]
+BOUNDARY_INTS = [0, -1, 1, (1 << 53), (1 << 53) + 1, *INT64_EDGES, -(10**30), *MS_EDGES, 9_223_372_036_854_775]  # µs
 #: JSON number tokens, valid or not, for int fields
 ODD_NUMBERS = [
     "-0",
@@ -200,15 +140,7 @@ ODD_NUMBERS = [
 ]
 #: price / quantity strings the pure path treats in all sorts of ways (float(), Arrow's cast, rejects)
 ODD_PRICES = [
-    "1e5",
-    "1E-3",
-    "+1",
-    ".5",
-    "5.",
-    "",
-    " 1",
-    "1 ",
-    "inf",
+    *FLOAT_SPELLINGS,
     "-inf",
     "Infinity",
     "nan",
@@ -244,23 +176,14 @@ ODD_PRICES = [
     "1" + "0" * 23,
     "0." + "0" * 21 + "1",
     "0." + "0" * 22 + "1",
-    "00.5",
-    "-00",
-    "0" * 39 + "1",
-    "1" * 40,
-    "1" * 41,
-    "-" + "1" * 39,
-    "9" * 39,
+    *DIGIT_RUNS,
     "179769313486231580793728971405303415079934132710037826936173778980444968292764750946649017977587207096" + "0",
     "0." + "0" * 37 + "5",
     "2.4703282292062327",
 ]
 #: raw JSON string tokens: escapes, non-ASCII, invalid escapes and control characters
 ODD_STRINGS = [
-    '"\\u0041"',
-    '"\\""',
-    '"\\\\"',
-    '"\\/"',
+    *ESCAPED_ASCII,
     '"BTC\\u0055SDT"',
     '"\\u0031.5"',
     '"ü"',
@@ -277,11 +200,7 @@ ODD_STRINGS = [
     "\"'1'\"",
 ]
 ODD_TOKENS = [
-    "null",
-    "true",
-    "false",
-    "[]",
-    "{}",
+    *JSON_LITERALS,
     '["1","2"]',
     '[["1","2"]]',
     "[1,2]",
@@ -295,58 +214,21 @@ ODD_TOKENS = [
     "",
 ]
 
-_json_leaf = (
-    st.none()
-    | st.booleans()
-    | st.integers(-(1 << 70), 1 << 70)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=6)
-)
-_json_value = st.recursive(
-    _json_leaf,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
-    max_leaves=8,
-)
-#: any JSON value as text (ASCII-escaped or raw UTF-8)
-ANY_JSON = st.builds(lambda value, ascii_: json.dumps(value, ensure_ascii=ascii_), _json_value, st.booleans())
-
-_plain_leaf = (
-    st.none()
-    | st.booleans()
-    | st.integers(-(10**12), 10**12)
-    | st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E, exclude_characters='"\\'), max_size=6)
-)
-#: JSON the compiled path can skip (printable ASCII, no escapes, no exponent): it declines everything else
-PLAIN_JSON = st.recursive(
-    _plain_leaf,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text("abcXYZ_", max_size=4), inner, max_size=3),
-    max_leaves=8,
-).map(lambda value: json.dumps(value, separators=(",", ":")))
-
-ODD_VALUE = st.one_of(
-    st.sampled_from(ODD_TOKENS),
-    st.sampled_from(ODD_NUMBERS),
-    st.sampled_from(BOUNDARY_INTS).map(str),
-    st.sampled_from(ODD_PRICES).map(_text),
+ODD_VALUE = odd_values(
+    ODD_TOKENS,
+    ODD_NUMBERS,
+    BOUNDARY_INTS,
+    st.sampled_from(ODD_PRICES).map(text),
     st.sampled_from(ODD_STRINGS),
     st.integers(-(1 << 70), 1 << 70).map(str),
-    st.floats().map(json.dumps),  # NaN, Infinity: not JSON
-    st.text(max_size=5).map(_text),
-    ANY_JSON,
 )
 
 
-def _decimal_text(units: int, places: int) -> str:
-    digits = str(units).rjust(places + 1, "0")
-    return f"{digits[:-places]}.{digits[-places:]}" if places else digits
-
-
-_decimal = st.builds(_decimal_text, st.integers(0, 10**10), st.integers(0, 8))
 _time = st.integers(1_500_000_000_000, 1_900_000_000_000)
 _id = st.integers(0, 1 << 53)
 _symbol = st.sampled_from(["BTCUSDT", "ETHUSDT", "NKNUSDT", "BTCUSD_200626", "LRCBTC"])
 #: in an odd frame, an odd value 1 time in 4
-ODD_PRICE = st.one_of(*[_decimal] * 3, st.sampled_from(ODD_PRICES))
+ODD_PRICE = st.one_of(*[DECIMAL] * 3, st.sampled_from(ODD_PRICES))
 ODD_TIME = st.one_of(*[_time] * 3, st.sampled_from(BOUNDARY_INTS))
 ODD_ID = st.one_of(*[_id] * 3, st.sampled_from(BOUNDARY_INTS))
 ODD_SYMBOL = st.one_of(*[_symbol] * 3, st.sampled_from(["", "btcusdt", "ÄBC", "₿", "A B", 'A"B', "A\\B", "x" * 70]))
@@ -366,12 +248,11 @@ OTHER_EVENTS = [
 ]
 DEPTH_STREAMS = ["@depth@100ms", "@depth", "@depth@500ms", "@depth@0ms"]
 PARTIAL_STREAMS = ["@depth5@100ms", "@depth10", "@depth20@500ms", "@depth5", "@depth1"]
-GARBAGE = [" ", "\n", "x", "}", "]", ",", ",{}", "{}", "\x00", "null", '"', "\\", "\ufeff", "\u00e9"]
 
 
 @st.composite
 def _levels(draw: Any, price: Any) -> list[Node]:
-    return [[_text(draw(price)), _text(draw(price))] for _ in range(draw(st.integers(0, 3)))]
+    return [[text(draw(price)), text(draw(price))] for _ in range(draw(st.integers(0, 3)))]
 
 
 @st.composite
@@ -381,29 +262,29 @@ def frame(draw: Any, venue_name: str) -> bytes:
     # half the frames are clean (valid, printable ASCII: what the compiled path takes); the others get odd
     # values and edits. A boolean shrinks to False: a failing example shrinks towards a clean frame
     odd = draw(st.booleans())
-    prices, times, ids, symbols = (ODD_PRICE, ODD_TIME, ODD_ID, ODD_SYMBOL) if odd else (_decimal, _time, _id, _symbol)
+    prices, times, ids, symbols = (ODD_PRICE, ODD_TIME, ODD_ID, ODD_SYMBOL) if odd else (DECIMAL, _time, _id, _symbol)
     kind = draw(st.sampled_from(["depth", "aggTrade", "trade", "bookTicker", "keyless"]))
     symbol = draw(symbols)
     fields: list[tuple[str, Node]]
     if kind == "depth":
-        fields = [("e", _text("depthUpdate")), ("E", str(draw(times)))]
+        fields = [("e", text("depthUpdate")), ("E", str(draw(times)))]
         if futures:
             fields += [("T", str(draw(times))), ("pu", str(draw(ids)))]
-        fields += [("s", _text(symbol)), ("U", str(draw(ids))), ("u", str(draw(ids)))]
+        fields += [("s", text(symbol)), ("U", str(draw(ids))), ("u", str(draw(ids)))]
         fields += [("b", draw(_levels(prices))), ("a", draw(_levels(prices)))]
         channel = draw(st.sampled_from(DEPTH_STREAMS + PARTIAL_STREAMS if futures else DEPTH_STREAMS))
     elif kind in ("aggTrade", "trade"):
         trade_id = "a" if kind == "aggTrade" else "t"
-        fields = [("e", _text(kind)), ("E", str(draw(times))), ("s", _text(symbol)), (trade_id, str(draw(ids)))]
-        fields += [("p", _text(draw(prices))), ("q", _text(draw(prices))), ("T", str(draw(times)))]
+        fields = [("e", text(kind)), ("E", str(draw(times))), ("s", text(symbol)), (trade_id, str(draw(ids)))]
+        fields += [("p", text(draw(prices))), ("q", text(draw(prices))), ("T", str(draw(times)))]
         fields += [("m", draw(st.sampled_from(["true", "false"]))), ("M", "true")]
         if kind == "aggTrade":
             fields += [("f", str(draw(ids))), ("l", str(draw(ids)))]
         channel = "@" + kind
     else:
-        fields = [] if kind == "keyless" else [("e", _text("bookTicker")), ("E", str(draw(times)))]
-        fields += [("u", str(draw(ids))), ("s", _text(symbol))]
-        fields += [(name, _text(draw(prices))) for name in ("b", "B", "a", "A")]
+        fields = [] if kind == "keyless" else [("e", text("bookTicker")), ("E", str(draw(times)))]
+        fields += [("u", str(draw(ids))), ("s", text(symbol))]
+        fields += [(name, text(draw(prices))) for name in ("b", "B", "a", "A")]
         if draw(st.booleans()):
             fields.append(("T", str(draw(times))))
         channel = "@bookTicker"
@@ -412,15 +293,15 @@ def frame(draw: Any, venue_name: str) -> bytes:
         if odd:
             name = draw(st.just(name) | st.text(max_size=4))
         fields.insert(draw(st.integers(0, len(fields))), (name, draw(ANY_JSON if odd else PLAIN_JSON)))
-    data = Obj((_key(name), value) for name, value in draw(st.permutations(fields)))
-    stream = _text(symbol.lower() + channel)
-    wrapper = Obj([(_key("stream"), stream), (_key("data"), data)])
+    data = Obj((key(name), value) for name, value in draw(st.permutations(fields)))
+    stream = text(symbol.lower() + channel)
+    wrapper = Obj([(key("stream"), stream), (key("data"), data)])
     if draw(st.booleans()):
         wrapper.reverse()  # data before stream
     top: Obj = wrapper
 
     # adversarial edits: sampled_from shrinks to its first entry, no edit
-    for _ in range(draw(st.sampled_from([0, 1, 1, 2, 3])) if odd else 0):
+    for _ in range(draw(EDITS) if odd else 0):
         edit = draw(
             st.sampled_from(
                 [
@@ -437,15 +318,8 @@ def frame(draw: Any, venue_name: str) -> bytes:
             )
         )
         target = data if draw(st.integers(0, 4)) or not top else top
-        if edit == "replace" and target:
-            at = draw(st.integers(0, len(target) - 1))
-            target[at] = (target[at][0], draw(ODD_VALUE))
-        elif edit == "delete" and target:
-            del target[draw(st.integers(0, len(target) - 1))]
-        elif edit == "duplicate" and target:
-            key, value = target[draw(st.integers(0, len(target) - 1))]
-            value = draw(st.sampled_from([value, "null"]) | ODD_VALUE)
-            target.insert(draw(st.integers(0, len(target))), (key, value))
+        if edit in OBJECT_EDITS:
+            edit_object(draw, edit, target, ODD_VALUE)
         elif edit == "level":
             sides = [i for i, (k, v) in enumerate(data) if k in ('"b"', '"a"') and isinstance(v, list)]
             if sides:
@@ -453,31 +327,25 @@ def frame(draw: Any, venue_name: str) -> bytes:
                 levels = list(data[at][1])
                 shape = draw(st.sampled_from(["one", "three", "odd entry", "not a list", "empty", "nested"]))
                 if shape == "one":
-                    levels.append([_text(draw(prices))])
+                    levels.append([text(draw(prices))])
                 elif shape == "three":
-                    levels.append([_text(draw(prices)), _text(draw(prices)), draw(ODD_VALUE)])
+                    levels.append([text(draw(prices)), text(draw(prices)), draw(ODD_VALUE)])
                 elif shape == "odd entry":
-                    levels.append(draw(st.permutations([_text(draw(prices)), draw(ODD_VALUE)])))
+                    levels.append(draw(st.permutations([text(draw(prices)), draw(ODD_VALUE)])))
                 elif shape == "not a list":
                     levels.append(draw(ODD_VALUE))
                 elif shape == "empty":
                     levels.append([])
                 else:
-                    levels.append([levels[:1], _text("1")])
+                    levels.append([levels[:1], text("1")])
                 data[at] = (data[at][0], levels)
         elif edit == "event":
-            value = _text(draw(st.sampled_from(OTHER_EVENTS)))
+            value = text(draw(st.sampled_from(OTHER_EVENTS)))
             events = [i for i, (k, _) in enumerate(data) if k == '"e"']
             if events:
                 data[events[0]] = ('"e"', value)
             else:
                 data.insert(0, ('"e"', value))
-        elif edit == "escape key" and target:
-            at = draw(st.integers(0, len(target) - 1))
-            name = json.loads(target[at][0])
-            if name:
-                escaped = "".join(f"\\u{ord(c):04x}" for c in name[:1]) + json.dumps(name[1:])[1:-1]
-                target[at] = (f'"{escaped}"', target[at][1])
         elif edit == "raw framing":
             top = data  # no {"stream", "data"} wrapper: the /ws form
         elif edit == "wrapper" and top is wrapper:
@@ -487,27 +355,17 @@ def frame(draw: Any, venue_name: str) -> bytes:
             elif choice == "data":
                 wrapper[:] = [(k, draw(ODD_VALUE)) if k == '"data"' else (k, v) for k, v in wrapper]
             else:
-                wrapper.insert(draw(st.integers(0, len(wrapper))), (_key(draw(st.text(max_size=5))), draw(ANY_JSON)))
+                wrapper.insert(draw(st.integers(0, len(wrapper))), (key(draw(st.text(max_size=5))), draw(ANY_JSON)))
         elif edit == "nest":
-            top = Obj([(_key("stream"), stream), (_key("data"), Obj([(_key("data"), data)]))])
+            top = Obj([(key("stream"), stream), (key("data"), Obj([(key("data"), data)]))])
 
-    spacing = draw(st.lists(st.sampled_from(WHITESPACE), max_size=6))
-    text = draw(st.sampled_from(["", " ", "\n"])) + _render(top, cycle(spacing) if spacing else repeat(""))
-    raw = text.encode("utf-8", "surrogatepass")
-    ending = draw(st.sampled_from(["", "", "", "garbage", "truncate"])) if odd else ""
-    if ending == "garbage":
-        raw += draw(st.sampled_from(GARBAGE)).encode()
-    elif ending == "truncate":
-        raw = raw[: draw(st.integers(0, len(raw) - 1))]
-    return raw
+    return written(draw, top, odd)
 
 
 @st.composite
 def session(draw: Any, max_frames: int = 14) -> tuple[str, list[bytes], list[int]]:
     venue_name = draw(st.sampled_from(VENUES))
-    frames = draw(st.lists(frame(venue_name), min_size=1, max_size=max_frames))
-    cuts = draw(st.lists(st.integers(0, len(frames) - 1), max_size=4))
-    return venue_name, frames, cuts
+    return (venue_name, *frames_and_cuts(draw, frame(venue_name), max_frames))
 
 
 @EXAMPLES
@@ -549,18 +407,18 @@ def test_generated_frames_are_mostly_taken_by_the_compiled_path() -> None:
 
 
 def _trade(price: str = "1.5", size: str = "2", trade_id: str = "5", ts: str = "1700000000000") -> bytes:
-    data = f'"e":"aggTrade","E":1,"s":"BTCUSDT","a":{trade_id},"p":{_text(price)},"q":{_text(size)},"f":1,"l":2'
+    data = f'"e":"aggTrade","E":1,"s":"BTCUSDT","a":{trade_id},"p":{text(price)},"q":{text(size)},"f":1,"l":2'
     return f'{{"stream":"btcusdt@aggTrade","data":{{{data},"T":{ts},"m":true}}}}'.encode()
 
 
 def _depth(price: str = "1.5", size: str = "2", seq: int = 12, ts: str = "1700000000000") -> bytes:
     data = f'"e":"depthUpdate","E":{ts},"s":"BTCUSDT","U":{seq - 1},"u":{seq}'
-    levels = f'"b":[[{_text(price)},"1"]],"a":[["2",{_text(size)}]]'
+    levels = f'"b":[[{text(price)},"1"]],"a":[["2",{text(size)}]]'
     return f'{{"stream":"btcusdt@depth@100ms","data":{{{data},{levels}}}}}'.encode()
 
 
 def _ticker(price: str = "1.5", seq: int = 4) -> bytes:
-    data = f'"u":{seq},"s":"BTCUSDT","b":{_text(price)},"B":"2","a":"3","A":"4"'
+    data = f'"u":{seq},"s":"BTCUSDT","b":{text(price)},"B":"2","a":"3","A":"4"'
     return f'{{"stream":"btcusdt@bookTicker","data":{{{data}}}}}'.encode()
 
 
@@ -672,43 +530,13 @@ def test_hostile_frames_between_buffered_ones(name: str) -> None:
 # -- 3. byte mutations of real frames --------------------------------------------------------------------------------
 
 
-def _seeds() -> list[bytes]:
-    """A few real frames of each kind from both captures (kept short to keep examples fast)."""
-    try:
-        frames = ws_frames("binance") + ws_frames("binance_futures")
-    except pytest.skip.Exception:
-        return []
-    picked: list[bytes] = []
-    for marker in (b"@depth@100ms", b"@bookTicker", b"@aggTrade", b"@kline"):
-        picked += sorted((f for f in frames if marker in f), key=len)[:3]
-    return picked
-
-
-SEEDS = _seeds()
+SEEDS = seed_frames(VENUES, (b"@depth@100ms", b"@bookTicker", b"@aggTrade", b"@kline"))
 
 
 @st.composite
 def mutated_session(draw: Any) -> tuple[str, list[bytes], list[int]]:
     venue_name = draw(st.sampled_from(VENUES))
-    frames = []
-    for _ in range(draw(st.integers(1, 10))):
-        raw = bytearray(draw(st.sampled_from(SEEDS or [b"{}"])))
-        for _ in range(draw(st.sampled_from([0, 1, 1, 2, 3]))):
-            op = draw(st.sampled_from(["flip", "insert", "delete", "truncate", "set"]))
-            at = draw(st.integers(0, max(len(raw) - 1, 0)))
-            if op == "flip" and raw:
-                raw[at] ^= 1 << draw(st.integers(0, 7))
-            elif op == "insert":
-                raw.insert(at, draw(st.sampled_from(b'"\\{}[],:0-.e \x00\x80\xff') | st.integers(0, 255)))
-            elif op == "delete" and raw:
-                del raw[at]
-            elif op == "truncate":
-                del raw[at:]
-            elif op == "set" and raw:
-                raw[at] = draw(st.integers(0, 255))
-        frames.append(bytes(raw))
-    cuts = draw(st.lists(st.integers(0, len(frames) - 1), max_size=3))
-    return venue_name, frames, cuts
+    return (venue_name, *mutated_frames(draw, SEEDS))
 
 
 @EXAMPLES
@@ -746,59 +574,30 @@ def test_rows_keep_their_order_across_both_paths(cuts: tuple[int, ...]) -> None:
     flushes = both("binance", frames, cuts)
     assert table_rows(flushes, "l2_messages") == 6 * 2 + 2  # + the raw depthUpdate and the spot partial
     assert table_rows(flushes, "trades") == 6 + 1 and table_rows(flushes, "bbo") == 6
-    seqs = [s for b in flushes if b.l2_messages is not None for s in b.l2_messages.column("seq").to_pylist()]
-    assert seqs[:4] == [40, 21, 41, 42]  # the raw depthUpdate between two compiled ones
+    assert l2_seqs(flushes)[:4] == [40, 21, 41, 42]  # the raw depthUpdate between two compiled ones
 
 
 # -- 5. l2_messages() and spill() ------------------------------------------------------------------------------------
 
 
+def _comparable(values: list[Any], numeric: bool, l2: bool) -> list[Any]:
+    """Spilled, the Python lists hold what the pure path appended: the same values of the same types, decimals as
+    text that parses to the same float (the C path keeps floats, not the venue's text)."""
+    return [(type(x), float(x) if numeric else x) for x in values]
+
+
 def test_l2_messages_counts_both_paths_and_spill_moves_the_rest() -> None:
-    v = venue("binance")
-    fast, pure = v.columns(), Columns(v.name)
-    frames = _interleaved()
-    for index, raw in enumerate(frames):
-        v.parse(raw, receipt_at(index), fast)
-        v.parse(raw, receipt_at(index), pure)
-        assert fast.l2_messages() == pure.l2_messages() == len(pure.l2.symbol), index
-    assert fast.l2_messages() > len(fast.l2.symbol), "the last depth frames should still be in C"
-    fast.spill()
-    assert fast.l2_messages() == len(fast.l2.symbol) == len(pure.l2.symbol)
-    # spilled, the Python lists hold what the pure path appended: the same values of the same types, decimals
-    # as text that parses to the same float (the C path keeps floats, not the venue's text)
-    for got, want in zip(fast._tables(), pure._tables(), strict=True):
-        for name in want._lists():
-            numeric = name in want._numeric()
-            values = [(type(x), float(x) if numeric else x) for x in getattr(got, name)]
-            assert values == [(type(x), float(x) if numeric else x) for x in getattr(want, name)], name
-    fast.spill()  # nothing left to move
-    assert_same_flush(fast.flush(START), pure.flush(START), "after spill()")
-    assert fast.l2_messages() == 0
+    assert_spill_moves_the_rest("binance", _interleaved(), _comparable)
 
 
 def test_spill_mid_stream_then_more_compiled_frames() -> None:
-    v = venue("binance_futures")
-    fast, pure = v.columns(), Columns(v.name)
     frames = [_depth(seq=s) for s in range(10, 20)] + [_trade(trade_id=str(i)) for i in range(5)]
-    for index, raw in enumerate(frames):
-        v.parse(raw, receipt_at(index), fast)
-        v.parse(raw, receipt_at(index), pure)
-        if index % 4 == 0:
-            fast.spill()
-    assert fast.l2_messages() == len(pure.l2.symbol) == 10
-    assert_same_flush(fast.flush(START), pure.flush(START), "spills every 4 frames")
+    assert_spills_mid_stream("binance_futures", frames, l2_messages=10)
 
 
 def test_rows_and_pending_count_the_compiled_rows() -> None:
-    """The connector's flush policy reads rows() and pending(): C rows must count as the pure path's do."""
-    v = venue("binance_futures")
-    fast, pure = v.columns(), Columns(v.name)
-    assert not fast.pending() and fast.rows() == 0
     empty = b'{"stream":"x@depth","data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[],"a":[]}}'
-    for index, raw in enumerate([_depth(seq=5), _trade(), _ticker(), _depth(seq=6), empty]):
-        v.parse(raw, receipt_at(index), fast)
-        v.parse(raw, receipt_at(index), pure)
-        assert (fast.rows(), fast.pending()) == (pure.rows(), pure.pending()), index
+    assert_rows_and_pending_alike("binance_futures", [_depth(seq=5), _trade(), _ticker(), _depth(seq=6), empty])
 
 
 # -- other ways rows reach the same Columns --------------------------------------------------------------------------
@@ -828,23 +627,17 @@ def test_a_rest_snapshot_into_the_same_columns_keeps_row_order() -> None:
 
 
 def test_the_connectors_entry_answers_from_c_and_falls_back_to_the_python_parser() -> None:
-    v = venue("binance_futures")
-    out = v.columns()
-    parse = v.parser(out)  # the connector's per-frame call
-    assert type(parse).__name__ == "builtin_function_or_method", "a frame C takes must not pass through Python"
     depth = (
         b'{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1700000000001,"T":1700000000000,'
         b'"s":"BTCUSDT","U":5,"u":6,"pu":4,"b":[["1.5","2"]],"a":[["1.6","3"]]}}'
     )
+    out, parse = connector_entry("binance_futures", depth)
     kline = b'{"stream":"btcusdt@kline_1m","data":{"e":"kline","E":1,"s":"BTCUSDT","k":{}}}'
-    assert parse(depth, receipt_at(0)) == ()
-    assert out.fast.l2_messages == 1 and not out.l2.symbol  # buffered in C
     (control,) = parse(kline, receipt_at(1))  # declined by C: the Python parser's answer
     assert control.kind == "unknown"
     with pytest.raises(ParseError):
         parse(b'{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate"', receipt_at(2))
-    batches = out.flush()
-    assert batches.l2_messages is not None and batches.l2_messages.column("seq").to_pylist() == [6]
+    assert l2_seqs([out.flush()]) == [6]
 
 
 def test_other_venues_parse_through_the_same_entry() -> None:

@@ -12,11 +12,6 @@ Without the extension every test here fails (it was not built); only `XTRADER_PU
 
 from __future__ import annotations
 
-import importlib
-import json
-import os
-from collections.abc import Iterator
-from itertools import cycle, repeat
 from typing import Any
 
 import numpy as np
@@ -24,12 +19,43 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import xtrader.venues.deribit as deribit
 from tests.captures import ws_frames
+from tests.compiled_frames import (
+    ANY_JSON,
+    DEEP,
+    EDITS,
+    ESCAPED_ASCII,
+    INT64_EDGES,
+    JSON_LITERALS,
+    MS_EDGES,
+    OBJECT_EDITS,
+    PLAIN_JSON,
+    Node,
+    Obj,
+    decimal_text,
+    edit_object,
+    key,
+    mutated_sessions,
+    odd_values,
+    seed_frames,
+    sessions,
+    text,
+    written,
+)
 from tests.compiled_harness import (
-    START,
-    assert_same_flush,
+    CADENCES,
+    assert_rows_and_pending_alike,
+    assert_spill_moves_the_rest,
+    assert_spills_mid_stream,
+    assert_takes_most,
     both,
+    cadence_cuts,
+    compiled_only,
+    connector_entry,
+    l2_seqs,
     listed,
+    mixed_types,
     outcome,
     receipt_at,
     table_rows,
@@ -38,31 +64,10 @@ from xtrader.batch import Columns
 from xtrader.errors import ParseError
 from xtrader.venues import venue
 
-if os.environ.get("XTRADER_PURE_PYTHON") == "1":
-    pytest.skip("XTRADER_PURE_PYTHON=1: the compiled Deribit parser is switched off", allow_module_level=True)
-
-import xtrader.venues.deribit as deribit
-
-try:
-    importlib.import_module("xtrader.venues._deribit_fast")
-    _NOT_BUILT: str | None = None
-except ImportError as exc:  # the tests fail (below): a skip on every machine would hide it
-    _NOT_BUILT = f"{type(exc).__name__}: {exc}"
+_compiled = compiled_only("Deribit", deribit)
 
 #: few examples, fixed seed: the unit suite stays fast and gives the same result on every run
 EXAMPLES = settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _compiled() -> None:
-    if _NOT_BUILT is not None:
-        pytest.fail(
-            "the compiled Deribit parser xtrader.venues._deribit_fast was not built "
-            f"({_NOT_BUILT}); build the extension (pip install -e .), or set XTRADER_PURE_PYTHON=1 to run "
-            "without it",
-            pytrace=False,
-        )
-    assert getattr(deribit, "COMPILED", None) is True, "the extension imports, yet deribit.COMPILED is not True"
 
 
 def taken_by_c(frame: bytes) -> bool:
@@ -79,10 +84,9 @@ def capture() -> list[bytes]:
     return ws_frames("deribit")  # skips when the captures are absent
 
 
-@pytest.mark.parametrize("every", [1, 7, 100, None], ids=["each", "7", "100", "all"])
+@CADENCES
 def test_capture_flushes_the_same_at_any_cadence(capture: list[bytes], every: int | None) -> None:
-    cuts = () if every is None else range(every - 1, len(capture), every)
-    flushes = both("deribit", capture, cuts)
+    flushes = both("deribit", capture, cadence_cuts(every, len(capture)))
     # test_deribit.py's golden counts: 46 book messages, 89 tickers, no trades in this capture
     assert (table_rows(flushes, "l2_messages"), table_rows(flushes, "bbo")) == (46, 89)
     assert table_rows(flushes, "l2") > 0 and table_rows(flushes, "trades") == 0
@@ -90,29 +94,13 @@ def test_capture_flushes_the_same_at_any_cadence(capture: list[bytes], every: in
 
 
 def test_the_compiled_path_takes_most_capture_frames(capture: list[bytes]) -> None:
-    """A frame went to C when it added rows on the pure path but nothing to the compiled side's Python lists."""
-    v = venue("deribit")
-    fast, pure = v.columns(), Columns(v.name)
-    data_frames = taken = held = 0
-    for index, frame in enumerate(capture):
-        before_fast, before_pure = listed(fast), listed(pure)
-        v.parse(frame, receipt_at(index), fast)
-        v.parse(frame, receipt_at(index), pure)
-        if listed(pure) > before_pure:
-            data_frames += 1
-            taken += listed(fast) == before_fast
-        assert fast.l2_messages() == len(pure.l2.symbol), index
-        held = max(held, fast.l2_messages() - len(fast.l2.symbol))
-    assert held > 0, "no l2 message ever stayed in the C buffers"
+    data_frames = assert_takes_most("deribit", capture)
     assert data_frames == 135
-    assert taken >= 0.95 * data_frames, f"the compiled path took {taken} of {data_frames} data frames"
-    assert_same_flush(fast.flush(START), pure.flush(START), "deribit")
 
 
 def test_text_and_buffer_frames_parse_the_same(capture: list[bytes]) -> None:
     """str (and bytearray) frames go to the Python parser, among bytes frames the C path takes."""
-    frames: list[Any] = [f.decode() if i % 3 == 1 else bytearray(f) if i % 7 == 2 else f for i, f in enumerate(capture)]
-    flushes = both("deribit", frames, range(0, len(frames), 20))
+    flushes = both("deribit", mixed_types(capture), range(0, len(capture), 20))
     assert table_rows(flushes, "l2") > 0 and table_rows(flushes, "bbo") > 0
 
 
@@ -331,58 +319,7 @@ def test_python_parser_quirks_the_c_parser_mirrors() -> None:
 # -- 2. generated frames, valid and adversarial ------------------------------------------------------------------
 
 
-class Obj(list):  # type: ignore[type-arg]
-    """A JSON object as [key JSON text, node] pairs: duplicate keys and odd key spellings stay possible."""
-
-
-# a node is raw JSON text (str), an Obj, or a list of nodes (a JSON array)
-Node = Any
-
-WHITESPACE = ["", " ", "\n", "\t", "\r\n  ", "   "]
-
-
-def _render(node: Node, ws: Iterator[str]) -> str:
-    if isinstance(node, Obj):
-        if not node:
-            return "{" + next(ws) + "}"
-        return "{" + ",".join(f"{next(ws)}{k}{next(ws)}:{next(ws)}{_render(v, ws)}{next(ws)}" for k, v in node) + "}"
-    if isinstance(node, list):
-        if not node:
-            return "[" + next(ws) + "]"
-        return "[" + ",".join(f"{next(ws)}{_render(v, ws)}{next(ws)}" for v in node) + "]"
-    return str(node)
-
-
-def _key(name: str) -> str:
-    return json.dumps(name)
-
-
-def _text(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)
-
-
-DEEP = "[" * 2000 + "]" * 2000
-BOUNDARY_INTS = [
-    0,
-    -1,
-    1,
-    (1 << 53),
-    (1 << 53) + 1,
-    -(1 << 53),
-    -(1 << 53) - 1,
-    (1 << 63) - 1,
-    1 << 63,
-    -(1 << 63),
-    -(1 << 63) - 1,
-    (1 << 64) - 1,
-    1 << 64,
-    10**30,
-    -(10**30),
-    9_223_372_036_854,  # ms that still fit int64 ns
-    9_223_372_036_855,  # ms whose ns overflow int64
-    -9_223_372_036_854,
-    -9_223_372_036_855,
-]
+BOUNDARY_INTS = [0, -1, 1, (1 << 53), (1 << 53) + 1, -(1 << 53), -(1 << 53) - 1, *INT64_EDGES, -(10**30), *MS_EDGES]
 #: JSON number tokens, valid or not, for number fields (orjson: ints, floats beyond u64, errors)
 ODD_NUMBERS = [
     "-0",
@@ -436,10 +373,7 @@ ODD_NUMBERS = [
 ]
 #: raw JSON string tokens: escapes, non-ASCII, invalid escapes and control characters
 ODD_STRINGS = [
-    '"\\u0041"',
-    '"\\""',
-    '"\\\\"',
-    '"\\/"',
+    *ESCAPED_ASCII,
     '"BTC\\u002dPERPETUAL"',
     '"\\u0031.5"',
     '"ü"',
@@ -463,11 +397,7 @@ ODD_STRINGS = [
     '""',
 ]
 ODD_TOKENS = [
-    "null",
-    "true",
-    "false",
-    "[]",
-    "{}",
+    *JSON_LITERALS,
     "[1,2]",
     '["new",1,2]',
     '[["new",1,2]]',
@@ -483,55 +413,23 @@ ODD_TOKENS = [
     "",
 ]
 
-_json_leaf = (
-    st.none()
-    | st.booleans()
-    | st.integers(-(1 << 70), 1 << 70)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=6)
-)
-_json_value = st.recursive(
-    _json_leaf,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
-    max_leaves=8,
-)
-#: any JSON value as text (ASCII-escaped or raw UTF-8)
-ANY_JSON = st.builds(lambda value, ascii_: json.dumps(value, ensure_ascii=ascii_), _json_value, st.booleans())
-
-_plain_leaf = (
-    st.none()
-    | st.booleans()
-    | st.integers(-(10**12), 10**12)
-    | st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E, exclude_characters='"\\'), max_size=6)
-)
-#: JSON the compiled path can skip (printable ASCII, no escapes, no exponent): it declines everything else
-PLAIN_JSON = st.recursive(
-    _plain_leaf,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text("abcXYZ_", max_size=4), inner, max_size=3),
-    max_leaves=8,
-).map(lambda value: json.dumps(value, separators=(",", ":")))
-
-ODD_VALUE = st.one_of(
-    st.sampled_from(ODD_TOKENS),
-    st.sampled_from(ODD_NUMBERS),
-    st.sampled_from(BOUNDARY_INTS).map(str),
+ODD_VALUE = odd_values(
+    ODD_TOKENS,
+    ODD_NUMBERS,
+    BOUNDARY_INTS,
     st.sampled_from(ODD_STRINGS),
     st.integers(-(1 << 70), 1 << 70).map(str),
-    st.floats().map(json.dumps),  # NaN, Infinity: not JSON
-    st.text(max_size=5).map(_text),
-    ANY_JSON,
 )
 
 
-def _decimal_text(negative: bool, units: int, places: int) -> str:
-    digits = str(units).rjust(places + 1, "0")
-    text = f"{digits[:-places]}.{digits[-places:]}" if places else digits
-    return "-" + text if negative and text.strip("0.") else text
+def _signed_decimal(negative: bool, units: int, places: int) -> str:
+    plain = decimal_text(units, places)
+    return "-" + plain if negative and plain.strip("0.") else plain
 
 
 #: JSON numbers as Deribit writes them: ints, and decimals with a fraction (no exponent)
 _number = st.one_of(
-    st.builds(_decimal_text, st.booleans(), st.integers(0, 10**12), st.integers(1, 10)),
+    st.builds(_signed_decimal, st.booleans(), st.integers(0, 10**12), st.integers(1, 10)),
     st.integers(-(10**9), 10**9).map(str),
     st.floats(-1e9, 1e9).map(lambda x: f"{x:.{abs(hash(x)) % 12 + 1}f}"),
 )
@@ -544,7 +442,6 @@ ODD_TIME = st.one_of(*[_time] * 3, st.sampled_from(BOUNDARY_INTS).map(str), st.s
 ODD_SEQ = st.one_of(*[_seq] * 3, st.sampled_from(BOUNDARY_INTS).map(str), st.sampled_from([*ODD_NUMBERS, "null"]))
 ODD_SYMBOL = st.one_of(*[_symbol] * 3, st.sampled_from(["", "btc", "ÄBC", "₿", "A B", 'A"B', "A\\B", "x" * 70]))
 CHANNEL_PREFIXES = ["book", "trades", "ticker", "quote", "platform_state", "deribit_price_index", "Book", "book ", ""]
-GARBAGE = [" ", "\n", "x", "}", "]", ",", ",{}", "{}", "\x00", "null", '"', "\\", "\ufeff", "\u00e9"]
 
 
 @st.composite
@@ -553,7 +450,7 @@ def _levels(draw: Any, number: Any, actions: bool) -> list[Node]:
     for _ in range(draw(st.integers(0, 3))):
         level = [draw(number), draw(number)]
         if actions:
-            level.insert(0, _text(draw(st.sampled_from(["new", "change", "delete"]))))
+            level.insert(0, text(draw(st.sampled_from(["new", "change", "delete"]))))
         out.append(level)
     return out
 
@@ -584,11 +481,11 @@ def frame(draw: Any) -> bytes:
     if kind in ("book", "grouped"):
         fields: list[tuple[str, Node]] = [
             ("timestamp", draw(times)),
-            ("instrument_name", _text(symbol)),
+            ("instrument_name", text(symbol)),
             ("change_id", draw(seqs)),
         ]
         if kind == "book" or draw(st.booleans()):  # the grouped book has no type, and ignores one
-            fields.append(("type", _text(draw(st.sampled_from(["snapshot", "change"])))))
+            fields.append(("type", text(draw(st.sampled_from(["snapshot", "change"])))))
             if draw(st.booleans()):
                 fields.append(("prev_change_id", draw(st.sampled_from(["null"]) | seqs)))
         fields += [(side, draw(_levels(number, kind == "book"))) for side in ("bids", "asks")]
@@ -599,27 +496,27 @@ def frame(draw: Any) -> bytes:
         for _ in range(draw(st.integers(0, 3))):
             trade = [
                 ("trade_seq", draw(seqs)),
-                ("trade_id", _text(f"{symbol}-{draw(st.integers(0, 10**9))}")),
+                ("trade_id", text(f"{symbol}-{draw(st.integers(0, 10**9))}")),
                 ("timestamp", draw(times)),
                 ("tick_direction", "2"),
                 ("price", draw(number)),
                 ("mark_price", draw(number)),
-                ("instrument_name", _text(symbol)),
+                ("instrument_name", text(symbol)),
                 ("index_price", draw(number)),
-                ("direction", _text(draw(st.sampled_from(["buy", "sell"])))),
+                ("direction", text(draw(st.sampled_from(["buy", "sell"])))),
                 ("amount", draw(number)),
             ]
-            trades.append(Obj((_key(k), v) for k, v in draw(st.permutations(trade))))
+            trades.append(Obj((key(k), v) for k, v in draw(st.permutations(trade))))
         channel = f"trades.{symbol}.100ms"
         data = trades
     elif kind in ("quote", "ticker"):
-        fields = [("timestamp", draw(times)), ("instrument_name", _text(symbol))]
+        fields = [("timestamp", draw(times)), ("instrument_name", text(symbol))]
         fields += draw(_top_of_book_fields(number))
         if kind == "ticker":
-            stats = Obj((_key(k), draw(st.sampled_from(["null"]) | number)) for k in ("volume", "low", "high"))
-            greeks = Obj((_key(k), draw(number)) for k in ("vega", "theta", "delta"))
-            fields += [("stats", stats), ("greeks", greeks), ("state", _text("open")), ("last_price", draw(number))]
-            fields += [("mark_iv", draw(number)), ("underlying_index", _text("index_price"))]
+            stats = Obj((key(k), draw(st.sampled_from(["null"]) | number)) for k in ("volume", "low", "high"))
+            greeks = Obj((key(k), draw(number)) for k in ("vega", "theta", "delta"))
+            fields += [("stats", stats), ("greeks", greeks), ("state", text("open")), ("last_price", draw(number))]
+            fields += [("mark_iv", draw(number)), ("underlying_index", text("index_price"))]
         channel = f"{kind}.{symbol}" + (".100ms" if kind == "ticker" else "")
         data = fields
     else:
@@ -639,12 +536,12 @@ def frame(draw: Any) -> bytes:
             name = draw(st.just(name) | st.text(max_size=4))
         data.insert(draw(st.integers(0, len(data))), (name, draw(ANY_JSON if odd else PLAIN_JSON)))
     if kind != "trades":
-        data = Obj((_key(k), v) for k, v in draw(st.permutations(data)))
-    params = Obj(draw(st.permutations([(_key("channel"), _text(channel)), (_key("data"), data)])))
+        data = Obj((key(k), v) for k, v in draw(st.permutations(data)))
+    params = Obj(draw(st.permutations([(key("channel"), text(channel)), (key("data"), data)])))
     top = Obj(
         draw(
             st.permutations(
-                [(_key("jsonrpc"), _text("2.0")), (_key("method"), _text("subscription")), (_key("params"), params)]
+                [(key("jsonrpc"), text("2.0")), (key("method"), text("subscription")), (key("params"), params)]
             )
         )
     )
@@ -654,17 +551,17 @@ def frame(draw: Any) -> bytes:
                 [
                     Obj(
                         [
-                            (_key("jsonrpc"), '"2.0"'),
-                            (_key("method"), '"heartbeat"'),
-                            (_key("params"), Obj([(_key("type"), '"heartbeat"')])),
+                            (key("jsonrpc"), '"2.0"'),
+                            (key("method"), '"heartbeat"'),
+                            (key("params"), Obj([(key("type"), '"heartbeat"')])),
                         ]
                     ),
-                    Obj([(_key("jsonrpc"), '"2.0"'), (_key("id"), "3"), (_key("result"), '["quote.X"]')]),
+                    Obj([(key("jsonrpc"), '"2.0"'), (key("id"), "3"), (key("result"), '["quote.X"]')]),
                     Obj(
                         [
-                            (_key("jsonrpc"), '"2.0"'),
-                            (_key("id"), "4"),
-                            (_key("error"), Obj([(_key("code"), "10028"), (_key("message"), '"x"')])),
+                            (key("jsonrpc"), '"2.0"'),
+                            (key("id"), "4"),
+                            (key("error"), Obj([(key("code"), "10028"), (key("message"), '"x"')])),
                         ]
                     ),
                 ]
@@ -672,7 +569,7 @@ def frame(draw: Any) -> bytes:
         )
 
     # adversarial edits: sampled_from shrinks to its first entry, no edit
-    for _ in range(draw(st.sampled_from([0, 1, 1, 2, 3])) if odd else 0):
+    for _ in range(draw(EDITS) if odd else 0):
         edit = draw(
             st.sampled_from(
                 ["replace", "delete", "duplicate", "level", "channel", "escape key", "method", "wrapper", "nest"]
@@ -682,15 +579,8 @@ def frame(draw: Any) -> bytes:
         if isinstance(data, list) and not isinstance(data, Obj):  # trades: each trade object too
             objects += [t for t in data if isinstance(t, Obj)]
         target = draw(st.sampled_from(objects))
-        if edit == "replace" and target:
-            at = draw(st.integers(0, len(target) - 1))
-            target[at] = (target[at][0], draw(ODD_VALUE))
-        elif edit == "delete" and target:
-            del target[draw(st.integers(0, len(target) - 1))]
-        elif edit == "duplicate" and target:
-            key, value = target[draw(st.integers(0, len(target) - 1))]
-            value = draw(st.sampled_from([value, "null"]) | ODD_VALUE)
-            target.insert(draw(st.integers(0, len(target))), (key, value))
+        if edit in OBJECT_EDITS:
+            edit_object(draw, edit, target, ODD_VALUE)
         elif edit == "level" and isinstance(data, Obj):
             sides = [i for i, (k, v) in enumerate(data) if k in ('"bids"', '"asks"') and isinstance(v, list)]
             if sides:
@@ -700,11 +590,11 @@ def frame(draw: Any) -> bytes:
                 if shape == "two":
                     levels.append([draw(number), draw(number)])
                 elif shape == "three":
-                    levels.append([_text(draw(st.sampled_from(["new", "delete", "add"]))), draw(number), draw(number)])
+                    levels.append([text(draw(st.sampled_from(["new", "delete", "add"]))), draw(number), draw(number)])
                 elif shape == "four":
-                    levels.append([_text("new"), draw(number), draw(number), draw(ODD_VALUE)])
+                    levels.append([text("new"), draw(number), draw(number), draw(ODD_VALUE)])
                 elif shape == "odd entry":
-                    levels.append(draw(st.permutations([_text("change"), draw(number), draw(ODD_VALUE)])))
+                    levels.append(draw(st.permutations([text("change"), draw(number), draw(ODD_VALUE)])))
                 elif shape == "not a list":
                     levels.append(draw(ODD_VALUE))
                 elif shape == "empty":
@@ -715,37 +605,20 @@ def frame(draw: Any) -> bytes:
         elif edit == "channel":
             prefix = draw(st.sampled_from(CHANNEL_PREFIXES))
             rest = draw(st.sampled_from(["", ".X", ".X.100ms", ".X.none.10.100ms", ".X.a.b.c.d", "."]))
-            params[:] = [(k, _text(prefix + rest)) if k == '"channel"' else (k, v) for k, v in params]
-        elif edit == "escape key" and target:
-            at = draw(st.integers(0, len(target) - 1))
-            name = json.loads(target[at][0])
-            if name:
-                escaped = "".join(f"\\u{ord(c):04x}" for c in name[:1]) + json.dumps(name[1:])[1:-1]
-                target[at] = (f'"{escaped}"', target[at][1])
+            params[:] = [(k, text(prefix + rest)) if k == '"channel"' else (k, v) for k, v in params]
         elif edit == "method":
             value = draw(st.sampled_from(['"heartbeat"', '"Subscription"', '"subscription "', "null"]) | ODD_VALUE)
             top[:] = [(k, value) if k == '"method"' else (k, v) for k, v in top]
         elif edit == "wrapper":
-            top.insert(draw(st.integers(0, len(top))), (_key(draw(st.text(max_size=7))), draw(ANY_JSON)))
+            top.insert(draw(st.integers(0, len(top))), (key(draw(st.text(max_size=7))), draw(ANY_JSON)))
         elif edit == "nest":
-            top = Obj([(_key("method"), '"subscription"'), (_key("params"), Obj([(_key("params"), params)]))])
+            top = Obj([(key("method"), '"subscription"'), (key("params"), Obj([(key("params"), params)]))])
 
-    spacing = draw(st.lists(st.sampled_from(WHITESPACE), max_size=6))
-    text = draw(st.sampled_from(["", " ", "\n"])) + _render(top, cycle(spacing) if spacing else repeat(""))
-    raw = text.encode("utf-8", "surrogatepass")
-    ending = draw(st.sampled_from(["", "", "", "garbage", "truncate"])) if odd else ""
-    if ending == "garbage":
-        raw += draw(st.sampled_from(GARBAGE)).encode()
-    elif ending == "truncate":
-        raw = raw[: draw(st.integers(0, len(raw) - 1))]
-    return raw
+    return written(draw, top, odd)
 
 
-@st.composite
-def session(draw: Any, max_frames: int = 14) -> tuple[list[bytes], list[int]]:
-    frames = draw(st.lists(frame(), min_size=1, max_size=max_frames))
-    cuts = draw(st.lists(st.integers(0, len(frames) - 1), max_size=4))
-    return frames, cuts
+def session(max_frames: int = 14) -> st.SearchStrategy[tuple[list[bytes], list[int]]]:
+    return sessions(frame(), max_frames)
 
 
 @EXAMPLES
@@ -918,41 +791,16 @@ def test_hostile_frames_between_buffered_ones() -> None:
 
 
 def _seeds() -> list[bytes]:
-    """A few real frames of each kind from the capture (kept short), and the written frames of the kinds it lacks."""
-    try:
-        frames = ws_frames("deribit")
-    except pytest.skip.Exception:
-        return []
-    picked: list[bytes] = []
-    for marker in (b'"ticker.', b'"snapshot"', b'"change"', b'"result"'):
-        picked += sorted((f for f in frames if marker in f), key=len)[:3]
-    return [*picked, _trades(), _quote(bid="null"), _grouped()]
+    """A few real frames of each kind from the capture, and the written frames of the kinds it lacks."""
+    picked = seed_frames(["deribit"], (b'"ticker.', b'"snapshot"', b'"change"', b'"result"'))
+    return [*picked, _trades(), _quote(bid="null"), _grouped()] if picked else []
 
 
 SEEDS = _seeds()
 
 
-@st.composite
-def mutated_session(draw: Any) -> tuple[list[bytes], list[int]]:
-    frames = []
-    for _ in range(draw(st.integers(1, 10))):
-        raw = bytearray(draw(st.sampled_from(SEEDS or [b"{}"])))
-        for _ in range(draw(st.sampled_from([0, 1, 1, 2, 3]))):
-            op = draw(st.sampled_from(["flip", "insert", "delete", "truncate", "set"]))
-            at = draw(st.integers(0, max(len(raw) - 1, 0)))
-            if op == "flip" and raw:
-                raw[at] ^= 1 << draw(st.integers(0, 7))
-            elif op == "insert":
-                raw.insert(at, draw(st.sampled_from(b'"\\{}[],:0-.e \x00\x80\xff') | st.integers(0, 255)))
-            elif op == "delete" and raw:
-                del raw[at]
-            elif op == "truncate":
-                del raw[at:]
-            elif op == "set" and raw:
-                raw[at] = draw(st.integers(0, 255))
-        frames.append(bytes(raw))
-    cuts = draw(st.lists(st.integers(0, len(frames) - 1), max_size=3))
-    return frames, cuts
+def mutated_session() -> st.SearchStrategy[tuple[list[bytes], list[int]]]:
+    return mutated_sessions(SEEDS)
 
 
 @EXAMPLES
@@ -984,82 +832,44 @@ def test_rows_keep_their_order_across_both_paths(cuts: tuple[int, ...]) -> None:
     flushes = both("deribit", frames, cuts)
     assert table_rows(flushes, "l2_messages") == 6 * 2 + 1  # + the escaped book
     assert table_rows(flushes, "trades") == 6 * 2 + 2 and table_rows(flushes, "bbo") == 6 + 1
-    seqs = [s for b in flushes if b.l2_messages is not None for s in b.l2_messages.column("seq").to_pylist()]
-    assert seqs[:4] == [40, 12, 41, 42]  # the escaped book (Python) between two compiled ones
+    assert l2_seqs(flushes)[:4] == [40, 12, 41, 42]  # the escaped book (Python) between two compiled ones
 
 
 # -- 5. l2_messages(), spill(), rows() and the connector's entry ----------------------------------------------------
 
 
-def _comparable(column: list[Any], numeric: bool) -> list[Any]:
+def _comparable(values: list[Any], numeric: bool, l2: bool) -> list[Any]:
+    """Spilled, the Python lists hold what the pure path appended: the same values, numbers as floats (the pure path
+    keeps orjson's ints and floats; Arrow makes the same float64 of both), with the sign of zero."""
     if not numeric:
-        return [(type(x), x) for x in column]
-    return [None if x is None else (float(x), bool(np.signbit(float(x)))) for x in column]
+        return [(type(x), x) for x in values]
+    return [None if x is None else (float(x), bool(np.signbit(float(x)))) for x in values]
 
 
 def test_l2_messages_counts_both_paths_and_spill_moves_the_rest() -> None:
-    v = venue("deribit")
-    fast, pure = v.columns(), Columns(v.name)
-    frames = _interleaved()
-    for index, raw in enumerate(frames):
-        v.parse(raw, receipt_at(index), fast)
-        v.parse(raw, receipt_at(index), pure)
-        assert fast.l2_messages() == pure.l2_messages() == len(pure.l2.symbol), index
-    assert fast.l2_messages() > len(fast.l2.symbol), "the last book frames should still be in C"
-    fast.spill()
-    assert fast.l2_messages() == len(fast.l2.symbol) == len(pure.l2.symbol)
-    # spilled, the Python lists hold what the pure path appended: the same values, numbers as floats (the pure path
-    # keeps orjson's ints and floats; Arrow makes the same float64 of both), with the sign of zero
-    for got, want in zip(fast._tables(), pure._tables(), strict=True):
-        for name in want._lists():
-            numeric = name in want._numeric()
-            assert _comparable(getattr(got, name), numeric) == _comparable(getattr(want, name), numeric), name
-    fast.spill()  # nothing left to move
-    assert_same_flush(fast.flush(START), pure.flush(START), "after spill()")
-    assert fast.l2_messages() == 0
+    assert_spill_moves_the_rest("deribit", _interleaved(), _comparable)
 
 
 def test_spill_mid_stream_then_more_compiled_frames() -> None:
-    v = venue("deribit")
-    fast, pure = v.columns(), Columns(v.name)
     frames = [_book(seq=s) for s in range(10, 20)] + [_trades(trade_id=str(i)) for i in range(5)] + [_ticker()] * 3
-    for index, raw in enumerate(frames):
-        v.parse(raw, receipt_at(index), fast)
-        v.parse(raw, receipt_at(index), pure)
-        if index % 4 == 0:
-            fast.spill()
-    assert fast.l2_messages() == len(pure.l2.symbol) == 10
-    assert_same_flush(fast.flush(START), pure.flush(START), "spills every 4 frames")
+    assert_spills_mid_stream("deribit", frames, l2_messages=10)
 
 
 def test_rows_and_pending_count_the_compiled_rows() -> None:
-    """The connector's flush policy reads rows() and pending(): C rows must count as the pure path's do."""
-    v = venue("deribit")
-    fast, pure = v.columns(), Columns(v.name)
-    assert not fast.pending() and fast.rows() == 0
     empty = _n(
         "book.X.100ms", '{"type":"snapshot","timestamp":1,"instrument_name":"X","change_id":1,"bids":[],"asks":[]}'
     )
     frames = [_book(seq=5), _trades(), _quote(), _grouped(), empty, _n("trades.X.raw", "[]"), HEARTBEAT, _ticker()]
-    for index, raw in enumerate(frames):
-        v.parse(raw, receipt_at(index), fast)
-        v.parse(raw, receipt_at(index), pure)
-        assert (fast.rows(), fast.pending()) == (pure.rows(), pure.pending()), index
+    assert_rows_and_pending_alike("deribit", frames)
 
 
 def test_the_connectors_entry_answers_from_c_and_falls_back_to_the_python_parser() -> None:
-    v = venue("deribit")
-    out = v.columns()
-    parse = v.parser(out)  # the connector's per-frame call
-    assert type(parse).__name__ == "builtin_function_or_method", "a frame C takes must not pass through Python"
-    assert parse(_book(seq=6), receipt_at(0)) == ()
-    assert out.fast.l2_messages == 1 and not out.l2.symbol  # buffered in C
+    out, parse = connector_entry("deribit", _book(seq=6))
     assert parse(TEST_REQUEST, receipt_at(1))[0].kind == "test_request"  # declined by C: the Python parser's answer
     assert parse(PLATFORM, receipt_at(2))[0].kind == "pause"
     with pytest.raises(ParseError):
         parse(_book(price='"1.5"'), receipt_at(3))
-    batches = out.flush()
-    assert batches.l2_messages is not None and batches.l2_messages.column("seq").to_pylist() == [6]
+    assert l2_seqs([out.flush()]) == [6]
 
 
 def test_pure_python_columns_without_the_compiled_parser(monkeypatch: pytest.MonkeyPatch) -> None:

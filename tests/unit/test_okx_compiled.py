@@ -12,11 +12,6 @@ Without the extension every test here fails (it was not built); only `XTRADER_PU
 
 from __future__ import annotations
 
-import importlib
-import json
-import os
-from collections.abc import Iterator
-from itertools import cycle, repeat
 from typing import Any
 
 import orjson
@@ -24,41 +19,59 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import xtrader.venues.okx as okx
 from tests.captures import ws_frames
-from tests.compiled_harness import START, assert_same_flush, both, listed, outcome, receipt_at, table_rows
-from xtrader.batch import Columns
+from tests.compiled_frames import (
+    ANY_JSON,
+    DECIMAL,
+    DEEP,
+    DIGIT_RUNS,
+    EDITS,
+    ESCAPED_ASCII,
+    FLOAT_SPELLINGS,
+    INT64_EDGES,
+    JSON_LITERALS,
+    MS_EDGES,
+    OBJECT_EDITS,
+    PLAIN_JSON,
+    Node,
+    Obj,
+    edit_object,
+    key,
+    mutated_sessions,
+    odd_values,
+    seed_frames,
+    sessions,
+    text,
+    written,
+)
+from tests.compiled_harness import (
+    CADENCES,
+    START,
+    assert_rows_and_pending_alike,
+    assert_same_flush,
+    assert_spill_moves_the_rest,
+    assert_spills_mid_stream,
+    assert_takes_most,
+    both,
+    cadence_cuts,
+    compiled_only,
+    connector_entry,
+    l2_seqs,
+    listed,
+    mixed_types,
+    outcome,
+    pure_columns,
+    receipt_at,
+    table_rows,
+)
 from xtrader.errors import ParseError
 from xtrader.venues import venue
 
-if os.environ.get("XTRADER_PURE_PYTHON") == "1":
-    pytest.skip("XTRADER_PURE_PYTHON=1: the compiled OKX parser is switched off", allow_module_level=True)
-
-import xtrader.venues.okx as okx
-
-try:
-    importlib.import_module("xtrader.venues._okx_fast")
-    _NOT_BUILT: str | None = None
-except ImportError as exc:  # the tests fail (below): a skip on every machine would hide it
-    _NOT_BUILT = f"{type(exc).__name__}: {exc}"
+_compiled = compiled_only("OKX", okx)
 
 #: few examples, fixed seed: the unit suite stays fast and gives the same result on every run
 EXAMPLES = settings(max_examples=100, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _compiled() -> None:
-    if _NOT_BUILT is not None:
-        pytest.fail(
-            "the compiled OKX parser xtrader.venues._okx_fast was not built "
-            f"({_NOT_BUILT}); build the extension (pip install -e .), or set XTRADER_PURE_PYTHON=1 to run "
-            "without it",
-            pytrace=False,
-        )
-    assert getattr(okx, "COMPILED", None) is True, "the extension imports, yet okx.COMPILED is not True"
-
-
-def pure() -> Columns:
-    return Columns("okx", keep_text=True)
 
 
 # -- 1. golden: the real capture -------------------------------------------------------------------------------------
@@ -69,10 +82,9 @@ def capture() -> list[bytes]:
     return ws_frames("okx")  # skips when the captures are absent
 
 
-@pytest.mark.parametrize("every", [1, 7, 100, None], ids=["each", "7", "100", "all"])
+@CADENCES
 def test_capture_flushes_the_same_at_any_cadence(capture: list[bytes], every: int | None) -> None:
-    cuts = () if every is None else range(every - 1, len(capture), every)
-    flushes = both("okx", capture, cuts)
+    flushes = both("okx", capture, cadence_cuts(every, len(capture)))
     # test_okx.py's golden counts
     assert (table_rows(flushes, "l2_messages"), table_rows(flushes, "l2")) == (290, 8264)
     assert (table_rows(flushes, "trades"), table_rows(flushes, "bbo")) == (74, 28)
@@ -80,22 +92,8 @@ def test_capture_flushes_the_same_at_any_cadence(capture: list[bytes], every: in
 
 
 def test_the_compiled_path_takes_most_capture_frames(capture: list[bytes]) -> None:
-    """A frame went to C when it added rows on the pure path but nothing to the compiled side's Python lists."""
-    v = venue("okx")
-    fast, slow = v.columns(), pure()
-    data_frames = taken = held = 0
-    for index, frame in enumerate(capture):
-        before_fast, before_pure = listed(fast), listed(slow)
-        v.parse(frame, receipt_at(index), fast)
-        v.parse(frame, receipt_at(index), slow)
-        if listed(slow) > before_pure:
-            data_frames += 1
-            taken += listed(fast) == before_fast
-        assert fast.l2_messages() == len(slow.l2.symbol), index
-        held = max(held, fast.l2_messages() - len(fast.l2.symbol))
-    assert held > 0, "no l2 message ever stayed in the C buffers"
-    assert data_frames == 392 and taken >= 0.95 * data_frames, f"the compiled path took {taken} of {data_frames}"
-    assert_same_flush(fast.flush(START), slow.flush(START), "okx")
+    data_frames = assert_takes_most("okx", capture)
+    assert data_frames == 392
 
 
 def test_level_text_and_checksums_are_the_wires(capture: list[bytes]) -> None:
@@ -131,65 +129,14 @@ def test_level_text_and_checksums_are_the_wires(capture: list[bytes]) -> None:
 
 def test_text_and_buffer_frames_parse_the_same(capture: list[bytes]) -> None:
     """str (and bytearray) frames go to the Python parser, among bytes frames the C path takes."""
-    frames: list[Any] = capture[:200]
-    frames = [f.decode() if i % 3 == 1 else bytearray(f) if i % 7 == 2 else f for i, f in enumerate(frames)]
-    flushes = both("okx", frames, range(0, 200, 40))
+    flushes = both("okx", mixed_types(capture[:200]), range(0, 200, 40))
     assert table_rows(flushes, "l2") > 0
 
 
 # -- 2. generated frames, valid and adversarial --------------------------------------------------------------------
 
 
-class Obj(list):  # type: ignore[type-arg]
-    """A JSON object as [key JSON text, node] pairs: duplicate keys and odd key spellings stay possible."""
-
-
-# a node is raw JSON text (str), an Obj, or a list of nodes (a JSON array)
-Node = Any
-
-WHITESPACE = ["", " ", "\n", "\t", "\r\n  ", "   "]
-
-
-def _render(node: Node, ws: Iterator[str]) -> str:
-    if isinstance(node, Obj):
-        if not node:
-            return "{" + next(ws) + "}"
-        return "{" + ",".join(f"{next(ws)}{k}{next(ws)}:{next(ws)}{_render(v, ws)}{next(ws)}" for k, v in node) + "}"
-    if isinstance(node, list):
-        if not node:
-            return "[" + next(ws) + "]"
-        return "[" + ",".join(f"{next(ws)}{_render(v, ws)}{next(ws)}" for v in node) + "]"
-    return str(node)
-
-
-def _key(name: str) -> str:
-    return json.dumps(name)
-
-
-def _text(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)
-
-
-DEEP = "[" * 2000 + "]" * 2000
-BOUNDARY_INTS = [
-    0,
-    -1,
-    1,
-    (1 << 31) - 1,
-    -(1 << 31),
-    (1 << 53) + 1,
-    (1 << 63) - 1,
-    1 << 63,
-    -(1 << 63),
-    -(1 << 63) - 1,
-    (1 << 64) - 1,
-    1 << 64,
-    10**30,
-    9_223_372_036_854,  # ms that still fit int64 ns
-    9_223_372_036_855,  # ms whose ns overflow int64
-    -9_223_372_036_854,
-    -9_223_372_036_855,
-]
+BOUNDARY_INTS = [0, -1, 1, (1 << 31) - 1, -(1 << 31), (1 << 53) + 1, *INT64_EDGES, *MS_EDGES]
 #: JSON number tokens, valid or not, for int fields (seqId, prevSeqId, checksum)
 ODD_NUMBERS = [
     "-0",
@@ -239,15 +186,7 @@ ODD_TS = [
 ]
 #: price / size strings the pure path treats in all sorts of ways (kept as text, rejected at flush, refused)
 ODD_PRICES = [
-    "1e5",
-    "1E-3",
-    "+1",
-    ".5",
-    "5.",
-    "",
-    " 1",
-    "1 ",
-    "inf",
+    *FLOAT_SPELLINGS,
     "nan",
     "NaN",
     "-0.0",
@@ -278,21 +217,12 @@ ODD_PRICES = [
     "12345678901234567890.5",
     "1" + "0" * 23,
     "0." + "0" * 22 + "1",
-    "00.5",
-    "-00",
-    "0" * 39 + "1",
-    "1" * 40,
-    "1" * 41,
-    "-" + "1" * 39,
-    "9" * 39,
+    *DIGIT_RUNS,
     "2.4703282292062327",
 ]
 #: raw JSON string tokens: escapes, non-ASCII, invalid escapes and control characters
 ODD_STRINGS = [
-    '"\\u0041"',
-    '"\\""',
-    '"\\\\"',
-    '"\\/"',
+    *ESCAPED_ASCII,
     '"BTC-\\u0055SDT"',
     '"\\u0031.5"',
     '"\\u0031"',
@@ -307,11 +237,7 @@ ODD_STRINGS = [
     '"\\u12"',
 ]
 ODD_TOKENS = [
-    "null",
-    "true",
-    "false",
-    "[]",
-    "{}",
+    *JSON_LITERALS,
     '["1","2"]',
     '[["1","2"]]',
     '[["1","2","0","1"]]',
@@ -324,73 +250,35 @@ ODD_TOKENS = [
     "",
 ]
 
-_json_leaf = (
-    st.none()
-    | st.booleans()
-    | st.integers(-(1 << 70), 1 << 70)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=6)
-)
-_json_value = st.recursive(
-    _json_leaf,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
-    max_leaves=8,
-)
-#: any JSON value as text (ASCII-escaped or raw UTF-8)
-ANY_JSON = st.builds(lambda value, ascii_: json.dumps(value, ensure_ascii=ascii_), _json_value, st.booleans())
-
-_plain_leaf = (
-    st.none()
-    | st.booleans()
-    | st.integers(-(10**12), 10**12)
-    | st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E, exclude_characters='"\\'), max_size=6)
-)
-#: JSON the compiled path can skip (printable ASCII, no escapes, no exponent): it declines everything else
-PLAIN_JSON = st.recursive(
-    _plain_leaf,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text("abcXYZ_", max_size=4), inner, max_size=3),
-    max_leaves=8,
-).map(lambda value: json.dumps(value, separators=(",", ":")))
-
-ODD_VALUE = st.one_of(
-    st.sampled_from(ODD_TOKENS),
-    st.sampled_from(ODD_NUMBERS),
-    st.sampled_from(BOUNDARY_INTS).map(str),
-    st.sampled_from(ODD_PRICES).map(_text),
-    st.sampled_from(ODD_TS).map(_text),
+ODD_VALUE = odd_values(
+    ODD_TOKENS,
+    ODD_NUMBERS,
+    BOUNDARY_INTS,
+    st.sampled_from(ODD_PRICES).map(text),
+    st.sampled_from(ODD_TS).map(text),
     st.sampled_from(ODD_STRINGS),
-    st.floats().map(json.dumps),  # NaN, Infinity: not JSON
-    st.text(max_size=5).map(_text),
-    ANY_JSON,
 )
 
 
-def _decimal_text(units: int, places: int) -> str:
-    digits = str(units).rjust(places + 1, "0")
-    return f"{digits[:-places]}.{digits[-places:]}" if places else digits
-
-
-_decimal = st.builds(_decimal_text, st.integers(0, 10**10), st.integers(0, 8))
 _ts = st.integers(1_500_000_000_000, 1_900_000_000_000).map(str)
 _seq = st.integers(-1, 1 << 40)
 _symbol = st.sampled_from(["BTC-USDT", "ETH-USDT-SWAP", "BTC-USD-220527", "BTC-USD-220527-30000-C"])
 #: in an odd frame, an odd value 1 time in 4
-ODD_PRICE = st.one_of(*[_decimal] * 3, st.sampled_from(ODD_PRICES))
+ODD_PRICE = st.one_of(*[DECIMAL] * 3, st.sampled_from(ODD_PRICES))
 ODD_TIME = st.one_of(*[_ts] * 3, st.sampled_from(ODD_TS))
 ODD_SEQ = st.one_of(*[_seq.map(str)] * 3, st.sampled_from(BOUNDARY_INTS).map(str), st.sampled_from(ODD_NUMBERS))
 ODD_SYMBOL = st.one_of(*[_symbol] * 3, st.sampled_from(["", "btc-usdt", "ÄBC", "₿", "A B", 'A"B', "A\\B", "x" * 70]))
 CHANNELS = ["books", "books-l2-tbt", "books50-l2-tbt", "books5", "trades", "bbo-tbt", "tickers"]
 OTHER_CHANNELS = ["candle1m", "books ", "Books", "", "funding-rate", "bbo", "ticker", "books50", "trade"]
-GARBAGE = [" ", "\n", "x", "}", "]", ",", ",{}", "{}", "\x00", "null", '"', "\\", "\ufeff", "\u00e9"]
 
 
 @st.composite
 def _level(draw: Any, price: Any) -> list[Node]:
     """`[px, sz, "0", numOrders]`, now and then only px and sz, or extra items (the Python parser ignores them)."""
-    level = [_text(draw(price)), _text(draw(price))]
+    level = [text(draw(price)), text(draw(price))]
     tail = draw(st.sampled_from(["four", "four", "four", "two", "extra"]))
     if tail == "four":
-        level += [_text("0"), _text(str(draw(st.integers(0, 40))))]
+        level += [text("0"), text(str(draw(st.integers(0, 40))))]
     elif tail == "extra":
         level += draw(st.lists(PLAIN_JSON, min_size=1, max_size=3))
     return level
@@ -403,12 +291,12 @@ def _levels(draw: Any, price: Any, most: int = 4) -> list[Node]:
 
 @st.composite
 def _record(draw: Any, channel: str, odd: bool, symbol: str) -> Obj:
-    prices, times, seqs = (ODD_PRICE, ODD_TIME, ODD_SEQ) if odd else (_decimal, _ts, _seq.map(str))
+    prices, times, seqs = (ODD_PRICE, ODD_TIME, ODD_SEQ) if odd else (DECIMAL, _ts, _seq.map(str))
     fields: list[tuple[str, Node]]
     if channel in ("books", "books-l2-tbt", "books50-l2-tbt", "books5", "bbo-tbt"):
         most = 1 if channel == "bbo-tbt" and draw(st.booleans()) else 4
         fields = [("asks", draw(_levels(prices, most))), ("bids", draw(_levels(prices, most)))]
-        fields.append(("ts", _text(draw(times))))
+        fields.append(("ts", text(draw(times))))
         if channel != "bbo-tbt" and draw(st.booleans()):
             fields.append(("checksum", str(draw(st.integers(-(1 << 31), (1 << 31) - 1)))))
         if draw(st.integers(0, 3)):  # seqId (absent: before OKX added it)
@@ -419,13 +307,13 @@ def _record(draw: Any, channel: str, odd: bool, symbol: str) -> Obj:
         elif draw(st.booleans()):  # read only with a seqId
             fields.append(("prevSeqId", draw(ODD_VALUE if odd else PLAIN_JSON)))
         if draw(st.booleans()):
-            fields.append(("instId", _text(symbol)))
+            fields.append(("instId", text(symbol)))
     elif channel == "trades":
-        fields = [("instId", _text(symbol)), ("tradeId", _text(str(draw(st.integers(0, 1 << 40)))))]
-        fields += [("px", _text(draw(prices))), ("sz", _text(draw(prices)))]
-        fields += [("side", _text(draw(st.sampled_from(["buy", "sell"])))), ("ts", _text(draw(times)))]
+        fields = [("instId", text(symbol)), ("tradeId", text(str(draw(st.integers(0, 1 << 40)))))]
+        fields += [("px", text(draw(prices))), ("sz", text(draw(prices)))]
+        fields += [("side", text(draw(st.sampled_from(["buy", "sell"])))), ("ts", text(draw(times)))]
     else:  # tickers
-        fields = [("instType", _text("SPOT")), ("instId", _text(symbol)), ("last", _text(draw(prices)))]
+        fields = [("instType", text("SPOT")), ("instId", text(symbol)), ("last", text(draw(prices)))]
         for side in ("ask", "bid"):
             empty = draw(st.sampled_from(["", "", "", "", "both", "price", "size"]))  # "": an empty side
             price, size = draw(prices), draw(prices)
@@ -433,8 +321,8 @@ def _record(draw: Any, channel: str, odd: bool, symbol: str) -> Obj:
                 price = ""
             if empty in ("both", "size"):
                 size = ""
-            fields += [(f"{side}Px", _text(price)), (f"{side}Sz", _text(size))]
-        fields += [("open24h", _text(draw(prices))), ("vol24h", _text("1")), ("ts", _text(draw(times)))]
+            fields += [(f"{side}Px", text(price)), (f"{side}Sz", text(size))]
+        fields += [("open24h", text(draw(prices))), ("vol24h", text("1")), ("ts", text(draw(times)))]
     for _ in range(draw(st.sampled_from([0, 0, 1, 2]))):  # unknown keys, any JSON value
         name = draw(st.sampled_from(["instId", "x", "action", "arg", "data", "uTime", "checksum", "seqId"]))
         if odd:
@@ -442,7 +330,7 @@ def _record(draw: Any, channel: str, odd: bool, symbol: str) -> Obj:
         elif name in dict(fields) or (channel != "trades" and name == "checksum") or name == "seqId":
             continue  # a clean frame keeps its fields unique
         fields.insert(draw(st.integers(0, len(fields))), (name, draw(ANY_JSON if odd else PLAIN_JSON)))
-    return Obj((_key(name), value) for name, value in draw(st.permutations(fields)))
+    return Obj((key(name), value) for name, value in draw(st.permutations(fields)))
 
 
 @st.composite
@@ -454,20 +342,20 @@ def frame(draw: Any) -> bytes:
     channel = draw(st.sampled_from(CHANNELS))
     symbol = draw(ODD_SYMBOL if odd else _symbol)
     records = [draw(_record(channel, odd, symbol)) for _ in range(draw(st.sampled_from([1, 1, 1, 2, 3, 0])))]
-    arg = Obj([(_key("channel"), _text(channel)), (_key("instId"), _text(symbol))])
+    arg = Obj([(key("channel"), text(channel)), (key("instId"), text(symbol))])
     if draw(st.booleans()):
-        arg.insert(draw(st.integers(0, 2)), (_key("uid"), _text("77")))
+        arg.insert(draw(st.integers(0, 2)), (key("uid"), text("77")))
     if draw(st.booleans()):
         arg.reverse()
-    top = Obj([(_key("arg"), arg), (_key("data"), records)])
+    top = Obj([(key("arg"), arg), (key("data"), records)])
     if channel.startswith("books") and channel != "books5":
-        top.insert(1, (_key("action"), _text(draw(st.sampled_from(["update", "update", "snapshot"])))))
+        top.insert(1, (key("action"), text(draw(st.sampled_from(["update", "update", "snapshot"])))))
     elif draw(st.integers(0, 3)) == 0:
-        top.insert(1, (_key("action"), _text("update")))  # ignored off the books channels
+        top.insert(1, (key("action"), text("update")))  # ignored off the books channels
     top[:] = draw(st.permutations(list(top)))  # data before arg, action last, ...
 
     # adversarial edits: sampled_from shrinks to its first entry, no edit
-    for _ in range(draw(st.sampled_from([0, 1, 1, 2, 3])) if odd else 0):
+    for _ in range(draw(EDITS) if odd else 0):
         edit = draw(
             st.sampled_from(
                 ["replace", "delete", "duplicate", "level", "channel", "action", "escape key", "event", "top", "nest"]
@@ -475,15 +363,8 @@ def frame(draw: Any) -> bytes:
         )
         where = draw(st.sampled_from(["record", "record", "record", "arg", "top"]))
         target: Obj = (records[0] if records else top) if where == "record" else arg if where == "arg" else top
-        if edit == "replace" and target:
-            at = draw(st.integers(0, len(target) - 1))
-            target[at] = (target[at][0], draw(ODD_VALUE))
-        elif edit == "delete" and target:
-            del target[draw(st.integers(0, len(target) - 1))]
-        elif edit == "duplicate" and target:
-            key, value = target[draw(st.integers(0, len(target) - 1))]
-            value = draw(st.sampled_from([value, "null"]) | ODD_VALUE)
-            target.insert(draw(st.integers(0, len(target))), (key, value))
+        if edit in OBJECT_EDITS:
+            edit_object(draw, edit, target, ODD_VALUE)
         elif edit == "level" and records:
             record = records[draw(st.integers(0, len(records) - 1))]
             sides = [i for i, (k, v) in enumerate(record) if k in ('"bids"', '"asks"') and isinstance(v, list)]
@@ -492,56 +373,39 @@ def frame(draw: Any) -> bytes:
                 levels = list(record[at][1])
                 shape = draw(st.sampled_from(["one", "odd entry", "not a list", "empty", "nested", "first"]))
                 if shape == "one":
-                    levels.append([_text(draw(ODD_PRICE))])
+                    levels.append([text(draw(ODD_PRICE))])
                 elif shape == "odd entry":
-                    levels.append(draw(st.permutations([_text(draw(ODD_PRICE)), draw(ODD_VALUE)])))
+                    levels.append(draw(st.permutations([text(draw(ODD_PRICE)), draw(ODD_VALUE)])))
                 elif shape == "not a list":
                     levels.append(draw(ODD_VALUE))
                 elif shape == "empty":
                     levels.append([])
                 elif shape == "nested":
-                    levels.append([levels[:1], _text("1")])
+                    levels.append([levels[:1], text("1")])
                 else:  # an odd first level (bbo-tbt reads only that one)
-                    levels.insert(0, draw(st.sampled_from([[_text("1")], ["null", _text("2")], [], "null"])))
+                    levels.insert(0, draw(st.sampled_from([[text("1")], ["null", text("2")], [], "null"])))
                 record[at] = (record[at][0], levels)
         elif edit == "channel":
             name = draw(st.sampled_from(OTHER_CHANNELS + CHANNELS))
-            arg[:] = [(k, _text(name)) if k == '"channel"' else (k, v) for k, v in arg]
+            arg[:] = [(k, text(name)) if k == '"channel"' else (k, v) for k, v in arg]
         elif edit == "action":
-            value = draw(st.sampled_from(["snapshot", "update", "partial", "Update", ""]).map(_text) | ODD_VALUE)
+            value = draw(st.sampled_from(["snapshot", "update", "partial", "Update", ""]).map(text) | ODD_VALUE)
             top[:] = [(k, v) for k, v in top if k != '"action"']
             if draw(st.integers(0, 3)):
-                top.insert(draw(st.integers(0, len(top))), (_key("action"), value))
-        elif edit == "escape key" and target:
-            at = draw(st.integers(0, len(target) - 1))
-            name = json.loads(target[at][0])
-            if name:
-                escaped = "".join(f"\\u{ord(c):04x}" for c in name[:1]) + json.dumps(name[1:])[1:-1]
-                target[at] = (f'"{escaped}"', target[at][1])
+                top.insert(draw(st.integers(0, len(top))), (key("action"), value))
         elif edit == "event":
-            value = draw(st.sampled_from(["subscribe", "error", "notice", "login"]).map(_text) | st.just("null"))
-            top.insert(draw(st.integers(0, len(top))), (_key("event"), value))
+            value = draw(st.sampled_from(["subscribe", "error", "notice", "login"]).map(text) | st.just("null"))
+            top.insert(draw(st.integers(0, len(top))), (key("event"), value))
         elif edit == "top":
-            top.insert(draw(st.integers(0, len(top))), (_key(draw(st.text(max_size=5))), draw(ANY_JSON)))
+            top.insert(draw(st.integers(0, len(top))), (key(draw(st.text(max_size=5))), draw(ANY_JSON)))
         elif edit == "nest":
-            top = Obj([(_key("arg"), arg), (_key("data"), [Obj([(_key("data"), records)])])])
+            top = Obj([(key("arg"), arg), (key("data"), [Obj([(key("data"), records)])])])
 
-    spacing = draw(st.lists(st.sampled_from(WHITESPACE), max_size=6))
-    text = draw(st.sampled_from(["", " ", "\n"])) + _render(top, cycle(spacing) if spacing else repeat(""))
-    raw = text.encode("utf-8", "surrogatepass")
-    ending = draw(st.sampled_from(["", "", "", "garbage", "truncate"])) if odd else ""
-    if ending == "garbage":
-        raw += draw(st.sampled_from(GARBAGE)).encode()
-    elif ending == "truncate":
-        raw = raw[: draw(st.integers(0, len(raw) - 1))]
-    return raw
+    return written(draw, top, odd)
 
 
-@st.composite
-def session(draw: Any, max_frames: int = 12) -> tuple[list[bytes], list[int]]:
-    frames = draw(st.lists(frame(), min_size=1, max_size=max_frames))
-    cuts = draw(st.lists(st.integers(0, len(frames) - 1), max_size=4))
-    return frames, cuts
+def session(max_frames: int = 12) -> st.SearchStrategy[tuple[list[bytes], list[int]]]:
+    return sessions(frame(), max_frames)
 
 
 @EXAMPLES
@@ -561,7 +425,7 @@ def test_long_generated_sequences_flush_the_same(case: tuple[list[bytes], list[i
 def test_generated_frames_are_mostly_taken_by_the_compiled_path() -> None:
     """The generator makes frames the C path takes (else the tests above compare Python with Python)."""
     v = venue("okx")
-    fast, slow = v.columns(), pure()
+    fast, slow = v.columns(), pure_columns(v)
     taken = total = 0
 
     @settings(EXAMPLES, max_examples=60)
@@ -589,22 +453,22 @@ def push(channel: str, data: str, inst: str = "BTC-USDT", action: str | None = '
 def _book(
     price: str = "1.5", size: str = "2", seq: int = 12, ts: str = "1700000000000", channel: str = "books"
 ) -> bytes:
-    levels = f'"asks":[["2",{_text(size)},"0","1"]],"bids":[[{_text(price)},"1","0","3"]]'
+    levels = f'"asks":[["2",{text(size)},"0","1"]],"bids":[[{text(price)},"1","0","3"]]'
     return push(channel, f'[{{{levels},"ts":"{ts}","checksum":-5,"seqId":{seq},"prevSeqId":{seq - 1}}}]')
 
 
 def _trade(price: str = "1.5", size: str = "2", trade_id: str = "5", ts: str = "1700000000000") -> bytes:
-    record = f'"instId":"BTC-USDT","tradeId":"{trade_id}","px":{_text(price)},"sz":{_text(size)},"side":"sell"'
+    record = f'"instId":"BTC-USDT","tradeId":"{trade_id}","px":{text(price)},"sz":{text(size)},"side":"sell"'
     return push("trades", f'[{{{record},"ts":"{ts}"}}]', action=None)
 
 
 def _ticker(price: str = "1.5", ts: str = "1700000000000") -> bytes:
-    record = f'"bidPx":{_text(price)},"bidSz":"2","askPx":"3","askSz":"4","last":"3"'
+    record = f'"bidPx":{text(price)},"bidSz":"2","askPx":"3","askSz":"4","last":"3"'
     return push("tickers", f'[{{{record},"ts":"{ts}"}}]', action=None)
 
 
 def _bbo(price: str = "1.5", seq: str = "7", ts: str = "1700000000000") -> bytes:
-    levels = f'"asks":[["3","4","0","1"]],"bids":[[{_text(price)},"2","0","1"]]'
+    levels = f'"asks":[["3","4","0","1"]],"bids":[[{text(price)},"2","0","1"]]'
     return push("bbo-tbt", f'[{{{levels},"ts":"{ts}","seqId":{seq}}}]', action=None)
 
 
@@ -815,42 +679,13 @@ def test_a_push_with_a_bad_record_leaves_nothing_in_either_path() -> None:
 # -- 3. byte mutations of real frames --------------------------------------------------------------------------------
 
 
-def _seeds() -> list[bytes]:
-    """A few real frames of each kind from the capture (kept short to keep examples fast)."""
-    try:
-        frames = ws_frames("okx")
-    except pytest.skip.Exception:
-        return []
-    picked: list[bytes] = []
-    for marker in (b'"action":"update"', b'"channel":"trades","instId', b'"channel":"tickers","instId', b"event"):
-        picked += sorted((f for f in frames if marker in f), key=len)[:3]
-    return picked
+SEEDS = seed_frames(
+    ["okx"], (b'"action":"update"', b'"channel":"trades","instId', b'"channel":"tickers","instId', b"event")
+)
 
 
-SEEDS = _seeds()
-
-
-@st.composite
-def mutated_session(draw: Any) -> tuple[list[bytes], list[int]]:
-    frames = []
-    for _ in range(draw(st.integers(1, 10))):
-        raw = bytearray(draw(st.sampled_from(SEEDS or [b"{}"])))
-        for _ in range(draw(st.sampled_from([0, 1, 1, 2, 3]))):
-            op = draw(st.sampled_from(["flip", "insert", "delete", "truncate", "set"]))
-            at = draw(st.integers(0, max(len(raw) - 1, 0)))
-            if op == "flip" and raw:
-                raw[at] ^= 1 << draw(st.integers(0, 7))
-            elif op == "insert":
-                raw.insert(at, draw(st.sampled_from(b'"\\{}[],:0-.e+_ \x00\x80\xff') | st.integers(0, 255)))
-            elif op == "delete" and raw:
-                del raw[at]
-            elif op == "truncate":
-                del raw[at:]
-            elif op == "set" and raw:
-                raw[at] = draw(st.integers(0, 255))
-        frames.append(bytes(raw))
-    cuts = draw(st.lists(st.integers(0, len(frames) - 1), max_size=3))
-    return frames, cuts
+def mutated_session() -> st.SearchStrategy[tuple[list[bytes], list[int]]]:
+    return mutated_sessions(SEEDS, b'"\\{}[],:0-.e+_ \x00\x80\xff')  # OKX's decimals: + and _ too
 
 
 @EXAMPLES
@@ -886,59 +721,31 @@ def test_rows_keep_their_order_across_both_paths(cuts: tuple[int, ...]) -> None:
     flushes = both("okx", frames, cuts)
     assert table_rows(flushes, "l2_messages") == 6 * 2 + 1  # + the book C declines ("1e1")
     assert table_rows(flushes, "trades") == 6 + 1 and table_rows(flushes, "bbo") == 6 + 1
-    seqs = [s for b in flushes if b.l2_messages is not None for s in b.l2_messages.column("seq").to_pylist()]
-    assert seqs[:4] == [40, 90, 41, 42]  # the Python parser's book between two compiled ones
+    assert l2_seqs(flushes)[:4] == [40, 90, 41, 42]  # the Python parser's book between two compiled ones
 
 
 # -- 5. l2_messages(), spill(), rows() -------------------------------------------------------------------------------
 
 
+def _comparable(values: list[Any], numeric: bool, l2: bool) -> list[Any]:
+    """Spilled, the Python lists hold what the pure path appended: the same values of the same types; book levels
+    as the wire's exact text, trade and bbo decimals as text that parses to the same float."""
+    exact = l2 or not numeric
+    return [(type(x), x if exact or x is None else float(x)) for x in values]
+
+
 def test_l2_messages_counts_both_paths_and_spill_moves_the_rest() -> None:
-    v = venue("okx")
-    fast, slow = v.columns(), pure()
-    frames = _interleaved()
-    for index, raw in enumerate(frames):
-        v.parse(raw, receipt_at(index), fast)
-        v.parse(raw, receipt_at(index), slow)
-        assert fast.l2_messages() == slow.l2_messages() == len(slow.l2.symbol), index
-    assert fast.l2_messages() > len(fast.l2.symbol), "the last book frames should still be in C"
-    fast.spill()
-    assert fast.l2_messages() == len(fast.l2.symbol) == len(slow.l2.symbol)
-    # spilled, the Python lists hold what the pure path appended: the same values of the same types; book levels
-    # as the wire's exact text, trade and bbo decimals as text that parses to the same float
-    for got, want in zip(fast._tables(), slow._tables(), strict=True):
-        for name in want._lists():
-            exact = want is slow.l2 or name not in want._numeric()
-            values = [(type(x), x if exact or x is None else float(x)) for x in getattr(got, name)]
-            assert values == [(type(x), x if exact or x is None else float(x)) for x in getattr(want, name)], name
-    fast.spill()  # nothing left to move
-    assert_same_flush(fast.flush(START), slow.flush(START), "after spill()")
-    assert fast.l2_messages() == 0
+    assert_spill_moves_the_rest("okx", _interleaved(), _comparable)
 
 
 def test_spill_mid_stream_then_more_compiled_frames() -> None:
-    v = venue("okx")
-    fast, slow = v.columns(), pure()
     frames = [_book(seq=s) for s in range(10, 20)] + [_trade(trade_id=str(i)) for i in range(5)]
-    for index, raw in enumerate(frames):
-        v.parse(raw, receipt_at(index), fast)
-        v.parse(raw, receipt_at(index), slow)
-        if index % 4 == 0:
-            fast.spill()
-    assert fast.l2_messages() == len(slow.l2.symbol) == 10
-    assert_same_flush(fast.flush(START), slow.flush(START), "spills every 4 frames")
+    assert_spills_mid_stream("okx", frames, l2_messages=10)
 
 
 def test_rows_and_pending_count_the_compiled_rows() -> None:
-    """The connector's flush policy reads rows() and pending(): C rows must count as the pure path's do."""
-    v = venue("okx")
-    fast, slow = v.columns(), pure()
-    assert not fast.pending() and fast.rows() == 0
     empty = push("books", '[{"asks":[],"bids":[],"ts":"1","seqId":5,"prevSeqId":5}]')
-    for index, raw in enumerate([_book(seq=5), _trade(), _ticker(), _bbo(), _book(seq=6), empty]):
-        v.parse(raw, receipt_at(index), fast)
-        v.parse(raw, receipt_at(index), slow)
-        assert (fast.rows(), fast.pending()) == (slow.rows(), slow.pending()), index
+    assert_rows_and_pending_alike("okx", [_book(seq=5), _trade(), _ticker(), _bbo(), _book(seq=6), empty])
 
 
 # -- other ways rows reach the same Columns --------------------------------------------------------------------------
@@ -953,7 +760,7 @@ def test_a_rest_book_into_the_same_columns_keeps_row_order() -> None:
     """parse_rest_book appends to the lists: rows buffered in C before it must still come first."""
     v = venue("okx")
     assert isinstance(v, okx.Okx)
-    fast, slow = v.columns(), pure()
+    fast, slow = v.columns(), pure_columns(v)
     for out in (fast, slow):
         v.parse(_book(seq=20), receipt_at(0), out)
         v.parse(_trade(), receipt_at(1), out)
@@ -964,17 +771,12 @@ def test_a_rest_book_into_the_same_columns_keeps_row_order() -> None:
 
 
 def test_the_connectors_entry_answers_from_c_and_falls_back_to_the_python_parser() -> None:
-    v = venue("okx")
-    out = v.columns()
-    parse = v.parser(out)  # the connector's per-frame call
-    assert type(parse).__name__ == "builtin_function_or_method", "a frame C takes must not pass through Python"
-    assert parse(_book(seq=6), receipt_at(0)) == ()
-    assert out.fast.l2_messages == 1 and not out.l2.symbol  # buffered in C
+    out, parse = connector_entry("okx", _book(seq=6))
     (control,) = parse(ACK, receipt_at(1))  # declined by C: the Python parser's answer
     assert control.kind == "ack"
     assert parse(b"pong", receipt_at(2)) == (okx.Control("pong"),)
     with pytest.raises(ParseError):
         parse(b'{"arg":{"channel":"books","instId":"X"},"data":[', receipt_at(3))
     batches = out.flush()
-    assert batches.l2_messages is not None and batches.l2_messages.column("seq").to_pylist() == [6]
+    assert l2_seqs([batches]) == [6]
     assert batches.l2 is not None and batches.l2.column("price_text").to_pylist() == ["1.5", "2"]
