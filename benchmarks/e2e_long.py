@@ -1,0 +1,44 @@
+"""`xtrader bench`'s xtrader_e2e throughput entry with a longer window: more pre-generated steps, either mode.
+
+    python benchmarks/e2e_long.py [--steps 600000] [--mode realtime|archival]
+
+The bench's own window is about 2.5 CPU-seconds of actors, too short to tell a 10-20 % change in one stage from
+the machine's noise. This runs the same `xtrader.bench.e2e.throughput` (connector actors -> order-book actor ->
+Parquet sink actor on a local Ray, the Binance USD-M bench feed over wss, rows counted on disk) on `--steps`
+steps and prints one JSON line: msgs/s, msgs per CPU-second of the actors, each actor's CPU seconds, rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--steps", type=int, default=600_000)
+    parser.add_argument("--mode", choices=("realtime", "archival"), default="realtime")
+    args = parser.parse_args()
+    import ray
+
+    from xtrader.bench import e2e
+    from xtrader.bench.runner import SYMBOLS
+
+    with tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False) as bundle:
+        pass
+    e2e.init_ray(bundle.name)
+    try:
+        result = e2e.throughput(bundle.name, args.steps, SYMBOLS, args.mode)
+    finally:
+        ray.shutdown()
+        Path(bundle.name).unlink()
+    print(json.dumps({key: result[key] for key in ("msgs_per_s", "msgs_per_cpu_s", "cpu_s_by", "rows")}))
+
+
+if __name__ == "__main__":
+    main()
