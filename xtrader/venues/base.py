@@ -16,6 +16,7 @@ from typing import ClassVar, Literal, NamedTuple
 from xtrader.batch import Columns
 from xtrader.budget import Credits, Window
 from xtrader.clock import Receipt
+from xtrader.venues.compiled_columns import CompiledColumns
 
 Table = Literal["trades", "l2", "bbo"]
 
@@ -229,19 +230,38 @@ class Venue(ABC):
         return set()
 
     def parser(self, out: Columns) -> Callable[[bytes | str, Receipt], Sequence[Control]]:
-        """`parse` into `out`, as one callable (`parser(out)(frame, receipt)`): a venue may answer from C."""
-        parse = self.parse
+        """`parse` into `out`, as one callable (`parser(out)(frame, receipt)`). Into a venue's `CompiledColumns`
+        it is the C accumulator's `parse_or`: one C call for a frame C takes, `_parse` for the rest."""
+        python = self._parse
+        if isinstance(out, CompiledColumns):
+
+            def declined(frame: bytes | str, receipt: Receipt) -> Sequence[Control]:
+                return out.declined(frame, receipt, python)
+
+            out.fast.set_fallback(NO_CONTROL, declined)
+            parse_or: Callable[[bytes | str, Receipt], Sequence[Control]] = out.fast.parse_or
+            return parse_or
 
         def parse_into(frame: bytes | str, receipt: Receipt) -> Sequence[Control]:
-            return parse(frame, receipt, out)
+            return python(frame, receipt, out)
 
         return parse_into
 
-    @abstractmethod
     def parse(self, frame: bytes | str, receipt: Receipt, out: Columns) -> Sequence[Control]:
-        """Append the frame's rows to `out`; return control events (usually none).
+        """Append the frame's rows to `out`; return control events (usually none). Into a venue's
+        `CompiledColumns` (`columns()` where its extension is built) the C parser takes the frame when it can,
+        and the venue's Python parser (`_parse`) decides the rest; into any other columns `_parse` does.
 
         Raises:
             ParseError: the frame is malformed or not what the venue sends;
                 nothing of it was appended.
         """
+        if isinstance(out, CompiledColumns):
+            if out.fast.parse(frame, receipt):
+                return NO_CONTROL
+            return out.declined(frame, receipt, self._parse)
+        return self._parse(frame, receipt, out)
+
+    @abstractmethod
+    def _parse(self, frame: bytes | str, receipt: Receipt, out: Columns) -> Sequence[Control]:
+        """The venue's Python parser: `parse`'s contract, for every frame (a compiled parser's declined ones)."""

@@ -655,24 +655,10 @@ class _Binance(Venue):
             return BinanceColumns(self.name, scale=self._scale)
         return super().columns()
 
-    def parser(self, out: Columns) -> Callable[[bytes | str, Receipt], Sequence[Control]]:
-        """Into `BinanceColumns`: the C accumulator's `parse_or`, one C call for a frame it takes (the Python
-        parser for the rest, as `parse` does); else `Venue.parser`."""
-        if type(out) is BinanceColumns:
-            return out.parser(self._parse)
-        return super().parser(out)
-
-    def parse(self, frame: bytes | str, receipt: Receipt, out: Columns) -> Sequence[Control]:
-        # Every handler validates a whole event before appending any of it (one event per
-        # frame), so a rejected frame leaves nothing behind without a mark()/rollback().
-        if type(out) is BinanceColumns:
-            if out.fast.parse(frame, receipt):
-                return NO_CONTROL
-            return out.declined(frame, receipt, self._parse)
-        return self._parse(frame, receipt, out)
-
     def _parse(self, frame: bytes | str, receipt: Receipt, out: Columns) -> Sequence[Control]:
-        """The Python parser: typed decoding of the hot frames, else the dict parser."""
+        """The Python parser: typed decoding of the hot frames, else the dict parser. Every handler validates a
+        whole event before appending any of it (one event per frame), so a rejected frame leaves nothing behind
+        without a mark()/rollback()."""
         if _typed(frame, self._scale, receipt.wall_ns, out):
             return NO_CONTROL
         try:

@@ -19,7 +19,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -34,12 +34,15 @@ from xtrader.batch import (
     from_int64s,
     l2_batches,
 )
-from xtrader.clock import Receipt
-from xtrader.venues.base import NO_CONTROL, Control
+
+if TYPE_CHECKING:
+    from xtrader.clock import Receipt
+    from xtrader.venues.base import Control
+
+    #: a venue's Python parser: `_parse(frame, receipt, out)`
+    PythonParse = Callable[[bytes | str, Receipt, Columns], Sequence[Control]]
 
 _T = TypeVar("_T")
-#: a venue's Python parser: `parse(frame, receipt, out)`
-PythonParse = Callable[[bytes | str, Receipt, Columns], Sequence[Control]]
 _SYMBOL_TYPE = pa.dictionary(pa.int32(), pa.string())
 _SIDE_TYPE = pa.dictionary(pa.int8(), pa.string())
 
@@ -74,20 +77,9 @@ class CompiledColumns(Columns):
 
     def declined(self, frame: bytes | str, receipt: Receipt, python: PythonParse) -> Sequence[Control]:
         """A frame the C parser did not take (`fast.parse` was False): the venue's Python parser (`python`), whose
-        rows go after those C holds. `Venue.parse` calls `fast.parse` itself: a Python call less a frame (140 ns
-        of a Binance frame's ~1 µs)."""
+        rows go after those C holds. `Venue.parse` calls `fast.parse` itself, and `Venue.parser` makes this the
+        accumulator's fallback: a Python call less a frame (140 ns of a Binance frame's ~1 µs)."""
         return self.after_buffered(lambda: python(frame, receipt, self))
-
-    def parser(self, python: PythonParse) -> Callable[[bytes | str, Receipt], Sequence[Control]]:
-        """`parse` as one callable for `Venue.parser`: the accumulator's `parse_or`, one C call for a frame it
-        takes."""
-
-        def declined(frame: bytes | str, receipt: Receipt) -> Sequence[Control]:
-            return self.declined(frame, receipt, python)
-
-        self.fast.set_fallback(NO_CONTROL, declined)
-        parse_or: Callable[[bytes | str, Receipt], Sequence[Control]] = self.fast.parse_or
-        return parse_or
 
     def pending(self) -> bool:
         return self.fast.pending or super().pending()

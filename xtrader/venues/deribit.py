@@ -321,22 +321,6 @@ class Deribit(Venue):
             return DeribitColumns(self.name)
         return super().columns()
 
-    def parser(self, out: Columns) -> Callable[[bytes | str, Receipt], Sequence[Control]]:
-        """Into `DeribitColumns`: the C accumulator's `parse_or`, one C call for a frame it takes (the Python
-        parser for the rest, as `parse` does); else `Venue.parser`."""
-        if type(out) is DeribitColumns:
-            return out.parser(self._parse)
-        return super().parser(out)
-
-    def parse(self, frame: bytes | str, receipt: Receipt, out: Columns) -> Sequence[Control]:
-        """A frame into `out`: the compiled parser first into `DeribitColumns` (it takes the hot notifications,
-        xtrader/venues/_deribit_fast.c), the Python parser (`_parse`) for the rest and into any other columns."""
-        if type(out) is DeribitColumns:
-            if out.fast.parse(frame, receipt):
-                return NO_CONTROL
-            return out.declined(frame, receipt, self._parse)
-        return self._parse(frame, receipt, out)
-
     def _parse(self, frame: bytes | str, receipt: Receipt, out: Columns) -> Sequence[Control]:
         """The Python parser: route a frame on its JSON-RPC `method` (None: a response to one of our requests).
 

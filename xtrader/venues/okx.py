@@ -593,20 +593,6 @@ class Okx(Venue):
             return OkxColumns(self.name, keep_text=self.keep_text)
         return super().columns()
 
-    def parser(self, out: Columns) -> Callable[[bytes | str, Receipt], Sequence[Control]]:
-        """Into `OkxColumns`: the C accumulator's `parse_or`, one C call for a frame it takes (the Python parser
-        for the rest, as `parse` does); else `Venue.parser`."""
-        if type(out) is OkxColumns:
-            return out.parser(self._parse)
-        return super().parser(out)
-
-    def parse(self, frame: bytes | str, receipt: Receipt, out: Columns) -> Sequence[Control]:
-        if type(out) is OkxColumns:
-            if out.fast.parse(frame, receipt):
-                return NO_CONTROL
-            return out.declined(frame, receipt, self._parse)
-        return self._parse(frame, receipt, out)
-
     def _parse(self, frame: bytes | str, receipt: Receipt, out: Columns) -> Sequence[Control]:
         """The Python parser (every frame without the compiled one; the frames it declines with it)."""
         if len(frame) == 4 and frame in _PONG_FRAMES:
