@@ -445,9 +445,10 @@ static int level_put(Acc *self, Py_ssize_t at, double price, double size, const 
             if (at == 0) off[0] = 0;
             Py_ssize_t len = vals[i]->end - vals[i]->start;
             if ((Py_ssize_t)off[at] + len > INT32_MAX) return 0;
-            texts[i]->len = off[at];
-            if (buf_reserve(texts[i], len) < 0) return -1;
-            memcpy(texts[i]->data + texts[i]->len, vals[i]->start, (size_t)len);
+            /* written past the committed text, as the values are past the committed levels: `len` moves only in
+             * l2_message, so a declined frame leaves nothing behind */
+            if (buf_reserve(texts[i], (Py_ssize_t)off[at] + len - texts[i]->len) < 0) return -1;
+            memcpy(texts[i]->data + off[at], vals[i]->start, (size_t)len);
             off[at + 1] = (int32_t)(off[at] + len);
         }
     }
