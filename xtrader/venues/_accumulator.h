@@ -408,6 +408,26 @@ static int32_t intern(Acc *self, const Val *v) {
     return (int32_t)self->nsyms++;
 }
 
+/* an object at p (its '{'), validated; the value of each field `field_of` knows recorded in `fields` (a duplicate
+ * declines). The end of the object, or NULL: declined */
+static inline const char *scan_fields(const char *p, const char *end, int (*field_of)(const Val *), Val *fields,
+                                      int depth) {
+    Val key, value;
+    int closed = 0;
+    p = ws(p + 1, end);
+    if (p < end && *p == '}') return p + 1;
+    while (!closed) {
+        if (!(p = scan_key(p, end, &key)) || !(p = scan_value(p, end, &value, depth + 1))) return NULL;
+        int f = field_of(&key);
+        if (f >= 0) {
+            if (fields[f].kind != K_NONE) return NULL;
+            fields[f] = value;
+        }
+        if (!(p = scan_next(p, end, '}', &closed))) return NULL;
+    }
+    return p;
+}
+
 /* ---------------------------------------------------------------- appending rows */
 
 static int key_is(const Val *key, const char *name) {

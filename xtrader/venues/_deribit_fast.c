@@ -73,25 +73,6 @@ static int trade_field(const Val *key) {
     return -1;
 }
 
-/* an object at p (its '{'), validated; the value of each field `field_of` knows recorded in `fields` (a duplicate
- * declines). The end of the object, or NULL: declined */
-static const char *scan_fields(const char *p, const char *end, int (*field_of)(const Val *), Val *fields, int depth) {
-    Val key, value;
-    int closed = 0;
-    p = ws(p + 1, end);
-    if (p < end && *p == '}') return p + 1;
-    while (!closed) {
-        if (!(p = scan_key(p, end, &key)) || !(p = scan_value(p, end, &value, depth + 1))) return NULL;
-        int f = field_of(&key);
-        if (f >= 0) {
-            if (fields[f].kind != K_NONE) return NULL;
-            fields[f] = value;
-        }
-        if (!(p = scan_next(p, end, '}', &closed))) return NULL;
-    }
-    return p;
-}
-
 /* ---------------------------------------------------------------- values */
 
 /* a price or amount: the float64 Arrow makes of orjson's value. 0: declined (not a number, an int beyond +-2**53,

@@ -362,22 +362,11 @@ static const char *data_parse(Acc *self, Push *push, const char *p, const char *
     return p;
 }
 
-/* the arg object at p (its '{'): its channel and instId (a duplicate of either declines). End, or NULL */
-static const char *arg_scan(const char *p, const char *end, Val *channel, Val *inst) {
-    Val key, value;
-    int closed = 0;
-    p = ws(p + 1, end);
-    if (p < end && *p == '}') return p + 1;
-    while (!closed) {
-        if (!(p = scan_key(p, end, &key)) || !(p = scan_value(p, end, &value, 2))) return NULL;
-        Val *into = key_is(&key, "channel") ? channel : key_is(&key, "instId") ? inst : NULL;
-        if (into) {
-            if (into->kind != K_NONE) return NULL;
-            *into = value;
-        }
-        if (!(p = scan_next(p, end, '}', &closed))) return NULL;
-    }
-    return p;
+/* the arg object's fields: channel and instId */
+enum { A_CHANNEL, A_INST, NARG };
+
+static int arg_field(const Val *key) {
+    return key_is(key, "channel") ? A_CHANNEL : key_is(key, "instId") ? A_INST : -1;
 }
 
 /* action: okx._ACTIONS (books only) */
@@ -388,7 +377,7 @@ static int action_of(const Val *action, int *snapshot) {
 
 /* 1 taken, 0 declined, -1 error; may leave rows appended when it does not return 1 (frame() takes them back) */
 static int push_frame(Acc *self, const char *p, const char *end, int64_t now) {
-    Val key, value, channel = {0}, action = {0}, data = {0};
+    Val key, value, action = {0}, data = {0};
     Push push = {.ch = -1, .code = -1};
     int have_arg = 0, parsed = 0, closed = 0, error = 0;
     p = ws(p, end);
@@ -397,8 +386,10 @@ static int push_frame(Acc *self, const char *p, const char *end, int64_t now) {
     while (!closed) {
         if (!(p = scan_key(p, end, &key))) return 0;
         if (key_is(&key, "arg")) {
-            if (have_arg || p >= end || *p != '{' || !(p = arg_scan(p, end, &channel, &push.inst))) return 0;
-            if ((push.ch = channel_of(&channel)) < 0 || push.inst.kind != K_STR) return 0;
+            Val arg[NARG] = {{0}};
+            if (have_arg || p >= end || *p != '{' || !(p = scan_fields(p, end, arg_field, arg, 1))) return 0;
+            push.inst = arg[A_INST];
+            if ((push.ch = channel_of(&arg[A_CHANNEL])) < 0 || push.inst.kind != K_STR) return 0;
             push.snapshot = push.ch == CH_BOOKS5; /* every books5 push is a full snapshot; books: its action */
             have_arg = 1;
         } else if (key_is(&key, "data")) {
