@@ -1,8 +1,8 @@
 /*
  * Binance's hot frames, from bytes straight into column buffers: no Python object per message.
  *
- * `Accumulator(scale, counted).parse(frame, receipt)` takes a combined-stream frame (`{"stream":..,"data":{..}}`) whose data
- * is a depthUpdate, aggTrade, trade or bookTicker (with `e`, or the spot one without), appends its rows to C
+ * `Accumulator(scale, counted).parse(frame, receipt)` takes a combined-stream frame (`{"stream":..,"data":{..}}`)
+ * whose data is a depthUpdate, aggTrade, trade or bookTicker (with `e`, or the spot one without), appends its rows to C
  * buffers and returns True. It returns False, with nothing appended, for any frame it does not fully accept, and
  * the Python parser (xtrader/venues/binance.py) then decides. It accepts only a subset of what that parser
  * accepts, and appends the same values:

@@ -238,10 +238,10 @@ def _text(count: int, offsets: bytes, data: bytes) -> pa.Array:
 
 
 def _l2(exchange: str, taken: tuple[Any, ...]) -> tuple[pa.RecordBatch, pa.RecordBatch]:
-    _m, n, (codes, names), ets, rts, seq, pseq, pnull, fseq, fnull, snap, cks, cnull, brows, arows, price, size = taken[
-        :17
-    ]
-    texts = taken[17]
+    *columns, texts = taken
+    _m, n, (codes, names), ets, rts, seq, pseq, pnull, fseq, fnull, snap, cks, cnull, brows, arows, price, size = (
+        columns
+    )
     plain = ((_i64(ets), schema.TS), (_i64(rts), schema.TS), (_i64(seq), pa.int64()))
     ints: list[tuple[np.ndarray[Any, Any] | None, pa.Array]] = [(a, from_int64s(a, t)) for a, t in plain]
     ints.append(_nullable(pseq, pnull, pa.int64()))
