@@ -47,6 +47,9 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "OrderBookActor": {**_CONSUMER, "max_concurrency": CONSUMER_SLOTS},
     # threaded with one thread: writes run in call order; retries are deduplicated by (source_id, batch_seq)
     "SinkActor": {"max_restarts": RESTARTS, "max_task_retries": 3, "max_concurrency": 1, "num_cpus": 0},
+    # a whole capture in one process (`pipeline.fused`, `actors.fused`): its calls are the stages' calls, so it
+    # has their slots; a failure restarts every stage with the recipes it was made with
+    "FusedActor": {"max_restarts": RESTARTS, "max_task_retries": 0, "max_concurrency": CONSUMER_SLOTS},
     # the control plane: named and detached, so a notebook can attach while the driver runs
     "ControllerActor": {"max_restarts": 1, "max_concurrency": 16, "num_cpus": 0, "lifetime": "detached"},
 }
@@ -75,17 +78,33 @@ def actor_name(prefix: str, actor_id: str) -> str:
 
 def peer(ref: Any) -> Any:
     """The handle of a peer actor given by name (a plain string, restart-safe), or `ref` itself (a handle,
-    or a stand-in outside Ray)."""
+    or a stand-in outside Ray).
+
+    A stage of a fused capture (`actors.fused`) has no actor of its own: in its host's process its name is a
+    `LocalHandle`; anywhere else, a `FusedPeer` whose calls go through the host.
+    """
     if not isinstance(ref, str):
         return ref
     import ray
 
-    return ray.get_actor(ref)
+    from actors.fused import LOCAL, FusedPeer, host_name
+
+    local = LOCAL.get(ref)
+    if local is not None:
+        return local
+    try:
+        return ray.get_actor(ref)
+    except ValueError:
+        host = host_name(ref)
+        if host is None or host == ref:
+            raise
+        ray.get_actor(host)  # ValueError too when there is no such host
+        return FusedPeer(host, ref)
 
 
 #: actors that serve the whole capture (no placement group of their own): they run on the node of the
 #: process that creates them (the driver; for run-time streams, the controller, which the driver created)
-SERVICES = frozenset({"ArbiterActor", "OrderBookActor", "SinkActor", "ControllerActor"})
+SERVICES = frozenset({"ArbiterActor", "OrderBookActor", "SinkActor", "ControllerActor", "FusedActor"})
 
 
 def actor(cls: type, **overrides: Any) -> Any:

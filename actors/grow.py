@@ -8,7 +8,7 @@ connector waits for, and `wire_and_start` runs once they are placed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,8 +42,20 @@ class StreamActors:
     connectors: dict[str, Any] = field(default_factory=dict)
 
 
+def ray_spawn(cls: type, options: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+    """An actor of `cls` with `options` (`actors.actor`), constructed with `args`: its handle."""
+    from actors import actor
+
+    return actor(cls, **options).remote(*args, **kwargs)
+
+
 def create_stream_actors(
-    pipeline: Pipeline, plan: Plan, groups: dict[str, Any], prefix: str, books: Iterable[str] = ()
+    pipeline: Pipeline,
+    plan: Plan,
+    groups: dict[str, Any],
+    prefix: str,
+    books: Iterable[str] = (),
+    spawn: Callable[..., Any] = ray_spawn,
 ) -> StreamActors:
     """The order-book (for a venue whose book is not among the running `books`, by id), arbiter and connector
     actors of `plan`, the connectors in their placement `groups` (by id). Created, not wired or started.
@@ -52,10 +64,13 @@ def create_stream_actors(
     Every actor is named `actor_name(prefix, id)` and gets plain values only: its spec and the names of its
     peers (the sinks of `plan`, named so by whoever created them), which it looks up. Ray restarts it with
     those arguments, and nothing they refer to can go out of scope.
+
+    `spawn(cls, options, *args, **kwargs)` makes each (`ray_spawn`; a fused capture's `actors.fused.Recipes`,
+    where `groups` is empty: no connector has a placement group of its own).
     """
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-    from actors import actor, actor_name
+    from actors import actor_name
     from actors.arbiter import ArbiterActor
     from actors.book import OrderBookActor
     from actors.connector import ConnectorActor
@@ -72,9 +87,9 @@ def create_stream_actors(
         if book_spec.id in books:
             continue
         connectors = [c for c in plan.connectors if c.venue == book_spec.venue]
-        made.books[book_spec.id] = actor(
-            OrderBookActor, num_cpus=book_spec.cpus, name=actor_name(prefix, book_spec.id)
-        ).remote(
+        made.books[book_spec.id] = spawn(
+            OrderBookActor,
+            {"num_cpus": book_spec.cpus, "name": actor_name(prefix, book_spec.id)},
             book_spec.venue,
             book_spec.venue,
             sinks,
@@ -91,9 +106,9 @@ def create_stream_actors(
         return actor_name(prefix, book_id) if "l2" in tables and book_id in book_ids else None
 
     for arbiter_spec in plan.arbiters:
-        made.arbiters[arbiter_spec.id] = actor(
-            ArbiterActor, num_cpus=arbiter_spec.cpus, name=actor_name(prefix, arbiter_spec.id)
-        ).remote(
+        made.arbiters[arbiter_spec.id] = spawn(
+            ArbiterActor,
+            {"num_cpus": arbiter_spec.cpus, "name": actor_name(prefix, arbiter_spec.id)},
             arbiter_spec.stream,
             arbiter_spec.venue,
             sinks,
@@ -108,13 +123,15 @@ def create_stream_actors(
         )
     arbiter_of = {i: a.id for a in plan.arbiters for i in a.inputs}
     for spec in plan.connectors:
-        strategy = PlacementGroupSchedulingStrategy(
-            groups[spec.placement_group], placement_group_bundle_index=spec.bundle_index
-        )
+        options: dict[str, Any] = {"num_cpus": spec.cpus, "name": actor_name(prefix, spec.id)}
+        if groups:
+            options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
+                groups[spec.placement_group], placement_group_bundle_index=spec.bundle_index
+            )
         arbiter = arbiter_of.get(spec.id)
-        made.connectors[spec.id] = actor(
-            ConnectorActor, num_cpus=spec.cpus, scheduling_strategy=strategy, name=actor_name(prefix, spec.id)
-        ).remote(
+        made.connectors[spec.id] = spawn(
+            ConnectorActor,
+            options,
             spec,
             sinks,
             book_of(spec.venue, plan.targets(spec.id)),

@@ -23,6 +23,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--steps", type=int, default=600_000)
     parser.add_argument("--mode", choices=("realtime", "archival"), default="realtime")
+    parser.add_argument("--fused", action="store_true", help="every stage in one actor process (pipeline.fused)")
     args = parser.parse_args()
     import ray
 
@@ -33,7 +34,7 @@ def main() -> None:
         pass
     e2e.init_ray(bundle.name)
     try:
-        result = e2e.throughput(bundle.name, args.steps, SYMBOLS, args.mode)
+        result = e2e.throughput(bundle.name, args.steps, SYMBOLS, args.mode, fused=args.fused)
     finally:
         ray.shutdown()
         Path(bundle.name).unlink()

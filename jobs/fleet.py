@@ -31,6 +31,7 @@ class Running:
     arbiters: dict[str, Any] = field(default_factory=dict)
     connectors: dict[str, Any] = field(default_factory=dict)
     controller: Any = None
+    host: Any = None  # the FusedActor holding every stage (`pipeline.fused`), else None
     added_streams: list[dict[str, Any]] = field(default_factory=list)  # streams started at run time
 
     def all(self) -> dict[str, Any]:
@@ -53,17 +54,14 @@ def wait_for_placement(groups: dict[str, Any], timeout_s: float) -> None:
 
 
 def start(capture: Capture, plan: Plan) -> Running:
-    """Create placement groups and every actor, wire them, start the connectors."""
-    import ray
+    """Create placement groups and every actor, wire them, start the connectors (`pipeline.fused`: one
+    FusedActor holds every stage, and no connector has a placement group of its own)."""
     from ray.util.placement_group import placement_group, remove_placement_group
-
-    from actors import actor, actor_name, name_prefix
-    from actors.controller import CONTROLLER_NAME, ControllerActor
-    from actors.grow import create_stream_actors
-    from actors.sink import SinkActor, writer_id
 
     pipeline = capture.pipeline
     running = Running(plan)
+    if pipeline.fused:
+        return _start(capture, running, fused=True)
     for group in plan.placement_groups:
         running.groups[group.id] = placement_group(
             [dict(b) for b in group.bundles], strategy=group.strategy, name=f"{capture.name}:{group.id}"
@@ -74,20 +72,39 @@ def start(capture: Capture, plan: Plan) -> Running:
         for group in running.groups.values():
             remove_placement_group(group)
         raise
+    return _start(capture, running, fused=False)
+
+
+def _start(capture: Capture, running: Running, fused: bool) -> Running:
+    """Every actor (`fused`: every stage, in one FusedActor), wired; the connectors started."""
+    import ray
+
+    from actors import actor, actor_name, name_prefix
+    from actors.controller import CONTROLLER_NAME, ControllerActor
+    from actors.fused import HOST_ID, FusedActor, Recipes
+    from actors.grow import create_stream_actors, ray_spawn
+    from actors.sink import SinkActor, writer_id
+
+    pipeline, plan = capture.pipeline, running.plan
     try:
         prefix = name_prefix(capture.name)  # every actor is named: its peers look it up (restart-safe arguments)
+        host = actor_name(prefix, HOST_ID)
+        recipes = Recipes(host)
+        spawn = recipes.spawn if fused else ray_spawn
         for spec in plan.sinks:
-            running.sinks[spec.id] = actor(SinkActor, num_cpus=spec.cpus, name=actor_name(prefix, spec.id)).remote(
-                spec, writer_id(capture.name)
-            )
-        made = create_stream_actors(pipeline, plan, running.groups, prefix)
+            options = {"num_cpus": spec.cpus, "name": actor_name(prefix, spec.id)}
+            running.sinks[spec.id] = spawn(SinkActor, options, spec, writer_id(capture.name))
+        made = create_stream_actors(pipeline, plan, running.groups, prefix, spawn=spawn)
         running.books.update(made.books)
         running.arbiters.update(made.arbiters)
         running.connectors.update(made.connectors)
+        if fused:  # the stages are built in the host's constructor, sinks first
+            running.host = actor(FusedActor, num_cpus=pipeline.connector_cpus, name=host).remote(recipes.recipes)
         wiring = []
         for book_spec in plan.books:
             venue_connectors = [c for c in plan.connectors if c.venue == book_spec.venue]
-            handles = {c.id: running.connectors[c.id] for c in venue_connectors}
+            # a fused book gets its connectors' names, which it resolves to the stages beside it
+            handles = {c.id: actor_name(prefix, c.id) if fused else running.connectors[c.id] for c in venue_connectors}
             carriers = {c.id: sorted({s.symbol for s in c.subscriptions if s.table == "l2"}) for c in venue_connectors}
             wiring.append(running.books[book_spec.id].set_connectors.remote(handles, carriers))
         for arbiter_spec in plan.arbiters:
@@ -105,7 +122,7 @@ def start(capture: Capture, plan: Plan) -> Running:
             }
             for s in capture.streams
         }
-        groups = {c.id: f"{capture.name}:{c.placement_group}" for c in plan.connectors}
+        groups = {} if fused else {c.id: f"{capture.name}:{c.placement_group}" for c in plan.connectors}
         with contextlib.suppress(ValueError):
             ray.kill(ray.get_actor(CONTROLLER_NAME))  # a previous capture's controller
         running.controller = actor(ControllerActor, name=CONTROLLER_NAME).remote(capture.name, prefix)
@@ -213,7 +230,7 @@ def teardown(running: Running) -> None:
     import ray
     from ray.util.placement_group import remove_placement_group
 
-    for handle in [*running.all().values(), running.controller]:
+    for handle in [*running.all().values(), running.host, running.controller]:
         if handle is not None:
             with contextlib.suppress(Exception):
                 ray.kill(handle)

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole CLI definition (docs/cli.md is generated from it)."""
+    from xtrader.bench.report import ENTRIES
+
     parser = argparse.ArgumentParser(prog="xtrader", description="Crypto market-data capture on Ray.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -93,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="benchmark xtrader against the machine's limits and cryptofeed",
         description="Run, one after the other, on the simulator's Binance USD-M depth + trade feed: limit_recv "
         "(bare websocket client), limit_parse (orjson.loads), hot_path (parse + batch + book sync in memory), "
-        "xtrader_e2e (the whole pipeline on a local Ray into Parquet) and cryptofeed (installed on first use in "
+        "xtrader_e2e (the whole pipeline on a local Ray into Parquet, an actor per stage), xtrader_e2e_fused (the "
+        "same with every stage in one actor process: pipeline.fused) and cryptofeed (installed on first use in "
         "its own virtual environment). Reports msgs/s, msgs per CPU-second, latency at 10,000 msg/s and ratios.",
     )
     bench.add_argument("--seconds", type=float, default=10.0, help="measuring time per entry (default 10)")
@@ -122,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip",
         action="append",
         default=[],
-        choices=("limit_recv", "limit_parse", "hot_path", "xtrader_e2e", "cryptofeed"),
+        choices=ENTRIES,
         help="leave an entry out (repeatable); it is reported as null",
     )
     from xtrader.status import build_parser as status_arguments

@@ -269,6 +269,13 @@ class Pipeline(_Model):
     service_cpus: float = Field(
         default=0.0, ge=0, le=64, description="CPUs reserved per arbiter, order-book and sink actor."
     )
+    fused: bool = Field(
+        default=False,
+        description="Run the whole capture (its connectors, arbiters, order books and sinks) in one actor process "
+        "of connector_cpus CPUs, the stages calling each other in process instead of through Ray: about twice the "
+        "messages per CPU-second (benchmarks/RESULTS.md), for a capture one CPU can carry. One failure domain: a "
+        "crash restarts every stage together. Streams added at run time get actors of their own.",
+    )
     placement_strategy: PlacementStrategy = Field(
         default="PACK",
         description="Placement of the redundant copies of a connection; STRICT_SPREAD needs `redundancy` nodes.",

@@ -9,8 +9,10 @@ seen), with a generous timeout, never for a fixed time: on a busy machine it jus
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -217,13 +219,19 @@ def test_an_unsatisfiable_placement_group_is_reported_not_waited_for(tmp_path: P
 FAULTS_FOR_S = 20.0
 
 
-def test_faults_reconnects_and_resyncs_lose_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fused", [False, True], ids=["actors", "fused"])
+def test_faults_reconnects_and_resyncs_lose_nothing(tmp_path: Path, fused: bool) -> None:
     # faults for the first 20 s, then the venues behave: the capture must recover, every book valid again
+    # (fused: every stage in one process, `pipeline.fused`)
+    from xtrader.config import Capture
+
     faults = (
         "drop_rate=0.02,disconnect_after_s=3,duplicate_rate=0.02,malformed_rate=0.01,stale_snapshot=1,"
         f"faults_for_s={FAULTS_FOR_S:g}"
     )
-    capture = demo_capture(str(tmp_path / "data"), symbols=2, rate=40.0, faults=faults)
+    data = demo_capture(str(tmp_path / "data"), symbols=2, rate=40.0, faults=faults).model_dump()
+    data["pipeline"]["fused"] = fused
+    capture = Capture.model_validate(data)
     seen = ("reconnects", "gaps", "duplicates", "rejects")
     first_check: list[float] = []
 
@@ -265,24 +273,36 @@ def controller(actor: str) -> Any:
     return wait_for(f"the capture's controller with {actor}", ready)
 
 
+@contextlib.contextmanager
+def driven(capture: Any) -> Iterator[dict[str, Any]]:
+    """`run(capture)` in a thread while the body steers it (it must end with `control.stop()`); yields the dict
+    the summary lands in once the capture finished."""
+    import threading
+
+    stop = threading.Event()
+    result: dict[str, Any] = {}
+    driver = threading.Thread(target=lambda: result.update(run(capture, UNTIL_TIMEOUT_S, stop_event=stop)))
+    driver.start()
+    try:
+        yield result
+    finally:
+        driver.join(UNTIL_TIMEOUT_S)
+        stop.set()
+    assert result, "the capture did not finish"
+
+
 def book_stats(control: Any, venue: str) -> dict[str, Any]:
     stats = control.actor_stats().get(f"book/{venue}", {})
     return stats if "valid" in stats else {"valid": 0, "symbols": {}}
 
 
 def test_a_symbol_subscribed_at_run_time_is_captured(tmp_path: Path) -> None:
-    import threading
-
     from xtrader.config import Capture
 
     data = demo_capture(str(tmp_path / "data"), symbols=3, rate=60.0, venues=("binance",)).model_dump()
     data["streams"][0]["symbols"] = ["BTCUSDT", "ETHUSDT"]
     capture = Capture.model_validate(data)
-    stop = threading.Event()
-    result: dict[str, Any] = {}
-    driver = threading.Thread(target=lambda: result.update(run(capture, UNTIL_TIMEOUT_S, stop_event=stop)))
-    driver.start()
-    try:
+    with driven(capture) as result:
         control = controller("binance/c0/r0")
         assert control.stream_config()["binance"]["symbols"] == ["BTCUSDT", "ETHUSDT"]
         # subscribe once the capture streams (both books valid), stop once the new symbol's book is valid too
@@ -294,28 +314,19 @@ def test_a_symbol_subscribed_at_run_time_is_captured(tmp_path: Path) -> None:
             lambda: (b := book_stats(control, "binance"))["valid"] >= 3 and "SOLUSDT" in b["symbols"],
         )
         control.stop()
-    finally:
-        driver.join(UNTIL_TIMEOUT_S)
-        stop.set()
-    assert result, "the capture did not finish"
     l2 = websocket_rows(read(tmp_path / "data", "l2"), "l2")
     assert "SOLUSDT" in set(l2.column("symbol").cast(pa.string()).to_pylist())
     assert_written(result)
 
 
 def test_a_killed_connector_is_restarted_and_its_books_recover(tmp_path: Path) -> None:
-    import threading
     import time
 
     import ray
 
     capture = demo_capture(str(tmp_path / "data"), symbols=2, rate=60.0, venues=("binance",))
     connector = "binance/c0/r0"
-    stop = threading.Event()
-    result: dict[str, Any] = {}
-    driver = threading.Thread(target=lambda: result.update(run(capture, UNTIL_TIMEOUT_S, stop_event=stop)))
-    driver.start()
-    try:
+    with driven(capture) as result:
         control = controller(connector)
 
         def streaming(source_id: str | None = None) -> Any:
@@ -332,10 +343,6 @@ def test_a_killed_connector_is_restarted_and_its_books_recover(tmp_path: Path) -
         ray.kill(handle, no_restart=False)  # Ray restarts it; the driver starts it again
         wait_for("the restarted connector streaming, both books valid", lambda: streaming(before["source_id"]))
         control.stop()
-    finally:
-        driver.join(UNTIL_TIMEOUT_S)
-        stop.set()
-    assert result, "the capture did not finish"
     assert result["books"]["matched"] == result["books"]["checked"] == book_count(capture)
     trades = read(tmp_path / "data", "trades")
     assert duplicates(trades, ["exchange", "symbol", "trade_id"]) == 0

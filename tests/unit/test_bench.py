@@ -37,15 +37,18 @@ def test_ratios_compare_cpu_rates_and_are_null_for_a_skipped_entry() -> None:
         "limit_parse": {"msgs_per_cpu_s": 800_000.0},
         "hot_path": {"msgs_per_cpu_s": 200_000.0},
         "xtrader_e2e": {"msgs_per_cpu_s": 50_000.0},
+        "xtrader_e2e_fused": {"msgs_per_cpu_s": 75_000.0},
         "cryptofeed": None,
     }
     assert ratios(entries) == {
         "hot_path/limit_parse": 0.25,
         "xtrader_e2e/cryptofeed": None,
+        "xtrader_e2e_fused/cryptofeed": None,
         "xtrader_e2e/limit_recv": 0.05,
     }
     entries["cryptofeed"] = {"msgs_per_cpu_s": 25_000.0}
     assert ratios(entries)["xtrader_e2e/cryptofeed"] == 2.0
+    assert ratios(entries)["xtrader_e2e_fused/cryptofeed"] == 3.0
 
 
 def test_report_has_every_entry_and_the_ratios() -> None:
@@ -98,7 +101,7 @@ def test_runner_reports_a_failed_entry_and_still_runs_the_others(monkeypatch: py
     def broken(data: list[bytes], seconds: float) -> dict[str, object]:
         raise RuntimeError("no parser today")
 
-    network = {"limit_recv", "xtrader_e2e", "cryptofeed"}
+    network = {"limit_recv", "xtrader_e2e", "xtrader_e2e_fused", "cryptofeed"}
     monkeypatch.setattr(limits, "limit_parse", broken)
     result = runner.run(0.05, network, warmup_s=0.0)
     assert result["limit_parse"] is None
@@ -107,6 +110,6 @@ def test_runner_reports_a_failed_entry_and_still_runs_the_others(monkeypatch: py
     assert result["settings"]["batch_rows"] == 2_000  # the realtime preset
     assert result["settings"]["ws_transport"] == "picows"  # the pipeline's default
     assert result["ratios"]["hot_path/limit_parse"] is None
-    assert "limit_parse   failed: RuntimeError: no parser today" in text(result).splitlines()
+    assert "limit_parse       failed: RuntimeError: no parser today" in text(result).splitlines()
     with pytest.raises(ValueError, match="unknown entries"):
         runner.run(0.05, {"limit-recv"}, warmup_s=0.0)

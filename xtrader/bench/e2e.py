@@ -69,9 +69,11 @@ def capture_of(
     tables: tuple[Literal["trades", "l2"], ...] = TABLES,
     wal: WalMode = "os",
     transport: Transport = "picows",
+    fused: bool = False,
 ) -> Any:
     """One stream over the feed's symbols, or `streams` streams (`s0`, `s1`...) each with its own share; `wal`:
-    the Parquet sink's write-ahead log (`ParquetSink.wal`); `transport`: the connectors' (`Pipeline.ws_transport`)."""
+    the Parquet sink's write-ahead log (`ParquetSink.wal`); `transport`: the connectors' (`Pipeline.ws_transport`);
+    `fused`: every stage in one actor process (`Pipeline.fused`)."""
     from xtrader.config import Capture, Cluster, Metrics, ParquetSink, Pipeline, Sinks, Stream
 
     shares = [tuple(feed.symbols[i::streams]) for i in range(streams)]
@@ -88,7 +90,7 @@ def capture_of(
             )
             for i, share in enumerate(shares)
         ),
-        pipeline=Pipeline(connector_cpus=1.0, latency_mode=latency_mode, ws_transport=transport),
+        pipeline=Pipeline(connector_cpus=1.0, latency_mode=latency_mode, ws_transport=transport, fused=fused),
         sinks=Sinks(parquet=ParquetSink(root=out, wal=wal)),
         cluster=Cluster(num_cpus=NUM_CPUS),
         metrics=Metrics(enabled=False, live_table=False),
@@ -155,6 +157,7 @@ def throughput(
     inspect: Callable[[str, Any], dict[str, Any]] | None = None,
     wal: WalMode = "os",
     transport: Transport = "picows",
+    fused: bool = False,
 ) -> dict[str, Any]:
     """`split` streams share the symbols (benchmarks/scale.py); `inspect(out, final)` reads the Parquet root and
     the final stats before they go (`result["inspect"]`). `cpu_s_by` is each actor's CPU, the feed's and this
@@ -166,7 +169,7 @@ def throughput(
     inspected: dict[str, Any] = {}
     with Feed(FeedOptions(symbols=symbols, pregenerate=steps)) as feed, tempfile.TemporaryDirectory() as out:
         trust(ca_bundle, feed)
-        capture = capture_of(feed, out, latency_mode, split, tables, wal, transport)
+        capture = capture_of(feed, out, latency_mode, split, tables, wal, transport, fused)
         running = start(capture, build_plan(capture))
         try:
             pids = actor_pids(running)
@@ -190,9 +193,10 @@ def throughput(
                     raise TimeoutError(f"xtrader_e2e: {rows} of {expected} + {rest} rows accepted in {timeout_s:g} s")
                 time.sleep(0.01)
             by_pid = meter.stop_by_pid()
-            accepted_cpu = sum(by_pid.get(pid, 0.0) for pid in pids.values())
+            processes = set(pids.values())  # a fused capture's stages share one
+            accepted_cpu = sum(by_pid.get(pid, 0.0) for pid in processes)
             final = stop(running)  # drain, and close the sink: the last rows go to disk
-            cpu = sum(meter.stop_by_pid().get(pid, 0.0) for pid in pids.values())
+            cpu = sum(meter.stop_by_pid().get(pid, 0.0) for pid in processes)
         finally:
             teardown(running)
         written = rows_on_disk(out)
@@ -206,6 +210,7 @@ def throughput(
             "rows": {"sent": expected, "rest": rest, "written": written, "complete": written == expected + rest},
             "steps_per_frame": round(steps / sent, 4) if sent else None,
             "actors": sorted(pids),
+            "pids": pids,  # a fused capture's stages share one process
             "events": events,
             "cpu_s_by": {name: round(by_pid.get(pid, 0.0), 4) for name, pid in {**pids, **others}.items()},
             "inspect": inspected,
@@ -224,6 +229,7 @@ def latency(
     latency_mode: LatencyMode = "realtime",
     wal: WalMode = "os",
     transport: Transport = "picows",
+    fused: bool = False,
 ) -> dict[str, Any]:
     """Code and overall latency at `rate` frames/s (live market), after `warmup_s`, over `seconds`."""
     import ray
@@ -245,7 +251,7 @@ def latency(
 
     with Feed(FeedOptions(symbols=symbols, rate=rate * steps_per_frame)) as feed, tempfile.TemporaryDirectory() as out:
         trust(ca_bundle, feed)
-        capture = capture_of(feed, out, latency_mode, wal=wal, transport=transport)
+        capture = capture_of(feed, out, latency_mode, wal=wal, transport=transport, fused=fused)
         running = start(capture, build_plan(capture))
         try:
             wait_subscribed(feed, len(streams(feed.symbols)))

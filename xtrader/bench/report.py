@@ -6,11 +6,12 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-ENTRIES = ("limit_recv", "limit_parse", "hot_path", "xtrader_e2e", "cryptofeed")
+ENTRIES = ("limit_recv", "limit_parse", "hot_path", "xtrader_e2e", "xtrader_e2e_fused", "cryptofeed")
 #: name -> (numerator entry, denominator entry, figure compared)
 RATIOS = {
     "hot_path/limit_parse": ("hot_path", "limit_parse", "msgs_per_cpu_s"),
     "xtrader_e2e/cryptofeed": ("xtrader_e2e", "cryptofeed", "msgs_per_cpu_s"),
+    "xtrader_e2e_fused/cryptofeed": ("xtrader_e2e_fused", "cryptofeed", "msgs_per_cpu_s"),
     "xtrader_e2e/limit_recv": ("xtrader_e2e", "limit_recv", "msgs_per_cpu_s"),
 }
 
@@ -41,7 +42,7 @@ def percentiles_ms(seconds: Sequence[float]) -> dict[str, float | None]:
 
 
 def ratios(entries: Mapping[str, Mapping[str, Any] | None]) -> dict[str, float | None]:
-    """The three ratios of RATIOS; None when either entry is missing (skipped, failed) or has no figure."""
+    """The ratios of RATIOS; None when either entry is missing (skipped, failed) or has no figure."""
     out: dict[str, float | None] = {}
     for name, (top, bottom, figure) in RATIOS.items():
         a, b = entries.get(top), entries.get(bottom)
@@ -67,7 +68,7 @@ def text(result: Mapping[str, Any]) -> str:
     """A table for people: one line per entry, then the ratios."""
     lines = [
         "machine: " + ", ".join(f"{k} {v}" for k, v in result["machine"].items()),
-        f"{'entry':13} {'messages':>9} {'msgs/s':>10} {'msgs/cpu-s':>11} {'p50 ms':>8} {'p99 ms':>8} {'p999 ms':>8}",
+        f"{'entry':17} {'messages':>9} {'msgs/s':>10} {'msgs/cpu-s':>11} {'p50 ms':>8} {'p99 ms':>8} {'p999 ms':>8}",
     ]
 
     def cell(value: Any, width: int, digits: int = 0) -> str:
@@ -77,11 +78,11 @@ def text(result: Mapping[str, Any]) -> str:
         entry = result.get(name)
         if entry is None:
             error = result.get("errors", {}).get(name)
-            lines.append(f"{name:13} {'failed: ' + error if error else 'skipped'}")
+            lines.append(f"{name:17} {'failed: ' + error if error else 'skipped'}")
             continue
         latency = entry.get("latency") or {}
         lines.append(
-            f"{name:13} {entry['messages']:>9} {cell(entry['msgs_per_s'], 10)} "
+            f"{name:17} {entry['messages']:>9} {cell(entry['msgs_per_s'], 10)} "
             f"{cell(entry['msgs_per_cpu_s'], 11)} {cell(latency.get('p50_ms'), 8, 2)} "
             f"{cell(latency.get('p99_ms'), 8, 2)} {cell(latency.get('p999_ms'), 8, 2)}"
         )

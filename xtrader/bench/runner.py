@@ -72,15 +72,18 @@ def run(
             errors[name] = f"{type(exc).__name__}: {exc}"
             traceback.print_exc()
 
-    def xtrader_e2e() -> dict[str, Any]:
+    def xtrader_e2e(fused: bool) -> dict[str, Any]:
         import ray
 
         with tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False) as bundle:
             pass
         e2e.init_ray(bundle.name)
         try:
-            result = e2e.throughput(bundle.name, steps, SYMBOLS, latency_mode, wal=wal, transport=transport)
-            note(f"xtrader_e2e: latency at {LATENCY_RATE:g} msg/s after {warmup_s:g} s")
+            result = e2e.throughput(
+                bundle.name, steps, SYMBOLS, latency_mode, wal=wal, transport=transport, fused=fused
+            )
+            result["fused"] = fused
+            note(f"xtrader_e2e{'_fused' if fused else ''}: latency at {LATENCY_RATE:g} msg/s after {warmup_s:g} s")
             result["latency"] = e2e.latency(
                 bundle.name,
                 LATENCY_RATE,
@@ -91,6 +94,7 @@ def run(
                 latency_mode,
                 wal,
                 transport,
+                fused,
             )
             return result
         finally:
@@ -107,7 +111,8 @@ def run(
     entry("limit_recv", lambda: limits.limit_recv(steps, SYMBOLS))
     entry("limit_parse", lambda: limits.limit_parse(data, seconds))
     entry("hot_path", lambda: hot_path.hot_path(data, snapshots, seconds, batch_rows))
-    entry("xtrader_e2e", xtrader_e2e)
+    entry("xtrader_e2e", lambda: xtrader_e2e(fused=False))
+    entry("xtrader_e2e_fused", lambda: xtrader_e2e(fused=True))
     entry("cryptofeed", cryptofeed)
     result = report({name: entries.get(name) for name in ENTRIES}, start_machine)
     result["machine"]["load_1m_end"] = round(os.getloadavg()[0], 2)
