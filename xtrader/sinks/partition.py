@@ -75,33 +75,43 @@ class Piece:
 def row_time(table: str, batch: pa.RecordBatch) -> pa.Array:
     """The time that decides each row's date: exchange_ts, else receive_ts; ts where there is no exchange_ts."""
     if "exchange_ts" in batch.schema.names:
-        return pc.coalesce(batch.column("exchange_ts"), batch.column("receive_ts"))
+        exchange_ts = batch.column("exchange_ts")
+        return exchange_ts if not exchange_ts.null_count else pc.coalesce(exchange_ts, batch.column("receive_ts"))
     return batch.column("ts")
 
 
 def split(table: str, batch: pa.RecordBatch) -> list[Piece]:
     """A conformed stored batch -> one Piece per (exchange, date), rows kept in their order.
 
+    The common batch, one exchange and one day, costs no pass over its rows but the times' min and max: the
+    exchange column of one dictionary value is that value repeated.
+
     Raises:
         ValueError: a row without time, or an exchange name unfit for a directory name.
     """
-    nanos = row_time(table, batch).cast(pa.int64())
+    nanos = row_time(table, batch).view(pa.int64())  # timestamps: the same buffers (a cast would copy)
     if nanos.null_count:
         raise ValueError(f"{table}: {nanos.null_count} row(s) without a time to partition by")
     index = batch.schema.get_field_index("exchange")
-    exchange = batch.column(index).cast(pa.string())
+    column = batch.column(index)
+    if isinstance(column, pa.DictionaryArray) and len(column.dictionary) == 1 and not column.null_count:
+        exchange = pa.repeat(column.dictionary[0], len(column))
+        names = column.dictionary.to_pylist()
+    else:
+        exchange = column.cast(pa.string())
+        names = pc.unique(exchange).to_pylist()
     columns = batch.columns
     columns[index] = exchange
     # exactly the file schema (metadata included), so the writer can concatenate pieces freely
     batch = pa.RecordBatch.from_arrays(columns, schema=FILE_SCHEMAS[table])
-    names = pc.unique(exchange).to_pylist()
     for name in names:
         if not isinstance(name, str) or not _EXCHANGE_NAME.match(name):
             raise ValueError(f"{table}: exchange {name!r} cannot name a partition directory")
-    days = nanos.to_numpy() // NS_PER_DAY
-    first_day, last_day = int(days.min()), int(days.max())
+    values = nanos.to_numpy()
+    first_day, last_day = int(values.min()) // NS_PER_DAY, int(values.max()) // NS_PER_DAY
     if len(names) == 1 and first_day == last_day:
         return [Piece(table, names[0], _date(first_day), batch)]
+    days = values // NS_PER_DAY
     codes = pc.index_in(exchange, pa.array(names, pa.string())).to_numpy()
     keys = codes.astype(np.int64) * (last_day - first_day + 1) + (days - first_day)
     pieces = []
