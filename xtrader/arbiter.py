@@ -15,11 +15,22 @@ TTL still finds the copies its partner delivered long ago.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from itertools import islice
+from typing import Any
 
 _NO_TABLE = object()  # (no key's table: the first key always looks its table up)
+
+_c_offer: Any = None
+try:  # the offer loop in C (xtrader/_arbiter.c): the same dict operations, without the interpreter per key
+    from xtrader import _arbiter
+
+    if os.environ.get("XTRADER_PURE_PYTHON", "") not in ("1", "true", "yes"):
+        _c_offer = _arbiter.offer
+except ImportError:  # not built: the Python loop
+    pass
 
 
 @dataclass
@@ -44,6 +55,9 @@ class Arbiter:
         capacity: keys remembered per table (its oldest evicted first).
         ttl_ns: a key older than this (plus `grace_ns`) is forgotten (0: no expiry).
     """
+
+    #: the offer loop in C (`xtrader/_arbiter.c`), None for the Python loop (not built, or XTRADER_PURE_PYTHON=1)
+    c_offer: Any = _c_offer
 
     def __init__(self, capacity: int = 200_000, ttl_ns: int = 60_000_000_000) -> None:
         self.capacity = capacity
@@ -72,6 +86,10 @@ class Arbiter:
         duplicate; each table keeps its `capacity` newest keys, evicted past that at the end of the call (so a
         key is remembered at least until `capacity` newer keys were offered in later calls)."""
         limit = self.ttl_ns + self.grace_ns if self.ttl_ns else None
+        if self.c_offer is not None:
+            listed = keys if isinstance(keys, list) else list(keys)
+            done = self.c_offer(self.tables, listed, now_ns, -1 if limit is None else limit)
+            return self._settle(connection, *done)
         tables = self.tables
         verdicts: list[bool] = []
         keep = verdicts.append
@@ -97,6 +115,12 @@ class Arbiter:
                 del seen[key]
                 seen[key] = now_ns
             keep(True)
+        return self._settle(connection, verdicts, duplicates, touched)
+
+    def _settle(
+        self, connection: str, verdicts: list[bool], duplicates: int, touched: list[dict[Hashable, int]]
+    ) -> list[bool]:
+        """After a call's keys: evict past capacity in the tables they went to, count the verdicts."""
         for seen in touched:
             self._evict(seen)
         if verdicts:

@@ -6,9 +6,25 @@ One table (trades) only: the bounds hold whether keys share one LRU or have one 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
+
+from tests.unit.test_arbiter_many import LOOPS
 from xtrader.arbiter import Arbiter
 from xtrader.arbiter_batches import BatchArbiter
 from xtrader.batch import Columns
+
+
+@pytest.fixture(autouse=True, params=sorted(LOOPS))
+def offer_loop(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Every test with the offer loop in C (`xtrader/_arbiter.c`) and in Python."""
+    loop = LOOPS[request.param]
+    if request.param == "c" and loop is None:
+        pytest.fail("xtrader/_arbiter.c is not built: pip install -e .")
+    monkeypatch.setattr(Arbiter, "c_offer", loop)
+    yield request.param
+
 
 NOW = 1_700_000_000_000_000_000
 TTL_NS = 5_000_000_000
