@@ -131,6 +131,7 @@ def main() -> int:
     p.add_argument("--chaos", default=DEFAULT_CHAOS)
     p.add_argument("--faults", default="", help="the simulator's --faults SPEC")
     p.add_argument("--redundancy", type=int, default=2)
+    p.add_argument("--fused", action="store_true", help="every stage in one actor process (pipeline.fused)")
     p.add_argument("--symbols", type=int, default=3)
     p.add_argument("--venues", default=",".join(VENUES))
     p.add_argument("--warmup-s", type=float, default=120.0)
@@ -159,6 +160,12 @@ def main() -> int:
         redundancy=args.redundancy,
         venues=venues,
     )
+    if args.fused:
+        from xtrader.config import Capture
+
+        capture = Capture.model_validate(
+            {**capture.model_dump(), "pipeline": {**capture.pipeline.model_dump(), "fused": True}}
+        )
     sampler = Sampler(args.minutes * 60)
     started = time.monotonic()
     summary = run(

@@ -7,6 +7,7 @@ counted (`ChaosThread.counts`, the summary's `chaos`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -116,9 +117,19 @@ class ChaosThread:
         name = names[self._turn.get(kind, 0) % len(names)]
         self._turn[kind] = self._turn.get(kind, 0) + 1
         self._victim = (name, self._stats.get(name, {}).get("pid"))
-        ray.kill(group[name], no_restart=False)
-        log.warning("chaos: killed %s (Ray restarts it)", name)
-        self._record(kind, f"killed {name} (ray.kill, restarted by Ray)", self._venues(name))
+        host = self.running.host  # `pipeline.fused`: the stage's process is every stage's
+        if host is None:
+            ray.kill(group[name], no_restart=False)
+            log.warning("chaos: killed %s (Ray restarts it)", name)
+            self._record(kind, f"killed {name} (ray.kill, restarted by Ray)", self._venues(name))
+            return
+        # the sinks die too: the fault's row is stored (in their write-ahead log) before the kill
+        what = f"{name} and every other stage (pipeline.fused: one process)"
+        refs = self._record(kind, f"killed {what} (ray.kill, restarted by Ray)", self._venues(name))
+        with contextlib.suppress(Exception):
+            ray.get(refs, timeout=30)
+        ray.kill(host, no_restart=False)
+        log.warning("chaos: killed %s (Ray restarts it)", what)
 
     def _outage(self, kind: str) -> None:
         """Start outage `kind` in every sink it hits; counted and recorded once if any sink took it."""
@@ -141,11 +152,11 @@ class ChaosThread:
         venues = sorted({s.venue for s in specs if actor is None or s.id == actor})
         return venues or sorted({s.venue for s in specs})
 
-    def _record(self, kind: str, detail: str, venues: list[str]) -> None:
-        """Count the fault and write its `events` rows (kind `chaos`) to every sink."""
+    def _record(self, kind: str, detail: str, venues: list[str]) -> list[Any]:
+        """Count the fault and write its `events` rows (kind `chaos`) to every sink; the writes' refs."""
         self.counts[kind] = self.counts.get(kind, 0) + 1
         if not venues:
-            return
+            return []
         now_ns = time.time_ns()
         batch = pa.RecordBatch.from_pydict(
             {
@@ -157,10 +168,14 @@ class ChaosThread:
             },
             schema=EVENTS,
         )
+        refs = []
         for name, sink in self.running.sinks.items():
             seq = self._seq.get(name, 0)
             self._seq[name] = seq + 1
-            sink.write.remote(self._source, seq, {"events": batch}, "chaos")  # retried by Ray if it restarts
+            refs.append(
+                sink.write.remote(self._source, seq, {"events": batch}, "chaos")
+            )  # retried by Ray if it restarts
+        return refs
 
 
 __all__ = ["ChaosThread"]

@@ -15,7 +15,8 @@ import pyarrow as pa
 import pytest
 
 from jobs.demo import demo_capture
-from tests.cluster.conftest import assert_written, wait_for
+from jobs.run import run
+from tests.cluster.conftest import UNTIL_TIMEOUT_S, assert_written, wait_for
 from tests.cluster.test_pipeline import (
     assert_complete,
     book_count,
@@ -125,3 +126,22 @@ def test_a_stream_added_at_run_time_writes_through_the_fused_sink(tmp_path: Path
     assert {symbol, later} <= set(l2.column("symbol").cast(pa.string()).to_pylist())
     assert result["books"]["matched"] == result["books"]["checked"]
     assert_written(result)
+
+
+def test_a_chaos_kill_of_a_fused_stage_restarts_the_process_and_the_capture_recovers(tmp_path: Path) -> None:
+    from xtrader.chaos import parse_chaos
+    from xtrader.driver.until import StopWhen
+
+    capture = fused(demo_capture(str(tmp_path / "data"), symbols=2, rate=60.0, venues=("binance",)))
+
+    def killed_and_recovered(stats: Mapping[str, Any], totals: Mapping[str, Any]) -> bool:
+        connector = stats.get("binance/c0/r0", {})
+        return connector.get("started_by") == "restart" and connector.get("messages", 0) >= 100
+
+    until = StopWhen(min_rows=1, books_valid=True, check=killed_and_recovered)
+    summary = run(capture, UNTIL_TIMEOUT_S, until=until, chaos=parse_chaos("kill_sink_every_s=4,one_at_a_time=1"))
+    assert summary["until"]["met"], summary["until"]
+    assert summary["chaos"]["sink"] >= 1
+    assert summary["books"]["matched"] == summary["books"]["checked"] == book_count(capture)
+    kinds = set(read(tmp_path / "data", "events").column("kind").cast(pa.string()).to_pylist())
+    assert "chaos" in kinds
