@@ -1,11 +1,14 @@
 """`xtrader bench`'s xtrader_e2e throughput entry with a longer window: more pre-generated steps, either mode.
 
-    python benchmarks/e2e_long.py [--steps 600000] [--mode realtime|archival]
+    python benchmarks/e2e_long.py [--steps 600000] [--mode realtime|archival] [--fused] [--cryptofeed]
 
 The bench's own window is about 2.5 CPU-seconds of actors, too short to tell a 10-20 % change in one stage from
 the machine's noise. This runs the same `xtrader.bench.e2e.throughput` (connector actors -> order-book actor ->
 Parquet sink actor on a local Ray, the Binance USD-M bench feed over wss, rows counted on disk) on `--steps`
 steps and prints one JSON line: msgs/s, msgs per CPU-second of the actors, each actor's CPU seconds, rows.
+`--cryptofeed` also runs the bench's cryptofeed entry on the same number of steps (its own feed) and adds it and
+the ratio. Keep --steps at 250,000 or less then: the feed cuts a client 200,000 frames behind, and cryptofeed
+falls that far behind on larger pools.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600_000)
     parser.add_argument("--mode", choices=("realtime", "archival"), default="realtime")
     parser.add_argument("--fused", action="store_true", help="every stage in one actor process (pipeline.fused)")
+    parser.add_argument("--cryptofeed", action="store_true", help="cryptofeed on the same steps, and the ratio")
     args = parser.parse_args()
     import ray
 
@@ -38,7 +42,14 @@ def main() -> None:
     finally:
         ray.shutdown()
         Path(bundle.name).unlink()
-    print(json.dumps({key: result[key] for key in ("msgs_per_s", "msgs_per_cpu_s", "cpu_s_by", "rows")}))
+    out = {key: result[key] for key in ("msgs_per_s", "msgs_per_cpu_s", "cpu_s_by", "rows")}
+    if args.cryptofeed:
+        from xtrader.bench import vs_cryptofeed
+
+        theirs = vs_cryptofeed.throughput(vs_cryptofeed.venv_python(), args.steps, SYMBOLS)
+        out["cryptofeed"] = {key: theirs[key] for key in ("messages", "msgs_per_s", "msgs_per_cpu_s")}
+        out["ratio"] = round(result["msgs_per_cpu_s"] / theirs["msgs_per_cpu_s"], 3)
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

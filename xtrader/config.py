@@ -272,7 +272,7 @@ class Pipeline(_Model):
     fused: bool = Field(
         default=False,
         description="Run the whole capture (its connectors, arbiters, order books and sinks) in one actor process "
-        "of connector_cpus CPUs, the stages calling each other in process instead of through Ray: about twice the "
+        "of connector_cpus CPUs, the stages calling each other in process instead of through Ray: 1.4-1.9x the "
         "messages per CPU-second (benchmarks/RESULTS.md), for a capture one CPU can carry. One failure domain: a "
         "crash restarts every stage together. Streams added at run time get actors of their own.",
     )
