@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import importlib
 import inspect
 import re
 from collections.abc import Callable
@@ -56,24 +57,20 @@ def host_name(name: str) -> str | None:
 LOCAL: dict[str, LocalHandle] = {}
 
 
+#: the module of each stage class
+_MODULES = {
+    "SinkActor": "actors.sink",
+    "OrderBookActor": "actors.book",
+    "ArbiterActor": "actors.arbiter",
+    "ConnectorActor": "actors.connector",
+}
+
+
 def _stage_class(name: str) -> type:
-    if name == "SinkActor":
-        from actors.sink import SinkActor
-
-        return SinkActor
-    if name == "OrderBookActor":
-        from actors.book import OrderBookActor
-
-        return OrderBookActor
-    if name == "ArbiterActor":
-        from actors.arbiter import ArbiterActor
-
-        return ArbiterActor
-    if name == "ConnectorActor":
-        from actors.connector import ConnectorActor
-
-        return ConnectorActor
-    raise ValueError(f"not a pipeline stage: {name!r} (one of {', '.join(STAGES)})")
+    if name not in _MODULES:
+        raise ValueError(f"not a pipeline stage: {name!r} (one of {', '.join(STAGES)})")
+    cls: type = getattr(importlib.import_module(_MODULES[name]), name)
+    return cls
 
 
 class _Threads:
@@ -108,10 +105,8 @@ class LocalHandle:
         self.threads = threads
         self.tasks: set[asyncio.Future[Any]] = set()  # fire-and-forget calls (a resync request) are kept alive
 
-    def __getattr__(self, method: str) -> _LocalMethod:
-        if method.startswith("__") and method != "__ray_call__":
-            raise AttributeError(method)
-        return _LocalMethod(self, method)
+    def __getattr__(self, method: str) -> _Method:
+        return _method(self, method)
 
     def submit(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
@@ -138,15 +133,25 @@ class LocalHandle:
         return future
 
 
-class _LocalMethod:
+class _Method:
+    """`handle.method`, whose `.remote(*args, **kwargs)` is `handle.submit(method, args, kwargs)`."""
+
     __slots__ = ("handle", "method")
 
-    def __init__(self, handle: LocalHandle, method: str) -> None:
+    def __init__(self, handle: LocalHandle | FusedPeer, method: str) -> None:
         self.handle = handle
         self.method = method
 
-    def remote(self, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
         return self.handle.submit(self.method, args, kwargs)
+
+
+def _method(handle: LocalHandle | FusedPeer, method: str) -> _Method:
+    """An actor-handle-like method (dunders other than Ray's `__ray_call__` are not methods: pickling, copying
+    and the like must not find them)."""
+    if method.startswith("__") and method != "__ray_call__":
+        raise AttributeError(method)
+    return _Method(handle, method)
 
 
 class FusedPeer:
@@ -169,28 +174,16 @@ class FusedPeer:
     def __repr__(self) -> str:
         return f"FusedPeer({self.stage!r} in {self.host!r})"
 
-    def __getattr__(self, method: str) -> _RemoteMethod:
-        if method.startswith("__") and method != "__ray_call__":
-            raise AttributeError(method)
-        return _RemoteMethod(self, method)
+    def __getattr__(self, method: str) -> _Method:
+        return _method(self, method)
 
-    def host_handle(self) -> Any:
+    def submit(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """The host's `call(stage, method, ...)`: its ObjectRef."""
         if self._handle is None:
             import ray
 
             self._handle = ray.get_actor(self.host)
-        return self._handle
-
-
-class _RemoteMethod:
-    __slots__ = ("method", "peer")
-
-    def __init__(self, peer: FusedPeer, method: str) -> None:
-        self.peer = peer
-        self.method = method
-
-    def remote(self, *args: Any, **kwargs: Any) -> Any:
-        return self.peer.host_handle().call.remote(self.peer.stage, self.method, *args, **kwargs)
+        return self._handle.call.remote(self.stage, method, *args, **kwargs)
 
 
 class FusedActor:

@@ -172,9 +172,8 @@ class ChaosThread:
         for name, sink in self.running.sinks.items():
             seq = self._seq.get(name, 0)
             self._seq[name] = seq + 1
-            refs.append(
-                sink.write.remote(self._source, seq, {"events": batch}, "chaos")
-            )  # retried by Ray if it restarts
+            # retried by Ray if it restarts
+            refs.append(sink.write.remote(self._source, seq, {"events": batch}, "chaos"))
         return refs
 
 

@@ -15,22 +15,21 @@ TTL still finds the copies its partner delivered long ago.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
+from xtrader.venues.compiled_columns import compiled
+
 _NO_TABLE = object()  # (no key's table: the first key always looks its table up)
 
-_c_offer: Any = None
 try:  # the offer loop in C (xtrader/_arbiter.c): the same dict operations, without the interpreter per key
     from xtrader import _arbiter
-
-    if os.environ.get("XTRADER_PURE_PYTHON", "") not in ("1", "true", "yes"):
-        _c_offer = _arbiter.offer
 except ImportError:  # not built: the Python loop
-    pass
+    _arbiter = None  # type: ignore[assignment]
+#: the C loop, unless not built or turned off (`XTRADER_PURE_PYTHON=1`, as for the compiled parsers)
+_c_offer: Any = _arbiter.offer if compiled(_arbiter) else None
 
 
 @dataclass
@@ -63,10 +62,11 @@ class Arbiter:
         self.capacity = capacity
         self.ttl_ns = ttl_ns
         #: table -> key -> when it was first delivered, oldest first (a plain dict keeps insertion order; a key
-        #: delivered again after its TTL moves to the end). A plain dict, not an OrderedDict: 280 against 390 ns a
-        #: key offered at 200k keys (the connector's own dedup was a quarter of a fused capture's Python time).
-        #: Its oldest keys are evicted in bulk at the end of each call (`_evict`): deleting them one by one from
-        #: the front leaves holes each later front lookup walks over.
+        #: delivered again after its TTL moves to the end). A plain dict, not an OrderedDict: 342-351 against
+        #: 374-455 ns a key offered at 200k keys by the Python loop, 223-234 by the C loop (the connector's own
+        #: dedup was a quarter of a fused capture's Python time). Its oldest keys are evicted in bulk at the end of
+        #: each call (`_evict`): deleting them one by one from the front leaves holes each later front lookup
+        #: walks over.
         self.tables: dict[Hashable, dict[Hashable, int]] = {}
         self.stats = ArbiterStats()
         #: added to ttl_ns while the connections are that far apart (`xtrader.arbiter_batches.BatchArbiter`)
