@@ -1,5 +1,10 @@
 from typing import Any
 
 def offer(
-    tables: dict[Any, dict[Any, int]], keys: list[Any], now_ns: int, limit: int
-) -> tuple[list[bool], int, list[dict[Any, int]]]: ...
+    tables: dict[Any, dict[Any, int]],
+    orders: dict[Any, list[Any]],
+    keys: list[Any],
+    now_ns: int,
+    limit: int,
+    capacity: int,
+) -> tuple[list[bool], int]: ...

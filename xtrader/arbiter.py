@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import Any
 
 from xtrader.venues.compiled_columns import compiled
@@ -62,12 +61,14 @@ class Arbiter:
         self.capacity = capacity
         self.ttl_ns = ttl_ns
         #: table -> key -> when it was first delivered, oldest first (a plain dict keeps insertion order; a key
-        #: delivered again after its TTL moves to the end). A plain dict, not an OrderedDict: 342-351 against
-        #: 374-455 ns a key offered at 200k keys by the Python loop, 223-234 by the C loop (the connector's own
-        #: dedup was a quarter of a fused capture's Python time). Its oldest keys are evicted in bulk at the end of
-        #: each call (`_evict`): deleting them one by one from the front leaves holes each later front lookup
-        #: walks over.
+        #: delivered again after its TTL moves to the end)
         self.tables: dict[Hashable, dict[Hashable, int]] = {}
+        #: table -> its keys' delivery order: [keys (a list), head (the oldest's index), moved (key -> how many
+        #: older entries of it the list still holds: delivered again after its TTL)]. Eviction and expiry take
+        #: keys from the head, so forgetting a key costs the same at any table size. Walking the dict from its
+        #: front instead (it was) also walks the holes its earlier deletions left, until the dict is rebuilt:
+        #: 473 against 285 ns a key offered at 200k keys, evicting against not (the C loop, /tmp microbenchmark).
+        self.orders: dict[Hashable, list[Any]] = {}
         self.stats = ArbiterStats()
         #: added to ttl_ns while the connections are that far apart (`xtrader.arbiter_batches.BatchArbiter`)
         self.grace_ns = 0
@@ -88,22 +89,23 @@ class Arbiter:
         limit = self.ttl_ns + self.grace_ns if self.ttl_ns else None
         if self.c_offer is not None:
             listed = keys if isinstance(keys, list) else list(keys)
-            done = self.c_offer(self.tables, listed, now_ns, -1 if limit is None else limit)
+            done = self.c_offer(self.tables, self.orders, listed, now_ns, -1 if limit is None else limit, self.capacity)
             return self._settle(connection, *done)
-        tables = self.tables
         verdicts: list[bool] = []
         keep = verdicts.append
         table: Hashable = _NO_TABLE
         seen: dict[Hashable, int] = {}
-        touched: list[dict[Hashable, int]] = []
+        state: list[Any] = [[], 0, {}]
+        order: list[Any] = state[0]
+        touched: list[tuple[dict[Hashable, int], list[Any]]] = []
         duplicates = 0
         for key in keys:
             name = key[0] if isinstance(key, tuple) and key else None
             if name is not table:
                 table = name
-                found = tables.get(name)
-                seen = tables[name] = {} if found is None else found
-                touched.append(seen)
+                seen, state = self._table(name)
+                order = state[0]
+                touched.append((seen, state))
             first_ns = seen.get(key)
             if first_ns is None:
                 seen[key] = now_ns  # a new key goes to the end
@@ -114,15 +116,26 @@ class Arbiter:
             else:  # expired: delivered again, it is new (and the newest)
                 del seen[key]
                 seen[key] = now_ns
+                moved = state[2]
+                moved[key] = moved.get(key, 0) + 1
+            order.append(key)
             keep(True)
-        return self._settle(connection, verdicts, duplicates, touched)
+        for seen, state in touched:
+            self._evict(seen, state)
+        return self._settle(connection, verdicts, duplicates)
 
-    def _settle(
-        self, connection: str, verdicts: list[bool], duplicates: int, touched: list[dict[Hashable, int]]
-    ) -> list[bool]:
-        """After a call's keys: evict past capacity in the tables they went to, count the verdicts."""
-        for seen in touched:
-            self._evict(seen)
+    def _table(self, name: Hashable) -> tuple[dict[Hashable, int], list[Any]]:
+        """A table's keys and its order (both made on first use)."""
+        seen = self.tables.get(name)
+        if seen is None:
+            seen = self.tables[name] = {}
+        state = self.orders.get(name)
+        if state is None:
+            state = self.orders[name] = [[], 0, {}]
+        return seen, state
+
+    def _settle(self, connection: str, verdicts: list[bool], duplicates: int) -> list[bool]:
+        """After a call's keys: count the verdicts."""
         if verdicts:
             unique = len(verdicts) - duplicates
             stats = self.stats
@@ -131,12 +144,20 @@ class Arbiter:
             stats.wins[connection] = stats.wins.get(connection, 0) + unique
         return verdicts
 
-    def _evict(self, seen: dict[Hashable, int]) -> None:
-        """Drop the oldest keys past `capacity`, with one walk from the front."""
+    def _evict(self, seen: dict[Hashable, int], state: list[Any]) -> None:
+        """Drop the oldest keys past `capacity`, taken from the order's head."""
         excess = len(seen) - self.capacity
-        if excess > 0:
-            for key in list(islice(seen, excess)):
-                del seen[key]
+        if excess <= 0:
+            return
+        order, head, moved = state
+        while excess > 0:
+            key = order[head]
+            head += 1
+            if _older_entry(moved, key):
+                continue
+            if seen.pop(key, _NO_TABLE) is not _NO_TABLE:
+                excess -= 1
+        _advance(state, head)
 
     def expire(self, now_ns: int) -> int:
         """Forget every key older than `ttl_ns` (the number forgotten). `offer` already treats such a key as new,
@@ -148,26 +169,33 @@ class Arbiter:
             return 0
         horizon = now_ns - self.ttl_ns - self.grace_ns
         forgotten = 0
-        for seen in self.tables.values():
-            old = []
-            for key, first_ns in seen.items():
-                if first_ns >= horizon:
-                    break
-                old.append(key)
-            for key in old:
-                del seen[key]
-            forgotten += len(old)
+        for name, seen in self.tables.items():
+            state = self._table(name)[1]
+            order, head, moved = state
+            end = len(order)
+            while head < end:
+                key = order[head]
+                if not _older_entry(moved, key):
+                    first_ns = seen.get(key)
+                    if first_ns is not None:
+                        if first_ns >= horizon:
+                            break
+                        del seen[key]
+                        forgotten += 1
+                head += 1
+            _advance(state, head)
         return forgotten
 
     def remember(self, key: Hashable, now_ns: int = 0) -> bool:
         """Record `key` as delivered already (by no connection: a restart's rebuild); True when it was new."""
-        table = key[0] if isinstance(key, tuple) and key else None
-        seen = self.tables.get(table)
-        if seen is None:
-            seen = self.tables[table] = {}
+        seen, state = self._table(key[0] if isinstance(key, tuple) and key else None)
         new = seen.pop(key, None) is None
+        if not new:
+            moved = state[2]
+            moved[key] = moved.get(key, 0) + 1
         seen[key] = now_ns  # the newest
-        self._evict(seen)
+        state[0].append(key)
+        self._evict(seen, state)
         return new
 
     def keys(self) -> set[Hashable]:
@@ -188,3 +216,26 @@ class Arbiter:
     def forget(self, connection: str) -> None:
         """Drop a replaced connection from the win table."""
         self.stats.wins.pop(connection, None)
+
+
+def _older_entry(moved: dict[Hashable, int], key: Hashable) -> bool:
+    """True when this entry of an order is an older one of a key delivered again (it is used up)."""
+    if not moved:
+        return False
+    count = moved.get(key)
+    if count is None:
+        return False
+    if count > 1:
+        moved[key] = count - 1
+    else:
+        del moved[key]
+    return True
+
+
+def _advance(state: list[Any], head: int) -> None:
+    """Move an order's head; drop the used entries once they are half of it (each entry is moved once)."""
+    order = state[0]
+    if head >= 1024 and head * 2 >= len(order):
+        del order[:head]
+        head = 0
+    state[1] = head

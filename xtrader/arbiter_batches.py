@@ -294,12 +294,27 @@ def _newest(batch: pa.RecordBatch) -> int | None:
     return newest.value if newest.is_valid else None
 
 
-def _zip_keys(table: str, *columns: pa.Array) -> list[tuple[Any, ...]]:
+def _zip_keys(table: str, *columns: pa.Array | pa.ChunkedArray) -> list[tuple[Any, ...]]:
+    """(table, *values) per row. The tuples are made by `zip` (a `(table, *values)` display per row cost twice as
+    much: 186 against 88 ns a key over 1,000 l2 messages, /tmp microbenchmark)."""
     lists = [_pylist(c) for c in columns]
-    return [(table, *values) for values in zip(*lists, strict=True)]
+    return list(zip([table] * len(lists[0]), *lists, strict=True)) if lists else []
 
 
 def _pylist(column: pa.Array | pa.ChunkedArray) -> list[Any]:
+    """The column's values as Python objects (strings for a dictionary column, None for nulls). A column
+    without nulls goes through numpy: 3-4 x faster than `to_pylist` for dictionary strings, a little for ints."""
+    if isinstance(column, pa.ChunkedArray):
+        return [value for chunk in column.chunks for value in _pylist(chunk)]
+    if column.null_count:
+        if column.null_count == len(column):
+            return [None] * len(column)
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(column.type.value_type)
+        return column.to_pylist()  # type: ignore[no-any-return]
     if pa.types.is_dictionary(column.type):
-        column = column.cast(column.type.value_type)
+        values = np.array(column.dictionary.to_pylist(), dtype=object)
+        return values[column.indices.to_numpy()].tolist()  # type: ignore[no-any-return]
+    if pa.types.is_integer(column.type):
+        return column.to_numpy().tolist()  # type: ignore[no-any-return]
     return column.to_pylist()  # type: ignore[no-any-return]
