@@ -251,3 +251,26 @@ async def test_futures_mark_price_on_market_route_only() -> None:
             got = [json.loads(m) for m in await collect(mkt, 1.3)]
             assert await collect(pub, 0.01) == []
     assert got and list(got[0]) == ["e", "E", "s", "p", "i", "P", "r", "T"] and got[0]["e"] == "markPriceUpdate"
+
+
+@pytest.mark.parametrize("max_queue", [300, 10**7])
+async def test_a_client_that_stops_reading_is_cut_off_once_max_queue_frames_wait(max_queue: int) -> None:
+    # a real venue drops a client that falls too far behind; the bench feed raises the limit so that a slow
+    # client works off a whole pre-generated pool instead (xtrader.bench.feed.FeedOptions.max_queue)
+    venue = "binance_futures"
+    async with Simulator(venues=[venue], symbols=1, rate=1_000_000, max_queue=max_queue) as sim:
+        symbol = sim.symbols[venue][0].lower()
+        url = sim.urls[venue]["ws"] + f"/stream?streams={symbol}@depth@100ms/{symbol}@aggTrade"
+        async with client(url, max_queue=1):  # reads one frame ahead, then TCP pushes back
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 60
+            while not sim.venues[venue].connections:
+                await asyncio.sleep(0.01)
+            (connection,) = sim.venues[venue].connections
+            while connection.closing is None and len(connection.queue) <= 10 * 300 and loop.time() < deadline:
+                await asyncio.sleep(0.01)  # not reading meanwhile: the frames queue in the simulator
+            if max_queue > 300:
+                assert connection.closing is None and len(connection.queue) > 10 * 300
+                return
+            # cut off: its close frame (1008) goes out behind what its socket already holds
+            assert connection.closing == connection.stats.close_reason == "client too slow: send queue full"

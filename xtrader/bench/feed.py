@@ -32,6 +32,8 @@ class FeedOptions:
     rate: float = 1_000_000.0  # market steps per second (pool runs: faster than any consumer)
     pregenerate: int = 0  # pre-encoded steps; 0: a live market
     seed: int = 1
+    #: frames a connection may have queued: the whole pool (a slow client works off its backlog, not cut off)
+    max_queue: int = 2_000_000
 
 
 def frames(steps: int, symbols: int = 3, seed: int = 1) -> tuple[list[bytes], dict[str, bytes]]:
@@ -139,6 +141,7 @@ async def _serve(options: FeedOptions, pipe: Pipe) -> None:
             rate=options.rate,
             seed=options.seed,
             pregenerate=options.pregenerate,
+            max_queue=options.max_queue,
         )
         await sim.start()
     except Exception as exc:

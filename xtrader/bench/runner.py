@@ -18,8 +18,10 @@ from xtrader.config import LatencyMode, Transport, WalMode
 
 SYMBOLS = 3
 #: pre-encoded steps per second of --seconds for the network entries, and at most (each step is ~1.5 frames
-#: on depth + aggTrade; the simulator cuts a client 200,000 frames behind, so a pool stays well below that)
-STEPS_PER_S, MAX_STEPS = 20_000, 100_000
+#: on depth + aggTrade). The bench feed queues a whole pool for a slow client (`FeedOptions.max_queue`), where a
+#: venue, and the simulator by default, cuts one off 200,000 frames behind; that cut once capped the pool at
+#: 100,000 steps, a window in which stopping the capture (its last Parquet writes) weighed several per cent.
+STEPS_PER_S, MAX_STEPS = 40_000, 1_000_000
 #: in-memory frames for limit_parse and hot_path (looped)
 MEMORY_STEPS = 20_000
 LATENCY_RATE = 10_000.0  # msg/s

@@ -57,6 +57,7 @@ class Connection:
         self.dice = FaultDice(faults, venue.seed * 1_000_003 + self.conn_id)
         self.stats = ConnectionStats(self.conn_id, path, faults.as_spec())
         self.queue: deque[tuple[Frame, bytes]] = deque()
+        self.max_queue = venue.options.max_queue or MAX_QUEUE  # frames queued before the client is cut off
         self.wake = asyncio.Event()
         self.ws: SimServerConnection | None = None
         self.closing: str | None = None
@@ -90,7 +91,7 @@ class Connection:
         """Queue a market frame; never blocks the generator."""
         if self.stalled or self.closing is not None:
             return
-        if len(self.queue) >= MAX_QUEUE:
+        if len(self.queue) >= self.max_queue:
             self.kill("client too slow: send queue full", 1008)
             return
         self.queue.append((frame, data))

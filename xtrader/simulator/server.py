@@ -57,6 +57,8 @@ class Simulator:
         port: first port to bind (0: ephemeral ports); venues use consecutive ports.
         ping_interval_s, pong_timeout_s, inbound_per_s, max_lifetime_s: override the venues'
             documented keepalive and limits (tests use short ones).
+        max_queue: frames a connection may have queued before it is cut off ("client too slow"); None: 200,000.
+            A benchmark that lets a slow client fall far behind a pre-generated pool raises it.
         depth: book levels per side.
         venue_options: venue-specific options by venue name, e.g. ``{"okx": {"checksum": True}}``
             (each venue's ``settings_help`` lists its own; unknown names raise ValueError).
@@ -83,6 +85,7 @@ class Simulator:
         depth: int = 200,
         venue_options: Mapping[str, Mapping[str, Any]] | None = None,
         pregenerate: int = 0,
+        max_queue: int | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -98,6 +101,7 @@ class Simulator:
             pong_timeout_s=pong_timeout_s,
             max_lifetime_s=max_lifetime_s,
             inbound_per_s=inbound_per_s,
+            max_queue=max_queue,
         )
         per_venue = dict(venue_options or {})
 

@@ -53,6 +53,7 @@ class VenueOptions:
     pong_timeout_s: float | None = None
     max_lifetime_s: float | None = None
     inbound_per_s: int | None = None
+    max_queue: int | None = None  # frames a connection may have queued; None: MAX_QUEUE (connection.py)
     settings: Mapping[str, Any] = field(default_factory=dict)  # venue-specific (Simulator venue_options)
 
 
