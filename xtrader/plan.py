@@ -138,14 +138,21 @@ class Plan:
     placement_groups: tuple[PlacementGroupSpec, ...]
     connectors: tuple[ConnectorSpec, ...]
     routes: tuple[Route, ...]
+    #: `pipeline.fused`: the CPUs of the one process every stage runs in (`jobs.fleet` then creates none of
+    #: `placement_groups`); None: the actor layout
+    fused_cpus: float | None = None
 
     @property
     def connector_cpus(self) -> float:
+        if self.fused_cpus is not None:
+            return self.fused_cpus
         return sum(group.cpus for group in self.placement_groups)
 
     @property
     def total_cpus(self) -> float:
-        """CPUs the whole capture reserves (connector bundles and service actors)."""
+        """CPUs the whole capture reserves (connector bundles and service actors; fused: its one process)."""
+        if self.fused_cpus is not None:
+            return self.fused_cpus
         services = (
             sum(s.cpus for s in self.sinks) + sum(b.cpus for b in self.books) + sum(a.cpus for a in self.arbiters)
         )
@@ -165,7 +172,7 @@ class Plan:
         found = []
         if self.total_cpus > cluster_cpus:
             found.append(f"the capture needs {self.total_cpus:g} CPUs, the cluster has {cluster_cpus:g}")
-        for group in self.placement_groups:
+        for group in () if self.fused_cpus is not None else self.placement_groups:
             if group.min_nodes > nodes:
                 found.append(
                     f"placement group {group.id}: STRICT_SPREAD over {group.min_nodes} nodes, the cluster has {nodes}"
@@ -227,7 +234,8 @@ def build_plan(capture: Capture, simulator: Mapping[str, Endpoint] | None = None
     )
     for book in books:
         routes.add(book.id, [sink.id for sink in sinks], ("l2", "book_snapshots", "events"))
-    return Plan(capture.name, sinks, books, tuple(arbiters), tuple(groups), tuple(connectors), routes.build())
+    fused = pipeline.connector_cpus if pipeline.fused else None
+    return Plan(capture.name, sinks, books, tuple(arbiters), tuple(groups), tuple(connectors), routes.build(), fused)
 
 
 class _Routes:

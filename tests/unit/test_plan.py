@@ -192,6 +192,21 @@ def test_cpus_add_up_and_problems_are_reported() -> None:
     ]
 
 
+def test_a_fused_capture_needs_its_one_process_cpus_and_no_placement_group() -> None:
+    streams = [
+        {"venue": "okx", "symbols": ["BTC-USDT"], "redundancy": 2},
+        {"venue": "deribit", "symbols": ["BTC-PERPETUAL"]},
+    ]
+    pipeline = {"placement_strategy": "STRICT_SPREAD", "connector_cpus": 1.5, "service_cpus": 0.25, "fused": True}
+    plan = plan_of(streams, pipeline=pipeline)
+    # every stage in one FusedActor of connector_cpus (jobs.fleet.start creates no placement group)
+    assert plan.fused_cpus == plan.connector_cpus == plan.total_cpus == 1.5
+    assert plan.problems(cluster_cpus=2, nodes=1) == []
+    assert plan.problems(cluster_cpus=1, nodes=1) == ["the capture needs 1.5 CPUs, the cluster has 1"]
+    # the same streams in actors need every bundle
+    assert plan_of(streams, pipeline={**pipeline, "fused": False}).total_cpus == 5.5
+
+
 def test_plans_are_deterministic() -> None:
     config = load_config(EXAMPLES / "live.yaml", environ={})
     assert build_plan(config) == build_plan(config)
