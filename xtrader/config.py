@@ -26,7 +26,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 
 from xtrader.errors import ConfigError
@@ -60,6 +69,12 @@ PRESETS: dict[str, dict[str, int | float]] = {
     "realtime": {"batch_rows": 2_000, "batch_ms": 20, "flush_interval_s": 1.0, "row_group_rows": 65_536},
     "archival": {"batch_rows": 10_000, "batch_ms": 1_000, "flush_interval_s": 30.0, "row_group_rows": 1_048_576},
 }
+#: What `pipeline.fused` changes in a preset. realtime: batches of up to 10,000 rows. The 20 ms bound still
+#: flushes first at 10,000 msg/s (p99 / p999 25.0-25.9 / 26.8-28.5 ms against 25.4-25.8 / 28.8-28.9 with 2,000),
+#: and a busy process pays each batch's fixed cost (the column flush, the book's runs, the sink's bookkeeping)
+#: 5x less often: 192.7k against 157.9k msgs per CPU-s (benchmarks/RESULTS.md). The actor layout keeps 2,000:
+#: there 8,000 worsened the tail (a catch-up batch after a stall, RESULTS.md).
+FUSED_PRESETS: dict[str, dict[str, int | float]] = {"realtime": {"batch_rows": 10_000}, "archival": {}}
 
 #: Parquet file rotation per latency mode (rows, bytes, seconds): realtime closes small files often.
 ROTATION_PRESETS: dict[str, dict[str, int | float]] = {
@@ -353,6 +368,8 @@ class Pipeline(_Model):
         preset = PRESETS.get(mode) if isinstance(mode, str) else None
         if preset is None:
             return data  # the latency_mode field reports it
+        if _is_true(data.get("fused")):
+            preset = {**preset, **FUSED_PRESETS[mode]}
         explicit = {key: value for key, value in data.items() if not (key in preset and value is None)}
         return {**preset, **explicit}
 
@@ -364,6 +381,14 @@ class Pipeline(_Model):
                 f"reconnect_backoff_base_s={self.reconnect_backoff_base_s:g}"
             )
         return self
+
+
+def _is_true(value: Any) -> bool:
+    """`value` as the bool field would read it (False when it would not: the field then reports it)."""
+    try:
+        return bool(TypeAdapter(bool).validate_python(value)) if value is not None else False
+    except ValidationError:
+        return False
 
 
 class Rotation(NamedTuple):

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Secret, StringConstraints
 from pydantic.fields import FieldInfo
 
 from xtrader import schema
-from xtrader.config import ENV_ALIASES, ENV_OVERRIDES, MODELS, PRESETS, ROTATION_PRESETS, env_var
+from xtrader.config import ENV_ALIASES, ENV_OVERRIDES, FUSED_PRESETS, MODELS, PRESETS, ROTATION_PRESETS, env_var
 from xtrader.venues import VENUES, Venue
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -70,6 +70,9 @@ def config_markdown() -> str:
     for name in ROTATION_PRESETS["realtime"]:
         realtime, archival = ROTATION_PRESETS["realtime"][name], ROTATION_PRESETS["archival"][name]
         lines.append(f"| `sinks.parquet.{name}` | {_value(realtime)} | {_value(archival)} |")
+    for mode, changes in FUSED_PRESETS.items():
+        for name, value in changes.items():
+            lines += ["", f"With `pipeline.fused: true`, {mode} sets `pipeline.{name}` to {_value(value)} instead."]
     lines += [
         "",
         "## Environment aliases",

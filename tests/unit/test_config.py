@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from xtrader.config import (
     ENV_ALIASES,
     ENV_OVERRIDES,
+    FUSED_PRESETS,
     MODELS,
     PRESETS,
     ROTATION_PRESETS,
@@ -191,6 +192,19 @@ def test_archival_fills_in_what_is_left_out_and_explicit_values_win() -> None:
     assert pipeline.batch_rows == PRESETS["archival"]["batch_rows"]
     assert pipeline.row_group_rows == PRESETS["archival"]["row_group_rows"]
     assert pipeline.flush_interval_s == PRESETS["archival"]["flush_interval_s"]
+
+
+@pytest.mark.parametrize("mode", ["realtime", "archival"])
+def test_fused_changes_its_preset_fields_only_and_explicit_values_win(mode: str) -> None:
+    fused = parse_config(capture(pipeline={"latency_mode": mode, "fused": True}), environ={}).pipeline
+    by_env = parse_config(capture(pipeline={"latency_mode": mode}), environ={"XTRADER_FUSED": "1"}).pipeline
+    expected = {**PRESETS[mode], **FUSED_PRESETS[mode]}
+    assert {name: getattr(fused, name) for name in PRESETS[mode]} == expected
+    assert {name: getattr(by_env, name) for name in PRESETS[mode]} == expected
+    assert Pipeline(latency_mode=mode, fused=True, batch_rows=3_000).batch_rows == 3_000
+    assert Pipeline(latency_mode=mode, fused=False).batch_rows == PRESETS[mode]["batch_rows"]
+    if mode == "realtime":
+        assert fused.batch_rows == 10_000
 
 
 def test_a_null_preset_field_takes_the_preset() -> None:
