@@ -10,7 +10,20 @@ import sys
 
 def test_bench_runs_every_entry_and_writes_everything_it_was_sent() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "xtrader.cli", "bench", "--seconds", "1", "--json", "--skip", "cryptofeed"],
+        # 20,000 steps a pool, and a 1 s warm-up before each latency run (10 s by default): the smoke test's time
+        [
+            sys.executable,
+            "-m",
+            "xtrader.cli",
+            "bench",
+            "--seconds",
+            "0.5",
+            "--warmup",
+            "1",
+            "--json",
+            "--skip",
+            "cryptofeed",
+        ],
         capture_output=True,
         text=True,
         timeout=600,

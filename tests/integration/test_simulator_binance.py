@@ -253,6 +253,12 @@ async def test_futures_mark_price_on_market_route_only() -> None:
     assert got and list(got[0]) == ["e", "E", "s", "p", "i", "P", "r", "T"] and got[0]["e"] == "markPriceUpdate"
 
 
+@pytest.mark.parametrize("max_queue", [0, -5])
+def test_a_max_queue_below_one_is_refused(max_queue: int) -> None:
+    with pytest.raises(ValueError, match=rf"max_queue={max_queue}: must be >= 1"):
+        Simulator(venues=["binance_futures"], max_queue=max_queue)
+
+
 @pytest.mark.parametrize("max_queue", [300, 10**7])
 async def test_a_client_that_stops_reading_is_cut_off_once_max_queue_frames_wait(max_queue: int) -> None:
     # a real venue drops a client that falls too far behind; the bench feed raises the limit so that a slow

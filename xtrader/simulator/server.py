@@ -91,6 +91,8 @@ class Simulator:
         self.port = port
         self.fault_spec = faults
         global_faults = parse_faults(faults)
+        if max_queue is not None and max_queue < 1:
+            raise ValueError(f"max_queue={max_queue}: must be >= 1 (frames a connection may have queued)")
         options = VenueOptions(
             symbols=symbols,
             rate=rate,
