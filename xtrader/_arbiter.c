@@ -9,10 +9,14 @@
  * went to keeps its `capacity` newest keys: the oldest are taken from the order's head (an older entry of a
  * moved key is used up instead), and the used entries are dropped once they are half of the order.
  *
+ * `table`, when given, is every key's table instead (keys that are not tuples: `xtrader.update_ids`).
+ *
  * Returns (verdicts: list[bool], duplicates: int).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
+#include <string.h>
 
 #define COMPACT_AT 1024 /* used entries, at least, before an order is compacted (Python: `_advance`) */
 
@@ -87,9 +91,9 @@ static int evict(PyObject *seen, PyObject *state, Py_ssize_t capacity) {
 }
 
 static PyObject *offer(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 6 || !PyDict_Check(args[0]) || !PyDict_Check(args[1]) || !PyList_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError,
-                        "offer(tables: dict, orders: dict, keys: list, now_ns: int, limit: int, capacity: int)");
+    if ((nargs != 6 && nargs != 7) || !PyDict_Check(args[0]) || !PyDict_Check(args[1]) || !PyList_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "offer(tables: dict, orders: dict, keys: list, now_ns: int, limit: int, "
+                                         "capacity: int[, table])");
         return NULL;
     }
     PyObject *tables = args[0], *orders = args[1], *keys = args[2];
@@ -110,7 +114,9 @@ static PyObject *offer(PyObject *module, PyObject *const *args, Py_ssize_t nargs
     Py_ssize_t duplicates = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *key = PyList_GET_ITEM(keys, i);
-        PyObject *name = (PyTuple_Check(key) && PyTuple_GET_SIZE(key) > 0) ? PyTuple_GET_ITEM(key, 0) : Py_None;
+        PyObject *name = nargs == 7                                               ? args[6]
+                         : (PyTuple_Check(key) && PyTuple_GET_SIZE(key) > 0) ? PyTuple_GET_ITEM(key, 0)
+                                                                             : Py_None;
         if (name != table || seen == NULL) {
             table = name;
             seen = PyDict_GetItemWithError(tables, name);
@@ -177,9 +183,137 @@ fail:
     return NULL;
 }
 
+/* --- Row ids: a 64-bit hash of a row's key columns, mixed one column at a time into `h` (uint64 per row) --- */
+
+static inline uint64_t fmix64(uint64_t x) { /* MurmurHash3's finalizer: a bijection that mixes every bit */
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+}
+
+#define NULL_MARK 0x9e3779b97f4a7c15ULL /* a null value: mixed in, then the result flipped (not a value's step) */
+#define NULL_FLIP 0x2545f4914f6cdd1dULL
+
+static inline uint64_t mix_null(uint64_t h) { return fmix64(h ^ NULL_MARK) ^ NULL_FLIP; }
+
+static inline int is_valid(const Py_buffer *valid, Py_ssize_t bit) {
+    return valid->buf == NULL || ((const uint8_t *)valid->buf)[bit >> 3] >> (bit & 7) & 1;
+}
+
+/* Buffers of a mix call: h (writable), then the column's; `valid` may be None (no nulls). 0, or -1 on error. */
+static int get_buffers(PyObject *const *args, Py_ssize_t count, Py_buffer *views, PyObject *valid, Py_buffer *bits) {
+    memset(bits, 0, sizeof *bits);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (PyObject_GetBuffer(args[i], &views[i], i == 0 ? PyBUF_WRITABLE : PyBUF_SIMPLE) < 0) {
+            while (i-- > 0) PyBuffer_Release(&views[i]);
+            return -1;
+        }
+    }
+    if (valid != Py_None && PyObject_GetBuffer(valid, bits, PyBUF_SIMPLE) < 0) {
+        for (Py_ssize_t i = 0; i < count; i++) PyBuffer_Release(&views[i]);
+        memset(bits, 0, sizeof *bits);
+        return -1;
+    }
+    return 0;
+}
+
+static void release(Py_buffer *views, Py_ssize_t count, Py_buffer *bits) {
+    for (Py_ssize_t i = 0; i < count; i++) PyBuffer_Release(&views[i]);
+    if (bits->obj != NULL) PyBuffer_Release(bits);
+}
+
+static int check_bits(const Py_buffer *bits, Py_ssize_t offset, Py_ssize_t n) {
+    if (bits->buf != NULL && bits->len * 8 < offset + n) {
+        PyErr_SetString(PyExc_ValueError, "mix: a validity bitmap shorter than its column");
+        return -1;
+    }
+    return 0;
+}
+
+/* mix_int64(h, values, valid, offset): h[i] = step(h[i], values[offset + i]) (a null: its own step). */
+static PyObject *mix_int64(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "mix_int64(h, values, valid, offset)");
+        return NULL;
+    }
+    Py_ssize_t offset = PyLong_AsSsize_t(args[3]);
+    if (offset < 0) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "mix_int64: a negative offset");
+        return NULL;
+    }
+    Py_buffer views[2], bits;
+    if (get_buffers(args, 2, views, args[2], &bits) < 0) return NULL;
+    Py_ssize_t n = views[0].len / 8;
+    if (views[1].len < (offset + n) * 8 || check_bits(&bits, offset, n) < 0) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "mix_int64: values shorter than h");
+        release(views, 2, &bits);
+        return NULL;
+    }
+    uint64_t *h = views[0].buf;
+    const char *values = (const char *)views[1].buf + offset * 8;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint64_t v;
+        memcpy(&v, values + i * 8, 8);
+        h[i] = is_valid(&bits, offset + i) ? fmix64(h[i] ^ v) : mix_null(h[i]);
+    }
+    release(views, 2, &bits);
+    Py_RETURN_NONE;
+}
+
+/* str_words(out, offsets, data, offset): each row's string (int32 `offsets` into `data`) as one 64-bit word, to
+ * mix as an int64 (`mix_int64`, which also mixes the nulls): its length, then its bytes 8 at a time (the last word
+ * zero-padded: the length tells "a" from "a\\0"). */
+static PyObject *str_words(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "str_words(out, offsets, data, offset)");
+        return NULL;
+    }
+    Py_ssize_t offset = PyLong_AsSsize_t(args[3]);
+    if (offset < 0) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "str_words: a negative offset");
+        return NULL;
+    }
+    Py_buffer views[3], bits;
+    if (get_buffers(args, 3, views, Py_None, &bits) < 0) return NULL;
+    Py_ssize_t n = views[0].len / 8;
+    if (n > 0 && views[1].len < (offset + n + 1) * 4) {
+        PyErr_SetString(PyExc_ValueError, "str_words: offsets shorter than out");
+        release(views, 3, &bits);
+        return NULL;
+    }
+    uint64_t *out = views[0].buf;
+    const int32_t *offsets = (const int32_t *)views[1].buf + offset;
+    const unsigned char *data = views[2].buf;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int32_t start = offsets[i], end = offsets[i + 1];
+        if (start < 0 || end < start || end > views[2].len) {
+            PyErr_SetString(PyExc_ValueError, "str_words: an offset outside the data");
+            release(views, 3, &bits);
+            return NULL;
+        }
+        uint64_t x = fmix64((uint64_t)(end - start) ^ NULL_FLIP);
+        for (int32_t at = start; at < end; at += 8) {
+            uint64_t word = 0;
+            memcpy(&word, data + at, end - at < 8 ? (size_t)(end - at) : 8);
+            x = fmix64(x ^ word);
+        }
+        out[i] = x;
+    }
+    release(views, 3, &bits);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"offer", (PyCFunction)(void (*)(void))offer, METH_FASTCALL,
-     "offer(tables, orders, keys, now_ns, limit, capacity) -> (verdicts, duplicates): Arbiter.offer_many's loop"},
+     "offer(tables, orders, keys, now_ns, limit, capacity[, table]) -> (verdicts, duplicates): Arbiter.offer_many's "
+     "loop"},
+    {"mix_int64", (PyCFunction)(void (*)(void))mix_int64, METH_FASTCALL,
+     "mix_int64(h, values, valid, offset): mix an int64 column (Arrow buffers) into the row ids h (uint64)"},
+    {"str_words", (PyCFunction)(void (*)(void))str_words, METH_FASTCALL,
+     "str_words(out, offsets, data, offset): a string column's values (Arrow buffers) as 64-bit words (uint64)"},
     {NULL, NULL, 0, NULL},
 };
 

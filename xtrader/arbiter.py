@@ -21,7 +21,7 @@ from typing import Any
 
 from xtrader.venues.compiled_columns import compiled
 
-_NO_TABLE = object()  # (no key's table: the first key always looks its table up)
+_NO_TABLE = object()  # no table given / looked up yet (so the first key always looks its table up)
 
 try:  # the offer loop in C (xtrader/_arbiter.c): the same dict operations, without the interpreter per key
     from xtrader import _arbiter
@@ -81,28 +81,34 @@ class Arbiter:
         """True when `connection` is first to deliver `key` (keep it); False for a duplicate."""
         return self.offer_many(connection, (key,), now_ns)[0]
 
-    def offer_many(self, connection: str, keys: Iterable[Hashable], now_ns: int = 0) -> list[bool]:
+    def offer_many(
+        self, connection: str, keys: Iterable[Hashable], now_ns: int = 0, table: Hashable = _NO_TABLE
+    ) -> list[bool]:
         """`offer` of each key in turn, in one loop (a batch's keys: the lookups that do not change from key to
         key are done once). A key's first delivery wins; a copy within `ttl_ns` + `grace_ns` of it is a
         duplicate; each table keeps its `capacity` newest keys, evicted past that at the end of the call (so a
-        key is remembered at least until `capacity` newer keys were offered in later calls)."""
+        key is remembered at least until `capacity` newer keys were offered in later calls). `table`: every
+        key's table (keys that are not tuples, e.g. `xtrader.update_ids`), instead of each key's first item."""
         limit = self.ttl_ns + self.grace_ns if self.ttl_ns else None
         if self.c_offer is not None:
             listed = keys if isinstance(keys, list) else list(keys)
-            done = self.c_offer(self.tables, self.orders, listed, now_ns, -1 if limit is None else limit, self.capacity)
+            fixed = () if table is _NO_TABLE else (table,)
+            done = self.c_offer(
+                self.tables, self.orders, listed, now_ns, -1 if limit is None else limit, self.capacity, *fixed
+            )
             return self._settle(connection, *done)
         verdicts: list[bool] = []
         keep = verdicts.append
-        table: Hashable = _NO_TABLE
         seen: dict[Hashable, int] = {}
         state: list[Any] = [[], 0, {}]
         order: list[Any] = state[0]
         touched: list[tuple[dict[Hashable, int], list[Any]]] = []
         duplicates = 0
+        named: Hashable = _NO_TABLE
         for key in keys:
-            name = key[0] if isinstance(key, tuple) and key else None
-            if name is not table:
-                table = name
+            name = _table_of(key) if table is _NO_TABLE else table
+            if name is not named:
+                named = name
                 seen, state = self._table(name)
                 order = state[0]
                 touched.append((seen, state))
@@ -186,9 +192,10 @@ class Arbiter:
             _advance(state, head)
         return forgotten
 
-    def remember(self, key: Hashable, now_ns: int = 0) -> bool:
-        """Record `key` as delivered already (by no connection: a restart's rebuild); True when it was new."""
-        seen, state = self._table(key[0] if isinstance(key, tuple) and key else None)
+    def remember(self, key: Hashable, now_ns: int = 0, table: Hashable = _NO_TABLE) -> bool:
+        """Record `key` as delivered already (by no connection: a restart's rebuild); True when it was new.
+        `table`: as for `offer_many`."""
+        seen, state = self._table(_table_of(key) if table is _NO_TABLE else table)
         new = seen.pop(key, None) is None
         if not new:
             moved = state[2]
@@ -216,6 +223,11 @@ class Arbiter:
     def forget(self, connection: str) -> None:
         """Drop a replaced connection from the win table."""
         self.stats.wins.pop(connection, None)
+
+
+def _table_of(key: Hashable) -> Hashable:
+    """A key's table: a tuple's first item, else None."""
+    return key[0] if isinstance(key, tuple) and key else None
 
 
 def _older_entry(moved: dict[Hashable, int], key: Hashable) -> bool:

@@ -29,7 +29,7 @@ delivered within the last TTL are `skew` apart, keys are kept for TTL + skew
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -40,6 +40,7 @@ import pyarrow.compute as pc
 from xtrader import metrics
 from xtrader.arbiter import Arbiter
 from xtrader.batch import Batches
+from xtrader.update_ids import row_ids
 
 
 @dataclass
@@ -102,7 +103,7 @@ class BatchArbiter:
         self.arbiter.expire(now_ns)
         out = replace(batches)
         if batches.trades is not None:
-            keys = self.keys.trades(batches.trades)
+            keys = self.keys.trade_ids(batches.trades)
             out.trades = self._keep(connection, "trades", batches.trades, keys, now_ns)
         if batches.bbo is not None:
             out.bbo = self._keep(connection, "bbo", batches.bbo, self.keys.bbo(connection, batches.bbo), now_ns)
@@ -135,24 +136,25 @@ class BatchArbiter:
         """
         if not rows.num_rows:
             return 0
+        keys: Sequence[Hashable]
         if table == "trades":
-            keys = self.keys.trades(rows)
+            keys = self.keys.trade_ids(rows)
         elif table == "bbo":
             keys = UpdateKeys().bbo("", rows)
         elif table == "l2":
-            keys = self.keys.l2(rows)
+            keys = self.keys.l2_ids(rows)
         else:
             return 0
         remember = self.arbiter.remember
-        return sum(remember(key, now_ns) for key in keys)
+        return sum(remember(key, now_ns, table) for key in keys)
 
-    def _offer_all(self, connection: str, keys: Iterable[Hashable], now_ns: int) -> list[bool]:
-        return self.arbiter.offer_many(connection, keys, now_ns)
+    def _offer_all(self, connection: str, table: str, keys: Iterable[Hashable], now_ns: int) -> list[bool]:
+        return self.arbiter.offer_many(connection, keys, now_ns, table)
 
     def _keep(
         self, connection: str, table: str, batch: pa.RecordBatch, keys: Iterable[Hashable], now_ns: int
     ) -> pa.RecordBatch | None:
-        mask = self._offer_all(connection, keys, now_ns)
+        mask = self._offer_all(connection, table, keys, now_ns)
         kept = sum(mask)
         self._count(connection, table, kept, len(mask) - kept)
         if kept == len(mask):
@@ -165,7 +167,7 @@ class BatchArbiter:
         self, connection: str, l2: pa.RecordBatch, messages: pa.RecordBatch, now_ns: int
     ) -> tuple[pa.RecordBatch | None, pa.RecordBatch | None]:
         m = messages
-        mask = self._offer_all(connection, self.keys.l2(messages), now_ns)
+        mask = self._offer_all(connection, "l2", self.keys.l2_ids(messages), now_ns)
         if all(mask):
             self._count(connection, "l2", l2.num_rows, 0)
             return l2, messages
@@ -248,6 +250,19 @@ class UpdateKeys:
         return _zip_keys(
             "l2", m.column("symbol"), m.column("seq"), m.column("prev_seq"), m.column("first_seq"), m.column("checksum")
         )
+
+    def trade_ids(self, trades: pa.RecordBatch | pa.Table) -> list[Hashable]:
+        """The id of each row's `trades` key (`xtrader.update_ids`: one int); the key tuples without the C
+        extension. Either way the keys of table "trades"."""
+        ids = row_ids("trades", [trades.column("symbol"), trades.column("trade_id")])
+        return self.trades(trades) if ids is None else ids  # type: ignore[return-value]
+
+    def l2_ids(self, messages: pa.RecordBatch | pa.Table) -> list[Hashable]:
+        """The id of each message's `l2` key, as `trade_ids`."""
+        m = messages
+        columns = [m.column(n) for n in ("symbol", "seq", "prev_seq", "first_seq", "checksum")]
+        ids = row_ids("l2", columns)
+        return self.l2(messages) if ids is None else ids  # type: ignore[return-value]
 
     def bbo(self, connection: str, bbo: pa.RecordBatch | pa.Table) -> list[tuple[Any, ...]]:
         """("bbo", symbol, seq) per row with a sequence; else ("bbo", symbol, None, ts, bid, bsz, ask, asz, n)."""

@@ -161,8 +161,7 @@ class _Replay:
         arbiter = result.arbiter
         if batches.trades is not None:
             result.rows["trades"] += batches.trades.num_rows
-            for key in self.keys.trades(batches.trades):
-                arbiter.offer(conn, key)
+            arbiter.offer_many(conn, self.keys.trade_ids(batches.trades), 0, "trades")
         if batches.bbo is not None:
             result.rows["bbo"] += batches.bbo.num_rows
             for key in self.keys.bbo(conn, batches.bbo):
@@ -170,8 +169,7 @@ class _Replay:
             self._bbo(conn, batches.bbo)
         if batches.l2 is not None and batches.l2_messages is not None:
             result.rows["l2"] += batches.l2.num_rows
-            for key in self.keys.l2(batches.l2_messages):
-                arbiter.offer(conn, key)
+            arbiter.offer_many(conn, self.keys.l2_ids(batches.l2_messages), 0, "l2")
             for sym, msg, verdict, sync in self.books.apply_batch(conn, batches.l2, batches.l2_messages):
                 if verdict is Verdict.APPLY and sync.valid:
                     self._note_top(conn, sym, sync, msg.seq)

@@ -42,10 +42,10 @@ class Reference:
         self.tables: dict[Any, dict[Any, int]] = {}
         self.stats = Arbiter().stats
 
-    def offer_many(self, connection: str, keys: list[Any], now: int) -> list[bool]:
+    def offer_many(self, connection: str, keys: list[Any], now: int, table: Any = None) -> list[bool]:
         verdicts = []
         for key in keys:
-            seen = self.tables.setdefault(key[0], {})
+            seen = self.tables.setdefault(key[0] if table is None else table, {})
             first = seen.get(key)
             fresh = first is None or (bool(self.ttl) and now - first > self.ttl + self.grace)
             if fresh:
@@ -62,11 +62,12 @@ class Reference:
         self.stats.wins[connection] = self.stats.wins.get(connection, 0) + unique
         return verdicts
 
-    def remember(self, key: Any, now: int) -> None:
-        seen = self.tables.setdefault(key[0], {})
+    def remember(self, key: Any, now: int, table: Any = None) -> None:
+        table = key[0] if table is None else table
+        seen = self.tables.setdefault(table, {})
         seen.pop(key, None)
         seen[key] = now
-        self.tables[key[0]] = dict(list(seen.items())[-self.capacity :])
+        self.tables[table] = dict(list(seen.items())[-self.capacity :])
 
     def expire(self, now: int) -> int:
         if not self.ttl or now <= self.ttl + self.grace:
@@ -88,13 +89,15 @@ def test_the_c_loop_is_built_and_used() -> None:
     assert Arbiter.c_offer is C_OFFER  # what every Arbiter uses
 
 
-#: calls of (connection, keys, time step, what else: "expire" the TTL's keys, or "remember" the first key)
+#: calls of (connection, keys, time step, what else: "expire" the TTL's keys, or "remember" the first key, and
+#: ids: keys that are not tuples, offered as table "l2"'s (`table=`, as `xtrader.update_ids`' ints are), or None)
 calls = st.lists(
     st.tuples(
         st.sampled_from(["c0", "c1"]),
         st.lists(key, max_size=25),
         st.integers(0, 40),
         st.sampled_from(["", "", "expire", "remember"]),
+        st.one_of(st.none(), st.lists(st.integers(-3, 30), max_size=25)),
     ),
     max_size=40,
 )
@@ -110,9 +113,14 @@ def test_offer_many_is_offer_of_each_key_in_turn(loop: str, calls: Any, capacity
         pytest.fail("xtrader/_arbiter.c is not built: pip install -e .")
     arbiter.grace_ns = grace
     now = 0
-    for connection, keys, step, also in calls:
+    for connection, keys, step, also, ids in calls:
         now += step
         assert arbiter.offer_many(connection, keys, now) == reference.offer_many(connection, keys, now)
+        if ids is not None:
+            assert arbiter.offer_many(connection, ids, now, "l2") == reference.offer_many(connection, ids, now, "l2")
+            if also == "remember" and ids:
+                arbiter.remember(ids[-1], now, "l2")
+                reference.remember(ids[-1], now, "l2")
         if also == "expire":
             assert arbiter.expire(now) == reference.expire(now)
         elif also == "remember" and keys:
