@@ -53,6 +53,11 @@ class WebsocketsSocket(ClientConnection):
         """The connection is gone (closed or dropped)."""
         return self.protocol.state is State.CLOSED
 
+    async def recv_many(self, limit: int) -> list[bytes]:
+        """The next data message, in a list (`PicowsSocket.recv_many`'s shape; websockets hands out one at a
+        time)."""
+        return [await self.recv(decode=False)]
+
     def process_event(self, event: Event) -> None:
         if self.on_ping is not None and isinstance(event, Frame) and event.opcode is Opcode.PING:
             self.on_ping()
@@ -104,6 +109,29 @@ class PicowsSocket(picows.WSListener):
             self._paused = False
             self.transport.resume_reading()
         return messages.popleft()
+
+    async def recv_many(self, limit: int) -> list[bytes]:
+        """The queued data messages, up to `limit` of them, oldest first; waits for one when none is queued (the
+        connector's reader: one wait and one call for a burst of frames, not one per frame)."""
+        messages = self._messages
+        while not messages:
+            if self._closed:
+                raise self._closed_error()
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        if len(messages) <= limit:
+            taken = list(messages)
+            messages.clear()
+        else:
+            popleft = messages.popleft
+            taken = [popleft() for _ in range(limit)]
+        if self._paused and len(messages) <= self._low:
+            self._paused = False
+            self.transport.resume_reading()
+        return taken
 
     async def send(self, message: str | bytes, text: bool = True) -> None:
         if self._closed or self._ws.is_close_frame_sent:

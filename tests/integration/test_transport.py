@@ -51,13 +51,19 @@ async def client(
     )
 
 
-async def drain(ws: Socket, timeout_s: float = 10.0) -> tuple[list[bytes], ConnectionClosed]:
-    """Every message until the link closes, and how it closed."""
+async def drain(ws: Socket, timeout_s: float = 10.0, burst: int | None = None) -> tuple[list[bytes], ConnectionClosed]:
+    """Every message until the link closes, and how it closed. `burst`: read with `recv_many(burst)` (the
+    connector's reader), each call giving 1 to `burst` messages; else one `recv` at a time."""
     got: list[bytes] = []
     async with asyncio.timeout(timeout_s):
         while True:
             try:
-                got.append(await ws.recv(decode=False))
+                if burst is None:
+                    got.append(await ws.recv(decode=False))
+                else:
+                    taken = await ws.recv_many(burst)
+                    assert 1 <= len(taken) <= burst
+                    got.extend(taken)
             except ConnectionClosed as exc:
                 return got, exc
 
@@ -65,7 +71,8 @@ async def drain(ws: Socket, timeout_s: float = 10.0) -> tuple[list[bytes], Conne
 pytestmark = pytest.mark.parametrize("transport", TRANSPORTS)
 
 
-async def test_messages_arrive_as_bytes_in_order_then_the_servers_close(transport: Transport) -> None:
+@pytest.mark.parametrize("burst", [None, 1, 256])
+async def test_messages_arrive_in_order_then_the_servers_close(transport: Transport, burst: int | None) -> None:
     sent = [b'{"n":%d,"pad":"%s"}' % (i, b"x" * (i % 300)) for i in range(5_000)]
 
     async def handler(ws: ServerConnection) -> None:
@@ -75,7 +82,7 @@ async def test_messages_arrive_as_bytes_in_order_then_the_servers_close(transpor
 
     async with server(handler) as url:
         ws = await client(transport, url)
-        got, closed = await drain(ws)
+        got, closed = await drain(ws, burst=burst)
     assert got == sent
     assert closed.rcvd is not None and closed.rcvd.code == CloseCode.GOING_AWAY
     assert closed.rcvd.reason == "maintenance"
@@ -120,7 +127,8 @@ async def test_a_fragmented_message_beyond_max_size_closes_the_link_with_1009(tr
     assert closed.sent is not None and closed.sent.code == CloseCode.MESSAGE_TOO_BIG
 
 
-async def test_a_slow_reader_pauses_the_socket_and_loses_nothing(transport: Transport) -> None:
+@pytest.mark.parametrize("burst", [None, 7])
+async def test_a_slow_reader_pauses_the_socket_and_loses_nothing(transport: Transport, burst: int | None) -> None:
     """max_queue bounds what waits unread; the server is held back by TCP, and every message still arrives."""
     sent = [b"%08d" % i + b"." * 8_000 for i in range(4_000)]  # 32 MB: more than the kernel buffers hold
     server_done = asyncio.Event()
@@ -136,7 +144,7 @@ async def test_a_slow_reader_pauses_the_socket_and_loses_nothing(transport: Tran
         got = [await ws.recv(decode=False)]
         await asyncio.sleep(0.5)  # the server writes while nothing is read
         assert not server_done.is_set()  # held back: the client stopped reading from the socket
-        rest, _ = await drain(ws)
+        rest, _ = await drain(ws, burst=burst)  # and reads again once the queue is drained
     assert got + rest == sent
 
 
