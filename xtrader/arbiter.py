@@ -21,6 +21,8 @@ from typing import Any
 
 from xtrader.venues.compiled_columns import compiled
 
+#: used entries, at least, before an order is compacted (`_advance`; the C loop's COMPACT_AT)
+COMPACT_AT = 1024
 _NO_TABLE = object()  # no table given / looked up yet (so the first key always looks its table up)
 
 try:  # the offer loop in C (xtrader/_arbiter.c): the same dict operations, without the interpreter per key
@@ -247,7 +249,7 @@ def _older_entry(moved: dict[Hashable, int], key: Hashable) -> bool:
 def _advance(state: list[Any], head: int) -> None:
     """Move an order's head; drop the used entries once they are half of it (each entry is moved once)."""
     order = state[0]
-    if head >= 1024 and head * 2 >= len(order):
+    if head >= COMPACT_AT and head * 2 >= len(order):
         del order[:head]
         head = 0
     state[1] = head

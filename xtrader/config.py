@@ -384,10 +384,13 @@ class Pipeline(_Model):
         return self
 
 
+_BOOL = TypeAdapter(bool)
+
+
 def _is_true(value: Any) -> bool:
     """`value` as the bool field would read it (False when it would not: the field then reports it)."""
     try:
-        return bool(TypeAdapter(bool).validate_python(value)) if value is not None else False
+        return bool(_BOOL.validate_python(value)) if value is not None else False
     except ValidationError:
         return False
 
