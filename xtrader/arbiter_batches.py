@@ -242,26 +242,21 @@ class UpdateKeys:
 
     def trades(self, trades: pa.RecordBatch | pa.Table) -> list[tuple[Any, ...]]:
         """("trades", symbol, trade_id) per row."""
-        return _zip_keys("trades", trades.column("symbol"), trades.column("trade_id"))
+        return _zip_keys("trades", *_columns(trades, TRADE_KEY))
 
     def l2(self, messages: pa.RecordBatch | pa.Table) -> list[tuple[Any, ...]]:
         """("l2", symbol, seq, prev_seq, first_seq, checksum) per message of an l2 message batch."""
-        m = messages
-        return _zip_keys(
-            "l2", m.column("symbol"), m.column("seq"), m.column("prev_seq"), m.column("first_seq"), m.column("checksum")
-        )
+        return _zip_keys("l2", *_columns(messages, L2_KEY))
 
     def trade_ids(self, trades: pa.RecordBatch | pa.Table) -> list[Hashable]:
         """The id of each row's `trades` key (`xtrader.update_ids`: one int); the key tuples without the C
         extension. Either way the keys of table "trades"."""
-        ids = row_ids("trades", [trades.column("symbol"), trades.column("trade_id")])
+        ids = row_ids("trades", _columns(trades, TRADE_KEY))
         return self.trades(trades) if ids is None else ids  # type: ignore[return-value]
 
     def l2_ids(self, messages: pa.RecordBatch | pa.Table) -> list[Hashable]:
         """The id of each message's `l2` key, as `trade_ids`."""
-        m = messages
-        columns = [m.column(n) for n in ("symbol", "seq", "prev_seq", "first_seq", "checksum")]
-        ids = row_ids("l2", columns)
+        ids = row_ids("l2", _columns(messages, L2_KEY))
         return self.l2(messages) if ids is None else ids  # type: ignore[return-value]
 
     def bbo(self, connection: str, bbo: pa.RecordBatch | pa.Table) -> list[tuple[Any, ...]]:
@@ -307,6 +302,15 @@ def _newest(batch: pa.RecordBatch) -> int | None:
         return None
     newest = pc.max(batch.column("exchange_ts"))
     return newest.value if newest.is_valid else None
+
+
+#: the key columns of a trade and of an l2 message, in the key's order (tuples and ids alike)
+TRADE_KEY = ("symbol", "trade_id")
+L2_KEY = ("symbol", "seq", "prev_seq", "first_seq", "checksum")
+
+
+def _columns(batch: pa.RecordBatch | pa.Table, names: tuple[str, ...]) -> list[pa.Array | pa.ChunkedArray]:
+    return [batch.column(name) for name in names]
 
 
 def _zip_keys(table: str, *columns: pa.Array | pa.ChunkedArray) -> list[tuple[Any, ...]]:

@@ -96,19 +96,7 @@ class PicowsSocket(picows.WSListener):
 
     async def recv(self, decode: bool = False) -> bytes:
         """The next data message, as bytes (only `decode=False` is supported)."""
-        messages = self._messages
-        while not messages:
-            if self._closed:
-                raise self._closed_error()
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        if self._paused and len(messages) <= self._low:
-            self._paused = False
-            self.transport.resume_reading()
-        return messages.popleft()
+        return (await self.recv_many(1))[0]
 
     async def recv_many(self, limit: int) -> list[bytes]:
         """The queued data messages, up to `limit` of them, oldest first; waits for one when none is queued (the
